@@ -1,0 +1,32 @@
+# Two entry points for a fresh clone (see README):  make demo  |  make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on an embedded default: plan a synthetic 2000-node, 3-zone cluster.
+demo: $(STAMP)
+	$(BIN)/calico-rr plan --nodes 2000 --zones 3
+
+# The whole suite: lint, types, unit + property + integration tests.
+test: $(STAMP)
+	$(BIN)/ruff check calico_rr tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration and not slow"
+
+bench: $(STAMP)
+	$(BIN)/pytest bench --benchmark-only -p no:randomly
+
+clean:
+	rm -rf $(VENV)

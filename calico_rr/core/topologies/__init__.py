@@ -1,0 +1,1 @@
+"""The four route-reflector topologies of the talk, one file each, plus ``auto``."""
