@@ -4,7 +4,7 @@ Two families of types live here:
 
 * :class:`Node` - a Kubernetes node as the *planner* sees it: health, labels,
   annotations, age.  Built by ``adapters.nodes_io`` (from a NodeList file) or by
-  ``adapters.synthetic`` (generated clusters), later by the operator's cache.
+  ``core.synthetic`` (generated clusters), later by the operator's cache.
 * :class:`CalicoNode`, :class:`BGPPeer`, :class:`BGPConfig` - Calico's BGP objects
   as calico-node reads them (domain.md section 2), independent of the datastore
   and of the API group.  Built by ``core.resources`` from resource dicts; the
