@@ -26,7 +26,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow"
 
 bench: $(STAMP)
-	$(BIN)/pytest bench --benchmark-only -p no:randomly
+	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,max,rounds
 
 clean:
 	rm -rf $(VENV)

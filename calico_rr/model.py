@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 # ---------------------------------------------------------------------------
 # Well-known names (Calico's, Kubernetes' and ours)
@@ -40,7 +40,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "calico-rr"
 
 
-class Condition(str, Enum):
+class Condition(StrEnum):
     """Kubernetes node condition types the planner looks at."""
 
     READY = "Ready"
@@ -106,7 +106,7 @@ class CalicoNode:
     cluster_id: str | None = None
 
 
-class ReversePeering(str, Enum):
+class ReversePeering(StrEnum):
     AUTO = "Auto"
     MANUAL = "Manual"
 

@@ -90,6 +90,18 @@ class Plan:
             )
         return out
 
+    def applied_nodes(self) -> list[Any]:
+        """The input nodes as they will be once the plan is applied (labels and
+        cluster ID annotation); what a later ``plan`` call reads back."""
+        from dataclasses import replace
+
+        cids = self.layout.cluster_ids()
+        out = []
+        for node in self.view.nodes:
+            labels, annotations = render.desired_view(node, self.layout, cids)
+            out.append(replace(node, labels=labels, annotations=annotations))
+        return out
+
     def calico_documents(self) -> list[dict[str, Any]]:
         """Nodes as calico-node sees them after the plan, plus our BGP objects."""
         return [
@@ -130,7 +142,7 @@ def plan(nodes: Sequence[Any], config: PlanConfig) -> Plan:
     ready = sum(1 for n in bgp_nodes if healthy(n))
     sized = config.rrs if config.rrs is not None else rr_count(ready, config.sizing)
     sized = min(sized, len(view.eligible))
-    topology = config.topology
+    topology: str = config.topology
     reason: str | None = None
     if topology == "auto":
         topology, sized, reason = auto.choose(len(bgp_nodes), len(view.eligible), sized, config)

@@ -32,7 +32,11 @@ def choose(nodes: int, eligible: int, sized: int, config: PlanConfig) -> tuple[s
     """(topology, RR count, reason)."""
     budget = config.session_budget
     if nodes - 1 <= budget:
-        return "single", sized, f"{nodes} nodes: every RR can peer with every node ({budget} budget)"
+        return (
+            "single",
+            sized,
+            f"{nodes} nodes: every RR can peer with every node ({budget} budget)",
+        )
     ceiling = sized
     if config.rrs is None and isinstance(config.sizing, LinearSizing):
         ceiling = max(sized, config.sizing.maximum)

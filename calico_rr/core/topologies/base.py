@@ -221,6 +221,20 @@ def slot_zones(view: ClusterView, config: PlanConfig, count: int) -> list[str | 
     return list(zone_slots(total, ready, eligible, config))
 
 
+def round_to_zones(view: ClusterView, count: int) -> int:
+    """Round an RR count up to a whole number per zone.
+
+    With interleaved slots, a count that is a multiple of the zone count makes
+    every zone look the same to the group layout, so client groups can both span
+    zones (domain.md 6) and load every RR equally.  With 3 RRs in 2 zones, say,
+    the lone RR of one zone would have to serve every client.
+    """
+    zones = len(view.zones)
+    if zones < 2:
+        return count
+    return -(-count // zones) * zones
+
+
 def clients_of(view: ClusterView, holders: Mapping[str, str]) -> list[Node]:
     """Every BGP node that holds no RR slot (unhealthy ones too: they still need routes)."""
     rr_nodes = set(holders.values())

@@ -11,7 +11,9 @@ consecutive slots ``r<i> .. r<i+redundancy-1>`` (mod R).  Each slot is in exactl
 R groups, hence R + 1 BGPPeers instead of one per client (the earlier prototype
 wrote 3 per client, about 15,000 at 5000 nodes).  Slots are laid out with zones
 interleaved, so consecutive slots sit in different zones and each client gets
-a group with one RR in its own zone (domain.md 6).
+a group with one RR in its own zone (domain.md 6).  With zones the RR count is
+rounded up to a whole number per zone (``round_to_zones``) so that this costs no
+balance.
 2000 nodes, 11 RRs: 1989 clients x 3 / 11 = 542-543 clients and 10 RR peers per
 RR, 552-553 sessions (talk: ~542 / 10 / ~552).
 """
@@ -27,6 +29,7 @@ from calico_rr.core.topologies.base import (
     assign_groups,
     clients_of,
     fill,
+    round_to_zones,
     rr_labels,
     slot_selector,
     slot_zones,
@@ -39,7 +42,7 @@ NAME = "multi"
 def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     slots = tuple(
         Slot(f"r{i}", "rr", cluster_id(config.cluster_id_base, i + 1), zone)
-        for i, zone in enumerate(slot_zones(view, config, rrs))
+        for i, zone in enumerate(slot_zones(view, config, round_to_zones(view, rrs)))
     )
     holders, warnings = fill(view, slots, config)
     count = len(slots)

@@ -21,8 +21,9 @@ checks this on the rendered resources (tests/test_topologies.py).  With the
 default redundancy 3: groups of 3, clients on 2 of them plus 1 elsewhere.
 
 The proposal's table (13 RRs, one ID, clients on C(13,3) triples) breaks the
-shared-RR property; see docs/TOPOLOGIES.md.  The RR count is rounded to whole
-groups (2000 nodes at ratio 0.005 -> 10 -> 12 RRs, 4 groups).
+shared-RR property; see docs/TOPOLOGIES.md.  The RR count is rounded up to whole
+groups, and with zones to a whole number per zone (2000 nodes at ratio 0.005 ->
+10 -> 12 RRs, 4 groups of 3).
 
 BGPPeers: one RR mesh + one per home quorum (3 per group) + one per cross RR:
 2R + 1 for redundancy 3.
@@ -30,6 +31,7 @@ BGPPeers: one RR mesh + one per home quorum (3 per group) + one per cross RR:
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 from calico_rr.core.config import (
@@ -65,8 +67,11 @@ def group_size(redundancy: int) -> tuple[int, int]:
 
 def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     m, majority = group_size(config.redundancy)
-    want_groups = max(2, -(-rrs // m)) if config.redundancy >= 2 else max(1, rrs)
-    zones = slot_zones(view, config, want_groups * m)
+    want = max(2 * m, rrs) if config.redundancy >= 2 else max(1, rrs)
+    # Whole groups, and (with zones) a whole number of RRs per zone so every zone
+    # carries the same share of quorums and cross RRs (base.round_to_zones).
+    step = math.lcm(m, max(1, len(view.zones)))
+    zones = slot_zones(view, config, -(-want // step) * step)
     groups_n = len(zones) // m
     if groups_n == 0:  # tiny cluster: one group of whatever we have
         m, groups_n = max(1, len(zones)), 1 if zones else 0
@@ -130,10 +135,10 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
         cross: str | None = None
         if cross_possible:
             home_group = group_of[home[0].id]
-            cross = min(
-                (s.id for s in slots if group_of[s.id] != home_group),
-                key=lambda sid: (load[sid], int(sid[1:])),
-            )
+            other = [s for s in slots if group_of[s.id] != home_group]
+            if view.zones:
+                other = [s for s in other if s.zone != z] or other
+            cross = min((s.id for s in other), key=lambda sid: (load[sid], int(sid[1:])))
             load[cross] += 1
         assigned[node.name] = (qname, cross)
 
@@ -184,9 +189,10 @@ def _valid(view: ClusterView, node: Node, subset: tuple[Slot, ...]) -> bool:
 
 
 def _valid_zone(view: ClusterView, zone: str | None, subset: tuple[Slot, ...]) -> bool:
-    """With zones, a home quorum must hold an RR in the client's zone and span
-    two zones when it can (domain.md 6)."""
+    """With zones, a home quorum must hold an RR in the client's own zone; the
+    cross RR is then taken from another zone, so the client's RRs span two zones
+    (domain.md 6) without forcing every quorum to span zones, which would leave
+    the lone RR of a zone inside a group with most of the load."""
     if not view.zones:
         return True
-    zones = {s.zone for s in subset}
-    return zone in zones and (len(zones) >= 2 or len(subset) < 2)
+    return zone in {s.zone for s in subset}
