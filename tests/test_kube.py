@@ -378,7 +378,6 @@ def test_item_position_in_later_document() -> None:
 @pytest.mark.parametrize(
     ("doc", "field"),
     [
-        ({"kind": "Pod", "metadata": {"name": "p"}}, "kind"),
         ({"metadata": {"name": "p"}}, "kind"),
         ({"kind": "NodeList", "items": {"a": 1}}, "items"),
         ("just a string", None),
@@ -633,3 +632,11 @@ def test_parse_ipv4(text: str, ip: str | None) -> None:
 def test_parse_ipv4_accepts_every_address(ip: str, prefix: int) -> None:
     assert parse_ipv4(ip) == ip
     assert parse_ipv4(f"{ip}/{prefix}") == ip
+
+
+def test_other_kinds_in_a_stream_are_skipped_with_a_note() -> None:
+    """`render --include-nodes` output mixes Nodes with Calico objects."""
+    docs = [k8s_node(), {"apiVersion": "x/v1", "kind": "BGPPeer", "metadata": {"name": "p"}}]
+    nodes, notes = nodes_from_documents(docs, where="s.yaml")
+    assert len(nodes) == 1
+    assert notes == ["document 2 of s.yaml: skipped BGPPeer p"]

@@ -414,6 +414,16 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
         if kind == "Node":
             add(node_from_k8s(doc, where=doc_label), doc_label)
             continue
+        if isinstance(kind, str) and kind and kind not in ("NodeList", "List"):
+            # A stream from `render --include-nodes` or `kubectl get nodes,bgppeers`
+            # also holds Calico objects: they are not nodes, so they are skipped.
+            name = (
+                doc.get("metadata", {}).get("name")
+                if isinstance(doc.get("metadata"), Mapping)
+                else None
+            )
+            notes.append(f"{doc_label}: skipped {kind} {name or ''}".rstrip())
+            continue
         if kind not in ("NodeList", "List"):
             raise InputError(
                 f"expected kind NodeList, List or Node, got {kind!r}", obj=doc_label, field="kind"

@@ -145,7 +145,9 @@ def plan(nodes: Sequence[Any], config: PlanConfig) -> Plan:
     topology: str = config.topology
     reason: str | None = None
     if topology == "auto":
-        topology, sized, reason = auto.choose(len(bgp_nodes), len(view.eligible), sized, config)
+        topology, sized, reason = auto.choose(
+            len(bgp_nodes), len(view.eligible), sized, config, zones=len(view.zones)
+        )
     layout = TOPOLOGY_BUILDERS[topology](view, config, sized)
     warnings = list(layout.warnings)
     if not view.eligible and bgp_nodes:

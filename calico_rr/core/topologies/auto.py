@@ -28,8 +28,11 @@ def multi_load(nodes: int, rrs: int, redundancy: int) -> int:
     return math.ceil(red * (nodes - rrs) / rrs) + (rrs - 1)
 
 
-def choose(nodes: int, eligible: int, sized: int, config: PlanConfig) -> tuple[str, int, str]:
-    """(topology, RR count, reason)."""
+def choose(
+    nodes: int, eligible: int, sized: int, config: PlanConfig, *, zones: int = 0
+) -> tuple[str, int, str]:
+    """(topology, RR count, reason).  With zones, multi rounds its RR count up to a
+    whole number per zone, so only such counts are tried."""
     budget = config.session_budget
     if nodes - 1 <= budget:
         return (
@@ -41,7 +44,9 @@ def choose(nodes: int, eligible: int, sized: int, config: PlanConfig) -> tuple[s
     if config.rrs is None and isinstance(config.sizing, LinearSizing):
         ceiling = max(sized, config.sizing.maximum)
     ceiling = min(ceiling, eligible)
-    for rrs in range(max(1, min(sized, ceiling)), ceiling + 1):
+    step = max(1, zones)
+    first = -(-max(1, min(sized, ceiling)) // step) * step
+    for rrs in range(first, ceiling + 1, step):
         load = multi_load(nodes, rrs, config.redundancy)
         if load <= budget:
             return "multi", rrs, f"{rrs} RRs with {load} sessions each fit the {budget} budget"
