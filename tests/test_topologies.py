@@ -13,7 +13,7 @@ import statistics
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from calico_rr.core.config import ROLE_LABEL, PlanConfig
@@ -174,7 +174,7 @@ def clusters(draw: st.DrawFn, min_nodes: int = 5, max_nodes: int = 400) -> Case:
     return Case(n, zones, racks, unhealthy, config)
 
 
-PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings()  # examples per profile, see conftest.py
 
 
 @PROPS
