@@ -7,8 +7,11 @@ kind is reported as one line on stderr with exit code 2, and nothing is written.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -26,7 +29,7 @@ from calico_rr.core.config import (
     Sizing,
     parse_steps,
 )
-from calico_rr.errors import CalicoRRError
+from calico_rr.errors import CalicoRRError, InputError
 from calico_rr.model import ZONE_LABEL, Node
 
 app = typer.Typer(
@@ -153,7 +156,6 @@ def load_inputs(
 ) -> Inputs:
     """Flags -> (nodes, notes, config).  Raises CalicoRRError on bad input."""
     from calico_rr.core.synthetic import synthetic_cluster
-    from calico_rr.errors import InputError
 
     sizing: Sizing = (
         parse_steps(steps) if steps else LinearSizing(ratio=ratio, minimum=min_rrs, maximum=max_rrs)
@@ -195,49 +197,92 @@ def load_inputs(
     return Inputs(generated, [], config)
 
 
+# -- shared plan options ------------------------------------------------------------
+
+#: The flags every planning command takes, in help order, with their defaults.
+PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("nodes", NodesOpt, None),
+    ("nodes_file", NodesFileOpt, None),
+    ("zones", ZonesOpt, 0),
+    ("racks", RacksOpt, None),
+    ("unhealthy", UnhealthyOpt, 0.0),
+    ("topology", TopologyOpt, "auto"),
+    ("rrs", RrsOpt, None),
+    ("redundancy", RedundancyOpt, 3),
+    ("ratio", RatioOpt, 0.005),
+    ("min_rrs", MinOpt, 3),
+    ("max_rrs", MaxOpt, 25),
+    ("steps", StepsOpt, None),
+    ("per_zone_sizing", PerZoneOpt, False),
+    ("session_budget", BudgetOpt, 500),
+    ("spines", SpinesOpt, 3),
+    ("zone_label", ZoneLabelOpt, ZONE_LABEL),
+    ("rack_label", RackLabelOpt, RACK_LABEL),
+    ("preferred_label", PreferredOpt, None),
+    ("dedicated_label", DedicatedOpt, None),
+    ("incompatible_label", IncompatibleOpt, None),
+    ("cluster_id_base", ClusterIdOpt, "244.0.0.0"),
+    ("api_group", ApiGroupOpt, "v1"),
+    ("max_restart_time", RestartOpt, None),
+]
+
+
+def with_plan_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared planning flags.
+
+    The command receives them gathered in one ``plan_args`` dict (for
+    :func:`load_inputs`) after its own keyword arguments; typer sees one flat
+    signature, so ``--help`` lists every flag.
+    """
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "plan_args"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        for name, ann, default in PLAN_OPTIONS
+    ]
+    names = {name for name, _, _ in PLAN_OPTIONS}
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        plan_args = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        fn(plan_args=plan_args, **kwargs)
+
+    # Annotations are strings under `from __future__ import annotations`: resolve
+    # them, or typer would not see the Annotated option metadata.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    keyword_own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in own
+    ]
+    wrapper.__signature__ = inspect.Signature(shared + keyword_own)  # type: ignore[attr-defined]
+    return wrapper
+
+
 # -- plan -----------------------------------------------------------------------
 
 
 @app.command()
+@with_plan_options
 def plan(
-    nodes: NodesOpt = None,
-    nodes_file: NodesFileOpt = None,
-    zones: ZonesOpt = 0,
-    racks: RacksOpt = None,
-    unhealthy: UnhealthyOpt = 0.0,
-    topology: TopologyOpt = "auto",
-    rrs: RrsOpt = None,
-    redundancy: RedundancyOpt = 3,
-    ratio: RatioOpt = 0.005,
-    min_rrs: MinOpt = 3,
-    max_rrs: MaxOpt = 25,
-    steps: StepsOpt = None,
-    per_zone_sizing: PerZoneOpt = False,
-    session_budget: BudgetOpt = 500,
-    spines: SpinesOpt = 3,
-    zone_label: ZoneLabelOpt = ZONE_LABEL,
-    rack_label: RackLabelOpt = RACK_LABEL,
-    preferred_label: PreferredOpt = None,
-    dedicated_label: DedicatedOpt = None,
-    incompatible_label: IncompatibleOpt = None,
-    cluster_id_base: ClusterIdOpt = "244.0.0.0",
-    api_group: ApiGroupOpt = "v1",
-    max_restart_time: RestartOpt = None,
+    plan_args: dict[str, Any],
     as_json: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option(help="Verify the rendered result (reachability, RR failures).")
+    ] = True,
 ) -> None:
     """Size and place route reflectors; print the numbers (the talk's table)."""
-    args = dict(locals())
-    as_json = args.pop("as_json")
     from calico_rr.core.planner import plan as make_plan
-    from calico_rr.core.summary import summarize
+    from calico_rr.core.summary import plan_graph, summarize
+    from calico_rr.core.verify import verify as run_verify
 
     def run() -> dict[str, Any]:
-        inputs = load_inputs(**args)
-        return summarize(make_plan(inputs.nodes, inputs.config), notes=inputs.notes)
+        inputs = load_inputs(**plan_args)
+        made = make_plan(inputs.nodes, inputs.config)
+        graph = plan_graph(made)
+        verification = run_verify(graph).to_dict() if verify else None
+        return summarize(made, notes=inputs.notes, graph=graph, verification=verification)
 
     summary = _guard(run)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2, sort_keys=False))
+        typer.echo(json.dumps(summary, indent=2))
         return
     _print_summary(summary)
 
@@ -293,30 +338,9 @@ def _yes(flag: bool) -> str:
 
 
 @app.command()
+@with_plan_options
 def render(
-    nodes: NodesOpt = None,
-    nodes_file: NodesFileOpt = None,
-    zones: ZonesOpt = 0,
-    racks: RacksOpt = None,
-    unhealthy: UnhealthyOpt = 0.0,
-    topology: TopologyOpt = "auto",
-    rrs: RrsOpt = None,
-    redundancy: RedundancyOpt = 3,
-    ratio: RatioOpt = 0.005,
-    min_rrs: MinOpt = 3,
-    max_rrs: MaxOpt = 25,
-    steps: StepsOpt = None,
-    per_zone_sizing: PerZoneOpt = False,
-    session_budget: BudgetOpt = 500,
-    spines: SpinesOpt = 3,
-    zone_label: ZoneLabelOpt = ZONE_LABEL,
-    rack_label: RackLabelOpt = RACK_LABEL,
-    preferred_label: PreferredOpt = None,
-    dedicated_label: DedicatedOpt = None,
-    incompatible_label: IncompatibleOpt = None,
-    cluster_id_base: ClusterIdOpt = "244.0.0.0",
-    api_group: ApiGroupOpt = "v1",
-    max_restart_time: RestartOpt = None,
+    plan_args: dict[str, Any],
     include_nodes: Annotated[
         bool,
         typer.Option(
@@ -329,27 +353,130 @@ def render(
     ] = None,
 ) -> None:
     """Write the Calico resources as a YAML stream for `kubectl apply --server-side`."""
-    args = dict(locals())
-    include = args.pop("include_nodes")
-    out_path = args.pop("output")
     from calico_rr.core.planner import plan as make_plan
 
     def run() -> list[dict[str, Any]]:
-        inputs = load_inputs(**args)
-        return make_plan(inputs.nodes, inputs.config).resources(include_nodes=include)
+        inputs = load_inputs(**plan_args)
+        return make_plan(inputs.nodes, inputs.config).resources(include_nodes=include_nodes)
 
     docs = _guard(run)
     # Everything is computed before anything is written: bad input writes nothing.
     text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
-    if out_path is None:
+    if output is None:
         sys.stdout.write(text)
     else:
-        with open(out_path, "w", encoding="utf-8") as fh:
+        with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
 
 
 def _dumper() -> type[yaml.SafeDumper]:
     return getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+# -- verify ---------------------------------------------------------------------
+
+
+@app.command()
+@with_plan_options
+def verify(
+    plan_args: dict[str, Any],
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            help="Calico resources to verify (YAML/JSON stream or List: Nodes, Calico Nodes, "
+            "BGPPeers, BGPConfigurations), as `kubectl get nodes,bgppeers,"
+            "bgpconfigurations -o yaml` prints them.  Without it: a synthetic plan.",
+        ),
+    ] = None,
+    fail_rrs: Annotated[
+        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
+    ] = 1,
+    fail_zone: Annotated[
+        list[str] | None,
+        typer.Option("--fail-zone", help="Check the loss of this zone ('all': each). Repeatable."),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="auto | exact | fast.")] = "auto",
+    examples: Annotated[int, typer.Option(help="Missing pairs to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove every node reaches every other node, loop-free, surviving RR failures.
+
+    Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
+    """
+    from calico_rr.core.verify import verify as run_verify
+
+    def run() -> tuple[dict[str, Any], list[str], bool]:
+        graph, notes = _graph_for_verify(plan_args, resources)
+        zone_label = plan_args["zone_label"]
+        zones = _zone_members(graph, zone_label, fail_zone or [])
+        if engine not in ("auto", "exact", "fast"):
+            raise InputError(f"unknown engine {engine!r}; choose auto, exact or fast")
+        if fail_rrs < 1:
+            raise InputError("--fail-rrs must be >= 1")
+        report = run_verify(
+            graph,
+            fail_rrs=fail_rrs,
+            fail_zones=zones or None,
+            engine=engine,  # type: ignore[arg-type]
+            examples=examples,
+        )
+        data = report.to_dict()
+        ok = bool(data["reachable"] and data["single_rr_failure_tolerant"])
+        k = data.get("k_rr_failure")
+        if isinstance(k, dict):
+            ok = ok and bool(k["tolerant"])
+        for zone_result in (data.get("zone_failure") or {}).values():
+            ok = ok and bool(zone_result["tolerant"])
+        data["notes"] = notes
+        return data, [*report.to_text(), *(f"note: {n}" for n in notes)], ok
+
+    data, text, ok = _guard(run)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        for line in text:
+            typer.echo(line)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _graph_for_verify(plan_args: dict[str, Any], resources: str | None) -> tuple[Any, list[str]]:
+    from calico_rr.core.sessions import build_session_graph
+
+    if resources is None:
+        from calico_rr.core.planner import plan as make_plan
+        from calico_rr.core.summary import plan_graph
+
+        inputs = load_inputs(**plan_args)
+        return plan_graph(make_plan(inputs.nodes, inputs.config)), inputs.notes
+    if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
+        raise InputError("give either --resources or a cluster to plan (--nodes/--nodes-file)")
+    from calico_rr.adapters.nodes_io import read_documents
+    from calico_rr.core.resources import parse_resources
+
+    parsed = parse_resources(read_documents(resources), where=resources)
+    return build_session_graph(parsed.state), list(parsed.notes)
+
+
+def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, list[int]]:
+    """Zone name -> node indices, for the zones asked for ('all' = every zone)."""
+    if not wanted:
+        return {}
+    members: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        z = node.labels.get(zone_label)
+        if z is not None:
+            members.setdefault(z, []).append(i)
+    if "all" in wanted:
+        return dict(sorted(members.items()))
+    unknown = [z for z in wanted if z not in members]
+    if unknown:
+        raise InputError(
+            f"no node carries {zone_label}={unknown[0]} "
+            f"(zones present: {', '.join(sorted(members)) or 'none'})",
+            field="--fail-zone",
+        )
+    return {z: members[z] for z in wanted}
 
 
 def main() -> None:

@@ -153,7 +153,7 @@ def assign_groups(
     allowed: Callable[[Node], Sequence[int]],
     label: str = GROUP_LABEL,
 ) -> dict[str, str]:
-    """Give each client one group; keep a client's current group when still allowed.
+    """Give each client one group; keep a client's current group while it exists.
 
     New (or invalidated) clients go to the least-loaded allowed group, lowest
     index on ties, in name order - deterministic, and a joining node touches
@@ -166,7 +166,9 @@ def assign_groups(
     for node in clients:
         current = node.labels.get(label)
         i = index.get(current) if current is not None else None
-        if i is not None and i in allowed(node):
+        # A current group is kept even when the zone layout moved under it (an RR
+        # spilled to another zone): stability first, zones guide new choices.
+        if i is not None:
             out[node.name] = groups[i]
             load[i] += 1
         else:

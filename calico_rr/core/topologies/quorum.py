@@ -105,7 +105,9 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     for node in clients:
         q = node.labels.get(QUORUM_LABEL)
         x = node.labels.get(CROSS_LABEL)
-        if q in quorum_index and _valid(view, node, quorums[quorum_index[q]][1]):
+        # Kept while the quorum exists, even if the zone layout moved (stability
+        # first; zones guide new choices only).
+        if q in quorum_index:
             home = quorums[quorum_index[q]][1]
             home_group = group_of[home[0].id]
             if not cross_possible and x is None:
@@ -182,10 +184,6 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
             "cross_rr": cross_possible,
         },
     )
-
-
-def _valid(view: ClusterView, node: Node, subset: tuple[Slot, ...]) -> bool:
-    return _valid_zone(view, view.zone_of.get(node.name), subset)
 
 
 def _valid_zone(view: ClusterView, zone: str | None, subset: tuple[Slot, ...]) -> bool:
