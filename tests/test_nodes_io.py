@@ -125,7 +125,7 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stdin_errors_name_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("kind: Pod\nmetadata: {name: s}\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("metadata: {name: s}\n"))
     with pytest.raises(InputError) as info:
         load_nodes("-")
     assert info.value.obj == "document 1 of standard input"
