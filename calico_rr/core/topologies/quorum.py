@@ -139,7 +139,7 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
             home_group = group_of[home[0].id]
             other = [s for s in slots if group_of[s.id] != home_group]
             if view.zones:
-                other = [s for s in other if s.zone != z] or other
+                other = [s for s in other if _cross_zone_ok(s.zone, z, home)] or other
             cross = min((s.id for s in other), key=lambda sid: (load[sid], int(sid[1:])))
             load[cross] += 1
         assigned[node.name] = (qname, cross)
@@ -184,6 +184,20 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
             "cross_rr": cross_possible,
         },
     )
+
+
+def _cross_zone_ok(cross_zone: str | None, own: str | None, home: tuple[Slot, ...]) -> bool:
+    """Where the cross RR may live so that losing any one zone leaves the client
+    (if it survives) with RRs in two groups or its whole home quorum.
+
+    A home quorum spanning the client's zone and another takes its cross RR in
+    the client's own zone: losing the other zone leaves a home RR plus the cross
+    RR, in two groups.  A home quorum inside the client's zone takes its cross RR
+    elsewhere, which also makes the client's RRs span two zones (domain.md 6).
+    """
+    if len({s.zone for s in home}) >= 2:
+        return cross_zone == own
+    return cross_zone != own
 
 
 def _valid_zone(view: ClusterView, zone: str | None, subset: tuple[Slot, ...]) -> bool:
