@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (en dashes are wanted in the Markdown output)
 """Print the numbers of every topology at several sizes as a Markdown table.
 
     .venv/bin/python bench/topology_table.py > /tmp/table.md
