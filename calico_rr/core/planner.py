@@ -14,15 +14,17 @@ reads back to keep every still-valid assignment.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calico_rr.core import render
 from calico_rr.core.config import PlanConfig
+from calico_rr.core.kube import node_to_k8s
 from calico_rr.core.selection import healthy, ineligibility
 from calico_rr.core.sizing import rr_count
 from calico_rr.core.topologies import auto, hierarchy, multi, quorum, single
 from calico_rr.core.topologies.base import ClusterView, Layout
+from calico_rr.model import Node
 
 Builder = Callable[[ClusterView, PlanConfig, int], Layout]
 
@@ -37,7 +39,7 @@ TOPOLOGY_BUILDERS: dict[str, Builder] = {
 @dataclass(frozen=True, slots=True)
 class Plan:
     config: PlanConfig
-    nodes: tuple[Any, ...]  # tuple[Node, ...]
+    nodes: tuple[Node, ...]
     view: ClusterView
     layout: Layout
     ineligible: dict[str, str]
@@ -71,8 +73,6 @@ class Plan:
         return docs
 
     def whole_nodes(self) -> list[dict[str, Any]]:
-        from calico_rr.core.kube import node_to_k8s
-
         cids = self.layout.cluster_ids()
         out = []
         for node in self.view.nodes:
@@ -90,11 +90,9 @@ class Plan:
             )
         return out
 
-    def applied_nodes(self) -> list[Any]:
+    def applied_nodes(self) -> list[Node]:
         """The input nodes as they will be once the plan is applied (labels and
         cluster ID annotation); what a later ``plan`` call reads back."""
-        from dataclasses import replace
-
         cids = self.layout.cluster_ids()
         out = []
         for node in self.view.nodes:
@@ -111,7 +109,7 @@ class Plan:
         ]
 
 
-def make_view(nodes: Sequence[Any], config: PlanConfig) -> tuple[ClusterView, dict[str, str]]:
+def make_view(nodes: Sequence[Node], config: PlanConfig) -> tuple[ClusterView, dict[str, str]]:
     ordered = tuple(sorted(nodes, key=lambda n: n.name))
     ineligible: dict[str, str] = {}
     eligible = []
@@ -135,7 +133,7 @@ def make_view(nodes: Sequence[Any], config: PlanConfig) -> tuple[ClusterView, di
     return ClusterView(ordered, tuple(eligible), zone_of, zones), ineligible
 
 
-def plan(nodes: Sequence[Any], config: PlanConfig) -> Plan:
+def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
     """Plan route reflectors for ``nodes`` (model.Node) under ``config``."""
     view, ineligible = make_view(nodes, config)
     bgp_nodes = [n for n in view.nodes if n.ip is not None]

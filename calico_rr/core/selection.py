@@ -10,7 +10,7 @@ then the name, so the result is deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from calico_rr.core.config import SLOT_LABEL, PlanConfig
@@ -200,6 +200,3 @@ def _rank_key(node: Node, config: PlanConfig) -> tuple[int, float, str]:
     )
     return (0 if preferred else 1, node.created, node.name)
 
-
-def names(nodes: Iterable[Node]) -> list[str]:
-    return [n.name for n in nodes]

@@ -32,7 +32,8 @@ def summarize(
     verification: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     graph = graph if graph is not None else plan_graph(plan)
-    metrics = session_metrics(graph, bgppeer_objects=len(plan.layout.rules)).to_dict()
+    # BGPPeer objects counted on the rendered stream, like everything else here.
+    metrics = session_metrics(graph, bgppeer_objects=len(plan.bgppeers())).to_dict()
     n = metrics["nodes"]
     out: dict[str, Any] = {
         "nodes": n,
