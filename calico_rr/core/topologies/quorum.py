@@ -70,8 +70,13 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     want = max(2 * m, rrs) if config.redundancy >= 2 else max(1, rrs)
     # Whole groups, and (with zones) a whole number of RRs per zone so every zone
     # carries the same share of quorums and cross RRs (base.round_to_zones).
+    # Not at any price: when that would turn most nodes into RRs (say redundancy 4,
+    # groups of 5, in 4 zones: 20 RRs), whole groups are enough.
     step = math.lcm(m, max(1, len(view.zones)))
-    zones = slot_zones(view, config, -(-want // step) * step)
+    total = -(-want // step) * step
+    if total > max(want, len(view.eligible) // 2):
+        total = -(-want // m) * m
+    zones = slot_zones(view, config, total)
     groups_n = len(zones) // m
     if groups_n == 0:  # tiny cluster: one group of whatever we have
         m, groups_n = max(1, len(zones)), 1 if zones else 0
