@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit lint bench clean
+.PHONY: demo test unit integration controlplane bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/calico-rr plan --nodes 2000 --zones 3
 
-# The whole suite: lint, types, unit + property + integration tests.
+# The whole suite: lint, types, unit + property + integration tests (the integration
+# tests build or reuse the control-plane binaries themselves).
 test: $(STAMP)
 	$(BIN)/ruff check calico_rr tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Real kube-apiserver + etcd, built from the Go module proxy and cached outside the
+# repo (scripts/controlplane-build.sh; KUBEBUILDER_ASSETS is honoured).
+controlplane:
+	scripts/controlplane-build.sh
+
+integration: $(STAMP)
+	$(BIN)/pytest -m integration
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow"

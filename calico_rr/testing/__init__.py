@@ -1,0 +1,19 @@
+"""Test helpers that need real external parts (see docs/CONTROLPLANE.md)."""
+
+from calico_rr.testing.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    apply_crds,
+    build_binaries,
+    delete_crds,
+    request,
+)
+
+__all__ = [
+    "ControlPlane",
+    "ControlPlaneError",
+    "apply_crds",
+    "build_binaries",
+    "delete_crds",
+    "request",
+]
