@@ -9,7 +9,6 @@ random clusters.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from typing import Any
 
 import pytest
@@ -290,6 +289,3 @@ def test_property_generator_covers_every_topology() -> None:
     }
     assert seen == {"single", "multi", "quorum", "hierarchy"}
 
-
-def test_loads_statistics_helper_sane() -> None:
-    assert statistics.mean([1, 2, 3]) == 2
