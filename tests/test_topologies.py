@@ -288,4 +288,3 @@ def test_property_generator_covers_every_topology() -> None:
         ]
     }
     assert seen == {"single", "multi", "quorum", "hierarchy"}
-
