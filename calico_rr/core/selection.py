@@ -199,4 +199,3 @@ def _rank_key(node: Node, config: PlanConfig) -> tuple[int, float, str]:
         node.labels, config.preferred_label or ""
     )
     return (0 if preferred else 1, node.created, node.name)
-

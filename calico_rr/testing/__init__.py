@@ -5,7 +5,6 @@ from calico_rr.testing.controlplane import (
     ControlPlaneError,
     apply_crds,
     build_binaries,
-    delete_crds,
     request,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "ControlPlaneError",
     "apply_crds",
     "build_binaries",
-    "delete_crds",
     "request",
 ]

@@ -530,24 +530,3 @@ def apply_crds(cp: ControlPlane, directory: Path, *, timeout: float = 60.0) -> l
             raise ControlPlaneError(f"CRDs not Established after {timeout:.0f}s: {pending}")
         time.sleep(0.2)
     return names
-
-
-def delete_crds(cp: ControlPlane, directory: Path, *, timeout: float = 120.0) -> list[str]:
-    """Delete every CRD in ``directory`` (and so their objects); wait until gone."""
-    names: list[str] = []
-    for doc in _crd_documents(Path(directory)):
-        name = str(doc["metadata"]["name"])
-        status, body = request(cp, "DELETE", f"{CRD_PATH}/{name}")
-        if status not in (200, 202, 404):
-            raise ControlPlaneError(f"deleting CRD {name}: HTTP {status}: {body}")
-        names.append(name)
-    deadline = time.monotonic() + timeout
-    pending = list(names)
-    while pending:
-        pending = [n for n in pending if request(cp, "GET", f"{CRD_PATH}/{n}")[0] != 404]
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            raise ControlPlaneError(f"CRDs still present after {timeout:.0f}s: {pending}")
-        time.sleep(0.2)
-    return names
