@@ -35,7 +35,7 @@ from calico_rr.model import ZONE_LABEL, Node
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Route reflectors for Calico BGP at scale: plan, render, verify.",
+    help="Route reflectors for Calico BGP at scale: plan, render, verify, run the operator.",
 )
 
 EXIT_BAD_INPUT = 2
@@ -477,6 +477,107 @@ def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, l
             field="--fail-zone",
         )
     return {z: members[z] for z in wanted}
+
+
+# -- the operator ------------------------------------------------------------------
+
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(help="kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)."),
+]
+
+
+@app.command()
+def run(
+    kubeconfig: KubeconfigOpt = None,
+    namespace: Annotated[str, typer.Option(help="Namespace of the leader-election Lease.")] = (
+        "calico-rr"
+    ),
+    identity: Annotated[
+        str | None, typer.Option(help="This replica's name in the Lease (default: host-pid).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
+    lease_duration: Annotated[float, typer.Option(help="Lease duration in seconds.")] = 15.0,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
+) -> None:
+    """Run the operator: watch the cluster, keep route reflectors and BGP config right."""
+    import signal
+    import threading
+
+    from calico_rr.adapters.kube.client import KubeClient
+    from calico_rr.adapters.kube.operator import Operator
+    from calico_rr.adapters.observe import Health, OperatorMetrics, serve, setup_logging
+
+    setup_logging(log_level)
+    metrics = OperatorMetrics()
+    health = Health()
+
+    def start() -> Operator:
+        client = KubeClient.load(kubeconfig, on_request=metrics.on_request)
+        return Operator(
+            client,
+            namespace=namespace,
+            identity=identity,
+            metrics=metrics,
+            health=health,
+            lease_duration=lease_duration,
+        )
+
+    op = _guard(start)
+    server = serve(port, metrics, health)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    op.start()
+    stop.wait()
+    op.stop()
+    server.shutdown()
+
+
+@app.command()
+def uninstall(
+    kubeconfig: KubeconfigOpt = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+) -> None:
+    """Put the cluster back on the node-to-node mesh and remove everything calico-rr made.
+
+    Deletes the RouteReflectorConfig; its finalizer keeps it until the mesh is back
+    on and confirmed, our peerings, labels and annotations are gone."""
+    from calico_rr.adapters.kube.client import KubeClient
+    from calico_rr.adapters.kube.operator import uninstall as run_uninstall
+    from calico_rr.adapters.observe import setup_logging
+
+    setup_logging("info", json_format=False)
+    message = _guard(lambda: run_uninstall(KubeClient.load(kubeconfig), timeout=timeout))
+    typer.echo(message)
+
+
+@app.command()
+def demo(
+    nodes: Annotated[int, typer.Option(help="Synthetic nodes to create.")] = 500,
+    zones: Annotated[int, typer.Option(help="Zones to spread them over.")] = 3,
+    topology: Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")] = (
+        "auto"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a local kube-apiserver + etcd, run the operator on N synthetic nodes,
+    verify the result, fail a zone and show it re-converge."""
+    from calico_rr.adapters.kube.demo import run_demo
+
+    def progress(line: str) -> None:
+        if not as_json:
+            typer.echo(line)
+
+    result = _guard(
+        lambda: run_demo(nodes=nodes, zones=zones, topology=topology, progress=progress)
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(json.dumps(result, indent=2))
+    if not (result.get("converged") and result.get("verified")):
+        raise typer.Exit(1)
 
 
 def main() -> None:

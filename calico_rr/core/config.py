@@ -147,6 +147,9 @@ class PlanConfig:
     api_group: ApiGroup = "crd.projectcalico.org/v1"
     #: BGPPeer ``maxRestartTime`` (graceful restart), e.g. "120s"; None = Calico's default.
     max_restart_time: str | None = None
+    #: BGP password for generated peerings: (Secret name, key) in calico-node's
+    #: namespace (BGPPeer ``spec.password.secretKeyRef``); None = no password.
+    password_secret: tuple[str, str] | None = None
     #: AS number for BGPConfiguration ``default``; None = leave Calico's default.
     as_number: int | None = None
 
@@ -169,6 +172,8 @@ class PlanConfig:
             raise ConfigError(
                 f"unknown API group {self.api_group!r}; choose one of {', '.join(API_GROUPS)}"
             )
+        if self.password_secret is not None and not all(self.password_secret):
+            raise ConfigError("the BGP password Secret reference needs a name and a key")
         _check_sizing(self.sizing)
         _check_quad(self.cluster_id_base)
         for item in self.incompatible_labels:

@@ -83,6 +83,9 @@ def bgppeers(layout: Layout, config: PlanConfig) -> list[dict[str, Any]]:
         }
         if config.max_restart_time is not None:
             spec["maxRestartTime"] = config.max_restart_time
+        if config.password_secret is not None:
+            secret, key = config.password_secret
+            spec["password"] = {"secretKeyRef": {"name": secret, "key": key}}
         out.append(
             {
                 "apiVersion": config.api_group,

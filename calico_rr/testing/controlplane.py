@@ -65,6 +65,16 @@ authorityKeyIdentifier = keyid
 """
 
 
+# Metadata for every request, logged once the response started (watches) and once
+# it is complete; "RequestReceived" is left out (it would double every entry).
+_AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or talked to."""
 
@@ -141,6 +151,8 @@ class ControlPlane:
 
     ``binaries`` is a directory holding ``etcd`` and ``kube-apiserver``; when None,
     ``scripts/controlplane-build.sh`` provides it (building on first use).
+    ``audit=True`` turns on the API server's audit log (Metadata level, every
+    request); read it with :meth:`audit_events`.
     """
 
     def __init__(
@@ -151,12 +163,14 @@ class ControlPlane:
         stop_timeout: float = 15.0,
         service_cluster_ip_range: str = "10.0.0.0/24",
         extra_apiserver_args: tuple[str, ...] = (),
+        audit: bool = False,
     ) -> None:
         self._binaries_arg = binaries
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.service_cluster_ip_range = service_cluster_ip_range
         self.extra_apiserver_args = extra_apiserver_args
+        self.audit = audit
         self._dir: Path | None = None
         self._processes: list[_Process] = []
         self._contexts: dict[str, ssl.SSLContext] = {}
@@ -200,6 +214,44 @@ class ControlPlane:
             ctx.load_cert_chain(str(creds.cert_file), str(creds.key_file))
             self._contexts[user] = ctx
         return ctx
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines); only written with ``audit=True``."""
+        return self.directory / "audit.log"
+
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The audit events so far, one per request, optionally only ``user``'s.
+
+        Each request is logged at several stages; this keeps ``ResponseComplete``
+        and, for watches (which complete only when they end), ``ResponseStarted``,
+        de-duplicated by ``auditID`` so that every request counts once.  The log is
+        written in blocking mode: a request's entry exists before its response.
+        """
+        if not self.audit:
+            raise ControlPlaneError("auditing is off: start ControlPlane(audit=True)")
+        try:
+            text = self.audit_log.read_text()
+        except FileNotFoundError:
+            return []
+        events: dict[str, dict[str, Any]] = {}
+        for line in text.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a partly written last line
+            if not isinstance(event, dict):
+                continue
+            stage = event.get("stage")
+            if not (
+                stage == "ResponseComplete"
+                or (stage == "ResponseStarted" and event.get("verb") == "watch")
+            ):
+                continue
+            if user is not None and (event.get("user") or {}).get("username") != user:
+                continue
+            events.setdefault(str(event.get("auditID")), event)
+        return list(events.values())
 
     def logs(self, lines: int = 40) -> str:
         """The last ``lines`` lines of each process's log, for error messages."""
@@ -383,6 +435,19 @@ class ControlPlane:
         pki = self.directory / "pki"
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
+        audit_args: list[str] = []
+        if self.audit:
+            policy = self.directory / "audit-policy.yaml"
+            policy.write_text(yaml.safe_dump(_AUDIT_POLICY, sort_keys=False))
+            audit_args = [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
+                "--audit-log-maxbackup=0",
+                "--audit-log-maxage=0",
+            ]
         proc = self._spawn(
             "kube-apiserver",
             [
@@ -400,10 +465,11 @@ class ControlPlane:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={self.service_cluster_ip_range}",
-                "--disable-admission-plugins=ServiceAccount",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--v=1",
+                *audit_args,
                 *self.extra_apiserver_args,
             ],
         )

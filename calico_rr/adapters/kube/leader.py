@@ -1,0 +1,187 @@
+"""Lease-based leader election (``coordination.k8s.io/v1``).
+
+Each replica tries to hold the Lease ``<namespace>/<name>``: it may take it when
+the Lease is missing, released (no holder) or not renewed for
+``leaseDurationSeconds``; the holder renews it every ``retry_period``.  Every
+write uses the Lease's resourceVersion (optimistic concurrency), so two replicas
+can never both win the same round.  A leader that cannot renew for
+``renew_deadline`` steps down by itself, before its Lease can expire and a
+follower take over; only the leader reconciles, so a follower writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, api_path
+from calico_rr.core.kube import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def micro_time(seconds: float) -> str:
+    """Kubernetes MicroTime: RFC 3339 with microseconds, UTC."""
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def parse_micro_time(text: str) -> float:
+    if "." in text:
+        head, frac = text.rstrip("Z").split(".", 1)
+        return parse_timestamp(head + "Z") + float("0." + frac)
+    return parse_timestamp(text)
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration: float = 15.0,
+        renew_deadline: float | None = None,
+        retry_period: float | None = None,
+        on_change: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.path = api_path("coordination.k8s.io/v1", "leases", name, namespace=namespace)
+        self.collection = api_path("coordination.k8s.io/v1", "leases", namespace=namespace)
+        self.name = name
+        self.namespace = namespace
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = (
+            renew_deadline if renew_deadline is not None else lease_duration * 2 / 3
+        )
+        self.retry_period = retry_period if retry_period is not None else lease_duration / 5
+        self.on_change = on_change
+        self.clock = clock
+        self.transitions = 0
+        self._leader = threading.Event()
+        self._stop = threading.Event()
+        self._last_renew = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader.is_set()
+
+    def wait_for_leadership(self, timeout: float | None = None) -> bool:
+        return self._leader.wait(timeout)
+
+    def start(self) -> LeaderElector:
+        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, release: bool = True) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        if release and self.is_leader:
+            self._release()
+        self._set(False)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _set(self, leader: bool) -> None:
+        if leader == self._leader.is_set():
+            return
+        if leader:
+            self._leader.set()
+            log.info("became leader", extra={"identity": self.identity})
+        else:
+            self._leader.clear()
+            log.warning("lost leadership", extra={"identity": self.identity})
+        if self.on_change is not None:
+            self.on_change(leader)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ok = self.try_acquire_or_renew()
+            except ApiError as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                ok = False
+            now = self.clock()
+            if ok:
+                self._last_renew = now
+                self._set(True)
+            elif self.is_leader and now - self._last_renew > self.renew_deadline:
+                self._set(False)
+            elif not ok and self.is_leader:
+                pass  # keep leading until the renew deadline
+            self._stop.wait(self.retry_period)
+
+    def _spec(self, now: float, lease: dict[str, Any] | None) -> dict[str, Any]:
+        old = (lease or {}).get("spec") or {}
+        holder = old.get("holderIdentity")
+        transitions = int(old.get("leaseTransitions") or 0)
+        acquire = old.get("acquireTime")
+        if holder != self.identity:
+            transitions += 1 if holder else 0
+            acquire = micro_time(now)
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.lease_duration)),
+            "acquireTime": acquire,
+            "renewTime": micro_time(now),
+            "leaseTransitions": transitions,
+        }
+
+    def try_acquire_or_renew(self) -> bool:
+        """One election round; True when this replica holds the Lease afterwards."""
+        now = self.clock()
+        lease = self.client.get(self.path)
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(now, None),
+            }
+            try:
+                self.client.create(self.collection, body)
+            except Conflict:
+                return False
+            return True
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        if holder and holder != self.identity:
+            renewed = spec.get("renewTime")
+            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+            try:
+                last = parse_micro_time(str(renewed)) if renewed else 0.0
+            except ValueError:
+                last = 0.0
+            if now < last + duration:
+                return False  # someone else holds a live lease
+        if holder and holder != self.identity:
+            self.transitions += 1
+        lease["spec"] = self._spec(now, lease)
+        try:
+            self.client.replace(self.path, lease)
+        except Conflict:
+            return False
+        return True
+
+    def _release(self) -> None:
+        try:
+            lease = self.client.get(self.path)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["renewTime"] = micro_time(self.clock() - self.lease_duration - 1)
+            self.client.replace(self.path, lease)
+        except ApiError as exc:
+            log.warning("releasing lease: %s", exc)
