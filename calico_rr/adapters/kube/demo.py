@@ -163,13 +163,19 @@ def run_demo(
             )
 
             # One node joins: count the operator's writes at the API server.
-            before = _writes(cp)
+            before = len(cp.audit_events("calico-rr"))
             mark = time.monotonic()
             create_nodes(admin, cluster[nodes:])
             joined = cluster[nodes].name
             join_seconds = wait_node_handled(op, joined, mark, timeout)
             time.sleep(0.5)  # let any trailing write show up in the audit log
-            result["api_writes_per_node_join"] = _writes(cp) - before
+            join_writes = [
+                _describe(e)
+                for e in cp.audit_events("calico-rr")[before:]
+                if e.get("verb") in WRITE_VERBS
+            ]
+            result["api_writes_per_node_join"] = len(join_writes)
+            result["join_writes"] = join_writes
             result["seconds_to_converge_after_join"] = round(join_seconds, 3)
             progress(f"node {joined} joined: {result['api_writes_per_node_join']} write(s)")
 
@@ -203,8 +209,10 @@ def run_demo(
     return result
 
 
-def _writes(cp: Any) -> int:
-    return sum(1 for e in cp.audit_events("calico-rr") if e.get("verb") in WRITE_VERBS)
+def _describe(event: dict[str, Any]) -> str:
+    ref = event.get("objectRef") or {}
+    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+    return f"{event.get('verb')} {ref.get('resource')}{sub} {ref.get('name', '')}".strip()
 
 
 def wait_node_handled(op: Operator, name: str, since: float, timeout: float) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import os
 import socket
 import threading
@@ -60,6 +61,8 @@ CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 #: Longest time events are held back to coalesce a burst.
 MAX_COALESCE = 1.0
+#: Parallel node writes within one batch.
+WRITE_WORKERS = 8
 #: With no event at all, re-plan from the caches this often (no API request).
 IDLE_RESYNC = 30.0
 
@@ -162,6 +165,7 @@ class Operator:
         self._last_event: tuple[str, str] | None = None
         self._failures = 0
         self.informers: dict[str, Informer] = {}
+        self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="write")
         if client.on_request is None:
             client.on_request = self.metrics.on_request
         self.elector: LeaderElector | None = None
@@ -195,6 +199,7 @@ class Operator:
             self.elector.stop(release=release)
         for inf in self.informers.values():
             inf.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would: no lease release, no final writes."""
@@ -421,16 +426,26 @@ class Operator:
             self._count("bgppeer")
         nodes = self.informers["nodes"]
         conflicts: list[str] = []
-        for change in d.node_applies:
+
+        def apply_node(change: core.NodeApply) -> None:
             try:
                 result = self.client.apply(api_path("v1", "nodes", change.name), change.body())
             except NotFound:
-                continue  # the node left meanwhile; its DELETED event is on the way
+                return  # the node left meanwhile; its DELETED event is on the way
             except Conflict as exc:
                 conflicts.append(f"{change.name}: {exc.message}")
-                continue
+                return
             nodes.store(result)
             self._count("node")
+
+        # Node writes of one batch are independent (each node's apply is atomic and
+        # every subset of the batch is a safe state), so they go out in parallel.
+        if len(d.node_applies) > 1:
+            for future in [self._pool.submit(apply_node, c) for c in d.node_applies]:
+                future.result()  # re-raises the first API error: the pass fails
+        else:
+            for change in d.node_applies:
+                apply_node(change)
         for name in d.peer_deletes:
             self.client.delete(api_path(g, "bgppeers", name))
             peers.forget(name)
@@ -637,12 +652,12 @@ class Operator:
                 }
             )
         new["conditions"] = conditions
+        # A None value deletes the field (merge patch); absent stays absent.
+        new = {k: v for k, v in new.items() if v is not None or k in old}
         merged = {**old, **new}
         if merged == old:
             return
-        if "transition" in old and new.get("transition") is None:
-            merged["transition"] = None  # merge patch: null deletes the field
-        self._patch_status(cfg, merged)
+        self._patch_status(cfg, new)
 
     def _event(self, cfg: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
         key = (reason, message)

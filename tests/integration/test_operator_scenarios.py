@@ -1,0 +1,504 @@
+"""The operator's acceptance scenarios on a real kube-apiserver + etcd.
+
+Every scenario runs twice: with Calico's ``crd.projectcalico.org/v1`` CRDs and
+with the ``projectcalico.org/v3`` ones (the operator must pick the group by
+Calico's own rule).  The operator runs in-process as the unprivileged
+``calico-rr`` user with the RBAC from deploy/; the tests act as the cluster
+(creating nodes, failing them) with the admin user, and read the result back the
+way calico-node would (core.safety / the verifier).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import pytest
+
+from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
+from calico_rr.adapters.kube.operator import Operator
+from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
+from calico_rr.core.safety import Safety, check
+from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.model import ANN_CLUSTER_ID, ZONE_LABEL, Node
+from calico_rr.testing import ControlPlane, apply_crds
+from calico_rr.testing.faults import FaultTransport
+from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
+
+pytestmark = pytest.mark.integration
+
+CONFIG = "/apis/calico-rr.io/v1alpha1/routereflectorconfigs/default"
+WRITES = frozenset({"create", "update", "patch", "delete"})
+
+
+@dataclass
+class Cluster:
+    cp: ControlPlane
+    admin: KubeClient
+    group: str  # API version the operator must pick
+    ops: list[Operator] = field(default_factory=list)
+
+    # -- acting as the cluster ------------------------------------------------------
+
+    def add(self, nodes: list[Node]) -> None:
+        create_nodes(self.admin, nodes)
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        self.admin.patch(api_path("v1", "nodes", name) + "/status", ready_status(ready))
+
+    def cordon(self, name: str) -> None:
+        self.admin.patch(api_path("v1", "nodes", name), {"spec": {"unschedulable": True}})
+
+    def delete(self, name: str) -> None:
+        self.admin.delete(api_path("v1", "nodes", name))
+
+    def config(self, spec: dict[str, Any]) -> None:
+        apply_documents(
+            self.cp,
+            [
+                {
+                    "apiVersion": "calico-rr.io/v1alpha1",
+                    "kind": "RouteReflectorConfig",
+                    "metadata": {"name": "default"},
+                    "spec": spec,
+                }
+            ],
+        )
+
+    def status(self) -> dict[str, Any]:
+        return dict((self.admin.get(CONFIG) or {}).get("status") or {})
+
+    # -- the operator ----------------------------------------------------------------
+
+    def operator(
+        self,
+        *,
+        identity: str = "op",
+        wrap: Callable[[httpx.BaseTransport], httpx.BaseTransport] | None = None,
+        env: dict[str, str] | None = None,
+        leader_election: bool = True,
+    ) -> Operator:
+        client = KubeClient.from_kubeconfig(
+            self.cp.operator_kubeconfig, wrap_transport=wrap, backoff_base=0.02, backoff_max=0.5
+        )
+        op = Operator(
+            client,
+            identity=identity,
+            env=env or {},
+            lease_duration=3.0,
+            leader_election=leader_election,
+        )
+        self.ops.append(op)
+        op.start()
+        assert op.api_group == self.group
+        return op
+
+    def steady(self, op: Operator, since: float = 0.0, timeout: float = 120.0) -> float:
+        """Wait for Steady with the mesh off, reached after ``since``."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            st = self.status()
+            if (
+                st.get("phase") == "Steady"
+                and st.get("meshEnabled") is False
+                and op.stats.steady_since is not None
+                and op.stats.steady_since >= since
+                and op.stats.last_phase == "Steady"
+            ):
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(
+            f"not steady after {timeout}s: {op.stats.last_message} {self.status()}"
+        )
+
+    # -- reading the result back -------------------------------------------------------
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        items, _ = self.admin.list(api_path("v1", "nodes"))
+        return {o["metadata"]["name"]: o for o in items}
+
+    def labels(self, name: str) -> dict[str, str]:
+        return dict(self.nodes()[name]["metadata"].get("labels") or {})
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        items, _ = self.admin.list(api_path(self.group, "bgppeers"))
+        return {o["metadata"]["name"]: o for o in items}
+
+    def rr_nodes(self) -> list[str]:
+        return sorted(
+            n for n, o in self.nodes().items() if RR_LABEL in (o["metadata"].get("labels") or {})
+        )
+
+    def safety(self, down: set[str] | None = None) -> Safety:
+        nodes = self.nodes()
+        if down is None:
+            down = {
+                n
+                for n, o in nodes.items()
+                if not any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (o.get("status") or {}).get("conditions") or []
+                )
+            }
+        return check(cluster_documents(self.admin, self.group), down)
+
+    def audit_writes(self, start: int = 0) -> list[dict[str, Any]]:
+        events = self.cp.audit_events("calico-rr")[start:]
+        return [e for e in events if e.get("verb") in WRITES]
+
+
+@pytest.fixture(params=["crd.projectcalico.org-v1", "projectcalico.org-v3"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    group = {"crd.projectcalico.org-v1": "crd.projectcalico.org/v1"}.get(
+        request.param, "projectcalico.org/v3"
+    )
+    with ControlPlane(audit=True) as cp:
+        apply_crds(cp, calico_crds(request.param))
+        install_operator_rbac(cp)
+        admin = KubeClient.from_kubeconfig(cp.admin_kubeconfig)
+        c = Cluster(cp, admin, group)
+        try:
+            yield c
+        finally:
+            for op in c.ops:
+                op.stop(release=False)
+            admin.close()
+
+
+def converge(c: Cluster, n: int, *, zones: int = 3, spec: dict[str, Any] | None = None) -> Operator:
+    c.add(synthetic_cluster(n, zones=zones))
+    c.config({"waitTimeout": "1s", "debounce": "50ms", **(spec or {})})
+    op = c.operator()
+    c.steady(op)
+    assert c.safety().ok
+    return op
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def test_scale_5_500_5000_and_back(cluster: Cluster) -> None:
+    c = cluster
+    op = converge(c, 5, zones=3)
+    sizes = [5, 500, 5000, 500, 5]
+    every = synthetic_cluster(max(sizes), zones=3)
+    rrs: dict[int, int] = {}
+    for target in sizes[1:]:
+        have = len(c.nodes())
+        mark = time.monotonic()
+        if target > have:
+            c.add(every[have:target])
+        else:
+            for node in every[target:have]:
+                c.delete(node.name)
+        c.steady(op, since=mark, timeout=600)
+        safety = c.safety()
+        assert safety.ok, safety.describe()
+        assert len(c.nodes()) == target
+        rrs[target] = len(c.rr_nodes())
+    assert rrs[5000] > rrs[500] >= 3
+    assert op.lists() == len(op.informers)  # one LIST per informer, none after sync
+    peers = [p for p in c.peers().values()]
+    assert len(peers) <= 100
+
+
+def test_rr_notready_cordoned_deleted(cluster: Cluster) -> None:
+    c = cluster
+    op = converge(c, 30, spec={"topology": "multi"})
+    for event in ("notready", "cordon", "delete"):
+        victim = c.rr_nodes()[0]
+        slot = c.labels(victim)[SLOT_LABEL]
+        mark = time.monotonic()
+        if event == "notready":
+            c.set_ready(victim, False)
+        elif event == "cordon":
+            c.cordon(victim)
+        else:
+            c.delete(victim)
+        c.steady(op, since=mark)
+        holders = [
+            n
+            for n, o in c.nodes().items()
+            if (o["metadata"].get("labels") or {}).get(SLOT_LABEL) == slot
+        ]
+        assert len(holders) == 1 and holders[0] != victim, (event, holders)
+        if event != "delete":
+            meta = c.nodes()[victim]["metadata"]
+            assert not any(
+                k.startswith(("calico-rr.io/", "prev.calico-rr.io/")) and k != GROUP_LABEL
+                for k in meta.get("labels") or {}
+            )
+            assert ANN_CLUSTER_ID not in (meta.get("annotations") or {})
+        safety = c.safety()
+        assert safety.ok, (event, safety.describe())
+    assert not any("companion" in str(p["metadata"].get("labels")) for p in c.peers().values())
+
+
+def test_zone_lost(cluster: Cluster) -> None:
+    c = cluster
+    op = converge(c, 45, spec={"topology": "multi"})
+    lost = [
+        n
+        for n, o in c.nodes().items()
+        if (o["metadata"].get("labels") or {}).get(ZONE_LABEL) == "zone-a"
+    ]
+    mark = time.monotonic()
+    for name in lost:
+        c.set_ready(name, False)
+    c.steady(op, since=mark)
+    live = [n for n in c.rr_nodes() if n not in lost]
+    assert len(live) >= 3
+    safety = c.safety(set(lost))
+    assert safety.ok, safety.describe()
+
+
+def test_topology_switch_while_running(cluster: Cluster) -> None:
+    c = cluster
+    op = converge(c, 60, spec={"topology": "single"})
+    for topology in ("multi", "hierarchy"):
+        mark = time.monotonic()
+        c.config({"waitTimeout": "1s", "debounce": "50ms", "topology": topology})
+        c.steady(op, since=mark)
+        assert c.status()["topology"] == topology
+        labels = {p["metadata"]["labels"].get("calico-rr.io/topology") for p in c.peers().values()}
+        assert labels == {topology}
+        safety = c.safety()
+        assert safety.ok, safety.describe()
+        assert not any(
+            k.startswith("prev.")
+            for o in c.nodes().values()
+            for k in o["metadata"].get("labels") or {}
+        )
+
+
+def test_full_mesh_migration_switches_the_mesh_off_last(cluster: Cluster) -> None:
+    c = cluster
+    c.add(synthetic_cluster(40, zones=3))
+    # A running full-mesh cluster: BGPConfiguration says so, with a user's own field.
+    c.admin.create(
+        api_path(c.group, "bgpconfigurations"),
+        {
+            "apiVersion": c.group,
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeToNodeMeshEnabled": True, "logSeverityScreen": "Info"},
+        },
+    )
+    c.config({"waitTimeout": "1s", "topology": "multi"})
+    op = c.operator()
+    c.steady(op)
+    writes = [
+        (
+            e["verb"],
+            (e.get("objectRef") or {}).get("resource"),
+            (e.get("objectRef") or {}).get("name"),
+        )
+        for e in c.audit_writes()
+    ]
+    mesh_at = [i for i, w in enumerate(writes) if w[1] == "bgpconfigurations"]
+    assert len(mesh_at) == 1
+    last_layout = max(
+        i
+        for i, w in enumerate(writes)
+        if w[1] == "nodes" or (w[1] == "bgppeers" and w[0] == "patch")
+    )
+    assert mesh_at[0] > last_layout  # the mesh went off after every node and peer write
+    bridge = [i for i, w in enumerate(writes) if w[2] == "calico-rr-bridge"]
+    assert bridge[0] < min(i for i, w in enumerate(writes) if w[1] == "nodes")
+    assert writes[bridge[-1]][0] == "delete" and bridge[-1] > mesh_at[0]
+    cfg = c.admin.get(api_path(c.group, "bgpconfigurations", "default")) or {}
+    assert cfg["spec"]["nodeToNodeMeshEnabled"] is False
+    assert cfg["spec"]["logSeverityScreen"] == "Info"  # the user's field is untouched
+    assert c.status()["meshBefore"] is True
+
+
+def test_invalid_config_changes_nothing(cluster: Cluster) -> None:
+    c = cluster
+    c.add(synthetic_cluster(12, zones=2))
+    # Valid for the schema, not for the operator: steps must ascend.
+    c.config({"steps": "1000:5,200:3"})
+    op = c.operator()
+    deadline = time.monotonic() + 30
+    while c.status().get("phase") != "InvalidConfig" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    st = c.status()
+    conds = {x["type"]: x for x in st["conditions"]}
+    assert (
+        conds["InvalidConfig"]["status"] == "True" and "steps" in conds["InvalidConfig"]["message"]
+    )
+    assert conds["Ready"]["status"] == "False"
+    events, _ = c.admin.list(api_path("v1", "events", namespace="default"))
+    assert any(e.get("reason") == "InvalidConfig" for e in events)
+    touched = {(e.get("objectRef") or {}).get("resource") for e in c.audit_writes()}
+    assert touched <= {"routereflectorconfigs", "events", "leases"}, touched
+    assert not c.rr_nodes()
+    # fixed: it converges
+    c.config({"waitTimeout": "1s", "steps": "200:3,1000:5"})
+    c.steady(op)
+    assert len(c.rr_nodes()) == 3
+
+
+def test_users_peers_and_labels_untouched(cluster: Cluster) -> None:
+    c = cluster
+    nodes = synthetic_cluster(20, zones=2)
+    nodes[0] = replace(nodes[0], labels={**nodes[0].labels, "team": "blue"})
+    c.add(nodes)
+    c.admin.patch(
+        api_path("v1", "nodes", nodes[1].name),
+        {"metadata": {"labels": {"rack.example.com/row": "7"}}},
+    )
+    router = {
+        "apiVersion": c.group,
+        "kind": "BGPPeer",
+        "metadata": {"name": "tor-router", "labels": {"owner": "netops"}},
+        "spec": {"peerIP": "192.0.2.1", "asNumber": 65001},
+    }
+    c.admin.create(api_path(c.group, "bgppeers"), router)
+    c.config({"waitTimeout": "1s", "topology": "multi"})
+    op = c.operator()
+    c.steady(op)
+    victim = c.rr_nodes()[0]
+    mark = time.monotonic()
+    c.set_ready(victim, False)
+    c.steady(op, since=mark)
+    tor = c.peers()["tor-router"]
+    assert tor["spec"] == router["spec"] and tor["metadata"]["labels"] == {"owner": "netops"}
+    assert c.labels(nodes[1].name)["rack.example.com/row"] == "7"
+    assert c.labels(nodes[0].name)["team"] == "blue"
+    names = {(e.get("objectRef") or {}).get("name") for e in c.audit_writes()}
+    assert "tor-router" not in names
+
+
+def test_killed_at_every_write_resumes_safely(cluster: Cluster) -> None:
+    """Install from a full mesh and then replace a cordoned RR, with the operator
+    dying after every single write and a fresh one taking over: every state the
+    cluster passes through keeps every running node reachable."""
+    c = cluster
+    c.add(synthetic_cluster(18, zones=3))
+    c.config({"waitTimeout": "1s", "debounce": "20ms", "topology": "multi"})
+    restarts = 0
+    states_checked = 0
+
+    def run_until_steady(limit: int = 400) -> None:
+        nonlocal restarts, states_checked
+        for _ in range(limit):
+            budget = WriteBudget(1)
+            op = c.operator(identity=f"op-{restarts}", wrap=budget.wrap, leader_election=False)
+            while not budget.exhausted.is_set():
+                if (
+                    op.stats.last_phase == "Steady"
+                    and c.status().get("phase") == "Steady"
+                    and c.status().get("meshEnabled") is False
+                ):
+                    op.stop()
+                    return
+                time.sleep(0.02)
+            op.kill()  # dies right after its one write
+            restarts += 1
+            safety = c.safety()
+            states_checked += 1
+            assert safety.ok, f"after restart {restarts}: {safety.describe()}"
+        raise AssertionError("no convergence")
+
+    run_until_steady()
+    victim = c.rr_nodes()[0]
+    c.cordon(victim)
+    run_until_steady()
+    assert victim not in c.rr_nodes()
+    # each restart made exactly one layout write before it died
+    layout_writes = [
+        e
+        for e in c.audit_writes()
+        if (e.get("objectRef") or {}).get("resource")
+        in ("nodes", "bgppeers", "bgpconfigurations", "caliconodestatuses")
+        and not (e.get("objectRef") or {}).get("subresource")
+    ]
+    assert len(layout_writes) == restarts and states_checked == restarts >= 15
+    assert not any(
+        k.startswith("prev.") for o in c.nodes().values() for k in o["metadata"].get("labels") or {}
+    )
+
+
+class WriteBudget:
+    """A transport wrapper that lets ``budget`` writes through (not counting the
+    config status and Events), then fails every request as if the process died."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.exhausted = threading.Event()
+        self._lock = threading.Lock()
+
+    def wrap(self, inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        budget = self
+
+        class Dying(httpx.BaseTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                path = request.url.path
+                counted = request.method in ("POST", "PUT", "PATCH", "DELETE") and not (
+                    "/events" in path
+                    or path.endswith("/status")
+                    or "/leases" in path
+                    or "routereflectorconfigs" in path
+                )
+                if not counted:
+                    if budget.exhausted.is_set():
+                        raise httpx.ConnectError("operator is dead", request=request)
+                    return inner.handle_request(request)
+                # One counted write at a time, so "dies after k writes" is exact even
+                # though the operator sends a batch's node writes in parallel.
+                with budget._lock:
+                    if budget.exhausted.is_set():
+                        raise httpx.ConnectError("operator is dead", request=request)
+                    response = inner.handle_request(request)
+                    if response.status_code < 400:
+                        budget.budget -= 1
+                        if budget.budget <= 0:
+                            budget.exhausted.set()
+                    return response
+
+            def close(self) -> None:
+                inner.close()
+
+        return Dying()
+
+
+def test_injected_409_410_5xx(cluster: Cluster) -> None:
+    c = cluster
+    c.add(synthetic_cluster(24, zones=3))
+    c.config({"waitTimeout": "1s", "debounce": "20ms", "topology": "multi"})
+    holder: dict[str, FaultTransport] = {}
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        holder["t"] = FaultTransport(inner)
+        return holder["t"]
+
+    faults: FaultTransport
+    op = c.operator(wrap=wrap)
+    faults = holder["t"]
+    faults.fail_next("PATCH", "/api/v1/nodes/", 503, times=2)
+    faults.fail_next("PATCH", "/bgppeers/", 429, headers={"Retry-After": "0"})
+    faults.fail_next("PATCH", "/api/v1/nodes/", 409)
+    faults.fail_next("PATCH", "routereflectorconfigs/default/status", 500)
+    c.steady(op)
+    assert faults.injected == 5
+    lists_before = op.informers["nodes"].lists
+    faults.fail_next("GET", "watch=true", 0, watch_gone=True)
+    mark = time.monotonic()
+    # Watches end by themselves (server timeout); end the nodes watch now so the
+    # injected 410 hits its next watch request.
+    watch = op.informers["nodes"]._watch
+    assert watch is not None
+    watch.close()
+    deadline = time.monotonic() + 30
+    while op.informers["nodes"].lists == lists_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert op.informers["nodes"].lists == lists_before + 1  # re-listed after 410
+    c.add(synthetic_cluster(25, zones=3)[24:])
+    c.steady(op, since=mark)
+    assert GROUP_LABEL in c.labels("node-00024")
+    assert c.safety().ok
