@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on an embedded default: plan a synthetic 2000-node, 3-zone cluster.
+# The main job on an embedded default: a local kube-apiserver + etcd (built once
+# from the Go module proxy, then cached), 1000 synthetic nodes in 3 zones on the
+# full mesh, the operator migrating them to route reflectors, verified, a join,
+# a zone failure and the re-convergence.
 demo: $(STAMP)
-	$(BIN)/calico-rr plan --nodes 2000 --zones 3
+	$(BIN)/calico-rr demo
 
 # The whole suite: lint, types, unit + property + integration tests (the integration
 # tests build or reuse the control-plane binaries themselves).

@@ -554,7 +554,7 @@ def uninstall(
 
 @app.command()
 def demo(
-    nodes: Annotated[int, typer.Option(help="Synthetic nodes to create.")] = 500,
+    nodes: Annotated[int, typer.Option(help="Synthetic nodes to create.")] = 1000,
     zones: Annotated[int, typer.Option(help="Zones to spread them over.")] = 3,
     topology: Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")] = (
         "auto"
@@ -575,7 +575,17 @@ def demo(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        typer.echo(json.dumps(result, indent=2))
+        table = Table(title="calico-rr demo", show_header=False)
+        for key, value in result.items():
+            if key == "join_writes":
+                continue
+            text = (
+                ", ".join(f"{k}={v}" for k, v in value.items())
+                if isinstance(value, dict)
+                else str(value)
+            )
+            table.add_row(key, text)
+        Console().print(table)
     if not (result.get("converged") and result.get("verified")):
         raise typer.Exit(1)
 

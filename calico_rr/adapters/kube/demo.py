@@ -53,14 +53,24 @@ def ready_status(ready: bool) -> dict[str, Any]:
     }
 
 
-def create_nodes(admin: KubeClient, nodes: Iterable[Node]) -> int:
-    """Create Nodes and mark them Ready (the API server drops status on create)."""
-    count = 0
-    for node in nodes:
+def create_nodes(admin: KubeClient, nodes: Iterable[Node], *, workers: int = 8) -> int:
+    """Create Nodes and mark them Ready (the API server drops status on create);
+    ``workers`` requests in flight (the client is thread-safe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(node: Node) -> None:
         admin.create(api_path("v1", "nodes"), node_object(node))
         admin.patch(api_path("v1", "nodes", node.name) + "/status", ready_status(True))
-        count += 1
-    return count
+
+    batch = list(nodes)
+    if len(batch) <= 1:
+        for node in batch:
+            one(node)
+        return len(batch)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(one, n) for n in batch]:
+            future.result()
+    return len(batch)
 
 
 def cluster_documents(admin: KubeClient, api_group: str) -> list[dict[str, Any]]:
@@ -100,7 +110,7 @@ def wait_steady(op: Operator, admin: KubeClient, timeout: float, since: float = 
 
 def run_demo(
     *,
-    nodes: int = 500,
+    nodes: int = 1000,
     zones: int = 3,
     topology: str = "auto",
     wait_timeout: str = "2s",
