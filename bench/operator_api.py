@@ -292,7 +292,7 @@ class OperatorProcess:
         try:
             url = f"http://127.0.0.1:{self.port}/readyz"
             with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (OSError, urllib.error.URLError):
             return False
 
@@ -392,6 +392,7 @@ class Bench:
             for e in window
             if e.get("verb") == "create"
             and _ref(e).get("resource") == "nodes"
+            and _ref(e).get("name") in (node.name, None)
             and _user(e) != OPERATOR_USER
         ]
         start = _ts(created[0]) if created else t0
@@ -544,7 +545,7 @@ def _measure(
     result["initial_sync"] = {
         "requests_by_verb": verbs(sync_ops),
         "writes": sum(1 for e in sync_ops if is_write(e)),
-        "reconciles": int(bench.reconciles()),
+        "reconcile_duration": reconcile_duration(op),
         "memory": op.memory(),
     }
     progress(
@@ -588,6 +589,19 @@ def _measure(
         "lease_writes": sum(1 for e in after if is_lease(e) and e.get("verb") in WRITE_VERBS),
     }
     result["operator_api_requests_total"] = len(audit.since(0))
+    result["reconcile_duration"] = reconcile_duration(op)
+
+
+def reconcile_duration(op: OperatorProcess) -> dict[str, float]:
+    """Reconcile passes so far and their mean duration (the operator's histogram)."""
+    samples = op.metrics()
+    count = sum(samples.get("calico_rr_reconcile_duration_seconds_count", {}).values())
+    total = sum(samples.get("calico_rr_reconcile_duration_seconds_sum", {}).values())
+    return {
+        "passes": int(count),
+        "seconds_sum": round(total, 2),
+        "seconds_mean": round(total / count, 3) if count else 0.0,
+    }
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -655,9 +669,10 @@ def summary(result: dict[str, Any]) -> str:
         f"latency max {j.get('latency_s_max')}s median {j.get('latency_s_median')}s",
     ]
     if b:
+        last = b["seconds_first_create_to_last_write"]
         lines.append(
-            f"  burst {b['nodes']}: {b['reconciles']} reconciles, {b['writes']} writes, "
-            f"last write {b['seconds_first_create_to_last_write']}s after the first create"
+            f"  burst {b['nodes']}: {b['reconciles']} reconciles, {b['writes']} writes"
+            + (f", last write {last}s after the first create" if last is not None else "")
         )
     lines.append(
         f"  after sync: {a.get('lists')} LIST, {a.get('watches')} WATCH; peak RSS "

@@ -75,6 +75,19 @@ _AUDIT_POLICY: dict[str, Any] = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies (Linux
+    PR_SET_PDEATHSIG), so a killed test run leaves no API server behind."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still cleans up on a normal exit
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or talked to."""
 
@@ -372,6 +385,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             log.close()

@@ -98,17 +98,39 @@ class Cluster:
         assert op.api_group == self.group
         return op
 
-    def steady(self, op: Operator, since: float = 0.0, timeout: float = 120.0) -> float:
-        """Wait for Steady with the mesh off, reached after ``since``."""
+    def steady(
+        self,
+        op: Operator,
+        since: float = 0.0,
+        timeout: float = 120.0,
+        *,
+        seen: Callable[[Operator], bool] | None = None,
+    ) -> float:
+        """Wait for Steady with the mesh off, reached after ``since``.
+
+        With ``seen``: first wait until the operator's caches show the change
+        (``seen(op)``), then for a whole reconcile pass that started after that and
+        left the layout Steady - a change that needs no write never leaves Steady.
+        """
         start = time.monotonic()
+        if seen is not None:
+            while not seen(op):
+                if time.monotonic() - start > timeout:
+                    raise AssertionError("the operator's caches never showed the change")
+                time.sleep(0.02)
+            since = time.monotonic()
         while time.monotonic() - start < timeout:
             st = self.status()
+            stats = op.stats
+            if seen is not None:
+                fresh = stats.last_start > since and stats.last_end > stats.last_start
+            else:
+                fresh = stats.steady_since is not None and stats.steady_since >= since
             if (
-                st.get("phase") == "Steady"
+                fresh
+                and stats.last_phase == "Steady"
+                and st.get("phase") == "Steady"
                 and st.get("meshEnabled") is False
-                and op.stats.steady_since is not None
-                and op.stats.steady_since >= since
-                and op.stats.last_phase == "Steady"
             ):
                 return time.monotonic() - start
             time.sleep(0.05)
@@ -190,13 +212,12 @@ def test_scale_5_500_5000_and_back(cluster: Cluster) -> None:
     rrs: dict[int, int] = {}
     for target in sizes[1:]:
         have = len(c.nodes())
-        mark = time.monotonic()
         if target > have:
             c.add(every[have:target])
         else:
             for node in every[target:have]:
                 c.delete(node.name)
-        c.steady(op, since=mark, timeout=600)
+        c.steady(op, timeout=900, seen=lambda o, t=target: len(o.informers["nodes"]) == t)
         safety = c.safety()
         assert safety.ok, safety.describe()
         assert len(c.nodes()) == target
@@ -213,14 +234,22 @@ def test_rr_notready_cordoned_deleted(cluster: Cluster) -> None:
     for event in ("notready", "cordon", "delete"):
         victim = c.rr_nodes()[0]
         slot = c.labels(victim)[SLOT_LABEL]
-        mark = time.monotonic()
         if event == "notready":
             c.set_ready(victim, False)
         elif event == "cordon":
             c.cordon(victim)
         else:
             c.delete(victim)
-        c.steady(op, since=mark)
+
+        def seen(o: Operator, v: str = victim, e: str = event) -> bool:
+            state = o.informers["nodes"].get(v)
+            if e == "delete":
+                return state is None
+            if state is None:
+                return False
+            return bool(state.node.unschedulable) if e == "cordon" else not state.node.ready
+
+        c.steady(op, seen=seen)
         holders = [
             n
             for n, o in c.nodes().items()
@@ -502,3 +531,62 @@ def test_injected_409_410_5xx(cluster: Cluster) -> None:
     c.steady(op, since=mark)
     assert GROUP_LABEL in c.labels("node-00024")
     assert c.safety().ok
+
+
+def test_calico_node_status_gates_the_break(cluster: Cluster) -> None:
+    """sessionCheck NodeStatus: old peerings stay until the RRs of the new layout
+    report every expected session Established (the test plays calico-node)."""
+    c = cluster
+    op = converge(c, 24, spec={"topology": "multi", "sessionCheck": "Wait"})
+    c.config(
+        {"waitTimeout": "1s", "debounce": "50ms", "topology": "multi", "sessionCheck": "NodeStatus"}
+    )
+    time.sleep(0.5)
+    ips = {
+        n: o["metadata"]["annotations"]["projectcalico.org/IPv4Address"].split("/")[0]
+        for n, o in c.nodes().items()
+    }
+    victim = c.rr_nodes()[0]
+    c.cordon(victim)
+
+    def report(skip: str | None) -> int:
+        items, _ = c.admin.list(api_path(c.group, "caliconodestatuses"))
+        for obj in items:
+            node = obj["spec"]["node"]
+            peers = [
+                {"peerIP": ip, "state": "Established", "type": "NodePeer", "since": "00:00:01"}
+                for n, ip in sorted(ips.items())
+                if n != node and n != skip
+            ]
+            body = {
+                "status": {
+                    "bgp": {
+                        "numberEstablishedV4": len(peers),
+                        "numberEstablishedV6": 0,
+                        "numberNotEstablishedV4": 0,
+                        "numberNotEstablishedV6": 0,
+                        "peersV4": peers,
+                    }
+                }
+            }
+            path = api_path(c.group, "caliconodestatuses", obj["metadata"]["name"]) + "/status"
+            c.admin.patch(path, body)
+        return len(items)
+
+    deadline = time.monotonic() + 30
+    while op.stats.last_phase != "Confirming" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    successor = next(
+        n for n in c.rr_nodes() if n != victim and f"prev.{SLOT_LABEL}" not in c.labels(n)
+    )
+    client = next(n for n in ips if n not in c.rr_nodes() and n != victim)
+    assert report(skip=client) >= 3  # every RR reports, one client's sessions missing
+    time.sleep(3.0)  # three wait timeouts: still no break without the reports
+    assert op.stats.last_phase == "Confirming", op.stats.last_message
+    assert "not Established" in op.stats.last_message
+    assert f"prev.{SLOT_LABEL}" in c.labels(victim)  # old peerings still there
+    mark = time.monotonic()
+    report(skip=None)
+    c.steady(op, since=mark)
+    assert f"prev.{SLOT_LABEL}" not in c.labels(victim)
+    assert successor in c.rr_nodes() and victim not in c.rr_nodes()
