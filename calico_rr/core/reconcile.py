@@ -453,12 +453,13 @@ def sessions_confirmed(
         if wait_left <= 0:
             return True, f"waited {settings.wait_timeout:g}s (no session reports in use)"
         return False, f"waiting {wait_left:.1f}s more before removing old peerings"
-    expected = expected_sessions(the_plan)
-    reports = {n: obs.node_status.get(n) for n in expected}
+    rr_names = set(the_plan.layout.holders.values())
+    reports = {n: obs.node_status.get(n) for n in rr_names}
     if not any(r is not None and r.reported for r in reports.values()):
         if settings.session_check == "Auto" and wait_left <= 0:
             return True, f"no CalicoNodeStatus reports; waited {settings.wait_timeout:g}s"
         return False, "waiting for CalicoNodeStatus reports from the route reflectors"
+    expected = expected_sessions(the_plan)  # the session graph: only once reports exist
     missing = 0
     first: str | None = None
     for node, ips in expected.items():

@@ -365,6 +365,8 @@ def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeC
     }
     admin.create(api_path(GROUP, "bgppeers"), user_peer)
     user_node = CLUSTER[0].name
+    node_count = len(admin.list(api_path("v1", "nodes"))[0])
+    assert node_count >= NODES
     admin.patch(api_path("v1", "nodes", user_node), {"metadata": {"labels": {"team": "net"}}})
 
     e = replica(cp, "e")
@@ -375,10 +377,12 @@ def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeC
             api_path(GROUP, "bgppeers"), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
         )
         assert ours, "nothing to uninstall: the operator made no BGPPeers"
+        nodes, _ = admin.list(api_path("v1", "nodes"))
         assert any(
-            any(k.startswith(PREFIX + "/") for k in labels)
-            for labels in (node_labels(admin, n.name) for n in CLUSTER[:NODES])
+            any(k.startswith(PREFIX + "/") for k in n["metadata"].get("labels") or {})
+            for n in nodes
         )
+        assert any(ANN_CLUSTER_ID in (n["metadata"].get("annotations") or {}) for n in nodes)
 
         t0 = time.monotonic()
         done = subprocess.run(
@@ -403,11 +407,11 @@ def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeC
         assert "uninstalled" in done.stdout
         time.sleep(1.0)  # the replica sees the config gone and must stay idle
         assert e.is_leader
-        check_uninstalled(admin, user_node)
-    check_uninstalled(admin, user_node)
+        check_uninstalled(admin, user_node, node_count)
+    check_uninstalled(admin, user_node, node_count)
 
 
-def check_uninstalled(admin: KubeClient, user_node: str) -> None:
+def check_uninstalled(admin: KubeClient, user_node: str, node_count: int) -> None:
     assert admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") is None
     bgpconfig = admin.get(api_path(GROUP, "bgpconfigurations", "default"))
     assert bgpconfig is not None
@@ -420,7 +424,7 @@ def check_uninstalled(admin: KubeClient, user_node: str) -> None:
     assert [p["metadata"]["name"] for p in peers] == ["user-peer"]
     assert peers[0]["spec"]["peerIP"] == "192.0.2.1"
     nodes, _ = admin.list(api_path("v1", "nodes"))
-    assert len(nodes) == NODES + 2
+    assert len(nodes) == node_count
     for node in nodes:
         meta = node["metadata"]
         leftover = [k for k in meta.get("labels") or {} if k.startswith(PREFIX + "/")]

@@ -413,6 +413,8 @@ class Operator:
         settings: OperatorSettings,
     ) -> None:
         g = settings.plan.api_group
+        if not self.is_leader:
+            return  # lost the Lease since the pass began: the new leader takes over
         if d.transition_set and d.transition is not None:
             status["transition"] = d.transition
             self._patch_status(
@@ -437,6 +439,7 @@ class Operator:
                 return
             nodes.store(result)
             self._count("node")
+            self.health.beat()  # a long batch is progress, not a hung loop
 
         # Node writes of one batch are independent (each node's apply is atomic and
         # every subset of the batch is a safe state), so they go out in parallel.
@@ -577,6 +580,7 @@ class Operator:
             self._config_path(cfg) + "/status", {"status": dict(fields)}, patch_type="merge"
         )
         self.informers["config"].store(result)
+        self._count("status")
 
     def _write_status(
         self,
