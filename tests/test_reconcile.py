@@ -24,6 +24,7 @@ from calico_rr.core.reconcile import (
     companion_selector,
     reconcile,
     sessions_confirmed,
+    uninstall,
 )
 from calico_rr.core.selector import parse_selector
 from calico_rr.core.synthetic import synthetic_cluster
@@ -399,3 +400,59 @@ def test_mesh_stays_on_when_no_node_can_be_an_rr() -> None:
         sim.now += 10
     assert d.phase == Phase.BLOCKED and "no route reflector" in d.message
     assert sim.mesh_enabled
+
+
+def run_uninstall(sim: SimCluster, s: OperatorSettings, mesh_before: bool | None) -> list[Phase]:
+    phases = []
+    for _ in range(100):
+        d = uninstall(sim.observed(), s, mesh_before=mesh_before)
+        phases.append(d.phase)
+        if d.phase == Phase.UNINSTALLED and not d.writes and not d.transition_set:
+            return phases
+        sim.execute(d, checker=safe)
+        sim.now += d.requeue_after or 0.5
+    raise AssertionError("uninstall did not finish")
+
+
+@pytest.mark.parametrize("topology", ["single", "multi", "quorum", "hierarchy"])
+def test_uninstall_restores_the_mesh_first_and_removes_everything(topology: str) -> None:
+    sim, s = converged(30, topology=topology)
+    user_peer = {"apiVersion": "x", "kind": "BGPPeer", "metadata": {"name": "tor"}, "spec": {}}
+    sim.peers["tor"] = user_peer
+    start = len(sim.log)
+    run_uninstall(sim, s, mesh_before=True)
+    log = [w for w in sim.log[start:] if not w.startswith("status")]
+    assert sim.mesh_enabled
+    assert log.index("mesh True") < min(i for i, w in enumerate(log) if w.startswith("apply node"))
+    assert log[-1] == "delete bgppeer calico-rr-bridge"
+    assert list(sim.peers) == ["tor"]
+    for ns in sim.nodes.values():
+        assert not ns.owned_labels and not ns.owned_annotations
+        assert not any(k.startswith(("calico-rr.io/", "prev.")) for k in ns.node.labels)
+        assert ANN_CLUSTER_ID not in ns.node.annotations
+
+
+def test_uninstall_leaves_the_mesh_off_when_it_was_off_before() -> None:
+    sim, s = converged(12, topology="single")
+    run_uninstall(sim, s, mesh_before=False)
+    assert not sim.mesh_enabled
+    assert "mesh True" not in sim.log
+
+
+def test_uninstall_in_the_middle_of_a_rollout() -> None:
+    sim, s = converged(24)
+    sim.update(rr_nodes(sim)[0], unschedulable=True)
+    sim.execute(reconcile(sim.observed(), s), checker=safe)  # the make state
+    assert any(k.startswith("prev.") for ns in sim.nodes.values() for k in ns.node.labels)
+    run_uninstall(sim, s, mesh_before=True)
+    assert sim.mesh_enabled and not any(
+        k.startswith(("calico-rr.io/", "prev."))
+        for ns in sim.nodes.values()
+        for k in ns.node.labels
+    )
+
+
+def test_paused_writes_nothing() -> None:
+    sim = SimCluster.of(synthetic_cluster(10))
+    d = reconcile(sim.observed(), replace(make_settings("multi"), paused=True))
+    assert d.phase == Phase.PAUSED and d.writes == 0
