@@ -590,3 +590,24 @@ def test_calico_node_status_gates_the_break(cluster: Cluster) -> None:
     c.steady(op, since=mark)
     assert f"prev.{SLOT_LABEL}" not in c.labels(victim)
     assert successor in c.rr_nodes() and victim not in c.rr_nodes()
+
+
+def test_graceful_restart_and_password_on_generated_peers(cluster: Cluster) -> None:
+    c = cluster
+    spec = {
+        "topology": "multi",
+        "maxRestartTime": "300s",
+        "password": {"secretKeyRef": {"name": "bgp-secrets", "key": "rr-password"}},
+    }
+    converge(c, 12, zones=2, spec=spec)
+    ours = [
+        p
+        for p in c.peers().values()
+        if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "calico-rr"
+    ]
+    assert ours
+    for peer in ours:
+        assert peer["spec"]["maxRestartTime"] == "300s"
+        assert peer["spec"]["password"] == {
+            "secretKeyRef": {"name": "bgp-secrets", "key": "rr-password"}
+        }
