@@ -111,6 +111,9 @@ class NodeState:
     node: Node
     owned_labels: frozenset[str] = frozenset()
     owned_annotations: frozenset[str] = frozenset()
+    #: metadata.uid: applies carry it, so they never create a node that was deleted
+    #: meanwhile (nor touch a new node that reused the name)
+    uid: str | None = None
 
     def owned_label_values(self) -> dict[str, str]:
         return {k: self.node.labels[k] for k in self.owned_labels if k in self.node.labels}
@@ -160,9 +163,12 @@ class NodeApply:
     name: str
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    uid: str | None = None
 
     def body(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "labels": dict(self.labels)}
+        if self.uid is not None:
+            meta["uid"] = self.uid
         if self.annotations:
             meta["annotations"] = dict(self.annotations)
         return {"apiVersion": "v1", "kind": "Node", "metadata": meta}
@@ -393,7 +399,7 @@ def _apply_if_changed(
         annotations
     ):
         return None
-    return NodeApply(ns.node.name, dict(labels), dict(annotations))
+    return NodeApply(ns.node.name, dict(labels), dict(annotations), ns.uid)
 
 
 def _same_peer(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
@@ -755,7 +761,7 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
     d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
     rrs = sorted(n for n in owned_nodes if _current_cid(obs.nodes[n]) is not None)
     for name in rrs + sorted(owned_nodes - set(rrs)):
-        d.node_applies.append(NodeApply(name, {}, {}))
+        d.node_applies.append(NodeApply(name, {}, {}, obs.nodes[name].uid))
     d.peer_deletes.extend(sorted(others))
     d.node_status_deletes.extend(sorted(obs.node_status_objects))
     return d

@@ -100,7 +100,8 @@ def node_state(obj: dict[str, Any], manager: str) -> core.NodeState:
         labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
         node = Node(name=str(meta.get("name")), ip=None, labels=dict(labels or {}))
     owned_l, owned_a = owned_fields(obj, manager)
-    return core.NodeState(node, owned_l, owned_a)
+    uid = (obj.get("metadata") or {}).get("uid")
+    return core.NodeState(node, owned_l, owned_a, str(uid) if uid else None)
 
 
 def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
@@ -262,6 +263,7 @@ class Operator:
     # -- the loop --------------------------------------------------------------------
 
     def _loop(self) -> None:
+        leading = False
         while not self._stop.is_set():
             self.health.beat()
             if not self.synced:
@@ -270,8 +272,17 @@ class Operator:
                 continue
             self.health.set_ready(True, "leader" if self.is_leader else "follower")
             if not self.is_leader:
+                leading = False
                 self._wake.wait(1.0)
                 self._wake.clear()
+                continue
+            if not leading:
+                # Just became leader: whatever happened while following (joins, a
+                # half-done rollout of the previous leader) is handled right away.
+                leading = True
+                self._wake.clear()
+                self._requeue_at = None
+                self.reconcile_once()
                 continue
             timeout = IDLE_RESYNC
             if self._requeue_at is not None:
@@ -281,6 +292,8 @@ class Operator:
                 break
             if woke:
                 self._coalesce()
+            if not self.is_leader:
+                continue  # stepped down while waiting: write nothing
             self._wake.clear()
             self._requeue_at = None
             self.reconcile_once()
@@ -430,13 +443,22 @@ class Operator:
         conflicts: list[str] = []
 
         def apply_node(change: core.NodeApply) -> None:
+            path = api_path("v1", "nodes", change.name)
             try:
-                result = self.client.apply(api_path("v1", "nodes", change.name), change.body())
+                result = self.client.apply(path, change.body())
             except NotFound:
                 return  # the node left meanwhile; its DELETED event is on the way
-            except Conflict as exc:
-                conflicts.append(f"{change.name}: {exc.message}")
-                return
+            except ApiError as exc:
+                if exc.status in (409, 422) and "uid" in exc.message:
+                    return  # deleted (or deleted and re-created) since our snapshot
+                if isinstance(exc, Conflict):
+                    conflicts.append(f"{change.name}: {exc.message}")
+                    return
+                # Without a uid an apply to a deleted node would create it, which our
+                # RBAC forbids (403): the node is gone, not our permission.
+                if exc.status == 403 and self.client.get(path) is None:
+                    return
+                raise
             nodes.store(result)
             self._count("node")
             self.health.beat()  # a long batch is progress, not a hung loop
