@@ -206,6 +206,19 @@ def test_k_rr_failures_match_a_full_scan(g: SessionGraph, k: int) -> None:
         assert kr.missing_pairs == lost(g, combo)
 
 
+def test_k_failures_across_swappable_classes() -> None:
+    # Found by Hypothesis: two separate pairs of RRs sharing one cluster ID.  The
+    # pairs are swappable as wholes, but losing one RR of each pair is not the same
+    # as losing both RRs of one pair: k-failure orbits must be counted per class.
+    g = class_graph(
+        [(["a0", "a1"], "1.1.1.1", AS), (["b0", "b1"], "1.1.1.1", AS)],
+        [(0, 0), (1, 1)],
+    )
+    rep = verify(g, fail_rrs=2, engine="fast")
+    assert rep.k_rr_failure is not None and not rep.k_rr_failure.tolerant
+    assert [len(grp) for grp in report._rr_groups(g, merge=False)] == [2, 2]
+
+
 def test_rr_groups_follow_automorphisms() -> None:
     g = rack_graph(racks=3)
     groups = report._rr_groups(g)

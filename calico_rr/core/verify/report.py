@@ -227,10 +227,14 @@ def _swappable(graph: SessionGraph, a: int, b: int) -> bool:
     return all(graph.adj[d].get(a) == graph.adj[d].get(b) for d in outside_a)
 
 
-def _rr_groups(graph: SessionGraph) -> list[list[int]]:
+def _rr_groups(graph: SessionGraph, *, merge: bool = True) -> list[list[int]]:
     """RR nodes grouped so that any two in a group are exchanged by an automorphism.
 
-    Members of one class always are; classes are merged when :func:`_swappable`.
+    Members of one class always are; with ``merge``, classes are merged when
+    :func:`_swappable`.  That is right for single failures only: swapping two
+    classes moves all their members together, so for k failures (one count per
+    group stands for every combination with those counts) the groups must be the
+    classes themselves, whose members any permutation exchanges.
     Groups are sorted by their lowest node index, members ascending.
     """
     reps: list[int] = []  # one class per group
@@ -239,7 +243,7 @@ def _rr_groups(graph: SessionGraph) -> list[list[int]]:
         if cls.cluster_id is None or not cls.members:
             continue
         for g, rep in enumerate(reps):
-            if _swappable(graph, rep, c):
+            if merge and _swappable(graph, rep, c):
                 groups[g].extend(cls.members)
                 break
         else:
@@ -488,7 +492,7 @@ def verify(
 
     k_report: KFailure | None = None
     if fail_rrs > 1:
-        groups = _rr_groups(graph)
+        groups = _rr_groups(graph, merge=False)
         n_rr = sum(len(grp) for grp in groups)
         k = min(fail_rrs, n_rr)
         vectors = _k_orbits(graph, groups, k)
