@@ -366,6 +366,17 @@ class Operator:
             with contextlib.suppress(ApiError):
                 self._write_status(cfg, status, phase="Error", message=str(exc), degraded=str(exc))
             return None
+        except Exception as exc:  # a bug must not kill the loop: report, back off, retry
+            self._failures += 1
+            self.stats.errors += 1
+            self.metrics.reconciles.labels("error").inc()
+            delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
+            log.exception("reconcile crashed; retrying in %.1fs", delay)
+            self._requeue(delay)
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self._write_status(cfg, status, phase="Error", message=msg, degraded=msg)
+            return None
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - start)
             self.stats.reconciles += 1
