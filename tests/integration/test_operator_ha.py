@@ -45,7 +45,11 @@ NAMESPACE = "calico-rr"
 OPERATOR_USER = "calico-rr"
 LEASE_DURATION = 3.0
 RETRY_PERIOD = LEASE_DURATION / 5  # LeaderElector's default
-GROUP = "crd.projectcalico.org/v1"
+#: Calico CRD set -> the API group the operator must pick for it (domain.md 8)
+GROUPS = {
+    "crd.projectcalico.org-v1": "crd.projectcalico.org/v1",
+    "projectcalico.org-v3": "projectcalico.org/v3",
+}
 NODES = 20
 #: the cluster's nodes, plus a few more that join during the tests (youngest last)
 CLUSTER = synthetic_cluster(NODES + 4, zones=3)
@@ -55,10 +59,20 @@ REPO = Path(__file__).resolve().parents[2]
 JOIN_TIMEOUT = 10.0
 
 
+@pytest.fixture(scope="module", params=sorted(GROUPS))
+def crd_set(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
+def group(crd_set: str) -> str:
+    return GROUPS[crd_set]
+
+
+@pytest.fixture(scope="module")
+def cp(crd_set: str) -> Iterator[ControlPlane]:
     with ControlPlane(audit=True) as plane:
-        apply_crds(plane, calico_crds())
+        apply_crds(plane, calico_crds(crd_set))
         install_operator_rbac(plane)
         admin = KubeClient.from_kubeconfig(plane.admin_kubeconfig)
         create_nodes(admin, CLUSTER[:NODES])
@@ -177,9 +191,10 @@ def lease(admin: KubeClient) -> dict[str, Any]:
 # -- leader election with two replicas ---------------------------------------------------
 
 
-def test_failover_after_leader_crash(cp: ControlPlane, admin: KubeClient) -> None:
+def test_failover_after_leader_crash(cp: ControlPlane, admin: KubeClient, group: str) -> None:
     a, b = replica(cp, "a"), replica(cp, "b")
     with running(a, b):
+        assert a.api_group == b.api_group == group  # Calico's rule picked the served group
         leader = one_leader([a, b])
         follower = b if leader is a else a
         seconds = wait_converged(admin)
@@ -282,7 +297,9 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_run_command_process(cp: ControlPlane, admin: KubeClient, tmp_path: Path) -> None:
+def test_run_command_process(
+    cp: ControlPlane, admin: KubeClient, tmp_path: Path, group: str
+) -> None:
     port = free_port()
     stderr = tmp_path / "stderr.log"
     cmd = [
@@ -350,20 +367,22 @@ def test_run_command_process(cp: ControlPlane, admin: KubeClient, tmp_path: Path
         assert {"ts", "level", "logger", "msg"} <= record.keys(), record
         assert record["logger"].startswith("calico_rr")
     assert any(r["msg"] == "became leader" and r.get("identity") == "proc" for r in records)
-    assert any(r.get("api_group") == GROUP for r in records)
+    assert any(r.get("api_group") == group for r in records)
 
 
 # -- `calico-rr uninstall` ------------------------------------------------------------------------
 
 
-def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeClient) -> None:
+def test_uninstall_command_with_a_running_replica(
+    cp: ControlPlane, admin: KubeClient, group: str
+) -> None:
     user_peer = {
-        "apiVersion": GROUP,
+        "apiVersion": group,
         "kind": "BGPPeer",
         "metadata": {"name": "user-peer", "labels": {"team": "net"}},
         "spec": {"peerIP": "192.0.2.1", "asNumber": 64513},
     }
-    admin.create(api_path(GROUP, "bgppeers"), user_peer)
+    admin.create(api_path(group, "bgppeers"), user_peer)
     user_node = CLUSTER[0].name
     node_count = len(admin.list(api_path("v1", "nodes"))[0])
     assert node_count >= NODES
@@ -374,7 +393,7 @@ def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeC
         wait_for("leadership", lambda: e.is_leader, 3 * LEASE_DURATION)
         wait_converged(admin)
         ours, _ = admin.list(
-            api_path(GROUP, "bgppeers"), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+            api_path(group, "bgppeers"), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
         )
         assert ours, "nothing to uninstall: the operator made no BGPPeers"
         nodes, _ = admin.list(api_path("v1", "nodes"))
@@ -407,20 +426,20 @@ def test_uninstall_command_with_a_running_replica(cp: ControlPlane, admin: KubeC
         assert "uninstalled" in done.stdout
         time.sleep(1.0)  # the replica sees the config gone and must stay idle
         assert e.is_leader
-        check_uninstalled(admin, user_node, node_count)
-    check_uninstalled(admin, user_node, node_count)
+        check_uninstalled(admin, user_node, node_count, group)
+    check_uninstalled(admin, user_node, node_count, group)
 
 
-def check_uninstalled(admin: KubeClient, user_node: str, node_count: int) -> None:
+def check_uninstalled(admin: KubeClient, user_node: str, node_count: int, group: str) -> None:
     assert admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") is None
-    bgpconfig = admin.get(api_path(GROUP, "bgpconfigurations", "default"))
+    bgpconfig = admin.get(api_path(group, "bgpconfigurations", "default"))
     assert bgpconfig is not None
     assert bgpconfig["spec"]["nodeToNodeMeshEnabled"] is True
     ours, _ = admin.list(
-        api_path(GROUP, "bgppeers"), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        api_path(group, "bgppeers"), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
     )
     assert ours == [], [p["metadata"]["name"] for p in ours]
-    peers, _ = admin.list(api_path(GROUP, "bgppeers"))
+    peers, _ = admin.list(api_path(group, "bgppeers"))
     assert [p["metadata"]["name"] for p in peers] == ["user-peer"]
     assert peers[0]["spec"]["peerIP"] == "192.0.2.1"
     nodes, _ = admin.list(api_path("v1", "nodes"))
