@@ -68,7 +68,7 @@ from calico_rr.core.opconfig import CONFIG_NAME
 from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.testing import ControlPlane, apply_crds
-from calico_rr.testing.controlplane import OPERATOR_USER, free_port
+from calico_rr.testing.controlplane import OPERATOR_USER, audit_request, free_port
 from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
 
 #: Targets (docs/PERFORMANCE.md, "Operator at 5000 nodes").
@@ -119,17 +119,8 @@ class AuditTail:
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            stage = event.get("stage")
-            if not (
-                stage == "ResponseComplete"
-                or (stage == "ResponseStarted" and event.get("verb") == "watch")
-            ):
+            event = audit_request(line)
+            if event is None:
                 continue
             audit_id = str(event.get("auditID"))
             if audit_id in self._seen:

@@ -75,6 +75,24 @@ _AUDIT_POLICY: dict[str, Any] = {
 }
 
 
+def audit_request(line: str) -> dict[str, Any] | None:
+    """One audit-log line as a request event, or None when the line is not one.
+
+    Each request is logged at several stages; a request counts at
+    ``ResponseComplete``, and a watch (which completes only when it ends) at
+    ``ResponseStarted``.  Callers de-duplicate by ``auditID``."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None  # a partly written last line
+    if not isinstance(event, dict):
+        return None
+    stage = event.get("stage")
+    if stage == "ResponseComplete" or (stage == "ResponseStarted" and event.get("verb") == "watch"):
+        return event
+    return None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the test process dies (Linux
     PR_SET_PDEATHSIG), so a killed test run leaves no API server behind."""
@@ -249,17 +267,8 @@ class ControlPlane:
             return []
         events: dict[str, dict[str, Any]] = {}
         for line in text.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a partly written last line
-            if not isinstance(event, dict):
-                continue
-            stage = event.get("stage")
-            if not (
-                stage == "ResponseComplete"
-                or (stage == "ResponseStarted" and event.get("verb") == "watch")
-            ):
+            event = audit_request(line)
+            if event is None:
                 continue
             if user is not None and (event.get("user") or {}).get("username") != user:
                 continue

@@ -35,29 +35,14 @@ from typing import Any
 
 import httpx
 
-from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.client import REASONS, KubeClient
 
 __all__ = ["Fault", "FaultTransport", "fault_client", "status_body"]
-
-_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    409: "Conflict",
-    410: "Expired",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
 
 
 def status_body(code: int, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
     """A Kubernetes ``Status`` object as the API server sends for a failure."""
-    reason = reason or _REASONS.get(code, "Unknown")
+    reason = reason or REASONS.get(code, "Unknown")
     return {
         "kind": "Status",
         "apiVersion": "v1",

@@ -95,7 +95,8 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # stream itself at timeoutSeconds, so a read that waits longer means a dead peer.
 WATCH_READ_SLACK = 15.0
 
-_REASONS: Mapping[int, str] = {
+#: Status reasons by HTTP code, as kube-apiserver names them.
+REASONS: Mapping[int, str] = {
     0: "ConnectionError",
     400: "BadRequest",
     401: "Unauthorized",
@@ -104,7 +105,7 @@ _REASONS: Mapping[int, str] = {
     405: "MethodNotAllowed",
     406: "NotAcceptable",
     409: "Conflict",
-    410: "Gone",
+    410: "Expired",  # what kube-apiserver says for a too-old resourceVersion
     415: "UnsupportedMediaType",
     422: "Invalid",
     429: "TooManyRequests",
@@ -180,7 +181,7 @@ def make_error(
     status: int, body: Any, *, method: str = "", path: str = "", text: str = ""
 ) -> ApiError:
     """The right :class:`ApiError` subclass for ``status`` and a decoded body."""
-    reason = _REASONS.get(status, f"HTTP{status}")
+    reason = REASONS.get(status, f"HTTP{status}")
     message = text
     if isinstance(body, dict) and body.get("kind") == "Status":
         reason = str(body.get("reason") or reason)
