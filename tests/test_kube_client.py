@@ -885,6 +885,7 @@ def test_informer_list_watch_rewatch_gone_relist() -> None:
             ("MODIFIED", "a", "2"),
         ]
         assert inf.lists == 2 and len(api.lists) == 2
+        assert inf.gone == 1  # the one re-LIST was caused by the 410
         assert inf.watches == 4
         assert api.watch_rvs == ["11", "20", "21", "40"]
         assert inf.items() == {"a": "2", "d": "-"}

@@ -223,7 +223,10 @@ def test_scale_5_500_5000_and_back(cluster: Cluster) -> None:
         assert len(c.nodes()) == target
         rrs[target] = len(c.rr_nodes())
     assert rrs[5000] > rrs[500] >= 3
-    assert op.lists() == len(op.informers)  # one LIST per informer, none after sync
+    # One LIST per informer; after that only a 410 (a quiet resource whose watch
+    # outlived etcd's compaction of its resourceVersion) may cause a re-LIST.
+    gone = sum(inf.gone for inf in op.informers.values())
+    assert op.lists() == len(op.informers) + gone
     peers = [p for p in c.peers().values()]
     assert len(peers) <= 100
 

@@ -101,6 +101,8 @@ class Informer:
         self._on_event = on_event
         self.synced = threading.Event()
         self.lists = 0
+        #: 410 Gone answers (each is followed by a re-LIST): the only reason to re-list
+        self.gone = 0
         self.watches = 0
         self.last_error: Exception | None = None
         self._cache: dict[str, Any] = {}
@@ -223,6 +225,7 @@ class Informer:
                     self._backoff(failures, "watch ended at once without events")
             except Gone as exc:
                 self.last_error = exc
+                self.gone += 1
                 need_list = True
                 gone_streak += 1
                 log.info("informer %s: %s; re-listing", self.name, exc)
