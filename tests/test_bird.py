@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from calico_rr.core.bird import (
+    BgpTimers,
     BirdNode,
     BirdPeer,
     bird_nodes,
@@ -268,3 +269,26 @@ def test_asn_falls_back_to_default_and_ebgp_is_not_rr_client() -> None:
     assert nodes["e1"].asn == 65001
     text = render_bird_config(rr)
     assert "neighbor 10.0.0.21 as 65001;" in text
+
+
+def test_higher_address_listens_only() -> None:
+    low = BirdNode(
+        "a", "10.0.0.1", 64512, None, "10.244.0.0/26", (BirdPeer("b", "10.0.0.2", 64512, False),)
+    )
+    high = BirdNode(
+        "b", "10.0.0.2", 64512, None, "10.244.0.64/26", (BirdPeer("a", "10.0.0.1", 64512, False),)
+    )
+    assert "passive on;" not in render_bird_config(low)
+    assert "passive on;" in render_bird_config(high)
+
+
+def test_timers_rendered_and_checked() -> None:
+    node = BirdNode(
+        "a", "10.0.0.1", 64512, None, "10.244.0.0/26", (BirdPeer("b", "10.0.0.2", 64512, False),)
+    )
+    text = render_bird_config(node, timers=BgpTimers(2, 5, 5, 30))
+    assert "connect delay time 2;" in text and "connect retry time 5;" in text
+    assert "error wait time 5,30;" in text
+    assert "connect delay" not in render_bird_config(node)
+    with pytest.raises(ValueError, match="bad BGP timers"):
+        render_bird_config(node, timers=BgpTimers(1, 1, 5, 2))

@@ -13,8 +13,10 @@ Facts of domain.md it encodes:
   on an RR-client session the local side (a node with cluster ID X) carries
   ``rr client; rr cluster id X;``, everything else is plain iBGP (or eBGP across
   AS numbers); every session has ``add paths on``, ``graceful restart``,
-  ``multihop`` and ``gateway recursive``; only workload (pod block) routes are
-  exported, and ``next hop self`` is not set (iBGP keeps the originator's next hop);
+  ``multihop`` and ``gateway recursive`` (and, between two Calico nodes, the side
+  with the higher address is ``passive``: only the lower one connects, so
+  connections never collide); only workload (pod block) routes are exported,
+  and ``next hop self`` is not set (iBGP keeps the originator's next hop);
 * section 3: reflection is BIRD's RFC 4456 behaviour, so an RR must re-export
   routes it learned over BGP; the export filter therefore accepts the node's own
   pod block (its static route) and BGP-learned routes, nothing else.  BIRD itself
@@ -164,13 +166,40 @@ def _validate(node: BirdNode, graceful_restart: int | None, socket_hint: str) ->
         raise ValueError("socket_hint must be a single line")
 
 
+@dataclass(frozen=True, slots=True)
+class BgpTimers:
+    """Session (re)connection timers, in seconds (BIRD's defaults when not given:
+    connect delay 5, connect retry 120, error wait 60..300)."""
+
+    connect_delay: int = 1
+    connect_retry: int = 1
+    error_wait_min: int = 1
+    error_wait_max: int = 5
+
+    def lines(self) -> list[str]:
+        values = (self.connect_delay, self.connect_retry, self.error_wait_min, self.error_wait_max)
+        if min(values) <= 0 or self.error_wait_min > self.error_wait_max:
+            raise ValueError(f"bad BGP timers: {self}")
+        return [
+            f"  connect delay time {self.connect_delay};",
+            f"  connect retry time {self.connect_retry};",
+            f"  error wait time {self.error_wait_min},{self.error_wait_max};",
+        ]
+
+
 def render_bird_config(
-    node: BirdNode, *, graceful_restart: int | None = 120, socket_hint: str = ""
+    node: BirdNode,
+    *,
+    graceful_restart: int | None = 120,
+    socket_hint: str = "",
+    timers: BgpTimers | None = None,
 ) -> str:
     """The BIRD 1.6 configuration file for ``node``.
 
     ``graceful_restart`` is the restart time announced to peers (None: BIRD's
-    default).  ``socket_hint`` (e.g. the control socket path the lab starts BIRD
+    default).  ``timers`` shortens session (re)connection delays (the lab uses
+    this so sessions come up in about a second instead of BIRD's 5 s / 120 s).
+    ``socket_hint`` (e.g. the control socket path the lab starts BIRD
     with) is written as a comment only, to help whoever reads the file.
 
     Raises ValueError for an address that is not IPv4, a node with RR clients but
@@ -235,6 +264,12 @@ def render_bird_config(
         ]
         if graceful_restart is not None:
             lines.append(f"  graceful restart time {graceful_restart};")
+        if timers is not None:
+            lines += timers.lines()
+        if ipaddress.IPv4Address(node.router_id) > ipaddress.IPv4Address(peer.ip):
+            # one side listens, as Calico's template does between Calico nodes:
+            # the lower address connects, so the two never collide
+            lines.append("  passive on;")
         if peer.rr_client:
             lines += ["  rr client;", f"  rr cluster id {node.cluster_id};"]
         lines += [

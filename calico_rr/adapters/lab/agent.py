@@ -1,0 +1,408 @@
+"""The lab's calico-node: turns datastore objects into BIRD configs, reports sessions.
+
+:class:`LabAgent` does for every lab node what calico-node's confd does for its
+own node (domain.md 2): read the Calico state, compute the node's peerings and
+session kinds (the same session graph the verifier uses), render the node's BIRD
+configuration (``calico_rr.core.bird``) and reload BIRD only when the file
+changes.  One agent object serves all the lab's nodes (they share the datastore
+view), but each node's config depends on that node alone and each BIRD is
+reloaded on its own, as each calico-node would.
+
+:class:`KubeWatcher` feeds the agent from the Kubernetes API (informers on
+Nodes, BGPPeers and BGPConfigurations, a reload after every change, coalesced)
+and writes every lab node's session state into the ``status`` of the
+CalicoNodeStatus objects that name it — what calico-node does, so the operator's
+make-before-break check sees real BIRD sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
+from calico_rr.adapters.kube.informer import Informer
+from calico_rr.adapters.lab.birdctl import BirdError
+from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode
+from calico_rr.core.bird import BgpTimers, BirdNode, bird_nodes, protocol_names, render_bird_config
+from calico_rr.core.kube import format_timestamp
+from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
+from calico_rr.core.resources import parse_resources
+from calico_rr.core.sessions import SessionGraph, build_session_graph
+from calico_rr.errors import InputError
+from calico_rr.model import CalicoState
+
+__all__ = ["KubeWatcher", "LabAgent", "Observation"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One look at every running BIRD."""
+
+    #: node -> peer node names with an Established session
+    established: dict[str, frozenset[str]]
+    #: node -> other nodes whose pod block it holds
+    held: dict[str, frozenset[str]]
+
+
+class LabAgent:
+    """confd + BIRD reloads for every node of ``lab``."""
+
+    def __init__(
+        self,
+        lab: LabNetwork,
+        *,
+        timers: BgpTimers | None = None,
+        graceful_restart: int | None = 120,
+    ) -> None:
+        self.lab = lab
+        self.timers = timers if timers is not None else BgpTimers()
+        self.graceful_restart = graceful_restart
+        self.state: CalicoState | None = None
+        self.graph: SessionGraph | None = None
+        self.reloads = 0
+        self.config_changes = 0
+        self._last: dict[str, str] = {}
+        self._peer_of: dict[str, dict[str, str]] = {}  # node -> protocol -> peer name
+        self._lock = threading.RLock()
+        self._by_ip = {n.ip: n for n in lab.nodes}
+        self._by_block = {n.block: n.name for n in lab.nodes}
+
+    # -- configuration ------------------------------------------------------
+
+    def apply(self, state: CalicoState) -> list[str]:
+        """Bring every lab node's BIRD to ``state``; the nodes reconfigured.
+
+        Raises LabError when the state names a BGP node that is not a lab node, or
+        a lab node under another address (the lab cannot emulate it)."""
+        graph = build_session_graph(state)
+        for node in graph.nodes:
+            lab_node = self._by_ip.get(node.ip or "")
+            if lab_node is None or lab_node.name != node.name:
+                raise LabError(
+                    f"node {node.name} ({node.ip}) is not a lab node: the lab emulates "
+                    f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on 10.99.0.0/16"
+                )
+        blocks = {n.name: n.block for n in self.lab.nodes}
+        configs = {b.name: b for b in bird_nodes(graph, state, blocks)}
+        changed: list[str] = []
+        with self._lock:
+            self.state, self.graph = state, graph
+            for lab_node in self.lab.nodes:
+                bn = configs.get(lab_node.name) or BirdNode(
+                    lab_node.name, lab_node.ip, state.default_asn(), None, lab_node.block, ()
+                )
+                text = render_bird_config(
+                    bn,
+                    graceful_restart=self.graceful_restart,
+                    socket_hint=str(lab_node.sock),
+                    timers=self.timers,
+                )
+                protos = zip(protocol_names(bn), bn.peers, strict=True)
+                self._peer_of[lab_node.name] = {proto: peer.name for proto, peer in protos}
+                if self._last.get(lab_node.name) == text and lab_node.running:
+                    continue
+                self._write(lab_node, text)
+                changed.append(lab_node.name)
+        if changed:
+            self.config_changes += 1
+        return changed
+
+    def _write(self, node: LabNode, text: str) -> None:
+        if not node.running:
+            self.lab.start_bird(node, text)
+        else:
+            node.conf.write_text(text)
+            assert node.control is not None
+            answer = node.control.configure()
+            if "rror" in answer:
+                raise LabError(f"BIRD of {node.name} rejected its config: {answer}")
+            self.reloads += 1
+        self._last[node.name] = text
+
+    def restart(self, node: LabNode) -> None:
+        """Start a stopped node's BIRD again with its last config."""
+        with self._lock:
+            text = self._last.get(node.name)
+            if text is None:
+                raise LabError(f"no config for {node.name} yet")
+            self.lab.start_bird(node, text)
+
+    # -- observation --------------------------------------------------------
+
+    def sessions(self, node: LabNode) -> dict[str, str]:
+        """Peer node name -> BGP state text of every session of the node's BIRD."""
+        if node.control is None or not node.running:
+            return {}
+        with self._lock:
+            names = dict(self._peer_of.get(node.name, {}))
+        out: dict[str, str] = {}
+        for proto in node.control.protocols():
+            if proto.proto == "BGP" and proto.name in names:
+                out[names[proto.name]] = proto.info or proto.state
+        return out
+
+    def held(self, node: LabNode) -> frozenset[str]:
+        """Other lab nodes whose pod block the node's BIRD holds."""
+        if node.control is None or not node.running:
+            return frozenset()
+        return frozenset(
+            self._by_block[prefix]
+            for prefix in node.control.routes()
+            if prefix in self._by_block and self._by_block[prefix] != node.name
+        )
+
+    def observe(self) -> Observation:
+        est: dict[str, frozenset[str]] = {}
+        held: dict[str, frozenset[str]] = {}
+        for node in self.lab.nodes:
+            try:
+                sessions = self.sessions(node)
+                est[node.name] = frozenset(
+                    peer for peer, info in sessions.items() if info.startswith("Established")
+                )
+                held[node.name] = self.held(node)
+            except BirdError:
+                est[node.name], held[node.name] = frozenset(), frozenset()
+        return Observation(est, held)
+
+    def status(self, *, down: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Sessions and routes against the current state's prediction.
+
+        ``down`` names nodes whose BIRD is deliberately stopped: their sessions and
+        routes are left out of the session count and the comparison is made on
+        the graph without them."""
+        with self._lock:
+            graph = self.graph
+        if graph is None:
+            raise LabError("the agent has no state yet")
+        idx = graph.index()
+        if down:
+            graph = graph.without(idx[n] for n in down if n in idx)
+        want = expected_sessions(graph)
+        obs = self.observe()
+        up = {
+            pair
+            for pair in want
+            if all(
+                other in obs.established.get(me, frozenset())
+                for me, other in (tuple(pair), tuple(pair)[::-1])
+            )
+        }
+        predicted = predicted_routes(graph)
+        cmp = compare(predicted, obs.held)
+        names = sorted(predicted)
+        return {
+            "nodes": len(names),
+            "sessions_expected": len(want),
+            "sessions_established": len(up),
+            "missing_pairs": len(cmp.observed_missing),
+            "verifier_missing_pairs": len(cmp.predicted_missing),
+            "bird_reachable": not cmp.observed_missing,
+            "matches_verifier": cmp.matches,
+            "comparison": cmp,
+        }
+
+    def wait(
+        self,
+        timeout: float,
+        *,
+        stable: float = 1.0,
+        down: frozenset[str] = frozenset(),
+        since: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll :meth:`status` until every expected session is Established and
+        BIRD's tables equal the verifier's prediction, unchanged for ``stable``
+        seconds.  The result carries ``converged`` and ``seconds_to_converge``
+        (from ``since``, default now, to the first poll of the stable window)."""
+        start = since if since is not None else time.monotonic()
+        deadline = time.monotonic() + timeout
+        first_ok: float | None = None
+        last_key: object = None
+        while True:
+            now = time.monotonic()
+            st = self.status(down=down)
+            ok = st["sessions_established"] == st["sessions_expected"] and st["matches_verifier"]
+            key = (st["sessions_established"], st["comparison"].observed_missing)
+            if ok and first_ok is not None and key == last_key:
+                if now - first_ok >= stable:
+                    st["converged"] = True
+                    st["seconds_to_converge"] = round(first_ok - start, 2)
+                    return st
+            elif ok:
+                first_ok = now
+            else:
+                first_ok = None
+            last_key = key
+            if now > deadline:
+                st["converged"] = False
+                st["seconds_to_converge"] = None
+                return st
+            time.sleep(0.1)
+
+    def kernel_mismatches(self) -> list[str]:
+        """Nodes whose kernel table does not hold exactly the blocks BIRD holds
+        (plus the node's own): BIRD's kernel protocol must install what it has."""
+        bad = []
+        for node in self.lab.nodes:
+            if not node.running:
+                continue
+            held = {n.block for n in self.lab.nodes if n.name in self.held(node)}
+            kernel = self.lab.kernel_routes(node) - {node.block}
+            if kernel != held:
+                bad.append(f"{node.name}: kernel {len(kernel)} blocks, BIRD {len(held)}")
+        return bad
+
+
+def _node_doc_ok(obj: Mapping[str, Any]) -> bool:
+    return isinstance(obj.get("metadata"), Mapping)
+
+
+class KubeWatcher:
+    """Feeds a :class:`LabAgent` from the Kubernetes API; reports sessions back."""
+
+    def __init__(
+        self,
+        agent: LabAgent,
+        client: KubeClient,
+        api_group: str,
+        *,
+        coalesce: float = 0.05,
+        status_period: float = 1.0,
+    ) -> None:
+        self.agent = agent
+        self.client = client
+        self.api_group = api_group
+        self.coalesce = coalesce
+        self.status_period = status_period
+        self.errors: list[str] = []
+        self.applied = 0
+        self.status_writes = 0
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._status_sent: dict[str, Any] = {}
+        kinds = {
+            "nodes": api_path("v1", "nodes"),
+            "bgppeers": api_path(api_group, "bgppeers"),
+            "bgpconfigurations": api_path(api_group, "bgpconfigurations"),
+            "caliconodestatuses": api_path(api_group, "caliconodestatuses"),
+        }
+        self.informers = {
+            name: Informer(client, path, name=f"lab-{name}", on_event=self._event)
+            for name, path in kinds.items()
+        }
+
+    def _event(self, _etype: str, _key: str, _value: Any) -> None:
+        self._dirty.set()
+
+    def start(self) -> KubeWatcher:
+        for inf in self.informers.values():
+            inf.start()
+        for target in (self._apply_loop, self._status_loop):
+            t = threading.Thread(target=target, name=f"lab-{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        for inf in self.informers.values():
+            inf.stop()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def wait_synced(self, timeout: float = 30.0) -> None:
+        for inf in self.informers.values():
+            if not inf.synced.wait(timeout):
+                raise LabError(f"informer {inf.name} did not sync")
+
+    def documents(self) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        kinds = {
+            "nodes": ("v1", "Node"),
+            "bgppeers": (self.api_group, "BGPPeer"),
+            "bgpconfigurations": (self.api_group, "BGPConfiguration"),
+        }
+        for name, (version, kind) in kinds.items():
+            for obj in self.informers[name].items().values():
+                if not _node_doc_ok(obj):
+                    continue
+                doc = dict(obj)
+                doc.setdefault("apiVersion", version)
+                doc.setdefault("kind", kind)
+                docs.append(doc)
+        return docs
+
+    def _apply_loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.is_set():
+                return
+            time.sleep(self.coalesce)
+            self._dirty.clear()
+            if not all(inf.synced.is_set() for inf in self.informers.values()):
+                continue
+            try:
+                state = parse_resources(self.documents(), where="cluster").state
+                self.agent.apply(state)
+                self.applied += 1
+            except (InputError, LabError, BirdError) as exc:
+                # calico-node keeps its last good config on bad input; so do we
+                self.errors.append(str(exc))
+                log.warning("lab agent: %s", exc)
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(self.status_period):
+            with contextlib.suppress(Exception):
+                self.report_status()
+
+    def report_status(self) -> int:
+        """Write session states into the CalicoNodeStatus objects naming lab nodes."""
+        writes = 0
+        lab_nodes = {n.name: n for n in self.agent.lab.nodes}
+        for name, obj in self.informers["caliconodestatuses"].items().items():
+            node = lab_nodes.get(str((obj.get("spec") or {}).get("node") or ""))
+            if node is None:
+                continue
+            try:
+                sessions = self.agent.sessions(node)
+            except BirdError:
+                sessions = {}
+            ip_of = {n.name: n.ip for n in self.agent.lab.nodes}
+            peers = [
+                {
+                    "peerIP": ip_of.get(peer, ""),
+                    "type": "NodePeer",
+                    "state": "Established" if info.startswith("Established") else (info or "Idle"),
+                }
+                for peer, info in sorted(sessions.items())
+            ]
+            up = sum(1 for p in peers if p["state"] == "Established")
+            bgp = {
+                "numberEstablishedV4": up,
+                "numberNotEstablishedV4": len(peers) - up,
+                "peersV4": peers,
+            }
+            if self._status_sent.get(name) == bgp:
+                continue
+            body = {"status": {"lastUpdated": format_timestamp(time.time()), "bgp": bgp}}
+            try:
+                self.client.patch(
+                    api_path(self.api_group, "caliconodestatuses", name) + "/status", body
+                )
+            except ApiError as exc:
+                self.errors.append(f"CalicoNodeStatus {name}: {exc}")
+                continue
+            self._status_sent[name] = bgp
+            writes += 1
+        self.status_writes += writes
+        return writes

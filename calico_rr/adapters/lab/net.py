@@ -1,0 +1,357 @@
+"""The lab's network: one namespace per emulated node on a bridge, one BIRD each.
+
+Layout (nothing touches the host's own network stack):
+
+* a *hub* namespace ``<id>-hub`` holding the bridge ``br0``;
+* per node a namespace ``<id>-<i>`` with ``eth0`` (a veth whose other end sits in
+  the hub, enslaved to the bridge) addressed ``10.99.x.y/16``, and loopback up;
+* per node a BIRD 1.6 daemon started inside its namespace in the foreground, with
+  its own config file, control socket and log in the lab's work directory.
+
+Every namespace, link and daemon the lab makes is recorded in a registry file
+(``/run/calico-rr-lab/<id>.json``) before it is made.  :meth:`LabNetwork.close`
+removes them (deleting a namespace removes its veth ends); daemons are started
+with a parent-death signal so they die with the lab process even on SIGKILL, and
+:func:`cleanup_stale` removes the namespaces of any lab whose process is gone
+(``calico-rr lab --cleanup``, and every new lab does it first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calico_rr.adapters.lab.birdctl import BirdControl, BirdError
+
+__all__ = [
+    "REGISTRY",
+    "LabError",
+    "LabNetwork",
+    "LabNode",
+    "cleanup_stale",
+    "pod_block",
+    "require_tools",
+]
+
+REGISTRY = Path("/run/calico-rr-lab")
+SUBNET = ipaddress.IPv4Network("10.99.0.0/16")
+POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
+MAX_NODES = 1000
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or run (missing tool, not root, a command failed)."""
+
+
+def require_tools() -> dict[str, str]:
+    """Paths of ``ip``, ``bird`` and the check that we are root; LabError naming what
+    is missing (``scripts/lab-install.sh`` installs BIRD)."""
+    found: dict[str, str] = {}
+    missing = []
+    for tool in ("ip", "bird"):
+        path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+        if path is None:
+            missing.append(tool)
+        else:
+            found[tool] = path
+    if missing:
+        raise LabError(
+            f"missing {', '.join(missing)}: run scripts/lab-install.sh "
+            "(Debian packages iproute2 and bird)"
+        )
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces)")
+    return found
+
+
+def node_ip(index: int) -> str:
+    """Node ``index``'s address: 10.99.(1 + i // 250).(1 + i % 250)."""
+    return str(SUBNET.network_address + 256 * (1 + index // 250) + 1 + index % 250)
+
+
+def pod_block(index: int) -> str:
+    """Node ``index``'s /26 pod block in 10.244.0.0/16 (up to 1024 nodes)."""
+    return str(ipaddress.IPv4Network((int(POD_SUPERNET.network_address) + index * 64, 26)))
+
+
+def _run(args: list[str], *, stdin: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise LabError(f"{' '.join(args[:4])}...: {detail[-1] if detail else proc.returncode}")
+    return proc.stdout
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the daemon dies with the lab
+    os.setsid()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _namespaces() -> set[str]:
+    out = _run(["ip", "netns", "list"], check=False)
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _list(record: dict[str, object], key: str) -> list[object]:
+    value = record.get(key)
+    return list(value) if isinstance(value, list) else []
+
+
+def _remove(record: dict[str, object]) -> None:
+    for pid in _list(record, "pids"):
+        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError, ValueError):
+            os.kill(int(str(pid)), signal.SIGKILL)
+    present = _namespaces()
+    for ns in _list(record, "namespaces"):
+        if ns in present:
+            _run(["ip", "netns", "delete", str(ns)], check=False)
+    work = record.get("workdir")
+    if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cleanup_stale(registry: Path = REGISTRY) -> list[str]:
+    """Remove what labs whose process has died left behind; their ids."""
+    removed: list[str] = []
+    if not registry.is_dir():
+        return removed
+    for path in sorted(registry.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        owner = record.get("owner")
+        if isinstance(owner, int) and _pid_alive(owner) and owner != os.getpid():
+            continue
+        _remove(record)
+        path.unlink(missing_ok=True)
+        removed.append(path.stem)
+    return removed
+
+
+@dataclass
+class LabNode:
+    name: str
+    index: int
+    ns: str
+    ip: str
+    block: str
+    conf: Path
+    sock: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    control: BirdControl | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class LabNetwork:
+    """``size`` emulated nodes, named ``f"{name_prefix}{i:02d}"``."""
+
+    size: int
+    name_prefix: str = "lab-n"
+    registry: Path = REGISTRY
+    lab_id: str = field(default_factory=lambda: f"crr{os.getpid() % 100000}")
+    nodes: list[LabNode] = field(default_factory=list)
+    workdir: Path | None = None
+    _record: dict[str, object] = field(default_factory=dict)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def __enter__(self) -> LabNetwork:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def hub(self) -> str:
+        return f"{self.lab_id}-hub"
+
+    def _save(self) -> None:
+        self.registry.mkdir(parents=True, exist_ok=True)
+        path = self.registry / f"{self.lab_id}.json"
+        path.write_text(json.dumps(self._record))
+
+    def up(self) -> None:
+        if not 1 <= self.size <= MAX_NODES:
+            raise LabError(f"lab size must be 1..{MAX_NODES}, got {self.size}")
+        require_tools()
+        cleanup_stale(self.registry)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"calico-rr-{self.lab_id}-"))
+        names = [f"{self.lab_id}-{i}" for i in range(self.size)]
+        self._record = {
+            "owner": os.getpid(),
+            "workdir": str(self.workdir),
+            "namespaces": [self.hub, *names],
+            "pids": [],
+        }
+        self._save()  # before anything exists: an interrupted build is still cleaned
+        try:
+            self._build(names)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, names: list[str]) -> None:
+        assert self.workdir is not None
+        existing = _namespaces()
+        clash = [n for n in [self.hub, *names] if n in existing]
+        if clash:
+            raise LabError(f"namespace {clash[0]} already exists (another lab with this id?)")
+        batch = [f"netns add {n}" for n in [self.hub, *names]]
+        _run(["ip", "-batch", "-"], stdin="\n".join(batch) + "\n")
+        hub_cmds = [
+            "link add br0 type bridge",
+            "link set br0 up",
+            "link set lo up",
+        ]
+        root_cmds = []
+        for i, ns in enumerate(names):
+            hub_if = f"h{i}"
+            root_cmds.append(
+                f"link add {hub_if} netns {self.hub} type veth peer name eth0 netns {ns}"
+            )
+            hub_cmds += [f"link set {hub_if} master br0", f"link set {hub_if} up"]
+        _run(["ip", "-batch", "-"], stdin="\n".join(root_cmds) + "\n")
+        _run(["ip", "-n", self.hub, "-batch", "-"], stdin="\n".join(hub_cmds) + "\n")
+        for i, ns in enumerate(names):
+            ip = node_ip(i)
+            cmds = [
+                "link set lo up",
+                f"addr add {ip}/{SUBNET.prefixlen} dev eth0",
+                "link set eth0 up",
+            ]
+            _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
+            name = f"{self.name_prefix}{i:02d}"
+            self.nodes.append(
+                LabNode(
+                    name=name,
+                    index=i,
+                    ns=ns,
+                    ip=ip,
+                    block=pod_block(i),
+                    conf=self.workdir / f"{name}.conf",
+                    sock=self.workdir / f"{name}.ctl",
+                    log=self.workdir / f"{name}.log",
+                )
+            )
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.stop_bird(node)
+        _remove(self._record)
+        (self.registry / f"{self.lab_id}.json").unlink(missing_ok=True)
+        self.nodes = []
+
+    # -- daemons ----------------------------------------------------------
+
+    def node(self, name: str) -> LabNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def start_bird(self, node: LabNode, config: str, *, timeout: float = 10.0) -> None:
+        """Write ``config`` and start the node's BIRD; returns once its socket answers."""
+        if node.running:
+            raise LabError(f"BIRD of {node.name} is already running")
+        node.conf.write_text(config)
+        node.sock.unlink(missing_ok=True)
+        bird = require_tools()["bird"]
+        log = node.log.open("ab")
+        try:
+            node.proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    node.ns,
+                    bird,
+                    "-f",
+                    "-c",
+                    str(node.conf),
+                    "-s",
+                    str(node.sock),
+                    "-P",
+                    str(node.sock.with_suffix(".pid")),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+        pids = self._record.setdefault("pids", [])
+        assert isinstance(pids, list)
+        pids.append(node.proc.pid)
+        self._save()
+        node.control = BirdControl(node.sock)
+        deadline = time.monotonic() + timeout
+        while True:
+            if node.proc.poll() is not None:
+                tail = node.log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise LabError(f"BIRD of {node.name} exited: {' | '.join(tail)}")
+            if node.sock.exists():
+                try:
+                    node.control.call("show status")
+                    return
+                except BirdError:  # not ready yet
+                    pass
+            if time.monotonic() > deadline:
+                raise LabError(f"BIRD of {node.name} did not open its control socket")
+            time.sleep(0.02)
+
+    def stop_bird(self, node: LabNode, *, kill: bool = True) -> None:
+        """Stop the node's BIRD: SIGKILL (a crash: no NOTIFICATION to peers) or
+        SIGTERM (a clean shutdown)."""
+        if node.control is not None:
+            node.control.close()
+            node.control = None
+        proc = node.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        node.proc = None
+
+    def kernel_routes(self, node: LabNode) -> set[str]:
+        """Pod-block routes in the node's kernel table (installed by BIRD)."""
+        out = _run(["ip", "-n", node.ns, "-j", "route", "show", "proto", "bird"], check=False)
+        try:
+            rows = json.loads(out or "[]")
+        except ValueError:
+            return set()
+        return {str(r.get("dst")) for r in rows if isinstance(r, dict)}

@@ -1,0 +1,181 @@
+"""Pure parts of the BGP lab: BIRD control-socket parsing, the comparison with
+the verifier, the random configuration generator, address plan."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from calico_rr.adapters.lab.birdctl import BirdControl, BirdError, parse_protocols, parse_routes
+from calico_rr.adapters.lab.net import node_ip, pod_block
+from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
+from calico_rr.core.resources import parse_resources
+from calico_rr.core.sessions import build_session_graph
+from calico_rr.testing.random_configs import random_config
+
+ROUTES = [
+    (1007, "10.99.0.0/16       dev eth0 [direct1 10:07:53] * (240)"),
+    (1007, "10.244.0.192/26    blackhole [static1 10:07:53] * (200)"),
+    (1007, "10.244.0.64/26     via 10.99.1.2 on eth0 [Peer_a 10:07:57] * (100/0) [i]"),
+    (1007, "                   via 10.99.1.2 on eth0 [Peer_b 10:07:58 from 10.99.1.9] (100/0) [i]"),
+    (1008, "\tType: BGP unicast univ"),
+    (0, ""),
+]
+
+
+def test_parse_routes_counts_paths() -> None:
+    got = parse_routes(ROUTES)
+    assert got == {"10.99.0.0/16": 1, "10.244.0.192/26": 1, "10.244.0.64/26": 2}
+
+
+def test_parse_protocols() -> None:
+    rows = [
+        (2002, "name     proto    table    state  since       info"),
+        (1002, "Peer_a   BGP      master   up     10:07:57    Established"),
+        (
+            1002,
+            "Peer_b   BGP      master   start  10:07:57    Active        Socket: Connection closed",
+        ),
+        (1002, "kernel1  Kernel   master   up     10:07:53"),
+        (0, ""),
+    ]
+    got = parse_protocols(rows)
+    assert [(p.name, p.established) for p in got] == [
+        ("Peer_a", True),
+        ("Peer_b", False),
+        ("kernel1", False),
+    ]
+    assert got[1].info == "Active Socket: Connection closed"
+
+
+def _fake_bird(path: Path, replies: dict[bytes, bytes]) -> threading.Thread:
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.sendall(b"0001 BIRD 1.6.8 ready.\n")
+        buf = b""
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                conn.sendall(replies[line])
+        conn.close()
+        srv.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+def test_control_client_reads_multiline_replies_and_errors(tmp_path: Path) -> None:
+    sock = tmp_path / "bird.ctl"
+    _fake_bird(
+        sock,
+        {
+            b"show route": b"1007-10.244.0.0/26 via 10.99.1.1 on eth0 [Peer_a] * (100/0) [i]\n"
+            b"                   via 10.99.1.1 on eth0 [Peer_b] (100/0) [i]\n"
+            b"0000 \n",
+            b"bogus": b"9001 syntax error\n",
+        },
+    )
+    ctl = BirdControl(sock, timeout=5)
+    assert ctl.routes() == {"10.244.0.0/26": 2}
+    with pytest.raises(BirdError, match="syntax error"):
+        ctl.call("bogus")
+    with pytest.raises(ValueError):
+        ctl.call("two\nlines")
+    ctl.close()
+
+
+def test_control_client_names_the_socket_when_absent(tmp_path: Path) -> None:
+    with pytest.raises(BirdError, match=r"cannot connect to BIRD at .*nothing\.ctl"):
+        BirdControl(tmp_path / "nothing.ctl").call("show status")
+
+
+def test_address_plan_is_unique() -> None:
+    ips = {node_ip(i) for i in range(1000)}
+    blocks = {pod_block(i) for i in range(1000)}
+    assert len(ips) == len(blocks) == 1000
+    assert node_ip(0) == "10.99.1.1" and node_ip(250) == "10.99.2.1"
+    assert pod_block(1) == "10.244.0.64/26"
+
+
+def _lab_a_docs() -> list[dict[str, object]]:
+    nodes = [
+        ("rr1", "10.0.0.1", "9.9.9.9"),
+        ("rr2", "10.0.0.2", "9.9.9.9"),
+        ("c3", "10.0.0.3", None),
+        ("c4", "10.0.0.4", None),
+    ]
+    docs: list[dict[str, object]] = []
+    for name, ip, cid in nodes:
+        ann = {"projectcalico.org/IPv4Address": f"{ip}/24"}
+        if cid:
+            ann["projectcalico.org/RouteReflectorClusterID"] = cid
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"h": name}, "annotations": ann},
+            }
+        )
+    for pname, a, b in (("m", "rr1", "rr2"), ("x", "c3", "rr1"), ("y", "c4", "rr2")):
+        docs.append(
+            {
+                "apiVersion": "projectcalico.org/v3",
+                "kind": "BGPPeer",
+                "metadata": {"name": pname},
+                "spec": {"nodeSelector": f"h == '{a}'", "peerSelector": f"h == '{b}'"},
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeToNodeMeshEnabled": False},
+        }
+    )
+    return docs
+
+
+def test_prediction_and_comparison_on_lab_a() -> None:
+    graph = build_session_graph(parse_resources(_lab_a_docs()).state)
+    assert expected_sessions(graph) == {
+        frozenset(p) for p in (("rr1", "rr2"), ("c3", "rr1"), ("c4", "rr2"))
+    }
+    pred = predicted_routes(graph)
+    assert pred["c3"] == {"rr1", "rr2"} and pred["rr2"] == {"rr1", "c3", "c4"}
+    same = compare(pred, pred)
+    assert same.matches and same.observed_missing == {("c3", "c4"), ("c4", "c3")}
+    # BIRD showing c3 holding c4's block (more than predicted) is a mismatch
+    more = dict(pred, c3=pred["c3"] | {"c4"})
+    got = compare(pred, more)
+    assert not got.matches and got.only_bird_holds == {("c3", "c4")}
+    assert "in BIRD but not predicted" in got.describe()
+    less = dict(pred, rr1=frozenset())
+    got = compare(pred, less)
+    assert got.only_bird_holds == set()
+    assert got.only_verifier_holds == {("rr1", "rr2"), ("rr1", "c3"), ("rr1", "c4")}
+    assert not got.matches and "predicted but not in BIRD" in got.describe()
+
+
+def test_random_configs_are_deterministic_and_parse() -> None:
+    pool = [(f"lab-n{i:02d}", node_ip(i)) for i in range(12)]
+    kinds = set()
+    for seed in range(50):
+        docs = random_config(seed, pool)
+        assert docs == random_config(seed, pool)
+        graph = build_session_graph(parse_resources(docs).state)
+        kinds.add(bool(expected_sessions(graph)))
+        assert 4 <= len(graph.nodes) <= 9
+    assert True in kinds
