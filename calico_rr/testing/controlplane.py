@@ -93,7 +93,7 @@ def audit_request(line: str) -> dict[str, Any] | None:
     return None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the test process dies (Linux
     PR_SET_PDEATHSIG), so a killed test run leaves no API server behind."""
     import ctypes
@@ -149,6 +149,44 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def openssl(pki: Path, *args: str) -> None:
+    """Run ``openssl args`` in the directory ``pki``; ControlPlaneError on failure."""
+    done = subprocess.run(["openssl", *args], cwd=pki, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
+
+
+def make_ca(pki: Path, extra_sections: str = "") -> None:
+    """A throwaway CA in ``pki`` (``ca.crt``, ``ca.key``) plus ``openssl.cnf``, whose
+    extension sections (``server_ext``, ``client_ext``, then ``extra_sections``)
+    :func:`issue_cert` names."""
+    (pki / "openssl.cnf").write_text(_OPENSSL_CONFIG + extra_sections)
+    openssl(
+        pki,
+        "req", "-x509", "-new", "-nodes", "-config", "openssl.cnf",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-sha256",
+        "-subj", "/CN=calico-rr-test-ca", "-extensions", "ca_ext",
+    )  # fmt: skip
+
+
+def issue_cert(pki: Path, name: str, subject: str, extensions: str, serial: int) -> None:
+    """``name.crt`` / ``name.key`` in ``pki``, signed by :func:`make_ca`'s CA, with the
+    extension section ``extensions`` of its ``openssl.cnf``."""
+    openssl(
+        pki,
+        "req", "-new", "-nodes", "-config", "openssl.cnf",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
+    )  # fmt: skip
+    openssl(
+        pki,
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-set_serial", str(serial), "-days", "7", "-sha256",
+        "-extfile", "openssl.cnf", "-extensions", extensions, "-out", f"{name}.crt",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,38 +373,15 @@ class ControlPlane:
     # -- pieces ----------------------------------------------------------------
 
     def _openssl(self, *args: str) -> None:
-        done = subprocess.run(
-            ["openssl", *args],
-            cwd=self.directory / "pki",
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
+        openssl(self.directory / "pki", *args)
 
     def _issue(self, name: str, subject: str, extensions: str, serial: int) -> None:
-        self._openssl(
-            "req", "-new", "-nodes", "-config", "openssl.cnf",
-            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-        )  # fmt: skip
-        self._openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(serial), "-days", "7", "-sha256",
-            "-extfile", "openssl.cnf", "-extensions", extensions, "-out", f"{name}.crt",
-        )  # fmt: skip
+        issue_cert(self.directory / "pki", name, subject, extensions, serial)
 
     def _make_pki(self) -> None:
         pki = self.directory / "pki"
         pki.mkdir()
-        (pki / "openssl.cnf").write_text(_OPENSSL_CONFIG)
-        self._openssl(
-            "req", "-x509", "-new", "-nodes", "-config", "openssl.cnf",
-            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-sha256",
-            "-subj", "/CN=calico-rr-test-ca", "-extensions", "ca_ext",
-        )  # fmt: skip
+        make_ca(pki)
         self._issue("apiserver", "/CN=kube-apiserver", "server_ext", 2)
         self._issue("admin", f"/O=system:masters/CN={ADMIN_USER}", "client_ext", 3)
         self._issue(OPERATOR_USER, f"/CN={OPERATOR_USER}", "client_ext", 4)
@@ -394,7 +409,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             log.close()
