@@ -114,6 +114,14 @@ RestartOpt = Annotated[
     str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+PlotSizesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plot-sizes",
+        help="Cluster sizes to compare, e.g. '100,1000,5000' "
+        "(default: 50,100,200,500,1k,2k,5k,10k and this plan's size).",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -267,20 +275,44 @@ def plan(
     verify: Annotated[
         bool, typer.Option(help="Verify the rendered result (reachability, RR failures).")
     ] = True,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Also draw the topologies compared across cluster sizes (.png or .svg).",
+        ),
+    ] = None,
+    plot_sizes: PlotSizesOpt = None,
 ) -> None:
     """Size and place route reflectors; print the numbers (the talk's table)."""
     from calico_rr.core.planner import plan as make_plan
     from calico_rr.core.summary import plan_graph, summarize
     from calico_rr.core.verify import verify as run_verify
 
+    # A bad --plot path fails before anything is computed or written.
+    plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
+    gaps: list[str] = []
+
     def run() -> dict[str, Any]:
         inputs = load_inputs(**plan_args)
         made = make_plan(inputs.nodes, inputs.config)
         graph = plan_graph(made)
         verification = run_verify(graph).to_dict() if verify else None
-        return summarize(made, notes=inputs.notes, graph=graph, verification=verification)
+        summary = summarize(made, notes=inputs.notes, graph=graph, verification=verification)
+        if plot is not None and plot_fmt is not None:
+            from calico_rr.adapters.plots import comparison_figure, write_file
+
+            comparison = _comparison(inputs, summary["nodes"], plot_sizes)
+            write_file(plot, comparison_figure(comparison, plot_fmt), field="--plot")
+            gaps.extend(comparison.gap_notes())
+        return summary
 
     summary = _guard(run)
+    if plot is not None:
+        typer.echo(f"calico-rr: wrote the topology comparison to {plot}", err=True)
+        for gap in gaps:
+            typer.echo(f"calico-rr: plot gap: {gap}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -298,6 +330,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"calico-rr plan: {summary['topology']}", show_header=True)
     table.add_column("Numbers")
     table.add_column("", justify="right")
+    for name, value in summary_rows(summary):
+        table.add_row(name, value)
+    console.print(table)
+    if summary.get("auto_reason"):
+        console.print(f"auto: {summary['auto_reason']}")
+    for line in summary.get("shape_notes", []):
+        console.print(line)
+    for w in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows of the `plan` table (also the HTML report's plan table)."""
     rows = [
         ("# of nodes", str(summary["nodes"])),
         ("Topology", summary["topology"]),
@@ -319,15 +364,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             ("Survives any single RR failure", _yes(verification["single_rr_failure_tolerant"]))
         )
         rows.append(("Longest CLUSTER_LIST", str(verification["max_cluster_list"])))
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    if summary.get("auto_reason"):
-        console.print(f"auto: {summary['auto_reason']}")
-    for line in summary.get("shape_notes", []):
-        console.print(line)
-    for w in summary.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {w}")
+    return rows
 
 
 def _yes(flag: bool) -> str:
@@ -422,12 +459,7 @@ def verify(
             examples=examples,
         )
         data = report.to_dict()
-        ok = bool(data["reachable"] and data["single_rr_failure_tolerant"])
-        k = data.get("k_rr_failure")
-        if isinstance(k, dict):
-            ok = ok and bool(k["tolerant"])
-        for zone_result in (data.get("zone_failure") or {}).values():
-            ok = ok and bool(zone_result["tolerant"])
+        ok = _verified(data)
         data["notes"] = notes
         return data, [*report.to_text(), *(f"note: {n}" for n in notes)], ok
 
@@ -477,6 +509,126 @@ def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, l
             field="--fail-zone",
         )
     return {z: members[z] for z in wanted}
+
+
+def _verified(data: dict[str, Any]) -> bool:
+    """A verifier report (``to_dict``) says: reachable and every failure checked tolerated."""
+    ok = bool(data["reachable"] and data["single_rr_failure_tolerant"])
+    k = data.get("k_rr_failure")
+    if isinstance(k, dict):
+        ok = ok and bool(k["tolerant"])
+    for zone_result in (data.get("zone_failure") or {}).values():
+        ok = ok and bool(zone_result["tolerant"])
+    return ok
+
+
+# -- plots and the HTML report (docs/REPORT.md) -------------------------------------
+
+
+def _plot_format(path: str) -> str:
+    from calico_rr.adapters.plots import plot_format
+
+    return plot_format(path)
+
+
+def _comparison(inputs: Inputs, own_size: int, sizes_text: str | None) -> Any:
+    """The topologies compared on synthetic clusters shaped like the planned one."""
+    from calico_rr.core.compare import (
+        DEFAULT_SIZES,
+        ClusterShape,
+        compare,
+        parse_sizes,
+        sizes_with,
+    )
+
+    sizes = parse_sizes(sizes_text) if sizes_text else sizes_with(DEFAULT_SIZES, own_size)
+    shape = ClusterShape.of(inputs.nodes, inputs.config)
+    return compare(inputs.config, sizes=sizes, shape=shape, marked=own_size)
+
+
+def _options_text(plan_args: dict[str, Any]) -> str:
+    """The planning flags that differ from their defaults, as they would be typed."""
+    parts: list[str] = []
+    for name, _, default in PLAN_OPTIONS:
+        value = plan_args.get(name, default)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts.extend(f"{flag} {item}" for item in value)
+        else:
+            parts.append(f"{flag} {value}")
+    return "calico-rr report " + " ".join(parts)
+
+
+@app.command()
+@with_plan_options
+def report(
+    plan_args: dict[str, Any],
+    output: Annotated[str, typer.Argument(metavar="FILE.html", help="The HTML page to write.")],
+    plot_sizes: PlotSizesOpt = None,
+    fail_rrs: Annotated[
+        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
+    ] = 1,
+) -> None:
+    """Write one self-contained HTML page: the plan table, the verification (every RR
+    and every zone failing), the topologies compared across sizes, and a drawing."""
+    from calico_rr.adapters.plots import (
+        check_writable,
+        comparison_figure,
+        diagram_figure,
+        write_file,
+    )
+    from calico_rr.adapters.report_html import ReportPage, render_html
+    from calico_rr.core.diagram import group_diagram
+    from calico_rr.core.planner import plan as make_plan
+    from calico_rr.core.summary import plan_graph, summarize
+    from calico_rr.core.verify import verify as run_verify
+
+    def run() -> str:
+        if not output.lower().endswith((".html", ".htm")):
+            raise InputError(f"{output}: the report is HTML; name it *.html", field="FILE")
+        check_writable(output, "FILE")
+        if fail_rrs < 1:
+            raise InputError("--fail-rrs must be >= 1")
+        inputs = load_inputs(**plan_args)
+        config = inputs.config
+        made = make_plan(inputs.nodes, config)
+        graph = plan_graph(made)
+        zones = _zone_members(graph, config.zone_label or "", ["all"])
+        checked = run_verify(graph, fail_rrs=fail_rrs, fail_zones=zones if len(zones) > 1 else None)
+        data = checked.to_dict()
+        summary = summarize(made, notes=inputs.notes, graph=graph, verification=data)
+        comparison = _comparison(inputs, summary["nodes"], plot_sizes)
+        diagram = group_diagram(
+            graph,
+            topology=made.topology,
+            zone_label=config.zone_label,
+            rack_label=config.rack_label,
+        )
+        notes = [f"auto: {summary['auto_reason']}"] if summary.get("auto_reason") else []
+        notes += [str(n) for n in summary.get("shape_notes", [])]
+        notes += [f"note: {n}" for n in inputs.notes]
+        page = ReportPage(
+            title=f"calico-rr report: {made.topology}, {summary['nodes']} nodes",
+            options=_options_text(plan_args),
+            table=summary_rows(summary),
+            notes=notes,
+            warnings=[str(w) for w in summary.get("warnings", [])],
+            verification=checked.to_text(),
+            verified=_verified(data),
+            comparison=comparison,
+            comparison_png=comparison_figure(comparison, "png"),
+            diagram_png=diagram_figure(diagram, "png"),
+            diagram_summary=diagram.summary(),
+        )
+        write_file(output, render_html(page).encode("utf-8"), field="FILE")
+        return page.title
+
+    title = _guard(run)
+    typer.echo(f"wrote {output} ({title})")
 
 
 # -- the operator ------------------------------------------------------------------
@@ -550,6 +702,92 @@ def uninstall(
     setup_logging("info", json_format=False)
     message = _guard(lambda: run_uninstall(KubeClient.load(kubeconfig), timeout=timeout))
     typer.echo(message)
+
+
+# -- doctor -------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    kubeconfig: KubeconfigOpt = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            help="Check a dump instead of a live cluster ('-' = stdin): `kubectl get nodes,"
+            "ippools,bgpconfigurations,bgppeers,felixconfigurations,deployments -A -o yaml`.",
+        ),
+    ] = None,
+    session_budget: Annotated[
+        int, typer.Option("--session-budget", help="Sessions one RR may hold (rr-overloaded).")
+    ] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a Calico cluster against the scale advice (mesh, RRs, encapsulation, Typha).
+
+    Exit code 0: no error-severity finding; 1: at least one; 2: bad input.  See
+    docs/DOCTOR.md for every check."""
+    from calico_rr.core.doctor import diagnose
+
+    def check() -> tuple[list[Any], Any]:
+        if resources is not None and kubeconfig is not None:
+            raise InputError("give either --resources FILE or --kubeconfig PATH, not both")
+        if session_budget < 1:
+            raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
+        if resources is not None:
+            from calico_rr.adapters.kube.inventory import load_dump
+
+            inventory = load_dump(resources)
+        else:
+            from calico_rr.adapters.kube.client import KubeClient
+            from calico_rr.adapters.kube.inventory import load_live
+
+            with KubeClient.load(kubeconfig) as client:
+                inventory = load_live(client)
+        return diagnose(inventory, session_budget=session_budget), inventory
+
+    findings, inventory = _guard(check)
+    if as_json:
+        typer.echo(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        _print_findings(findings, inventory)
+    raise typer.Exit(1 if any(f.severity == "error" for f in findings) else 0)
+
+
+def _print_findings(findings: list[Any], inventory: Any) -> None:
+    from rich.text import Text
+
+    from calico_rr.core.doctor import summary_counts
+
+    console = Console()
+    state = inventory.state
+    console.print(
+        f"checked {len(state.nodes)} nodes, {len(state.peers)} BGPPeers, "
+        f"{len(inventory.pools)} IPPools, {len(inventory.deployments)} Deployments "
+        f"({inventory.api_group or 'no Calico API group'}, "
+        f"{'Kubernetes' if inventory.kdd else 'etcd'} datastore)"
+    )
+    if findings:
+        table = Table(title="calico-rr doctor", show_lines=True)
+        table.add_column("Severity", no_wrap=True)
+        table.add_column("Check / object", overflow="fold", ratio=1)
+        table.add_column("Finding / fix", overflow="fold", ratio=3)
+        colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+        for f in findings:
+            sev = f.severity.value
+            check = Text(f.id, style="bold")
+            check.append("\n" + f.object, style="dim")
+            finding = Text(f.message)
+            finding.append("\nfix: " + f.fix, style="green")
+            table.add_row(Text(sev, style=colour[sev]), check, finding)
+        console.print(table)
+    counts = summary_counts(findings)
+    total = ", ".join(
+        f"{n} {sev}{'s' if n != 1 and sev != 'info' else ''}" for sev, n in counts.items()
+    )
+    console.print(total if findings else "no findings", highlight=False)
+    for note in inventory.notes:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
 
 
 @app.command()

@@ -1,0 +1,59 @@
+"""What ``calico-rr doctor`` reads: a resource dump or a live cluster -> Inventory.
+
+Both sources end in the same pure function,
+:func:`calico_rr.core.doctor.inventory_from_documents`: the live loader LISTs the
+objects a ``kubectl get nodes,ippools,bgpconfigurations,bgppeers,... -A -o yaml``
+dump would hold and hands them over as one ``List``, so a cluster and its dump give
+the same findings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
+from calico_rr.adapters.kube.operator import choose_api_group
+from calico_rr.adapters.nodes_io import read_documents
+from calico_rr.core.doctor import TYPHA_NAME, Inventory, inventory_from_documents
+from calico_rr.errors import InputError
+
+__all__ = ["live_documents", "load_dump", "load_live"]
+
+#: Calico resources the doctor reads, by plural (the kinds of the dump).
+CALICO_PLURALS = ("bgpconfigurations", "bgppeers", "ippools")
+
+
+def load_dump(path: str) -> Inventory:
+    """A file (``-`` = stdin) as written by ``kubectl get ... -o yaml`` (or ``-o json``)."""
+    where = "standard input" if path == "-" else path
+    return inventory_from_documents(read_documents(path), where=where)
+
+
+def live_documents(client: KubeClient) -> list[dict[str, Any]]:
+    """One ``List`` of Nodes, the Calico BGP objects and IPPools (in the API group
+    Calico itself would use), and every ``calico-typha`` Deployment."""
+    try:
+        served = client.served_groups()
+        if "crd.projectcalico.org" not in served and "projectcalico.org" not in served:
+            raise InputError(
+                "the cluster serves no Calico API group (crd.projectcalico.org or "
+                "projectcalico.org): is Calico installed?"
+            )
+        group = choose_api_group(served)
+        items: list[dict[str, Any]] = []
+        nodes, _ = client.list(api_path("v1", "nodes"))
+        items.extend(nodes)
+        for plural in CALICO_PLURALS:
+            objs, _ = client.list(api_path(group, plural))
+            items.extend(objs)
+        deployments, _ = client.list(
+            api_path("apps/v1", "deployments"), field_selector=f"metadata.name={TYPHA_NAME}"
+        )
+        items.extend(deployments)
+    except ApiError as exc:
+        raise InputError(f"cannot read the cluster: {exc}") from None
+    return [{"apiVersion": "v1", "kind": "List", "items": items}]
+
+
+def load_live(client: KubeClient) -> Inventory:
+    return inventory_from_documents(live_documents(client), where="cluster")
