@@ -1,0 +1,534 @@
+"""The Helm chart and the kustomize base, rendered by the real tools and checked by
+a real kube-apiserver.
+
+``helm`` and ``kustomize`` come from scripts/deploy-tools-build.sh (built from the
+Go module proxy on first use, then cached in ~/.cache/calico-rr/bin); a failed
+build fails these tests.  Every rendered object is server-side applied with
+``dryRun=All`` and ``fieldValidation=Strict`` (a mis-indented template field is an
+error, not silently dropped); our CRD is installed for real first, so a
+RouteReflectorConfig rendered by the chart is checked against its schema.  A
+minimal ``monitoring.coreos.com`` ServiceMonitor CRD (no schema) is installed only
+so that the dry-run can resolve the kind; it checks nothing of the ServiceMonitor's
+spec.  Broken objects are shown to be rejected, so the dry-run is known to validate.
+
+Then the chart's RBAC is applied for real and SubjectAccessReviews ask, for the
+chart's ServiceAccount, about every verb deploy/rbac.yaml grants (all must be
+allowed) and about verbs it does not grant (all must be denied).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from calico_rr.testing import ControlPlane, apply_crds, request
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+CHART = DEPLOY / "helm" / "calico-rr"
+BUILD_SCRIPT = REPO / "scripts" / "deploy-tools-build.sh"
+
+RELEASE = "rr-test"
+RELEASE_NS = "rr-system"
+CHART_SA = f"system:serviceaccount:{RELEASE_NS}:{RELEASE}-calico-rr"
+APPLY = "application/apply-patch+yaml"
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+#: Only so that the dry-run can resolve kind ServiceMonitor (no schema: any spec).
+SERVICEMONITOR_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+            "kind": "ServiceMonitor",
+            "listKind": "ServiceMonitorList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+# -- tools ------------------------------------------------------------------------------
+
+
+def _default_version(variable: str) -> str:
+    """The version the build script uses: $variable, else the script's default."""
+    if os.environ.get(variable):
+        return os.environ[variable]
+    match = re.search(rf"\$\{{{variable}:-(v[^}}]+)\}}", BUILD_SCRIPT.read_text())
+    assert match, f"no default for {variable} in {BUILD_SCRIPT}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict[str, Path]:
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, timeout=3600, check=False
+    )
+    assert done.returncode == 0, f"{BUILD_SCRIPT} failed (exit {done.returncode})"
+    directory = Path(done.stdout.strip().splitlines()[-1])
+    paths = {
+        "helm": directory / f"helm-{_default_version('CALICO_RR_HELM_VERSION')}",
+        "kustomize": directory / f"kustomize-{_default_version('CALICO_RR_KUSTOMIZE_VERSION')}",
+    }
+    for path in paths.values():
+        assert path.is_file() and os.access(path, os.X_OK), path
+    return paths
+
+
+def _run(argv: list[str | Path], cwd: Path = REPO) -> str:
+    done = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, f"{argv}: {done.stderr}"
+    return done.stdout
+
+
+def _objects(stream: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(stream) if isinstance(d, dict) and d.get("kind")]
+
+
+def _helm(tools: dict[str, Path], *args: str) -> list[dict[str, Any]]:
+    argv: list[str | Path] = [tools["helm"], "template", RELEASE, CHART]
+    argv += ["--namespace", RELEASE_NS, "--include-crds", *args]
+    return _objects(_run(argv))
+
+
+def _kinds(objs: list[dict[str, Any]]) -> list[str]:
+    return sorted(str(o["kind"]) for o in objs)
+
+
+# -- the API server -----------------------------------------------------------------------
+
+
+class Resolver:
+    """apiVersion + kind -> REST path, from the API server's discovery documents."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self._cache: dict[str, dict[str, tuple[str, bool]]] = {}
+
+    def _resources(self, api_version: str) -> dict[str, tuple[str, bool]]:
+        if api_version not in self._cache:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            status, body = request(self.cp, "GET", base)
+            assert status == 200, (api_version, body)
+            self._cache[api_version] = {
+                r["kind"]: (r["name"], bool(r["namespaced"]))
+                for r in body["resources"]
+                if "/" not in r["name"]
+            }
+        return self._cache[api_version]
+
+    def path(self, obj: dict[str, Any]) -> str:
+        api_version = str(obj["apiVersion"])
+        plural, namespaced = self._resources(api_version)[str(obj["kind"])]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        meta = obj["metadata"]
+        if namespaced:
+            assert meta.get("namespace"), f"{obj['kind']} {meta['name']} has no namespace"
+            base += f"/namespaces/{meta['namespace']}"
+        return f"{base}/{plural}/{meta['name']}"
+
+
+@pytest.fixture(scope="module")
+def cp() -> Iterator[ControlPlane]:
+    with ControlPlane() as plane:
+        apply_crds(plane, DEPLOY / "crds")
+        status, body = request(
+            plane,
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            SERVICEMONITOR_CRD,
+        )
+        assert status == 201, body
+        _wait_served(plane, "/apis/monitoring.coreos.com/v1")
+        for ns in ("calico-rr", RELEASE_NS):  # dry-run objects need an existing namespace
+            _create_namespace(plane, ns)
+        yield plane
+
+
+def _wait_served(cp: ControlPlane, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while request(cp, "GET", path)[0] != 200:
+        assert time.monotonic() < deadline, f"{path} not served after {timeout}s"
+        time.sleep(0.2)
+
+
+def _create_namespace(cp: ControlPlane, name: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    status, reply = request(cp, "POST", "/api/v1/namespaces", body)
+    assert status in (201, 409), reply
+
+
+def _apply(
+    cp: ControlPlane, resolver: Resolver, obj: dict[str, Any], *, dry_run: bool
+) -> tuple[int, Any]:
+    params = {"fieldManager": "calico-rr-test", "force": "true", "fieldValidation": "Strict"}
+    if dry_run:
+        params["dryRun"] = "All"
+    return request(cp, "PATCH", resolver.path(obj), obj, content_type=APPLY, params=params)
+
+
+def _dry_run_all(cp: ControlPlane, objs: list[dict[str, Any]]) -> None:
+    resolver = Resolver(cp)
+    failures = []
+    for obj in objs:
+        status, body = _apply(cp, resolver, obj, dry_run=True)
+        if status not in (200, 201):
+            failures.append(f"{obj['kind']} {obj['metadata']['name']}: {status} {body}")
+        else:  # the server's answer is the object as it would be stored
+            assert (
+                body["kind"] == obj["kind"] and body["metadata"]["name"] == obj["metadata"]["name"]
+            )
+    assert not failures, "\n".join(failures)
+
+
+# -- kustomize ------------------------------------------------------------------------------
+
+BASE_KINDS = sorted(
+    [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+)
+
+
+def test_kustomize_base_is_accepted(tools: dict[str, Path], cp: ControlPlane) -> None:
+    objs = _objects(_run([tools["kustomize"], "build", DEPLOY]))
+    assert _kinds(objs) == BASE_KINDS
+    # the base is the plain manifests, object for object
+    plain = [
+        *_objects((DEPLOY / "rbac.yaml").read_text()),
+        *_objects((DEPLOY / "operator.yaml").read_text()),
+        *(o for p in sorted((DEPLOY / "crds").glob("*.yaml")) for o in _objects(p.read_text())),
+    ]
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(objs, key=key) == sorted(plain, key=key)
+    _dry_run_all(cp, objs)
+    # a dry run stores nothing
+    status, _ = request(cp, "GET", "/apis/apps/v1/namespaces/calico-rr/deployments/calico-rr")
+    assert status == 404
+
+
+def test_kustomize_servicemonitor_component_is_accepted(
+    tools: dict[str, Path], cp: ControlPlane, tmp_path: Path
+) -> None:
+    deploy = os.path.relpath(DEPLOY, tmp_path)  # kustomize refuses absolute bases
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [deploy],
+                "components": [f"{deploy}/servicemonitor"],
+            }
+        )
+    )
+    objs = _objects(_run([tools["kustomize"], "build", tmp_path]))
+    assert _kinds(objs) == sorted([*BASE_KINDS, "Service", "ServiceMonitor"])
+    _dry_run_all(cp, objs)
+
+
+# -- helm -----------------------------------------------------------------------------------
+
+
+def test_helm_lint_strict(tools: dict[str, Path]) -> None:
+    _run([tools["helm"], "lint", "--strict", CHART])
+
+
+def test_helm_default_values_are_accepted(tools: dict[str, Path], cp: ControlPlane) -> None:
+    objs = _helm(tools)
+    assert _kinds(objs) == sorted(
+        [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+        ]
+    )
+    # --include-crds gives exactly deploy/'s CRD
+    (crd,) = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    (ours,) = _objects(next((DEPLOY / "crds").glob("*.yaml")).read_text())
+    assert crd == ours
+    _dry_run_all(cp, objs)
+
+
+def test_helm_with_servicemonitor_and_config_is_accepted(
+    tools: dict[str, Path], cp: ControlPlane, tmp_path: Path
+) -> None:
+    example = yaml.safe_load((DEPLOY / "example-config.yaml").read_text())
+    values = {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "config": {"create": True, "spec": example["spec"]},
+        "replicas": 3,
+        "image": {"repository": "registry.example.com/calico-rr", "digest": "sha256:" + "a" * 64},
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    objs = _helm(tools, "--values", str(tmp_path / "values.yaml"))
+    kinds = _kinds(objs)
+    assert {"ServiceMonitor", "Service", "RouteReflectorConfig"} <= set(kinds)
+    (config,) = [o for o in objs if o["kind"] == "RouteReflectorConfig"]
+    assert config["metadata"]["name"] == "default" and config["spec"] == example["spec"]
+    (deployment,) = [o for o in objs if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/calico-rr@sha256:" + "a" * 64
+    (monitor,) = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    (service,) = [o for o in objs if o["kind"] == "Service"]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    _dry_run_all(cp, objs)
+
+
+def test_helm_single_replica_renders_no_pdb(tools: dict[str, Path]) -> None:
+    kinds = _kinds(_helm(tools, "--set", "replicas=1"))
+    assert "PodDisruptionBudget" not in kinds and "Deployment" in kinds
+
+
+def test_chart_deployment_matches_the_operator_manifest(tools: dict[str, Path]) -> None:
+    (chart,) = [o for o in _helm(tools) if o["kind"] == "Deployment"]
+    (plain,) = [
+        o for o in _objects((DEPLOY / "operator.yaml").read_text()) if o["kind"] == "Deployment"
+    ]
+    c_pod, p_pod = chart["spec"]["template"]["spec"], plain["spec"]["template"]["spec"]
+    assert c_pod["securityContext"] == p_pod["securityContext"]
+    assert c_pod["volumes"] == p_pod["volumes"]
+    (c,), (p,) = c_pod["containers"], p_pod["containers"]
+    for field in ("securityContext", "resources", "livenessProbe", "readinessProbe", "ports"):
+        assert c[field] == p[field], field
+    assert c["volumeMounts"] == p["volumeMounts"]
+    assert {e["name"] for e in p["env"]} - {e["name"] for e in c["env"]} <= {
+        n for n in (e["name"] for e in p["env"]) if n.startswith("ROUTE_REFLECTOR_")
+    }
+    # the image's ENTRYPOINT is `calico-rr run`; the chart passes only arguments
+    assert "command" not in c and f"--namespace={RELEASE_NS}" in c["args"]
+    assert "--identity=$(POD_NAME)" in c["args"]
+
+
+def test_the_dry_run_rejects_broken_objects(tools: dict[str, Path], cp: ControlPlane) -> None:
+    objs = _helm(tools, "--set", "config.create=true")
+    resolver = Resolver(cp)
+    (deployment,) = [o for o in objs if o["kind"] == "Deployment"]
+    (config,) = [o for o in objs if o["kind"] == "RouteReflectorConfig"]
+    assert _apply(cp, resolver, deployment, dry_run=True)[0] in (200, 201)
+    assert _apply(cp, resolver, config, dry_run=True)[0] in (200, 201)
+
+    def broken(obj: dict[str, Any], path: list[str | int], value: Any) -> dict[str, Any]:
+        copy: dict[str, Any] = yaml.safe_load(yaml.safe_dump(obj))
+        target: Any = copy
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = value
+        return copy
+
+    container: list[str | int] = ["spec", "template", "spec", "containers", 0]
+    cases = [  # (broken object, what the error must name)
+        (broken(deployment, ["spec", "replicas"], -1), "spec.replicas"),  # built-in validation
+        # an unknown field (fieldValidation=Strict; server-side apply answers 500 for it)
+        (broken(deployment, [*container, "imagePullPolcy"], "Always"), "imagePullPolcy"),
+        # the selector must match the pod template's labels
+        (broken(deployment, ["spec", "selector", "matchLabels"], {"o": "x"}), "selector"),
+        (broken(config, ["spec", "topology"], "ring"), "spec.topology"),  # our CRD's schema
+    ]
+    for case, field in cases:
+        status, body = _apply(cp, resolver, case, dry_run=True)
+        assert status >= 400, (case["kind"], field, status, body)
+        assert field in str(body.get("message")), (field, body)
+
+
+# -- the chart's RBAC, for real ---------------------------------------------------------------
+
+STANDARD_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+def _deploy_roles() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cluster rules, rules of the operator-namespace Roles) of deploy/rbac.yaml."""
+    docs = _objects((DEPLOY / "rbac.yaml").read_text())
+    cluster = [r for d in docs if d["kind"] == "ClusterRole" for r in d.get("rules") or []]
+    local = [r for d in docs if d["kind"] == "Role" for r in d.get("rules") or []]
+    return cluster, local
+
+
+def _grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    for rule in rules:
+        if (
+            group in rule.get("apiGroups", [])
+            and (resource in rule.get("resources", []) or "*" in rule.get("resources", []))
+            and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", []))
+        ):
+            return True
+    return False
+
+
+def _expected(group: str, resource: str, verb: str, namespace: str | None) -> bool:
+    cluster, local = _deploy_roles()
+    return _grants(cluster, group, resource, verb) or (
+        namespace == RELEASE_NS and _grants(local, group, resource, verb)
+    )
+
+
+def _probes() -> list[tuple[str, str, str, str | None]]:
+    """(group, resource[/subresource], verb, namespace): every grant of deploy/rbac.yaml,
+    every other standard verb on the same resources, and some resources it must not
+    touch at all."""
+    cluster, local = _deploy_roles()
+    probes: set[tuple[str, str, str, str | None]] = set()
+    for rules, namespaces in ((cluster, (None, "default")), (local, (RELEASE_NS, "default"))):
+        for rule in rules:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in STANDARD_VERBS:
+                        for ns in namespaces:
+                            probes.add((group, resource, verb, ns))
+    for group, resource, verb, ns in [
+        ("", "secrets", "get", RELEASE_NS),
+        ("", "secrets", "list", None),
+        ("", "configmaps", "get", RELEASE_NS),
+        ("", "pods", "list", None),
+        ("", "pods/exec", "create", RELEASE_NS),
+        ("", "serviceaccounts/token", "create", RELEASE_NS),
+        ("", "nodes/status", "patch", None),
+        ("apps", "deployments", "update", RELEASE_NS),
+        ("apps", "deployments", "get", RELEASE_NS),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list", None),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "create", None),
+        ("rbac.authorization.k8s.io", "clusterroles", "escalate", None),
+        ("rbac.authorization.k8s.io", "clusterrolebindings", "create", None),
+        ("projectcalico.org", "ippools", "create", None),
+        ("crd.projectcalico.org", "felixconfigurations", "update", None),
+    ]:
+        probes.add((group, resource, verb, ns))
+    return sorted(probes, key=lambda p: (p[0], p[1], p[2], p[3] or ""))
+
+
+def _allowed(
+    cp: ControlPlane, user: str, group: str, resource: str, verb: str, ns: str | None
+) -> bool:
+    name, _, sub = resource.partition("/")
+    attributes: dict[str, Any] = {"group": group, "resource": name, "verb": verb}
+    if sub:
+        attributes["subresource"] = sub
+    if ns:
+        attributes["namespace"] = ns
+    spec: dict[str, Any] = {"user": user, "resourceAttributes": attributes}
+    if user.startswith("system:serviceaccount:"):
+        spec["groups"] = ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NS}"]
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+    status, body = request(cp, "POST", SAR_PATH, review)
+    assert status == 201, body
+    return bool(body["status"].get("allowed", False))
+
+
+@pytest.fixture(scope="module")
+def chart_rbac(tools: dict[str, Path], cp: ControlPlane) -> ControlPlane:
+    rbac_kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    objs = [o for o in _helm(tools) if o["kind"] in rbac_kinds]
+    resolver = Resolver(cp)
+    for obj in objs:
+        status, body = _apply(cp, resolver, obj, dry_run=False)
+        assert status in (200, 201), body
+    return cp
+
+
+def test_chart_rbac_rules_are_deploy_rbac_rules(tools: dict[str, Path]) -> None:
+    objs = _helm(tools)
+    cluster, local = _deploy_roles()
+    assert [r for o in objs if o["kind"] == "ClusterRole" for r in o["rules"]] == cluster
+    assert [r for o in objs if o["kind"] == "Role" for r in o["rules"]] == local
+    for obj in objs:
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            # only the chart's ServiceAccount (deploy/rbac.yaml also binds a User)
+            assert obj["subjects"] == [
+                {"kind": "ServiceAccount", "name": f"{RELEASE}-calico-rr", "namespace": RELEASE_NS}
+            ]
+
+
+def test_chart_service_account_has_exactly_deploy_rbac(chart_rbac: ControlPlane) -> None:
+    wrong = []
+    allowed_count = denied_count = 0
+    for group, resource, verb, ns in _probes():
+        expected = _expected(group, resource, verb, ns)
+        got = _allowed(chart_rbac, CHART_SA, group, resource, verb, ns)
+        if got != expected:
+            wrong.append(f"{verb} {group or 'core'}/{resource} ns={ns}: {got}, want {expected}")
+        allowed_count += expected
+        denied_count += not expected
+    assert not wrong, "\n".join(wrong)
+    assert allowed_count >= 10 and denied_count >= 10, (allowed_count, denied_count)
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb", "namespace"),
+    [
+        ("", "nodes", "delete", None),
+        ("", "nodes", "create", None),
+        ("", "secrets", "get", RELEASE_NS),
+        ("", "secrets", "get", None),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list", None),
+        ("calico-rr.io", "routereflectorconfigs", "delete", None),
+        ("coordination.k8s.io", "leases", "update", "kube-system"),
+    ],
+)
+def test_chart_service_account_is_denied(
+    chart_rbac: ControlPlane, group: str, resource: str, verb: str, namespace: str | None
+) -> None:
+    """What deploy/rbac.yaml withholds on purpose (no Secrets, no CRDs, no node
+    creation or deletion, no deleting the config, the Lease only in its namespace)."""
+    if _expected(group, resource, verb, namespace):
+        pytest.fail(f"deploy/rbac.yaml now grants {verb} {group}/{resource}: review this list")
+    assert not _allowed(chart_rbac, CHART_SA, group, resource, verb, namespace)
+
+
+def test_chart_binds_only_its_service_account(chart_rbac: ControlPlane) -> None:
+    # the operator's verbs are allowed for the ServiceAccount ...
+    assert _allowed(chart_rbac, CHART_SA, "", "nodes", "patch", None)
+    assert _allowed(chart_rbac, CHART_SA, "coordination.k8s.io", "leases", "update", RELEASE_NS)
+    # ... and for nobody else through the chart (deploy/rbac.yaml's User is not bound here,
+    # nor is another ServiceAccount of the release namespace)
+    assert not _allowed(chart_rbac, "calico-rr", "", "nodes", "patch", None)
+    other = f"system:serviceaccount:{RELEASE_NS}:default"
+    assert not _allowed(chart_rbac, other, "", "nodes", "patch", None)
