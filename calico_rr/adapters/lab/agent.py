@@ -17,7 +17,6 @@ make-before-break check sees real BIRD sessions.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -72,6 +71,8 @@ class LabAgent:
         self._last: dict[str, str] = {}
         self._peer_of: dict[str, dict[str, str]] = {}  # node -> protocol -> peer name
         self._lock = threading.RLock()
+        #: nodes whose BIRD was stopped on purpose: not restarted by apply()
+        self.held_down: set[str] = set()
         self._by_ip = {n.ip: n for n in lab.nodes}
         self._by_block = {n.block: n.name for n in lab.nodes}
 
@@ -107,6 +108,9 @@ class LabAgent:
                 )
                 protos = zip(protocol_names(bn), bn.peers, strict=True)
                 self._peer_of[lab_node.name] = {proto: peer.name for proto, peer in protos}
+                if lab_node.name in self.held_down:
+                    self._last[lab_node.name] = text  # used when it is restarted
+                    continue
                 if self._last.get(lab_node.name) == text and lab_node.running:
                     continue
                 self._write(lab_node, text)
@@ -127,12 +131,20 @@ class LabAgent:
             self.reloads += 1
         self._last[node.name] = text
 
+    def kill(self, node: LabNode) -> None:
+        """SIGKILL the node's BIRD (a crash: peers get no NOTIFICATION) and keep it
+        down until :meth:`restart`."""
+        with self._lock:
+            self.held_down.add(node.name)
+            self.lab.stop_bird(node, kill=True)
+
     def restart(self, node: LabNode) -> None:
-        """Start a stopped node's BIRD again with its last config."""
+        """Start a stopped node's BIRD again with its latest config."""
         with self._lock:
             text = self._last.get(node.name)
             if text is None:
                 raise LabError(f"no config for {node.name} yet")
+            self.held_down.discard(node.name)
             self.lab.start_bird(node, text)
 
     # -- observation --------------------------------------------------------
@@ -261,6 +273,16 @@ class LabAgent:
         return bad
 
 
+_BGP_STATES = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established"})
+
+
+def _bgp_state(info: str) -> str:
+    """BIRD's protocol info ("Active  Socket: Connection closed") as one of the
+    states CalicoNodeStatus accepts."""
+    first = info.split()[0] if info.split() else ""
+    return first if first in _BGP_STATES else "Idle"
+
+
 def _node_doc_ok(obj: Mapping[str, Any]) -> bool:
     return isinstance(obj.get("metadata"), Mapping)
 
@@ -362,8 +384,13 @@ class KubeWatcher:
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.status_period):
-            with contextlib.suppress(Exception):
+            try:
                 self.report_status()
+            except Exception as exc:  # keep reporting; say why once per kind
+                message = f"status report: {exc!r}"
+                if message not in self.errors:
+                    self.errors.append(message)
+                log.warning("lab agent %s", message)
 
     def report_status(self) -> int:
         """Write session states into the CalicoNodeStatus objects naming lab nodes."""
@@ -382,14 +409,16 @@ class KubeWatcher:
                 {
                     "peerIP": ip_of.get(peer, ""),
                     "type": "NodePeer",
-                    "state": "Established" if info.startswith("Established") else (info or "Idle"),
+                    "state": _bgp_state(info),
                 }
                 for peer, info in sorted(sessions.items())
             ]
             up = sum(1 for p in peers if p["state"] == "Established")
-            bgp = {
+            bgp = {  # the CRD requires the V6 counters too (the lab is IPv4 only)
                 "numberEstablishedV4": up,
                 "numberNotEstablishedV4": len(peers) - up,
+                "numberEstablishedV6": 0,
+                "numberNotEstablishedV6": 0,
                 "peersV4": peers,
             }
             if self._status_sent.get(name) == bgp:

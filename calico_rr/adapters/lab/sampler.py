@@ -8,9 +8,10 @@ that was never there (a node that just joined) is not a loss.  A node whose BIRD
 does not answer (killed on purpose) is not sampled until it answers again, and
 its table starts from scratch then.
 
-The resolution is one sweep (reported as ``sweep_seconds``): a loss shorter than
-a sweep can be missed, so the report gives the median and maximum sweep time next
-to the losses.
+The resolution is one sweep period (a sweep starts every ``period`` seconds, or
+as soon as the last one ended when sweeps take longer): a loss shorter than that
+can be missed, so the report gives the median and maximum sweep time and the
+period next to the losses.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class Loss:
 
 
 class RouteSampler:
-    def __init__(self, agent: LabAgent) -> None:
+    def __init__(self, agent: LabAgent, *, period: float = 0.1) -> None:
         self.agent = agent
+        #: minimum seconds between sweep starts (the sampler shares the GIL with
+        #: the operator and the agent when they run in one process)
+        self.period = period
         self.losses: list[Loss] = []
         self.sweeps = 0
         self._sweep_times: list[float] = []
@@ -73,9 +77,9 @@ class RouteSampler:
         while not self._stop.is_set():
             t0 = time.monotonic()
             self.sweep()
-            self._sweep_times.append(time.monotonic() - t0)
-            if not self.agent.lab.nodes:
-                self._stop.wait(0.1)
+            took = time.monotonic() - t0
+            self._sweep_times.append(took)
+            self._stop.wait(max(self.period - took, 0.01))
 
     def sweep(self) -> None:
         for node in list(self.agent.lab.nodes):
@@ -130,4 +134,5 @@ class RouteSampler:
             "sweeps": self.sweeps,
             "sweep_seconds_median": round(statistics.median(times), 4),
             "sweep_seconds_max": round(max(times), 4),
+            "sweep_period": self.period,
         }

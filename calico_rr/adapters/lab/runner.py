@@ -1,0 +1,412 @@
+"""``calico-rr lab``: real BIRD daemons driven from a real API server, with or
+without the operator, and transitions watched by the route sampler.
+
+:class:`ClusterLab` puts the pieces together: a local kube-apiserver + etcd
+(``calico_rr.testing.ControlPlane``, as ``calico-rr demo`` uses), Calico's CRDs
+and ours, one lab namespace + BIRD per node (:class:`LabNetwork`), Kubernetes
+Nodes carrying the lab addresses, and the agent watching the API server
+(:class:`KubeWatcher`) — so BIRD follows exactly what is written in the API
+server, by whoever writes it.  Without the operator, the planner's rendered
+resources are applied directly; with it, the cluster starts on the full mesh
+and the operator migrates it.  :meth:`ClusterLab.step` runs one change with the
+sampler on and reports losses and re-convergence time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.demo import (
+    CONFIG_PATH,
+    create_nodes,
+    ready_status,
+)
+from calico_rr.adapters.kube.operator import Operator
+from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
+from calico_rr.adapters.lab.net import LabError, LabNetwork
+from calico_rr.adapters.lab.sampler import RouteSampler
+from calico_rr.core.config import PlanConfig
+from calico_rr.core.opconfig import CONFIG_NAME
+from calico_rr.core.planner import plan
+from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.model import ANN_CLUSTER_ID, Node
+
+__all__ = ["ClusterLab", "run_lab"]
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+class ClusterLab:
+    """``size`` nodes in the API server (plus ``spare`` lab nodes that can join)."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        spare: int = 0,
+        zones: int = 0,
+        racks: int = 0,
+        progress: Progress = _quiet,
+        timeout: float = 180.0,
+    ) -> None:
+        if size < 2:
+            raise LabError(f"a lab needs at least 2 nodes, got {size}")
+        self.size = size
+        self.spare = spare
+        self.zones = zones
+        self.racks = racks
+        self.progress = progress
+        self.timeout = timeout
+        self.operator: Operator | None = None
+        self._stack: list[Callable[[], None]] = []
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def __enter__(self) -> ClusterLab:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        while self._stack:
+            undo = self._stack.pop()
+            try:
+                undo()
+            except Exception as exc:  # keep cleaning up
+                self.progress(f"cleanup: {exc}")
+
+    def _start(self) -> None:
+        from calico_rr.testing import ControlPlane, apply_crds
+        from calico_rr.testing.lab import ensure_lab_tools
+        from calico_rr.testing.manifests import calico_crds, install_operator_rbac
+
+        ensure_lab_tools()
+        total = self.size + self.spare
+        self.progress(f"building the lab network: {total} namespaces, one BIRD each")
+        self.lab = LabNetwork(total)
+        self.lab.up()
+        self._stack.append(self.lab.close)
+        self.progress("starting kube-apiserver + etcd")
+        self.cp = ControlPlane()
+        self.cp.start()
+        self._stack.append(self.cp.stop)
+        apply_crds(self.cp, calico_crds())
+        from pathlib import Path
+
+        apply_crds(self.cp, Path(__file__).resolve().parents[3] / "deploy" / "crds")
+        install_operator_rbac(self.cp)
+        self.admin = KubeClient.from_kubeconfig(self.cp.admin_kubeconfig)
+        self.api_group = "crd.projectcalico.org/v1"
+        synthetic = synthetic_cluster(total, zones=self.zones, racks=self.racks)
+        self.nodes: list[Node] = [
+            dataclasses.replace(n, name=ln.name, ip=ln.ip)
+            for n, ln in zip(synthetic, self.lab.nodes, strict=True)
+        ]
+        self.agent = LabAgent(self.lab)
+        self.watcher = KubeWatcher(self.agent, self.admin, self.api_group)
+        self.watcher.start()
+        self._stack.append(self.watcher.stop)
+        self.watcher.wait_synced()
+        self.progress(f"creating {self.size} nodes (full mesh on)")
+        create_nodes(self.admin, self.nodes[: self.size])
+
+    # -- helpers --------------------------------------------------------------
+
+    @property
+    def members(self) -> list[str]:
+        """Names of the nodes currently in the API server."""
+        return sorted(self.watcher.informers["nodes"].keys())
+
+    def cluster_ids(self) -> dict[str, str]:
+        """Route reflector name -> its cluster ID, as in the API server."""
+        out: dict[str, str] = {}
+        for name, obj in self.watcher.informers["nodes"].items().items():
+            ann = (obj.get("metadata") or {}).get("annotations") or {}
+            if ANN_CLUSTER_ID in ann:
+                out[name] = str(ann[ANN_CLUSTER_ID])
+        return out
+
+    def route_reflectors(self) -> list[str]:
+        return sorted(self.cluster_ids())
+
+    def wait_bird(
+        self, *, since: float, down: frozenset[str] = frozenset(), stable: float = 1.5
+    ) -> dict[str, Any]:
+        """Wait until the agent has applied the API server's latest state and BIRD
+        matches the verifier on it; the agent's status with seconds from ``since``."""
+        applied = self.watcher.applied
+        deadline = time.monotonic() + 5.0
+        while self.watcher.applied == applied and time.monotonic() < deadline:
+            time.sleep(0.05)  # the watcher re-applies after the last event
+        return self.agent.wait(self.timeout, stable=stable, down=down, since=since)
+
+    def apply_plan(self, topology: str, **cfg: Any) -> dict[str, Any]:
+        """Without the operator: write the planner's rendered resources (nodes'
+        labels and annotations, BGPPeers, BGPConfiguration) to the API server."""
+        from calico_rr.testing.manifests import apply_documents
+
+        members = set(self.members)
+        p = plan(
+            [n for n in self.nodes if n.name in members],
+            PlanConfig(topology=topology, api_group=self.api_group, **cfg),  # type: ignore[arg-type]
+        )
+        t0 = time.monotonic()
+        for change in p.node_changes():
+            obj = self.admin.get(api_path("v1", "nodes", change.name)) or {}
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("labels", {}).update(change.labels)
+            ann = meta.setdefault("annotations", {})
+            if change.cluster_id is not None:
+                ann[ANN_CLUSTER_ID] = change.cluster_id
+            self.admin.replace(api_path("v1", "nodes", change.name), obj)
+        apply_documents(self.cp, [*p.bgppeers(), p.bgp_configuration()])
+        st = self.wait_bird(since=t0)
+        st["topology"] = p.topology
+        st["route_reflectors"] = sum(1 for c in p.node_changes() if c.cluster_id)
+        return st
+
+    def start_operator(self, spec: dict[str, Any]) -> None:
+        from calico_rr.testing.manifests import apply_documents
+
+        doc = {
+            "apiVersion": "calico-rr.io/v1alpha1",
+            "kind": "RouteReflectorConfig",
+            "metadata": {"name": CONFIG_NAME},
+            "spec": spec,
+        }
+        apply_documents(self.cp, [doc])
+        client = KubeClient.from_kubeconfig(self.cp.operator_kubeconfig)
+        self.operator = Operator(client, identity="lab-0", env={})
+        self.operator.start()
+        self._stack.append(self.operator.stop)
+
+    def wait_operator(self, since: float, *, quiet: float = 1.5) -> float:
+        """Seconds from ``since`` until the operator is done with the change: a
+        reconcile pass started after ``since``, the last pass ended with the layout
+        Steady, and no pass started for ``quiet`` seconds after it (the operator
+        coalesces events for at most a second, so pending work would have started
+        one)."""
+        op = self.operator
+        assert op is not None
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            s = op.stats
+            done = s.last_start > since and s.last_end > s.last_start
+            if done and s.last_phase == "Steady" and time.monotonic() - s.last_end > quiet:
+                return s.last_end - since
+            time.sleep(0.05)
+        raise LabError(f"operator not steady after {self.timeout:.0f}s: {op.stats.last_message}")
+
+    def step(
+        self,
+        name: str,
+        action: Callable[[], None],
+        *,
+        operator: bool = True,
+        down: frozenset[str] = frozenset(),
+        ignore_origins: frozenset[str] = frozenset(),
+        ignore_nodes: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """Run ``action`` with the sampler on; wait for the operator (if running)
+        and for BIRD; report losses and seconds to converge."""
+        self.progress(f"step: {name}")
+        ids_before = self.cluster_ids()
+        sampler = RouteSampler(self.agent).start()
+        t0 = time.monotonic()
+        try:
+            action()
+            if operator and self.operator is not None:
+                self.wait_operator(t0)
+            st = self.wait_bird(since=t0, down=down)
+        finally:
+            sampler.stop()
+        # A node whose cluster ID appears, goes or changes gets new options on its
+        # sessions (rr client / rr cluster id), and BIRD restarts a session whose
+        # options change: that node's own sessions drop for a moment.
+        ids_after = self.cluster_ids()
+        role_changed = frozenset(
+            n for n in ids_before.keys() | ids_after.keys() if ids_before.get(n) != ids_after.get(n)
+        )
+        allowed_nodes = ignore_nodes | down
+        allowed_origins = ignore_origins | down
+        report = sampler.report(ignore_nodes=allowed_nodes, ignore_origins=allowed_origins)
+        outside = sampler.report(
+            ignore_nodes=allowed_nodes | role_changed,
+            ignore_origins=allowed_origins | role_changed,
+        )
+        out = {
+            "step": name,
+            "converged": st["converged"],
+            "seconds_to_converge": st["seconds_to_converge"],
+            "nodes": st["nodes"],
+            "sessions_established": st["sessions_established"],
+            "sessions_expected": st["sessions_expected"],
+            "bird_reachable": st["bird_reachable"],
+            "missing_pairs": st["missing_pairs"],
+            "matches_verifier": st["matches_verifier"],
+            **report,
+            "role_changed_nodes": sorted(role_changed),
+            "route_losses_outside_role_changes": outside["route_losses"],
+            "loss_examples_outside_role_changes": outside["examples"],
+        }
+        self.progress(
+            f"  {name}: converged={out['converged']} in {out['seconds_to_converge']}s, "
+            f"matches verifier {out['matches_verifier']}, route losses {out['route_losses']} "
+            f"({out['route_losses_outside_role_changes']} outside the {len(role_changed)} "
+            f"nodes whose RR role changed; longest {out['loss_seconds_max']}s)"
+        )
+        return out
+
+    # -- cluster changes --------------------------------------------------------
+
+    def join(self, count: int) -> list[str]:
+        members = set(self.members)
+        new = [n for n in self.nodes if n.name not in members][:count]
+        if len(new) < count:
+            raise LabError(f"only {len(new)} spare lab nodes left, {count} asked")
+        create_nodes(self.admin, new)
+        return [n.name for n in new]
+
+    def delete(self, names: list[str]) -> None:
+        for name in names:
+            self.admin.delete(api_path("v1", "nodes", name))
+
+    def cordon(self, name: str) -> None:
+        self.admin.patch(api_path("v1", "nodes", name), {"spec": {"unschedulable": True}})
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        self.admin.patch(api_path("v1", "nodes", name) + "/status", ready_status(ready))
+
+    def set_topology(self, spec: dict[str, Any]) -> None:
+        self.admin.patch(f"{CONFIG_PATH}/{CONFIG_NAME}", {"spec": spec})
+
+    def current_topology(self) -> str | None:
+        cfg = self.admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
+        topology = (cfg.get("status") or {}).get("topology")
+        return str(topology) if topology else None
+
+    def kill_bird(self, name: str) -> None:
+        self.agent.kill(self.lab.node(name))
+
+    def restart_bird(self, name: str) -> None:
+        self.agent.restart(self.lab.node(name))
+
+
+def run_lab(
+    *,
+    nodes: int = 16,
+    topology: str = "auto",
+    zones: int = 0,
+    racks: int = 0,
+    operator: bool = True,
+    scenarios: bool = False,
+    progress: Progress = _quiet,
+    timeout: float = 180.0,
+) -> dict[str, Any]:
+    """The lab end to end; the JSON-able result of ``calico-rr lab``."""
+    spare = max(2, nodes // 8) if scenarios else 0
+    result: dict[str, Any] = {"nodes": nodes, "topology": topology, "operator": operator}
+    t_start = time.monotonic()
+    with ClusterLab(
+        nodes, spare=spare, zones=zones, racks=racks, progress=progress, timeout=timeout
+    ) as lab:
+        mesh = lab.wait_bird(since=t_start)
+        result["full_mesh"] = {
+            "sessions_established": mesh["sessions_established"],
+            "matches_verifier": mesh["matches_verifier"],
+            "seconds_to_converge": mesh["seconds_to_converge"],
+        }
+        steps: list[dict[str, Any]] = []
+        if operator:
+            spec: dict[str, Any] = {"topology": topology, "waitTimeout": "60s"}
+            if racks:
+                spec["racks"] = racks
+            steps.append(lab.step("migrate from the full mesh", lambda: lab.start_operator(spec)))
+        else:
+            st = lab.apply_plan(topology, racks=racks or None)
+            steps.append(
+                {
+                    "step": "apply the rendered plan",
+                    **{k: v for k, v in st.items() if k != "comparison"},
+                }
+            )
+        main = steps[0]
+        if operator and scenarios:
+            steps += _scenarios(lab)
+        final = lab.agent.status()
+        result.update(
+            {
+                "nodes": final["nodes"],
+                "sessions_expected": final["sessions_expected"],
+                "sessions_established": final["sessions_established"],
+                "bird_reachable": final["bird_reachable"],
+                "missing_pairs": final["missing_pairs"],
+                "matches_verifier": final["matches_verifier"],
+                "seconds_to_converge": main.get("seconds_to_converge"),
+                "route_reflectors": len(lab.route_reflectors()),
+                "kernel_mismatches": lab.agent.kernel_mismatches(),
+                "route_losses": sum(int(s.get("route_losses", 0)) for s in steps),
+                "route_losses_outside_role_changes": sum(
+                    int(s.get("route_losses_outside_role_changes", 0)) for s in steps
+                ),
+                "steps": steps,
+                "bird_reloads": lab.agent.reloads,
+                "agent_errors": lab.watcher.errors[:5],
+            }
+        )
+    result["seconds_total"] = round(time.monotonic() - t_start, 1)
+    return result
+
+
+def _scenarios(lab: ClusterLab) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    joined: list[str] = []
+
+    def join() -> None:
+        joined.extend(lab.join(lab.spare))
+
+    steps.append(lab.step(f"scale up: {lab.spare} nodes join", join))
+    rrs = set(lab.route_reflectors())
+    leaving = [n for n in reversed(lab.members) if n not in rrs][: max(1, lab.spare // 2)]
+    gone = frozenset(leaving)
+    steps.append(
+        lab.step(
+            f"scale down: {len(leaving)} nodes deleted",
+            lambda: lab.delete(leaving),
+            ignore_origins=gone,
+            ignore_nodes=gone,
+        )
+    )
+    victim = lab.route_reflectors()[0]
+    steps.append(
+        lab.step(
+            f"BIRD of route reflector {victim} killed",
+            lambda: lab.kill_bird(victim),
+            operator=False,
+            down=frozenset({victim}),
+        )
+    )
+    steps.append(
+        lab.step(f"BIRD of {victim} restarted", lambda: lab.restart_bird(victim), operator=False)
+    )
+    cordoned = lab.route_reflectors()[-1]
+    steps.append(lab.step(f"route reflector {cordoned} cordoned", lambda: lab.cordon(cordoned)))
+    target = "multi" if "multi" not in str(lab.current_topology()) else "single"
+    steps.append(
+        lab.step(f"topology switch to {target}", lambda: lab.set_topology({"topology": target}))
+    )
+    return steps

@@ -1,0 +1,110 @@
+"""The operator driving real BIRD daemons (issue 6): every transition watched by
+the route sampler.
+
+16 emulated nodes (+4 spare) in 3 zones, Kubernetes Nodes in a real API server,
+the lab agent playing calico-node (configs from the API server, session states
+back into CalicoNodeStatus, which gates the operator's make-before-break), the
+operator as the unprivileged ``calico-rr`` user.  Steps: migrate from the full
+mesh, scale up, scale down, an RR's BIRD killed and restarted, an RR cordoned, a
+topology switch.  After every step BIRD's tables equal the verifier's prediction
+with every session Established, and no node lost a route it had — except:
+
+* the killed node's own block and its own table (allowed by the issue);
+* deleted nodes (they are gone);
+* nodes whose RR cluster ID appeared, went or changed in the step: BIRD
+  restarts a session whose ``rr client`` / ``rr cluster id`` options change,
+  so such a node's sessions drop for a moment (measured here: well under 2 s).
+  The test bounds that and asserts that no other node loses any route of any
+  other node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from calico_rr.adapters.lab.runner import ClusterLab
+
+pytestmark = pytest.mark.integration
+
+SIZE = 16
+SPARE = 4
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[ClusterLab]:
+    with ClusterLab(SIZE, spare=SPARE, zones=3, timeout=150) as cl:
+        yield cl
+
+
+def _check(step: dict[str, Any], *, losses: bool = False) -> None:
+    assert step["converged"], step
+    assert step["matches_verifier"] and step["bird_reachable"], step
+    assert step["sessions_established"] == step["sessions_expected"] > 0, step
+    assert step["route_losses_outside_role_changes"] == 0, step[
+        "loss_examples_outside_role_changes"
+    ]
+    if not losses:
+        assert step["route_losses"] == 0, step["examples"]
+    # the sampler really sampled: several sweeps per second of the step
+    assert step["sweeps"] >= 5
+
+
+def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:
+    import time
+
+    mesh = lab.wait_bird(since=time.monotonic())
+    assert mesh["converged"] and mesh["sessions_expected"] == SIZE * (SIZE - 1) // 2
+
+    steps: dict[str, dict[str, Any]] = {}
+    steps["migrate"] = lab.step(
+        "migrate from the full mesh",
+        lambda: lab.start_operator({"topology": "single", "waitTimeout": "60s"}),
+    )
+    _check(steps["migrate"], losses=True)
+    rrs = lab.route_reflectors()
+    assert len(rrs) >= 2 and steps["migrate"]["role_changed_nodes"] == rrs
+    # the mesh is off: far fewer sessions than the mesh's n(n-1)/2
+    assert steps["migrate"]["sessions_expected"] < mesh["sessions_expected"] // 2
+    # a promoted RR's own sessions restart once: short and only those nodes
+    assert steps["migrate"]["loss_seconds_max"] < 3.0
+
+    joined: list[str] = []
+    steps["up"] = lab.step("scale up", lambda: joined.extend(lab.join(SPARE)))
+    _check(steps["up"], losses=True)
+    assert steps["up"]["nodes"] == SIZE + SPARE
+
+    leaving = [n for n in reversed(lab.members) if n not in lab.route_reflectors()][:2]
+    steps["down"] = lab.step(
+        "scale down",
+        lambda: lab.delete(leaving),
+        ignore_origins=frozenset(leaving),
+        ignore_nodes=frozenset(leaving),
+    )
+    _check(steps["down"], losses=True)
+    assert steps["down"]["nodes"] == SIZE + SPARE - 2
+
+    victim = lab.route_reflectors()[0]
+    steps["kill"] = lab.step(
+        "RR BIRD killed", lambda: lab.kill_bird(victim), operator=False,
+        down=frozenset({victim}),
+    )  # fmt: skip
+    _check(steps["kill"])  # nobody but the victim loses anything
+    steps["restart"] = lab.step("RR BIRD restarted", lambda: lab.restart_bird(victim),
+                                operator=False)  # fmt: skip
+    _check(steps["restart"])
+
+    cordoned = lab.route_reflectors()[-1]
+    steps["cordon"] = lab.step("RR cordoned", lambda: lab.cordon(cordoned))
+    _check(steps["cordon"], losses=True)
+    assert cordoned not in lab.route_reflectors()
+    assert cordoned in steps["cordon"]["role_changed_nodes"]
+
+    steps["switch"] = lab.step("switch to multi", lambda: lab.set_topology({"topology": "multi"}))
+    _check(steps["switch"], losses=True)
+    assert lab.current_topology() == "multi"
+    assert lab.agent.kernel_mismatches() == []
+    assert lab.watcher.errors == []
+    assert lab.watcher.status_writes > 0  # sessions reported through CalicoNodeStatus
