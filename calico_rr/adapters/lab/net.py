@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calico_rr.adapters.lab.birdctl import BirdControl, BirdError
+from calico_rr.errors import CalicoRRError
 
 __all__ = [
     "REGISTRY",
@@ -48,7 +49,7 @@ POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
 MAX_NODES = 1000
 
 
-class LabError(RuntimeError):
+class LabError(CalicoRRError):
     """The lab could not be built or run (missing tool, not root, a command failed)."""
 
 

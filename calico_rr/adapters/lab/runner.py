@@ -157,8 +157,6 @@ class ClusterLab:
     def apply_plan(self, topology: str, **cfg: Any) -> dict[str, Any]:
         """Without the operator: write the planner's rendered resources (nodes'
         labels and annotations, BGPPeers, BGPConfiguration) to the API server."""
-        from calico_rr.testing.manifests import apply_documents
-
         members = set(self.members)
         p = plan(
             [n for n in self.nodes if n.name in members],
@@ -173,7 +171,10 @@ class ClusterLab:
             if change.cluster_id is not None:
                 ann[ANN_CLUSTER_ID] = change.cluster_id
             self.admin.replace(api_path("v1", "nodes", change.name), obj)
-        apply_documents(self.cp, [*p.bgppeers(), p.bgp_configuration()])
+        plural = {"BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations"}
+        for doc in [*p.bgppeers(), p.bgp_configuration()]:
+            path = api_path(self.api_group, plural[doc["kind"]], doc["metadata"]["name"])
+            self.admin.apply(path, doc, force=True)
         st = self.wait_bird(since=t0)
         st["topology"] = p.topology
         st["route_reflectors"] = sum(1 for c in p.node_changes() if c.cluster_id)
