@@ -717,8 +717,14 @@ def test_operator_deployment() -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "calico-rr"
     [container] = pod["containers"]
-    assert container["image"] == "calico-rr:latest"
-    assert container["command"] == ["calico-rr", "run", "--namespace", "calico-rr"]
+    # an exact version, never "latest" (the image tag follows the package version)
+    assert container["image"] == "calico-rr:0.1.0"
+    assert container["command"] == [
+        "calico-rr", "run", "--namespace", "calico-rr", "--identity", "$(POD_NAME)"
+    ]  # fmt: skip
+    # the leader-election identity is the pod's name, from the downward API
+    pod_name = {e["name"]: e for e in container["env"]}["POD_NAME"]
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
