@@ -70,6 +70,10 @@ def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:
     assert steps["migrate"]["sessions_expected"] < mesh["sessions_expected"] // 2
     # a promoted RR's own sessions restart once: short and only those nodes
     assert steps["migrate"]["loss_seconds_max"] < 3.0
+    # the break was gated by the sessions BIRD reported through CalicoNodeStatus,
+    # not by the 60 s fallback wait
+    assert steps["migrate"]["seconds_to_converge"] < 60
+    assert lab.watcher.status_writes > 0
 
     joined: list[str] = []
     steps["up"] = lab.step("scale up", lambda: joined.extend(lab.join(SPARE)))
