@@ -36,7 +36,7 @@ from calico_rr.core.sessions import SessionGraph, build_session_graph
 from calico_rr.errors import InputError
 from calico_rr.model import CalicoState
 
-__all__ = ["KubeWatcher", "LabAgent", "Observation"]
+__all__ = ["KubeWatcher", "LabAgent", "Observation", "bgp_status"]
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,11 @@ class LabAgent:
         last_key: object = None
         while True:
             now = time.monotonic()
+            if self.graph is None:  # nothing applied yet: the watcher is still syncing
+                if now > deadline:
+                    raise LabError("the agent got no state to apply")
+                time.sleep(0.1)
+                continue
             st = self.status(down=down)
             ok = st["sessions_established"] == st["sessions_expected"] and st["matches_verifier"]
             key = (st["sessions_established"], st["comparison"].observed_missing)
@@ -271,6 +276,27 @@ class LabAgent:
             if kernel != held:
                 bad.append(f"{node.name}: kernel {len(kernel)} blocks, BIRD {len(held)}")
         return bad
+
+
+def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any]:
+    """The ``status.bgp`` of a CalicoNodeStatus for ``node``, from its BIRD."""
+    try:
+        sessions = agent.sessions(node)
+    except BirdError:
+        sessions = {}
+    ip_of = {n.name: n.ip for n in agent.lab.nodes}
+    peers = [
+        {"peerIP": ip_of.get(peer, ""), "type": "NodePeer", "state": _bgp_state(info)}
+        for peer, info in sorted(sessions.items())
+    ]
+    up = sum(1 for p in peers if p["state"] == "Established")
+    return {  # the CRD requires the V6 counters too (the lab is IPv4 only)
+        "numberEstablishedV4": up,
+        "numberNotEstablishedV4": len(peers) - up,
+        "numberEstablishedV6": 0,
+        "numberNotEstablishedV6": 0,
+        "peersV4": peers,
+    }
 
 
 _BGP_STATES = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established"})
@@ -400,27 +426,7 @@ class KubeWatcher:
             node = lab_nodes.get(str((obj.get("spec") or {}).get("node") or ""))
             if node is None:
                 continue
-            try:
-                sessions = self.agent.sessions(node)
-            except BirdError:
-                sessions = {}
-            ip_of = {n.name: n.ip for n in self.agent.lab.nodes}
-            peers = [
-                {
-                    "peerIP": ip_of.get(peer, ""),
-                    "type": "NodePeer",
-                    "state": _bgp_state(info),
-                }
-                for peer, info in sorted(sessions.items())
-            ]
-            up = sum(1 for p in peers if p["state"] == "Established")
-            bgp = {  # the CRD requires the V6 counters too (the lab is IPv4 only)
-                "numberEstablishedV4": up,
-                "numberNotEstablishedV4": len(peers) - up,
-                "numberEstablishedV6": 0,
-                "numberNotEstablishedV6": 0,
-                "peersV4": peers,
-            }
+            bgp = bgp_status(self.agent, node)
             if self._status_sent.get(name) == bgp:
                 continue
             body = {"status": {"lastUpdated": format_timestamp(time.time()), "bgp": bgp}}
