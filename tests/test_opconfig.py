@@ -42,6 +42,7 @@ from calico_rr.core.opconfig import (
     parse_duration,
     settings_from_spec,
 )
+from calico_rr.core.typha import TyphaSettings
 from calico_rr.errors import ConfigError
 from calico_rr.model import ZONE_LABEL
 
@@ -138,6 +139,19 @@ FIELD_CASES: list[tuple[str, Any, Get, Any]] = [
     ("debounce", "0s", lambda s: s.debounce, 0.0),
     ("debounce", "750ms", lambda s: s.debounce, 0.75),
     ("paused", True, lambda s: s.paused, True),
+    (
+        "typha",
+        {
+            "enabled": True,
+            "namespace": "calico",
+            "name": "typha.v2",
+            "coolDown": "1h",
+            "settle": "5s",
+        },
+        lambda s: s.typha,
+        TyphaSettings(True, "calico", "typha.v2", 3600.0, 5.0),
+    ),
+    ("typha", {"enabled": True}, lambda s: s.typha, TyphaSettings(enabled=True)),
 ]
 
 
@@ -330,6 +344,17 @@ BAD_SPECS: list[tuple[Any, str]] = [
     ({"incompatibleNodeLabels": ["ok", 5]}, "spec.incompatibleNodeLabels[1]: must be a string"),
     ({"incompatibleNodeLabels": [f"l{i}" for i in range(65)]}, "at most 64 items"),
     ({"routeReflectorLabel": "calico-rr.io/route-reflector"}, "spec.routeReflectorLabel:"),
+    ({"typha": True}, "spec.typha: must be an object"),
+    (
+        {"typha": {"enable": True}},
+        "spec.typha.enable: unknown field (did you mean spec.typha.enabled",
+    ),
+    ({"typha": {"enabled": "true"}}, "spec.typha.enabled: must be true or false"),
+    ({"typha": {"namespace": "Kube_System"}}, "spec.typha.namespace:"),
+    ({"typha": {"name": "typha/x"}}, "spec.typha.name:"),
+    ({"typha": {"coolDown": "25h"}}, "spec.typha.coolDown: must be <= 86400s"),
+    ({"typha": {"settle": "2h"}}, "spec.typha.settle: must be <= 3600s"),
+    ({"typha": {"settle": "soon"}}, "spec.typha.settle:"),
     ({"routeReflectorLabel": "=true"}, "spec.routeReflectorLabel:"),
     ({"clusterIDBase": "256.0.0.1"}, "spec.clusterIDBase:"),
     ({"clusterIDBase": "10.0.0"}, "spec.clusterIDBase:"),
@@ -648,6 +673,17 @@ def test_crd_spec_fields_match_python() -> None:
     for name, field in SPEC_FIELDS.items():
         prop = props[name]
         assert "default" not in prop, f"{name}: defaults would override the environment"
+        if field.kind == "object":
+            assert field.fields is not None
+            assert prop["type"] == "object", name
+            assert list(prop["properties"]) == list(field.fields), name
+            for sub_name, sub in field.fields.items():
+                sub_prop = prop["properties"][sub_name]
+                assert "default" not in sub_prop, f"{name}.{sub_name}"
+                assert sub_prop["type"] == _TYPES[sub.kind], f"{name}.{sub_name}"
+                assert sub_prop.get("pattern") == sub.pattern, f"{name}.{sub_name}"
+                assert sub_prop.get("maxLength") == sub.max_length, f"{name}.{sub_name}"
+            continue
         if field.kind == "password":
             ref = prop["properties"]["secretKeyRef"]
             assert prop["required"] == ["secretKeyRef"]
@@ -686,6 +722,7 @@ def test_crd_status_schema() -> None:
         "meshBefore",
         "transition",
         "conditions",
+        "typha",
     }
     assert status["transition"]["x-kubernetes-preserve-unknown-fields"] is True
     assert status["meshBefore"]["nullable"] is True
@@ -704,6 +741,7 @@ def test_example_config_parses() -> None:
     assert settings.plan.sizing == LinearSizing(0.005, 3, 25)
     assert settings.plan.max_restart_time == "120s"
     assert settings.debounce == pytest.approx(0.2)
+    assert settings.typha == TyphaSettings()  # the example spells out the defaults
 
 
 def _operator_docs() -> dict[str, dict[str, Any]]:

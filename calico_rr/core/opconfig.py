@@ -35,7 +35,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from calico_rr.core.config import (
@@ -46,6 +46,7 @@ from calico_rr.core.config import (
     Sizing,
     parse_steps,
 )
+from calico_rr.core.typha import TyphaSettings
 from calico_rr.errors import ConfigError
 from calico_rr.model import PREFIX
 
@@ -72,6 +73,11 @@ MAX_DEBOUNCE: Final = 60.0
 #: route from every RR it peers with); the proposal uses 2-3.
 MAX_REDUNDANCY: Final = 16
 MAX_AS_NUMBER: Final = 2**32 - 1  # 4-byte AS numbers (RFC 6793)
+#: Longest Typha ``coolDown``: a day; longer would mean "never scale down" - turn the
+#: keeper off instead.
+MAX_TYPHA_COOL_DOWN: Final = 86400.0
+#: Longest Typha ``settle``: an hour of holding back a needed scale-up is too long.
+MAX_TYPHA_SETTLE: Final = 3600.0
 
 # -- patterns (shared with the CRD, compared by tests/test_opconfig.py) ---------------
 
@@ -95,6 +101,8 @@ QUAD_PATTERN: Final = rf"^({_OCTET}\.){{3}}{_OCTET}$"
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$"
 SECRET_NAME_PATTERN: Final = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$"
 SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"
+#: A namespace name (RFC 1123 label); object names use SECRET_NAME_PATTERN (subdomain).
+NAMESPACE_PATTERN: Final = rf"^{_DNS_LABEL}$"
 
 _KEY_MAX = 253 + 1 + 63  # prefix / name
 _SELECTOR_MAX = _KEY_MAX + 1 + 63  # key = value
@@ -104,7 +112,7 @@ _SELECTOR_MAX = _KEY_MAX + 1 + 63  # key = value
 class SpecField:
     """One spec field as the CRD declares it (type and bounds)."""
 
-    kind: Literal["integer", "boolean", "string", "enum", "strings", "password"]
+    kind: Literal["integer", "boolean", "string", "enum", "strings", "password", "object"]
     minimum: int | None = None
     maximum: int | None = None
     pattern: str | None = None
@@ -115,6 +123,8 @@ class SpecField:
     max_seconds: float | None = None
     #: ``min_seconds`` is exclusive (a zero wait makes no sense).
     exclusive_min_seconds: bool = False
+    #: Sub-fields of an ``object`` field (all optional, no others allowed).
+    fields: Mapping[str, SpecField] | None = None
 
 
 def _int(minimum: int, maximum: int | None = None) -> SpecField:
@@ -163,6 +173,28 @@ SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
         "string", pattern=DURATION_PATTERN, max_length=64, min_seconds=0.0, max_seconds=MAX_DEBOUNCE
     ),
     "paused": SpecField("boolean"),
+    "typha": SpecField(
+        "object",
+        fields={
+            "enabled": SpecField("boolean"),
+            "namespace": _text(NAMESPACE_PATTERN, 63),
+            "name": _text(SECRET_NAME_PATTERN, 253),
+            "coolDown": SpecField(
+                "string",
+                pattern=DURATION_PATTERN,
+                max_length=64,
+                min_seconds=0.0,
+                max_seconds=MAX_TYPHA_COOL_DOWN,
+            ),
+            "settle": SpecField(
+                "string",
+                pattern=DURATION_PATTERN,
+                max_length=64,
+                min_seconds=0.0,
+                max_seconds=MAX_TYPHA_SETTLE,
+            ),
+        },
+    ),
 }
 
 #: The earlier prototype's variables and the spec field each one defaults.
@@ -211,6 +243,8 @@ class OperatorSettings:
     rr_label: tuple[str, str] | None = None
     #: Reconcile nothing.
     paused: bool = False
+    #: The Typha keeper (off unless ``spec.typha.enabled``).
+    typha: TyphaSettings = field(default_factory=TyphaSettings)
 
 
 def parse_duration(text: str) -> float:
@@ -338,6 +372,18 @@ def settings_from_spec(
         debounce=parse_duration(values["debounce"]) if "debounce" in values else DEFAULT_DEBOUNCE,
         rr_label=rr_label,
         paused=values.get("paused", False),
+        typha=_typha(values.get("typha") or {}),
+    )
+
+
+def _typha(spec: Mapping[str, Any]) -> TyphaSettings:
+    default = TyphaSettings()
+    return TyphaSettings(
+        enabled=spec.get("enabled", default.enabled),
+        namespace=spec.get("namespace", default.namespace),
+        name=spec.get("name", default.name),
+        cool_down=(parse_duration(spec["coolDown"]) if "coolDown" in spec else default.cool_down),
+        settle=parse_duration(spec["settle"]) if "settle" in spec else default.settle,
     )
 
 
@@ -412,8 +458,30 @@ def _check_field(name: str, value: Any, where: str) -> None:
         for i, item in enumerate(value):
             _check_string(spec_field, item, f"{where}[{i}]")
             _check_label_prefix(item, f"{where}[{i}]")
+    elif kind == "object":
+        _check_object(name, spec_field, value, where)
     else:
         _check_password(value, where)
+
+
+def _check_object(name: str, spec_field: SpecField, value: Any, where: str) -> None:
+    fields = spec_field.fields or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: must be an object, got {_kind(value)}")
+    for key in value:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+            raise ConfigError(f"{where}.{key}: unknown field{hint}")
+    for key, item in value.items():
+        sub = fields[key]
+        sub_where = f"{where}.{key}"
+        if sub.kind == "boolean":
+            if not isinstance(item, bool):
+                raise ConfigError(f"{sub_where}: must be true or false, got {_kind(item)}")
+        else:
+            _check_string(sub, item, sub_where)
+            _check_string_extra(f"{name}.{key}", sub, item, sub_where)
 
 
 def _check_string(spec_field: SpecField, value: Any, where: str) -> None:
@@ -434,7 +502,8 @@ _HINTS: Final = {
     STEPS_PATTERN: 'is not a list of NODES:RRS steps, e.g. "200:3,1000:5"',
     QUAD_PATTERN: "is not a dotted-quad IPv4 address",
     DURATION_PATTERN: 'is not a duration such as "90s", "1m30s" or "250ms"',
-    SECRET_NAME_PATTERN: "is not a Secret name",
+    SECRET_NAME_PATTERN: "is not a valid object name (RFC 1123 subdomain)",
+    NAMESPACE_PATTERN: "is not a namespace name",
     SECRET_KEY_PATTERN: "is not a Secret key",
 }
 

@@ -142,7 +142,15 @@ VALID_SPECS: list[dict[str, Any]] = [
         "waitTimeout": "1h",
         "debounce": "1m",
         "paused": True,
+        "typha": {
+            "enabled": True,
+            "namespace": "calico-system",
+            "name": "calico-typha",
+            "coolDown": "24h",
+            "settle": "1h",
+        },
     },
+    {"typha": {"enabled": False, "coolDown": "0s", "settle": "0s"}},
     {"waitTimeout": "1ns", "debounce": "0s", "ratio": ".5", "asNumber": 1},
 ]
 
@@ -185,6 +193,13 @@ INVALID_SPECS: list[tuple[str, dict[str, Any]]] = [
     ("waitTimeout 2h", {"waitTimeout": "2h"}),
     ("debounce 5m", {"debounce": "5m"}),
     ("paused string", {"paused": "yes"}),
+    ("typha not an object", {"typha": True}),
+    ("typha enabled string", {"typha": {"enabled": "true"}}),
+    ("typha namespace", {"typha": {"namespace": "Kube_System"}}),
+    ("typha name", {"typha": {"name": "calico/typha"}}),
+    ("typha coolDown 25h", {"typha": {"coolDown": "25h"}}),
+    ("typha settle 2h", {"typha": {"settle": "2h"}}),
+    ("typha settle bare", {"typha": {"settle": "30"}}),
 ]
 
 
@@ -488,6 +503,9 @@ def test_discovery_needs_no_extra_rbac(rbac: ControlPlane) -> None:
         ("projectcalico.org", "ippools", "create", None, False),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list", None, False),
         ("coordination.k8s.io", "leases", "delete", NAMESPACE, False),
+        # the Typha keeper: only the Deployment named calico-typha (resourceNames)
+        ("apps", "deployments", "get", "kube-system", False),
+        ("apps", "deployments", "list", None, False),
     ],
 )
 def test_access_review(

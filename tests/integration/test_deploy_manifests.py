@@ -394,9 +394,12 @@ def _deploy_roles() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    """Whether ``rules`` allow the request on any object (a rule limited to
+    resourceNames does not: the unnamed probes expect those denied)."""
     for rule in rules:
         if (
-            group in rule.get("apiGroups", [])
+            not rule.get("resourceNames")
+            and group in rule.get("apiGroups", [])
             and (resource in rule.get("resources", []) or "*" in rule.get("resources", []))
             and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", []))
         ):
@@ -446,12 +449,20 @@ def _probes() -> list[tuple[str, str, str, str | None]]:
 
 
 def _allowed(
-    cp: ControlPlane, user: str, group: str, resource: str, verb: str, ns: str | None
+    cp: ControlPlane,
+    user: str,
+    group: str,
+    resource: str,
+    verb: str,
+    ns: str | None,
+    obj: str | None = None,
 ) -> bool:
     name, _, sub = resource.partition("/")
     attributes: dict[str, Any] = {"group": group, "resource": name, "verb": verb}
     if sub:
         attributes["subresource"] = sub
+    if obj:
+        attributes["name"] = obj
     if ns:
         attributes["namespace"] = ns
     spec: dict[str, Any] = {"user": user, "resourceAttributes": attributes}
@@ -532,3 +543,28 @@ def test_chart_binds_only_its_service_account(chart_rbac: ControlPlane) -> None:
     assert not _allowed(chart_rbac, "calico-rr", "", "nodes", "patch", None)
     other = f"system:serviceaccount:{RELEASE_NS}:default"
     assert not _allowed(chart_rbac, other, "", "nodes", "patch", None)
+
+
+def test_chart_service_account_may_scale_only_calico_typha(chart_rbac: ControlPlane) -> None:
+    """The Typha keeper's grants are limited to the Deployment named calico-typha
+    (resourceNames), in any namespace, and to reading it and patching its scale."""
+    named = [
+        ("deployments", "get", "kube-system", "calico-typha", True),
+        ("deployments", "get", "calico-system", "calico-typha", True),
+        ("deployments/scale", "get", "kube-system", "calico-typha", True),
+        ("deployments/scale", "patch", "kube-system", "calico-typha", True),
+        ("deployments", "patch", "kube-system", "calico-typha", False),
+        ("deployments", "update", "kube-system", "calico-typha", False),
+        ("deployments", "delete", "kube-system", "calico-typha", False),
+        ("deployments/scale", "update", "kube-system", "calico-typha", False),
+        ("deployments", "get", "kube-system", "coredns", False),
+        ("deployments/scale", "patch", "kube-system", "coredns", False),
+        ("deployments", "list", "kube-system", None, False),
+        ("deployments", "watch", "kube-system", None, False),
+    ]
+    wrong = [
+        f"{verb} apps/{resource} {ns}/{obj}: want {want}"
+        for resource, verb, ns, obj, want in named
+        if _allowed(chart_rbac, CHART_SA, "apps", resource, verb, ns, obj) != want
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -40,6 +40,7 @@ from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.core import reconcile as core
+from calico_rr.core import typha
 from calico_rr.core.config import ApiGroup
 from calico_rr.core.kube import format_timestamp, node_from_k8s
 from calico_rr.core.opconfig import (
@@ -65,6 +66,9 @@ MAX_COALESCE = 1.0
 WRITE_WORKERS = 8
 #: With no event at all, re-plan from the caches this often (no API request).
 IDLE_RESYNC = 30.0
+#: The Typha keeper reads its Deployment at most this often while the node count
+#: and its settings stay the same (and nothing is due).
+TYPHA_POLL = 30.0
 
 
 def choose_api_group(served: set[str]) -> ApiGroup:
@@ -165,6 +169,9 @@ class Operator:
         self._requeue_at: float | None = None
         self._last_event: tuple[str, str] | None = None
         self._failures = 0
+        self._typha_state = typha.KeeperState()
+        #: (node count, settings) of the keeper's last read, and when to read again
+        self._typha_read: tuple[tuple[int, typha.TyphaSettings], float] | None = None
         self.informers: dict[str, Informer] = {}
         self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="write")
         if client.on_request is None:
@@ -258,6 +265,9 @@ class Operator:
 
     def _on_leadership(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
+        # What the keeper saw while leading before is stale: start its waits again.
+        self._typha_state = typha.KeeperState()
+        self._typha_read = None
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------------
@@ -403,7 +413,95 @@ class Operator:
             status["meshBefore"] = obs.mesh_enabled
         self._execute(decision, cfg, status, settings)
         self._after(decision, cfg, status, obs)
+        self._keep_typha(settings)
         return decision
+
+    # -- the Typha keeper (core/typha.py) -------------------------------------------------
+
+    def _keep_typha(self, settings: OperatorSettings) -> None:
+        """Scale the Typha Deployment to its target through its scale subresource.
+
+        Off (the default): no request at all.  On: one GET of the Deployment when the
+        node count or the settings changed, when a pending change is due, else at
+        most every TYPHA_POLL seconds; a PATCH of ``deployments/<name>/scale`` only
+        when core.typha says so and nobody else owns the Deployment."""
+        cfg = self.informers["config"].get(self.config_name)
+        if cfg is None or not self.is_leader:
+            return
+        ts = settings.typha
+        old = (cfg.get("status") or {}).get("typha")
+        if not ts.enabled or settings.paused:
+            self._typha_state = typha.KeeperState()
+            self._typha_read = None
+            if old is not None and not settings.paused:
+                self._patch_status(cfg, {"typha": None})
+            return
+        nodes = len(self.informers["nodes"])
+        key = (nodes, ts)
+        if (
+            self._typha_read is not None
+            and self._typha_read[0] == key
+            and time.monotonic() < self._typha_read[1]
+        ):
+            if self._typha_state.pending is not None:  # keep the wake-up for the due time
+                self._requeue(self._typha_read[1] - time.monotonic())
+            return
+        where = f"{ts.namespace}/{ts.name}"
+        path = api_path("apps/v1", "deployments", ts.name, namespace=ts.namespace)
+        new: dict[str, Any] = {"deployment": where, "nodes": nodes, "managedBy": None}
+        new["target"] = typha.target_replicas(nodes)
+        reason, etype = "", "Normal"
+        next_read = TYPHA_POLL
+        try:
+            dep = self.client.get(path)
+        except ApiError as exc:
+            dep = None
+            new.update(replicas=None, message=f"cannot read Deployment {where}: {exc}")
+            reason, etype = "TyphaError", "Warning"
+        if dep is not None:
+            replicas = int((dep.get("spec") or {}).get("replicas", 1))
+            new["replicas"] = replicas
+            owner = typha.managed_by(dep)
+            if owner is not None:
+                self._typha_state = typha.KeeperState()
+                new["managedBy"] = owner
+                new["message"] = f"managed by {owner}: calico-rr leaves its replicas alone"
+                reason = "TyphaManagedElsewhere"
+            else:
+                step = typha.decide(
+                    replicas,
+                    nodes,
+                    self.clock(),
+                    self._typha_state,
+                    settle=ts.settle,
+                    cool_down=ts.cool_down,
+                )
+                new["message"] = f"Deployment {where}: {step.message}"
+                if step.replicas is not None:
+                    try:
+                        self.client.patch(path + "/scale", {"spec": {"replicas": step.replicas}})
+                    except ApiError as exc:
+                        new["message"] = f"cannot scale Deployment {where}: {exc}"
+                        reason, etype = "TyphaError", "Warning"
+                    else:
+                        self._typha_state = step.state
+                        new["replicas"] = step.replicas
+                        self._count("typha-scale")
+                        reason = "TyphaScaled"
+                else:
+                    self._typha_state = step.state
+                if step.wait is not None:
+                    next_read = min(next_read, step.wait)
+                    self._requeue(step.wait)
+        elif not reason:
+            new.update(replicas=None, message=f"Deployment {where} not found")
+            reason, etype = "TyphaNotFound", "Warning"
+        self._typha_read = (key, time.monotonic() + next_read)
+        if {k: v for k, v in new.items() if v is not None} == (old or {}):
+            return
+        self._patch_status(cfg, {"typha": new})
+        if reason:
+            self._event(cfg, etype, reason, str(new["message"]))
 
     def _uninstall_step(self, cfg: dict[str, Any], status: dict[str, Any]) -> core.Decision:
         try:
