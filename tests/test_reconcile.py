@@ -456,3 +456,26 @@ def test_paused_writes_nothing() -> None:
     sim = SimCluster.of(synthetic_cluster(10))
     d = reconcile(sim.observed(), replace(make_settings("multi"), paused=True))
     assert d.phase == Phase.PAUSED and d.writes == 0
+
+
+@pytest.mark.parametrize("topology", ["single", "multi"])
+def test_rollout_that_would_leave_no_rr_is_held_with_the_mesh_off(topology: str) -> None:
+    """With the mesh off, a new config under which no node may be an RR (a
+    dedicated label nobody has) must not remove the RRs that exist: the rollout
+    stops in its make state (old peerings kept), Blocked, safe at every write."""
+    sim, s = converged(20, topology=topology)
+    assert not sim.mesh_enabled
+    rrs = {n for n, ns in sim.nodes.items() if ANN_CLUSTER_ID in ns.node.annotations}
+    assert rrs
+    bad = make_settings(topology, dedicated_label="nobody-has-this")
+    last = None
+    for _ in range(40):
+        last = reconcile(sim.observed(), bad)
+        sim.execute(last, checker=safe)
+        sim.now += last.requeue_after or 1.0
+    assert last is not None and last.phase == Phase.BLOCKED
+    assert "no route reflector" in last.message
+    assert rrs <= {n for n, ns in sim.nodes.items() if ANN_CLUSTER_ID in ns.node.annotations}
+    # fixing the config resumes and converges to a safe layout
+    sim.run(s, checker=safe)
+    assert reconcile(sim.observed(), s).phase == Phase.STEADY

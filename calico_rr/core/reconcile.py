@@ -73,7 +73,14 @@ from calico_rr.core.selector import (
     parse_selector,
     to_text,
 )
-from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, Node
+from calico_rr.model import (
+    ANN_CLUSTER_ID,
+    ANN_IPV4,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    PREFIX,
+    Node,
+)
 
 PREV = "prev."
 #: Marks a node in the make state (it carries ``prev.`` copies of its old labels).
@@ -585,6 +592,45 @@ def _mesh_off_blocker(the_plan: planner.Plan) -> str | None:
     return None if report.ok else f"without it {report.describe()}"
 
 
+def _after_break_blocker(
+    obs: Observed, settings: OperatorSettings, want: _Desired
+) -> str | None:
+    """Why a rollout's break must wait with the mesh off, or None.  Checks the
+    cluster exactly as the break leaves it: every node's labels with ours replaced
+    by the wanted ones, our cluster IDs replaced by the wanted ones, our wanted
+    BGPPeers (a user's own BGPPeers are not seen here, so this errs on the safe
+    side), the mesh off."""
+    from calico_rr.core.safety import check
+
+    if not want.plan.layout.holders:
+        return "no route reflector could be placed (no eligible node)"
+    docs: list[dict[str, Any]] = []
+    for name, ns in sorted(obs.nodes.items()):
+        node = ns.node
+        labels = {k: v for k, v in node.labels.items() if k not in ns.owned_labels}
+        labels.update(want.labels[name])
+        annotations = {
+            k: v for k, v in node.annotations.items() if k not in ns.owned_annotations
+        }
+        cid = want.cids.get(name)
+        if cid is not None:
+            annotations[ANN_CLUSTER_ID] = cid
+        if node.ip is not None and ANN_IPV4 not in annotations:
+            annotations[ANN_IPV4] = f"{node.ip}/32"
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            }
+        )
+    docs += [p for n, p in sorted(want.peers.items()) if n != BRIDGE_NAME]
+    docs.append(render.bgp_configuration(settings.plan, mesh=False))
+    down = [ns.node.name for ns in obs.nodes.values() if not ns.node.ready]
+    report = check(docs, down)
+    return None if report.ok else f"afterwards {report.describe()}"
+
+
 def _requeue(settings: OperatorSettings, waited: float) -> float:
     left = settings.wait_timeout - waited
     return max(0.05, min(1.0, left if left > 0 else 1.0))
@@ -693,6 +739,21 @@ def _rollout(
         d.requeue_after = _requeue(settings, obs.now - float(made_at))
         return d
     # -- break -----------------------------------------------------------------
+    if not obs.mesh_enabled:
+        # Nothing else carries routes once the old peerings go: the new layout
+        # alone must reach every running node (e.g. a config that leaves no node
+        # eligible as an RR must not remove the RRs that exist).  The make state
+        # (old and new peerings together) stays until the plan is fixed.
+        blocked = _after_break_blocker(obs, settings, want)
+        if blocked is not None:
+            d = Decision(
+                Phase.BLOCKED,
+                f"rollout held before removing old peerings: {blocked}",
+                plan=want.plan,
+                in_transition=len(make_labels),
+            )
+            d.requeue_after = 5.0
+            return d
     brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
     brk.in_transition = len(make_labels)
     for name in sorted(make_labels):
@@ -702,8 +763,11 @@ def _rollout(
         change = _apply_if_changed(ns, want.labels[name], ann)
         if change is not None:
             brk.node_applies.append(change)
-    brk.peer_deletes.extend(sorted(companions))
+    # The replaced BGPPeers go before their companions: a companion found without
+    # its original would be re-created by the next pass (a crash between the two
+    # deletes, repeated, would otherwise never finish the break).
     brk.peer_deletes.extend(sorted(n for n in old_peers if n not in want.peers))
+    brk.peer_deletes.extend(sorted(companions))
     if not obs.mesh_enabled:
         brk.peer_deletes.extend(sorted(bridge))
     _cns_changes(obs, settings, want.rr_nodes, brk)
