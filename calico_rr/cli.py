@@ -651,11 +651,33 @@ def run(
     port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
     lease_duration: Annotated[float, typer.Option(help="Lease duration in seconds.")] = 15.0,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
+    datastore_type: Annotated[
+        str | None,
+        typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
+    ] = None,
+    etcd_endpoints: Annotated[
+        str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
+    ] = None,
+    etcd_ca_cert_file: Annotated[
+        str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
+    ] = None,
+    etcd_cert_file: Annotated[
+        str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
+    ] = None,
+    etcd_key_file: Annotated[
+        str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
+    ] = None,
 ) -> None:
-    """Run the operator: watch the cluster, keep route reflectors and BGP config right."""
+    """Run the operator: watch the cluster, keep route reflectors and BGP config right.
+
+    With DATASTORE_TYPE=etcdv3 (or --datastore-type etcdv3) it runs on Calico's etcd;
+    its config is /calico-rr/config/default there (docs/ETCD.md)."""
     import signal
     import threading
 
+    from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
+    from calico_rr.adapters.etcd.config import etcd_settings
+    from calico_rr.adapters.etcd.operator import EtcdOperator
     from calico_rr.adapters.kube.client import KubeClient
     from calico_rr.adapters.kube.operator import Operator
     from calico_rr.adapters.observe import Health, OperatorMetrics, serve, setup_logging
@@ -664,7 +686,23 @@ def run(
     metrics = OperatorMetrics()
     health = Health()
 
-    def start() -> Operator:
+    def start() -> Operator | EtcdOperator:
+        if pick_datastore(flag=datastore_type) == "etcdv3":
+            from calico_rr.adapters.etcd.client import EtcdClient
+
+            settings = etcd_settings(
+                endpoints=etcd_endpoints,
+                ca_cert_file=etcd_ca_cert_file,
+                cert_file=etcd_cert_file,
+                key_file=etcd_key_file,
+            )
+            return EtcdOperator(
+                EtcdClient.from_settings(settings),
+                identity=identity,
+                metrics=metrics,
+                health=health,
+                lease_duration=lease_duration,
+            )
         client = KubeClient.load(kubeconfig, on_request=metrics.on_request)
         return Operator(
             client,
