@@ -863,6 +863,7 @@ def test_informer_list_watch_rewatch_gone_relist() -> None:
     api.before_watch[3] = before_relist
     client, _ = make_client(api)
     events: list[tuple[str, str, Any]] = []
+    gones: list[int] = []
     inf = Informer(
         client,
         "/api/v1/nodes",
@@ -870,11 +871,14 @@ def test_informer_list_watch_rewatch_gone_relist() -> None:
         transform=lambda o: o["metadata"]["labels"].get("x", "-"),
         on_event=lambda t, k, v: events.append((t, k, v)),
         backoff_max=0.01,
+        on_gone=lambda: gones.append(len(events)),
     )
     inf.start()
     try:
         assert inf.synced.wait(5)
         wait_for(api.blocked.is_set)
+        # told once, after the 4 watched events and before the re-LIST's synthetic ones
+        assert gones == [4]
         assert events == [
             ("SYNC", "", None),
             ("ADDED", "c", "-"),

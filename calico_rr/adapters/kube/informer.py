@@ -89,6 +89,7 @@ class Informer:
         on_event: OnEvent | None = None,
         watch_timeout: int = 300,
         backoff_max: float = 10.0,
+        on_gone: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -99,6 +100,8 @@ class Informer:
         self._transform = transform
         self._key = key
         self._on_event = on_event
+        #: called on the informer thread for every 410 (each is followed by a re-LIST)
+        self._on_gone = on_gone
         self.synced = threading.Event()
         self.lists = 0
         #: 410 Gone answers (each is followed by a re-LIST): the only reason to re-list
@@ -227,6 +230,11 @@ class Informer:
                 self.last_error = exc
                 self.gone += 1
                 need_list = True
+                if self._on_gone is not None:
+                    try:
+                        self._on_gone()
+                    except Exception:
+                        log.exception("informer %s: on_gone failed", self.name)
                 gone_streak += 1
                 log.info("informer %s: %s; re-listing", self.name, exc)
                 if gone_streak > 1:

@@ -259,6 +259,7 @@ class Operator:
                 label_selector=selector,
                 transform=transform,
                 on_event=self._on_event,
+                on_gone=self.metrics.relists.labels(name).inc,
             )
             self.informers[name] = inf
             inf.start()
