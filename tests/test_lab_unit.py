@@ -179,3 +179,49 @@ def test_random_configs_are_deterministic_and_parse() -> None:
         kinds.add(bool(expected_sessions(graph)))
         assert 4 <= len(graph.nodes) <= 9
     assert True in kinds
+
+
+def test_control_client_turns_a_vanished_daemon_into_bird_error(tmp_path: Path) -> None:
+    path = tmp_path / "gone.ctl"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(2)
+
+    def serve() -> None:  # greet, then hang up on every connection
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.sendall(b"0001 BIRD 1.6.8 ready.\n")
+            conn.close()
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with pytest.raises(BirdError, match=r"gone\.ctl"):
+        BirdControl(path, timeout=5).routes()
+
+
+def test_sampler_survives_a_failing_sweep_and_reports_it() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.sampler import RouteSampler
+
+    node = SimpleNamespace(name="n1", running=True)
+    calls = {"n": 0}
+
+    def held(_node: object) -> frozenset[str]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise AttributeError("'NoneType' object has no attribute 'routes'")
+        return frozenset({"n2"}) if calls["n"] < 4 else frozenset()
+
+    agent = SimpleNamespace(lab=SimpleNamespace(nodes=[node]), held=held)
+    sampler = RouteSampler(agent, period=0.01)  # type: ignore[arg-type]
+    with sampler:
+        deadline = time.monotonic() + 10
+        while calls["n"] < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    report = sampler.report()
+    error = "AttributeError: 'NoneType' object has no attribute 'routes'"
+    assert report["sampler_errors"] == [error]
+    # the thread kept going: the later loss of n2's block was still recorded
+    assert report["route_losses"] == 1 and report["examples"][0].startswith("n1 lacked n2")

@@ -592,9 +592,7 @@ def _mesh_off_blocker(the_plan: planner.Plan) -> str | None:
     return None if report.ok else f"without it {report.describe()}"
 
 
-def _after_break_blocker(
-    obs: Observed, settings: OperatorSettings, want: _Desired
-) -> str | None:
+def _after_break_blocker(obs: Observed, settings: OperatorSettings, want: _Desired) -> str | None:
     """Why a rollout's break must wait with the mesh off, or None.  Checks the
     cluster exactly as the break leaves it: every node's labels with ours replaced
     by the wanted ones, our cluster IDs replaced by the wanted ones, our wanted
@@ -609,9 +607,7 @@ def _after_break_blocker(
         node = ns.node
         labels = {k: v for k, v in node.labels.items() if k not in ns.owned_labels}
         labels.update(want.labels[name])
-        annotations = {
-            k: v for k, v in node.annotations.items() if k not in ns.owned_annotations
-        }
+        annotations = {k: v for k, v in node.annotations.items() if k not in ns.owned_annotations}
         cid = want.cids.get(name)
         if cid is not None:
             annotations[ANN_CLUSTER_ID] = cid

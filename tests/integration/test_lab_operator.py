@@ -50,6 +50,8 @@ def _check(step: dict[str, Any], *, losses: bool = False) -> None:
         assert step["route_losses"] == 0, step["examples"]
     # the sampler really sampled: several sweeps per second of the step
     assert step["sweeps"] >= 5
+    # and never failed (a BIRD killed mid-sweep reads as "not answering", not as an error)
+    assert step["sampler_errors"] == [], step["sampler_errors"]
 
 
 def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:

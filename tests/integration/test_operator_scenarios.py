@@ -531,9 +531,7 @@ def test_injected_409_410_5xx(cluster: Cluster) -> None:
         time.sleep(0.05)
     assert op.informers["nodes"].lists == lists_before + 1  # re-listed after 410
     # ... and said so on /metrics
-    relists = op.metrics.registry.get_sample_value(
-        "calico_rr_relists_total", {"resource": "nodes"}
-    )
+    relists = op.metrics.registry.get_sample_value("calico_rr_relists_total", {"resource": "nodes"})
     assert relists == op.informers["nodes"].gone >= 1
     c.add(synthetic_cluster(25, zones=3)[24:])
     c.steady(op, since=mark)

@@ -151,23 +151,25 @@ class LabAgent:
 
     def sessions(self, node: LabNode) -> dict[str, str]:
         """Peer node name -> BGP state text of every session of the node's BIRD."""
-        if node.control is None or not node.running:
+        control = node.control  # one read: a kill on another thread may clear it
+        if control is None or not node.running:
             return {}
         with self._lock:
             names = dict(self._peer_of.get(node.name, {}))
         out: dict[str, str] = {}
-        for proto in node.control.protocols():
+        for proto in control.protocols():
             if proto.proto == "BGP" and proto.name in names:
                 out[names[proto.name]] = proto.info or proto.state
         return out
 
     def held(self, node: LabNode) -> frozenset[str]:
         """Other lab nodes whose pod block the node's BIRD holds."""
-        if node.control is None or not node.running:
+        control = node.control  # one read: a kill on another thread may clear it
+        if control is None or not node.running:
             return frozenset()
         return frozenset(
             self._by_block[prefix]
-            for prefix in node.control.routes()
+            for prefix in control.routes()
             if prefix in self._by_block and self._by_block[prefix] != node.name
         )
 

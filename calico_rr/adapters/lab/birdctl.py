@@ -169,7 +169,10 @@ class BirdControl:
             for attempt in (1, 2):
                 try:
                     sock = self._connect()
-                    sock.sendall(command.encode() + b"\n")
+                    try:
+                        sock.sendall(command.encode() + b"\n")
+                    except OSError as exc:  # the daemon went away (broken pipe)
+                        raise BirdError(f"BIRD at {self.path}: {exc}") from exc
                     return self._read_reply()
                 except BirdCommandError:
                     raise

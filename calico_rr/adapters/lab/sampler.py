@@ -46,6 +46,8 @@ class RouteSampler:
         self.period = period
         self.losses: list[Loss] = []
         self.sweeps = 0
+        #: unexpected exceptions of sweeps (a sweep that failed is not counted)
+        self.errors: list[str] = []
         self._sweep_times: list[float] = []
         self._held: dict[str, frozenset[str]] = {}
         self._open: dict[tuple[str, str], Loss] = {}
@@ -76,7 +78,10 @@ class RouteSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
-            self.sweep()
+            try:
+                self.sweep()
+            except Exception as exc:  # keep sampling; the report carries it
+                self.errors.append(f"{type(exc).__name__}: {exc}")
             took = time.monotonic() - t0
             self._sweep_times.append(took)
             self._stop.wait(max(self.period - took, 0.01))
@@ -135,4 +140,5 @@ class RouteSampler:
             "sweep_seconds_median": round(statistics.median(times), 4),
             "sweep_seconds_max": round(max(times), 4),
             "sweep_period": self.period,
+            "sampler_errors": list(self.errors[:5]),
         }
