@@ -320,13 +320,13 @@ class DyingClient(EtcdClient):
                 self.exhausted.set()
             return result
 
-    def put_if(self, key: str, value: bytes, mod_revision: int, *, lease: int = 0) -> KeyValue:
+    def put_if(self, key: str, value: bytes, mod_revision: int, **kwargs: Any) -> KeyValue:
         parent = super().put_if
-        return self._write(key, lambda: parent(key, value, mod_revision, lease=lease))  # type: ignore[no-any-return]
+        return self._write(key, lambda: parent(key, value, mod_revision, **kwargs))  # type: ignore[no-any-return]
 
-    def delete_if(self, key: str, mod_revision: int) -> int:
+    def delete_if(self, key: str, mod_revision: int, **kwargs: Any) -> int:
         parent = super().delete_if
-        return self._write(key, lambda: parent(key, mod_revision))  # type: ignore[no-any-return]
+        return self._write(key, lambda: parent(key, mod_revision, **kwargs))  # type: ignore[no-any-return]
 
 
 def dying_client(c: Cluster, budget: int) -> DyingClient:
@@ -447,7 +447,7 @@ class RacingClient(EtcdClient):
         self.armed = False
         self.raced: str | None = None
 
-    def put_if(self, key: str, value: bytes, mod_revision: int, *, lease: int = 0) -> KeyValue:
+    def put_if(self, key: str, value: bytes, mod_revision: int, **kwargs: Any) -> KeyValue:
         if self.armed and mod_revision and key.startswith(L.plural_prefix("bgppeers")):
             self.armed = False
             kv = self.user.get(key)
@@ -456,7 +456,7 @@ class RacingClient(EtcdClient):
             doc["metadata"]["labels"]["owner"] = "netops"
             self.user.put_if(key, L.encode_document(doc)[1], kv.mod_revision)
             self.raced = key
-        return super().put_if(key, value, mod_revision, lease=lease)
+        return super().put_if(key, value, mod_revision, **kwargs)
 
 
 def test_concurrent_edit_of_a_managed_peer_keeps_both_intents(cluster: Cluster) -> None:

@@ -71,6 +71,8 @@ __all__ = [
     "EtcdTLSError",
     "EtcdUnavailable",
     "EventType",
+    "Fence",
+    "Fenced",
     "KeyValue",
     "Lease",
     "LeaseNotFound",
@@ -139,6 +141,25 @@ class Conflict(EtcdError):
         self.current = current
 
 
+class Fenced(EtcdError):
+    """A fenced write found the fence key not held under the fence's lease (the
+    leader key gone or taken over): nothing was written.  The writer is no longer
+    the leader, whatever its own elector believes."""
+
+    def __init__(self, fence: Fence, holder: KeyValue | None, *, endpoint: str):
+        now = (
+            "does not exist"
+            if holder is None
+            else f"is held under lease {holder.lease:x} ({holder.value.decode(errors='replace')})"
+        )
+        super().__init__(
+            f"not written: fence {fence.key} is not held under our lease {fence.lease:x}; it {now}",
+            endpoint=endpoint,
+        )
+        self.fence = fence
+        self.holder = holder
+
+
 class Compacted(EtcdError):
     """The requested revision was compacted away: list again, then watch from the
     list's revision + 1.  ``compact_revision`` is etcd's (0 when etcd did not say)."""
@@ -155,6 +176,17 @@ class LeaseNotFound(EtcdError):
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A write condition: ``key`` exists and is attached to ``lease`` (the leader
+    key under the leader's lease).  A write carrying a fence lands only while the
+    writer still holds leadership in etcd itself: one transaction, no window
+    between "am I the leader?" and the write."""
+
+    key: str
+    lease: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,31 +609,63 @@ class EtcdClient:
         return _int(data.get("deleted")) > 0
 
     def _txn_if(
-        self, op: str, key: str, mod_revision: int, success: builtins.list[dict[str, Any]]
+        self,
+        op: str,
+        key: str,
+        mod_revision: int,
+        success: builtins.list[dict[str, Any]],
+        fence: Fence | None = None,
     ) -> tuple[dict[str, Any], str]:
-        body = {
-            "compare": [
+        compare: builtins.list[dict[str, Any]] = [
+            {
+                "key": _b64(key),
+                "target": "MOD",
+                "result": "EQUAL",
+                "mod_revision": str(mod_revision),
+            }
+        ]
+        failure: builtins.list[dict[str, Any]] = [{"request_range": {"key": _b64(key)}}]
+        if fence is not None:
+            # A missing fence key compares as lease 0, never equal to a granted lease.
+            compare.append(
                 {
-                    "key": _b64(key),
-                    "target": "MOD",
+                    "key": _b64(fence.key),
+                    "target": "LEASE",
                     "result": "EQUAL",
-                    "mod_revision": str(mod_revision),
+                    "lease": str(fence.lease),
                 }
-            ],
-            "success": success,
-            "failure": [{"request_range": {"key": _b64(key)}}],
-        }
+            )
+            failure.append({"request_range": {"key": _b64(fence.key)}})
+        body = {"compare": compare, "success": success, "failure": failure}
         data = self._call(op, "/v3/kv/txn", body, read=False)
         endpoint = self.current_endpoint
         if not data.get("succeeded"):
             responses = data.get("responses") or [{}]
-            kvs = (responses[0].get("response_range") or {}).get("kvs") or []
-            raise Conflict(key, mod_revision, _kv(kvs[0]) if kvs else None, endpoint=endpoint)
+
+            def current(i: int) -> KeyValue | None:
+                rows = responses[i] if len(responses) > i else {}
+                kvs = (rows.get("response_range") or {}).get("kvs") or []
+                return _kv(kvs[0]) if kvs else None
+
+            if fence is not None:
+                holder = current(1)
+                if holder is None or holder.lease != fence.lease:
+                    raise Fenced(fence, holder, endpoint=endpoint)
+            raise Conflict(key, mod_revision, current(0), endpoint=endpoint)
         return data, endpoint
 
-    def put_if(self, key: str, value: bytes, mod_revision: int, *, lease: int = 0) -> KeyValue:
+    def put_if(
+        self,
+        key: str,
+        value: bytes,
+        mod_revision: int,
+        *,
+        lease: int = 0,
+        fence: Fence | None = None,
+    ) -> KeyValue:
         """Write ``value`` only if the key is still at ``mod_revision`` (0: only if
-        it does not exist).  Returns the stored key; raises :class:`Conflict`."""
+        it does not exist) and, with ``fence``, only while the fence holds.  Returns
+        the stored key; raises :class:`Conflict` or :class:`Fenced`."""
         if mod_revision < 0:
             raise ValueError("mod_revision must be >= 0")
         put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
@@ -612,6 +676,7 @@ class EtcdClient:
             key,
             mod_revision,
             [{"request_put": put}, {"request_range": {"key": _b64(key)}}],
+            fence,
         )
         responses = data.get("responses") or []
         kvs = (responses[1].get("response_range") or {}).get("kvs") if len(responses) > 1 else None
@@ -620,13 +685,14 @@ class EtcdClient:
         rev = _revision(data)  # cannot happen: the range ran in the same transaction
         return KeyValue(key, value, rev if mod_revision == 0 else 0, rev, 0, lease)
 
-    def delete_if(self, key: str, mod_revision: int) -> int:
-        """Delete the key only if it is still at ``mod_revision``; the revision of
-        the deletion.  Raises :class:`Conflict` (changed or already gone)."""
+    def delete_if(self, key: str, mod_revision: int, *, fence: Fence | None = None) -> int:
+        """Delete the key only if it is still at ``mod_revision`` (and, with
+        ``fence``, only while the fence holds); the revision of the deletion.
+        Raises :class:`Conflict` (changed or already gone) or :class:`Fenced`."""
         if mod_revision <= 0:
             raise ValueError("mod_revision must be > 0 (the revision the key was read at)")
         data, _ = self._txn_if(
-            "delete_if", key, mod_revision, [{"request_delete_range": {"key": _b64(key)}}]
+            "delete_if", key, mod_revision, [{"request_delete_range": {"key": _b64(key)}}], fence
         )
         return _revision(data)
 

@@ -120,6 +120,12 @@ class EtcdLeaderElector:
             return self._renew(self.lease_id)
         return self._acquire()
 
+    def fenced(self) -> None:
+        """A write fenced on our lease was refused by etcd: the key is not ours any
+        more.  Step down now instead of at the next renewal."""
+        self._lost()
+        self._set(False)
+
     # -- internals --------------------------------------------------------------
 
     def _renew(self, lease_id: int) -> bool:

@@ -49,6 +49,8 @@ from calico_rr.adapters.etcd.client import (
     EtcdClient,
     EtcdError,
     EventType,
+    Fence,
+    Fenced,
     KeyValue,
     Watch,
     WatchEvent,
@@ -335,6 +337,8 @@ class Stats:
     errors: int = 0
     #: compare-and-swap conflicts (a concurrent writer): passes ended early
     conflicts: int = 0
+    #: writes etcd refused because our leader key was no longer ours
+    fenced: int = 0
     last_phase: str = ""
     last_message: str = ""
     steady_since: float | None = None
@@ -674,10 +678,15 @@ class EtcdOperator:
             for key in (self.config_key, self.status_key):
                 entry = self.caches["own"].get(key)
                 if entry is not None:
-                    with contextlib.suppress(Conflict):
+                    try:
                         self.caches["own"].deleted(
-                            key, self.client.delete_if(key, entry.kv.mod_revision)
+                            key,
+                            self.client.delete_if(key, entry.kv.mod_revision, fence=self._fence()),
                         )
+                    except Fenced as exc:
+                        raise self._fenced(exc) from None
+                    except Conflict:
+                        pass  # changed or gone meanwhile: the next pass looks again
             self._record(decision.phase.value, decision.message)
             self._event("Normal", "Uninstalled", "mesh restored, calico-rr objects removed")
         else:
@@ -693,6 +702,24 @@ class EtcdOperator:
     def _check_leader(self) -> None:
         if not self.is_leader:
             raise _NotLeader("lost leadership: writing nothing more")
+
+    def _fence(self) -> Fence | None:
+        """The condition every write carries: our leader key under our lease.  Our
+        elector may believe it leads for up to renew_deadline after etcd gave the
+        key to another replica (a pause, a partition); etcd itself refuses then."""
+        if self.elector is None:
+            return None
+        lease = self.elector.lease_id
+        if lease is None:
+            raise _NotLeader("no leader lease: writing nothing")
+        return Fence(self.elector.key, lease)
+
+    def _fenced(self, exc: Fenced) -> _NotLeader:
+        self.stats.fenced += 1
+        log.warning("%s; stepping down", exc)
+        if self.elector is not None:
+            self.elector.fenced()
+        return _NotLeader(str(exc))
 
     def _conflict(self, cache: PrefixCache, entry: Entry | None, exc: Conflict) -> None:
         """Take what the key holds now (read in the failed transaction)."""
@@ -751,7 +778,11 @@ class EtcdOperator:
         key, value = L.encode_document(doc)
         self._check_leader()
         try:
-            kv = self.client.put_if(key, value, entry.kv.mod_revision if entry else 0)
+            kv = self.client.put_if(
+                key, value, entry.kv.mod_revision if entry else 0, fence=self._fence()
+            )
+        except Fenced as exc:
+            raise self._fenced(exc) from None
         except Conflict as exc:
             self._conflict(cache, entry, exc)
             raise _PassEnded(str(exc)) from None
@@ -784,7 +815,11 @@ class EtcdOperator:
             return
         self._check_leader()
         try:
-            cache.deleted(key, self.client.delete_if(key, entry.kv.mod_revision))
+            cache.deleted(
+                key, self.client.delete_if(key, entry.kv.mod_revision, fence=self._fence())
+            )
+        except Fenced as exc:
+            raise self._fenced(exc) from None
         except Conflict as exc:
             self._conflict(cache, entry, exc)
             if exc.current is None:
@@ -828,7 +863,11 @@ class EtcdOperator:
         self._check_leader()
         value = json.dumps(new, separators=(",", ":"), sort_keys=True).encode()
         try:
-            kv = self.client.put_if(self.status_key, value, entry.kv.mod_revision if entry else 0)
+            kv = self.client.put_if(
+                self.status_key, value, entry.kv.mod_revision if entry else 0, fence=self._fence()
+            )
+        except Fenced as exc:
+            raise self._fenced(exc) from None
         except Conflict as exc:
             self._conflict(cache, entry, exc)
             if end_pass:

@@ -402,7 +402,12 @@ def _scenarios(lab: ClusterLab) -> list[dict[str, Any]]:
         )
     )
     steps.append(
-        lab.step(f"BIRD of {victim} restarted", lambda: lab.restart_bird(victim), operator=False)
+        lab.step(
+            f"BIRD of {victim} restarted",
+            lambda: lab.restart_bird(victim),
+            operator=False,
+            ignore_origins=frozenset({victim}),  # its block: stale (GR) until it is back
+        )
     )
     cordoned = lab.route_reflectors()[-1]
     steps.append(lab.step(f"route reflector {cordoned} cordoned", lambda: lab.cordon(cordoned)))
