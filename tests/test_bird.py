@@ -292,3 +292,20 @@ def test_timers_rendered_and_checked() -> None:
     assert "connect delay" not in render_bird_config(node)
     with pytest.raises(ValueError, match="bad BGP timers"):
         render_bird_config(node, timers=BgpTimers(1, 1, 5, 2))
+
+
+def test_a_node_without_workloads_announces_nothing_of_its_own() -> None:
+    state = single_rr_state()
+    given = {**blocks(state), "rr1": None}
+    nodes = {n.name: n for n in bird_nodes(build_session_graph(state), state, given)}
+    assert nodes["rr1"].pod_block is None and nodes["c1"].pod_block == given["c1"]
+    text = render_bird_config(nodes["rr1"])
+    assert "protocol static" not in text and "RTS_STATIC" not in text
+    assert "if source = RTS_BGP then accept;" in text  # it still reflects
+    assert "rr client;" in text
+    with_block = render_bird_config(nodes["c1"])
+    assert "protocol static" in with_block and f"route {given['c1']} blackhole;" in with_block
+    # a node left out of the mapping is still an error (None must be said)
+    del given["c2"]
+    with pytest.raises(ValueError, match="c2: no pod block"):
+        bird_nodes(build_session_graph(state), state, given)

@@ -169,6 +169,19 @@ def test_prediction_and_comparison_on_lab_a() -> None:
     assert not got.matches and "predicted but not in BIRD" in got.describe()
 
 
+def test_comparison_only_over_blocks_that_are_announced() -> None:
+    graph = build_session_graph(parse_resources(_lab_a_docs()).state)
+    # rr1 and rr2 run no workloads: only c3's and c4's blocks exist
+    pred = predicted_routes(graph, origins=["c3", "c4"])
+    assert pred["rr1"] == {"c3", "c4"} and pred["c3"] == frozenset()
+    got = compare(pred, pred, origins=["c3", "c4"])
+    assert got.matches and got.observed_missing == {("c3", "c4"), ("c4", "c3")}
+    # holding rr1's block cannot be asked of anyone: rr1 has none
+    assert all(origin in {"c3", "c4"} for _, origin in got.observed_missing)
+    lost = compare(pred, dict(pred, rr2=frozenset({"c3"})), origins=["c3", "c4"])
+    assert lost.only_verifier_holds == {("rr2", "c4")}
+
+
 def test_random_configs_are_deterministic_and_parse() -> None:
     pool = [(f"lab-n{i:02d}", node_ip(i)) for i in range(12)]
     kinds = set()

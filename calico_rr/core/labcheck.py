@@ -13,7 +13,7 @@ Pure: the session graph and observations in, comparisons out.  The lab adapter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from calico_rr.core.sessions import SessionGraph
@@ -38,23 +38,34 @@ def expected_sessions(graph: SessionGraph) -> set[frozenset[str]]:
     return out
 
 
-def predicted_routes(graph: SessionGraph) -> dict[str, frozenset[str]]:
-    """Node name -> names of the other nodes whose block it holds (exact engine)."""
+def predicted_routes(
+    graph: SessionGraph, origins: Collection[str] | None = None
+) -> dict[str, frozenset[str]]:
+    """Node name -> names of the other nodes whose block it holds (exact engine).
+    ``origins``: the nodes that announce a block (default: all; a dedicated route
+    reflector without workloads announces none)."""
     result = propagate(graph, updates=False)
     names = [n.name for n in graph.nodes]
+    announce = set(names) if origins is None else set(origins)
     out: dict[str, frozenset[str]] = {}
     for v, name in enumerate(names):
         out[name] = frozenset(
             names[o]
             for o in range(len(names))
-            if o != v and result.min_cluster_list(v, o) is not None
+            if o != v and names[o] in announce and result.min_cluster_list(v, o) is not None
         )
     return out
 
 
-def missing_pairs(held: Mapping[str, frozenset[str]], nodes: list[str]) -> set[tuple[str, str]]:
-    """(node, origin) pairs among ``nodes`` where ``node`` lacks ``origin``'s block."""
-    return {(v, o) for v in nodes for o in nodes if o != v and o not in held.get(v, frozenset())}
+def missing_pairs(
+    held: Mapping[str, frozenset[str]],
+    nodes: list[str],
+    origins: Collection[str] | None = None,
+) -> set[tuple[str, str]]:
+    """(node, origin) pairs among ``nodes`` where ``node`` lacks ``origin``'s block
+    (origins: those of ``nodes`` in ``origins``, default all)."""
+    sources = nodes if origins is None else [o for o in nodes if o in set(origins)]
+    return {(v, o) for v in nodes for o in sources if o != v and o not in held.get(v, frozenset())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +101,17 @@ class LabComparison:
 
 
 def compare(
-    predicted: Mapping[str, frozenset[str]], observed: Mapping[str, frozenset[str]]
+    predicted: Mapping[str, frozenset[str]],
+    observed: Mapping[str, frozenset[str]],
+    origins: Collection[str] | None = None,
 ) -> LabComparison:
-    """Compare on the nodes of ``predicted`` (the BGP nodes of the graph)."""
+    """Compare on the nodes of ``predicted`` (the BGP nodes of the graph), for
+    the blocks of ``origins`` (default: every node announces one)."""
     nodes = sorted(predicted)
     known = set(nodes)
     obs = {v: observed.get(v, frozenset()) & known for v in nodes}
-    pred_missing = missing_pairs(predicted, nodes)
-    obs_missing = missing_pairs(obs, nodes)
+    pred_missing = missing_pairs(predicted, nodes, origins)
+    obs_missing = missing_pairs(obs, nodes, origins)
     return LabComparison(
         nodes=len(nodes),
         predicted_missing=frozenset(pred_missing),

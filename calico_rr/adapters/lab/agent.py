@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,11 @@ class LabAgent:
         *,
         timers: BgpTimers | None = None,
         graceful_restart: int | None = 120,
+        workload_free: Collection[str] = (),
     ) -> None:
         self.lab = lab
+        #: nodes without workloads (dedicated route reflectors): no pod block
+        self.workload_free = frozenset(workload_free)
         self.timers = timers if timers is not None else BgpTimers()
         self.graceful_restart = graceful_restart
         self.state: CalicoState | None = None
@@ -74,7 +77,7 @@ class LabAgent:
         #: nodes whose BIRD was stopped on purpose: not restarted by apply()
         self.held_down: set[str] = set()
         self._by_ip = {n.ip: n for n in lab.nodes}
-        self._by_block = {n.block: n.name for n in lab.nodes}
+        self._by_block = {n.block: n.name for n in lab.nodes if n.name not in self.workload_free}
 
     # -- configuration ------------------------------------------------------
 
@@ -91,14 +94,16 @@ class LabAgent:
                     f"node {node.name} ({node.ip}) is not a lab node: the lab emulates "
                     f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on 10.99.0.0/16"
                 )
-        blocks = {n.name: n.block for n in self.lab.nodes}
+        blocks: dict[str, str | None] = {
+            n.name: None if n.name in self.workload_free else n.block for n in self.lab.nodes
+        }
         configs = {b.name: b for b in bird_nodes(graph, state, blocks)}
         changed: list[str] = []
         with self._lock:
             self.state, self.graph = state, graph
             for lab_node in self.lab.nodes:
                 bn = configs.get(lab_node.name) or BirdNode(
-                    lab_node.name, lab_node.ip, state.default_asn(), None, lab_node.block, ()
+                    lab_node.name, lab_node.ip, state.default_asn(), None, blocks[lab_node.name], ()
                 )
                 text = render_bird_config(
                     bn,
@@ -210,8 +215,9 @@ class LabAgent:
                 for me, other in (tuple(pair), tuple(pair)[::-1])
             )
         }
-        predicted = predicted_routes(graph)
-        cmp = compare(predicted, obs.held)
+        origins = [n.name for n in graph.nodes if n.name not in self.workload_free]
+        predicted = predicted_routes(graph, origins)
+        cmp = compare(predicted, obs.held, origins)
         names = sorted(predicted)
         return {
             "nodes": len(names),
@@ -274,6 +280,7 @@ class LabAgent:
             if not node.running:
                 continue
             held = {n.block for n in self.lab.nodes if n.name in self.held(node)}
+            # (the kernel holds no block of a workload-free node: nobody announces it)
             kernel = self.lab.kernel_routes(node) - {node.block}
             if kernel != held:
                 bad.append(f"{node.name}: kernel {len(kernel)} blocks, BIRD {len(held)}")

@@ -35,7 +35,10 @@ from calico_rr.core.planner import plan
 from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
 
-__all__ = ["ClusterLab", "run_lab"]
+__all__ = ["DEDICATED_LABEL", "ClusterLab", "run_lab"]
+
+#: the label of dedicated route-reflector nodes (no workloads, no pod block)
+DEDICATED_LABEL = "node-role.kubernetes.io/route-reflector"
 
 Progress = Callable[[str], None]
 
@@ -45,7 +48,12 @@ def _quiet(_line: str) -> None:
 
 
 class ClusterLab:
-    """``size`` nodes in the API server (plus ``spare`` lab nodes that can join)."""
+    """``size`` nodes in the API server (plus ``spare`` lab nodes that can join).
+
+    ``dedicated``: that many of the ``size`` nodes carry no workloads (no pod
+    block: BIRD announces nothing of their own) and the label
+    :data:`DEDICATED_LABEL`; with the operator they are the only RR candidates
+    (``dedicatedNodeLabel``), as in clusters that keep RRs off workload nodes."""
 
     def __init__(
         self,
@@ -54,11 +62,15 @@ class ClusterLab:
         spare: int = 0,
         zones: int = 0,
         racks: int = 0,
+        dedicated: int = 0,
         progress: Progress = _quiet,
         timeout: float = 180.0,
     ) -> None:
         if size < 2:
             raise LabError(f"a lab needs at least 2 nodes, got {size}")
+        if not 0 <= dedicated <= size - 2:
+            raise LabError(f"dedicated RR nodes must leave 2 workload nodes: {dedicated} of {size}")
+        self.dedicated = dedicated
         self.size = size
         self.spare = spare
         self.zones = zones
@@ -116,7 +128,12 @@ class ClusterLab:
             dataclasses.replace(n, name=ln.name, ip=ln.ip)
             for n, ln in zip(synthetic, self.lab.nodes, strict=True)
         ]
-        self.agent = LabAgent(self.lab)
+        first = self.size - self.dedicated
+        for i in range(first, self.size):
+            n = self.nodes[i]
+            self.nodes[i] = dataclasses.replace(n, labels={**n.labels, DEDICATED_LABEL: "true"})
+        self.dedicated_nodes = frozenset(n.name for n in self.nodes[first : self.size])
+        self.agent = LabAgent(self.lab, workload_free=self.dedicated_nodes)
         self.watcher = KubeWatcher(self.agent, self.admin, self.api_group)
         self.watcher.start()
         self._stack.append(self.watcher.stop)
@@ -187,7 +204,7 @@ class ClusterLab:
             "apiVersion": "calico-rr.io/v1alpha1",
             "kind": "RouteReflectorConfig",
             "metadata": {"name": CONFIG_NAME},
-            "spec": spec,
+            "spec": ({"dedicatedNodeLabel": DEDICATED_LABEL, **spec} if self.dedicated else spec),
         }
         apply_documents(self.cp, [doc])
         client = KubeClient.from_kubeconfig(self.cp.operator_kubeconfig)
@@ -249,6 +266,11 @@ class ClusterLab:
             ignore_nodes=allowed_nodes | role_changed,
             ignore_origins=allowed_origins | role_changed,
         )
+        # what pods would see: losses on nodes that run workloads (every origin
+        # announces a block, so every origin runs workloads)
+        workload = sampler.report(
+            ignore_nodes=allowed_nodes | self.dedicated_nodes, ignore_origins=allowed_origins
+        )
         out = {
             "step": name,
             "converged": st["converged"],
@@ -263,6 +285,9 @@ class ClusterLab:
             "role_changed_nodes": sorted(role_changed),
             "route_losses_outside_role_changes": outside["route_losses"],
             "loss_examples_outside_role_changes": outside["examples"],
+            "route_losses_on_workload_nodes": workload["route_losses"],
+            "workload_nodes_with_loss": workload["nodes_with_loss"],
+            "loss_examples_on_workload_nodes": workload["examples"],
         }
         self.progress(
             f"  {name}: converged={out['converged']} in {out['seconds_to_converge']}s, "
@@ -315,6 +340,7 @@ def run_lab(
     racks: int = 0,
     operator: bool = True,
     scenarios: bool = False,
+    dedicated: int = 0,
     progress: Progress = _quiet,
     timeout: float = 180.0,
 ) -> dict[str, Any]:
@@ -323,7 +349,13 @@ def run_lab(
     result: dict[str, Any] = {"nodes": nodes, "topology": topology, "operator": operator}
     t_start = time.monotonic()
     with ClusterLab(
-        nodes, spare=spare, zones=zones, racks=racks, progress=progress, timeout=timeout
+        nodes,
+        spare=spare,
+        zones=zones,
+        racks=racks,
+        dedicated=dedicated,
+        progress=progress,
+        timeout=timeout,
     ) as lab:
         mesh = lab.wait_bird(since=t_start)
         result["full_mesh"] = {
@@ -338,7 +370,8 @@ def run_lab(
                 spec["racks"] = racks
             steps.append(lab.step("migrate from the full mesh", lambda: lab.start_operator(spec)))
         else:
-            st = lab.apply_plan(topology, racks=racks or None)
+            extra: dict[str, Any] = {"dedicated_label": DEDICATED_LABEL} if dedicated else {}
+            st = lab.apply_plan(topology, racks=racks or None, **extra)
             steps.append(
                 {
                     "step": "apply the rendered plan",
@@ -364,6 +397,10 @@ def run_lab(
                 "route_losses_outside_role_changes": sum(
                     int(s.get("route_losses_outside_role_changes", 0)) for s in steps
                 ),
+                "route_losses_on_workload_nodes": sum(
+                    int(s.get("route_losses_on_workload_nodes", 0)) for s in steps
+                ),
+                "dedicated_nodes": sorted(lab.dedicated_nodes),
                 "steps": steps,
                 "bird_reloads": lab.agent.reloads,
                 "agent_errors": lab.watcher.errors[:5],
