@@ -274,3 +274,14 @@ def test_setup_logging_json_and_text(capsys: pytest.CaptureFixture[str]) -> None
         assert len(root.handlers) == 1  # replaced, not stacked
     finally:
         root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+
+def test_set_phase_marks_exactly_one_phase_including_non_reconcile_states() -> None:
+    from calico_rr.adapters.observe import PHASES
+
+    m = OperatorMetrics()
+    for phase in ("Steady", "InvalidConfig", "Error", "Uninstalling", "NoConfig", "Making"):
+        m.set_phase(phase)
+        values = {p: m.registry.get_sample_value("calico_rr_phase", {"phase": p}) for p in PHASES}
+        assert values[phase] == 1
+        assert sum(v or 0 for v in values.values()) == 1, values

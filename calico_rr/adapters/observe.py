@@ -25,6 +25,12 @@ from prometheus_client import (
     generate_latest,
 )
 
+from calico_rr.core.reconcile import Phase
+
+#: every value of ``calico_rr_phase{phase}``: the reconcile phases, then the
+#: states a pass can end in without a decision
+PHASES: tuple[str, ...] = (*(p.value for p in Phase), "NoConfig", "InvalidConfig", "Error")
+
 
 class OperatorMetrics:
     def __init__(self) -> None:
@@ -74,6 +80,12 @@ class OperatorMetrics:
             ["resource"],
             registry=r,
         )
+
+    def set_phase(self, phase: str) -> None:
+        """``calico_rr_phase``: 1 for ``phase``, 0 for every other phase the
+        operator can be in (reconcile phases, plus NoConfig, InvalidConfig, Error)."""
+        for name in (*PHASES, phase):
+            self.phase.labels(name).set(1 if name == phase else 0)
 
     def on_request(self, verb: str, resource: str, code: int) -> None:
         self.api_requests.labels(verb, resource, str(code)).inc()

@@ -10,7 +10,6 @@ way calico-node would (core.safety / the verifier).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,8 @@ from calico_rr.model import ANN_CLUSTER_ID, ZONE_LABEL, Node
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.faults import FaultTransport
 from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
+
+from .scenario_drivers import WriteBudget
 
 pytestmark = pytest.mark.integration
 
@@ -364,6 +365,9 @@ def test_invalid_config_changes_nothing(cluster: Cluster) -> None:
         conds["InvalidConfig"]["status"] == "True" and "steps" in conds["InvalidConfig"]["message"]
     )
     assert conds["Ready"]["status"] == "False"
+    phase = op.metrics.registry.get_sample_value
+    assert phase("calico_rr_phase", {"phase": "InvalidConfig"}) == 1
+    assert phase("calico_rr_phase", {"phase": "Steady"}) == 0
     events, _ = c.admin.list(api_path("v1", "events", namespace="default"))
     assert any(e.get("reason") == "InvalidConfig" for e in events)
     touched = {(e.get("objectRef") or {}).get("resource") for e in c.audit_writes()}
@@ -373,6 +377,8 @@ def test_invalid_config_changes_nothing(cluster: Cluster) -> None:
     c.config({"waitTimeout": "1s", "steps": "200:3,1000:5"})
     c.steady(op)
     assert len(c.rr_nodes()) == 3
+    assert phase("calico_rr_phase", {"phase": "InvalidConfig"}) == 0
+    assert phase("calico_rr_phase", {"phase": "Steady"}) == 1
 
 
 def test_users_peers_and_labels_untouched(cluster: Cluster) -> None:
@@ -454,49 +460,6 @@ def test_killed_at_every_write_resumes_safely(cluster: Cluster) -> None:
     assert not any(
         k.startswith("prev.") for o in c.nodes().values() for k in o["metadata"].get("labels") or {}
     )
-
-
-class WriteBudget:
-    """A transport wrapper that lets ``budget`` writes through (not counting the
-    config status and Events), then fails every request as if the process died."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.exhausted = threading.Event()
-        self._lock = threading.Lock()
-
-    def wrap(self, inner: httpx.BaseTransport) -> httpx.BaseTransport:
-        budget = self
-
-        class Dying(httpx.BaseTransport):
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                path = request.url.path
-                counted = request.method in ("POST", "PUT", "PATCH", "DELETE") and not (
-                    "/events" in path
-                    or path.endswith("/status")
-                    or "/leases" in path
-                    or "routereflectorconfigs" in path
-                )
-                if not counted:
-                    if budget.exhausted.is_set():
-                        raise httpx.ConnectError("operator is dead", request=request)
-                    return inner.handle_request(request)
-                # One counted write at a time, so "dies after k writes" is exact even
-                # though the operator sends a batch's node writes in parallel.
-                with budget._lock:
-                    if budget.exhausted.is_set():
-                        raise httpx.ConnectError("operator is dead", request=request)
-                    response = inner.handle_request(request)
-                    if response.status_code < 400:
-                        budget.budget -= 1
-                        if budget.budget <= 0:
-                            budget.exhausted.set()
-                    return response
-
-            def close(self) -> None:
-                inner.close()
-
-        return Dying()
 
 
 def test_injected_409_410_5xx(cluster: Cluster) -> None:

@@ -652,6 +652,7 @@ class EtcdOperator:
         self.metrics.reconciles.labels("error").inc()
         delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
         log.warning("reconcile failed: %s; retrying in %.1fs", message, delay)
+        self._record("Error", message)
         self._requeue(delay)
         with contextlib.suppress(Exception):
             self._write_status(status, phase="Error", message=message, degraded=message)
@@ -942,8 +943,6 @@ class EtcdOperator:
         self.metrics.bgppeers.set(len(obs.peers))
         self.metrics.nodes.set(len(obs.nodes))
         self.metrics.transitions.set(counts["inTransition"])
-        for phase in core.Phase:
-            self.metrics.phase.labels(phase.value).set(1 if phase == d.phase else 0)
         degraded = status.pop("_degraded", None)
         if d.phase == core.Phase.BLOCKED:
             degraded = d.message
@@ -991,6 +990,8 @@ class EtcdOperator:
             self._wake.set()
 
     def _record(self, phase: str, message: str) -> None:
+        if phase != self.stats.last_phase:
+            self.metrics.set_phase(phase)
         if (phase, message) != (self.stats.last_phase, self.stats.last_message):
             log.info(message, extra={"phase": phase})
         self.stats.last_phase = phase

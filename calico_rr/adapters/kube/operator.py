@@ -374,6 +374,7 @@ class Operator:
             delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
             log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
             self._requeue(delay)
+            self._record("Error", str(exc))
             with contextlib.suppress(ApiError):
                 self._write_status(cfg, status, phase="Error", message=str(exc), degraded=str(exc))
             return None
@@ -385,6 +386,7 @@ class Operator:
             log.exception("reconcile crashed; retrying in %.1fs", delay)
             self._requeue(delay)
             msg = f"internal error: {type(exc).__name__}: {exc}"
+            self._record("Error", msg)
             with contextlib.suppress(Exception):
                 self._write_status(cfg, status, phase="Error", message=msg, degraded=msg)
             return None
@@ -630,8 +632,6 @@ class Operator:
         self.metrics.bgppeers.set(len(self.informers["bgppeers"]))
         self.metrics.nodes.set(len(obs.nodes))
         self.metrics.transitions.set(counts["inTransition"])
-        for phase in core.Phase:
-            self.metrics.phase.labels(phase.value).set(1 if phase == d.phase else 0)
         if d.plan is not None:
             self._session_metrics(d)
         degraded = status.pop("_degraded", None)
@@ -699,6 +699,8 @@ class Operator:
             self._requeue_at = at
 
     def _record(self, phase: str, message: str) -> None:
+        if phase != self.stats.last_phase:
+            self.metrics.set_phase(phase)
         if (phase, message) != (self.stats.last_phase, self.stats.last_message):
             log.info(message, extra={"phase": phase})
         self.stats.last_phase = phase
