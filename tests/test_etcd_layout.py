@@ -481,3 +481,39 @@ def test_reconcile_converges_on_etcd_documents_and_leaves_users_alone() -> None:
         ours = {k for k in doc["metadata"]["labels"] if k.startswith("calico-rr.io/")}
         assert owned == ours, name
         assert (ANN_CLUSTER_ID in owned_ann) == ("routeReflectorClusterID" in doc["spec"]["bgp"])
+
+
+def test_k8s_node_name_follows_orch_refs() -> None:
+    doc = {"metadata": {"name": "host-1.example.com"}, "spec": {}}
+    assert L.k8s_node_name(doc) == "host-1.example.com"
+    doc["spec"] = {"orchRefs": [{"orchestrator": "openstack", "nodeName": "x"}]}
+    assert L.k8s_node_name(doc) == "host-1.example.com"
+    doc["spec"] = {"orchRefs": [{"orchestrator": "k8s", "nodeName": "host-1"}]}
+    assert L.k8s_node_name(doc) == "host-1"
+    doc["spec"] = {"orchRefs": "garbage"}
+    assert L.k8s_node_name(doc) == "host-1.example.com"
+
+
+def test_with_kube_health_takes_health_and_keeps_bgp_fields() -> None:
+    from calico_rr.model import Taint
+
+    calico = Node("n1", "10.0.0.1", labels={"zone": "a"}, annotations={"x": "y"})
+    kube = Node(
+        "n1",
+        "192.168.0.9",
+        labels={"other": "label"},
+        conditions={"Ready": "False"},
+        taints=(Taint("node.kubernetes.io/unreachable", "NoExecute"),),
+        unschedulable=True,
+        deleting=True,
+    )
+    got = L.with_kube_health(calico, kube)
+    assert (got.ip, dict(got.labels), dict(got.annotations)) == (
+        "10.0.0.1",
+        {"zone": "a"},
+        {"x": "y"},
+    )
+    assert dict(got.conditions) == {"Ready": "False"} and got.taints == kube.taints
+    assert got.unschedulable and got.deleting and not got.ready
+    missing = L.with_kube_health(calico, None)
+    assert dict(missing.conditions) == {"Ready": "Unknown"} and not missing.ready

@@ -26,8 +26,11 @@ stands in for them is the caller's choice, passed as ``ready``: a Calico Node th
 exists is registered (calico-node creates it on start and ``calicoctl delete node``
 removes it), and Felix, in etcd mode, keeps a liveness report under
 ``/calico/felix/v2/<region>/host/<hostname>/status`` on a lease that expires when
-Felix stops reporting (:func:`felix_status_host` parses those keys).  Nodes that
-must not hold route reflectors are excluded with ``incompatibleNodeLabels``.
+Felix stops reporting (:func:`felix_status_host` parses those keys).  Where the
+hosts are Kubernetes nodes, their Kubernetes Node is the better source:
+:func:`with_kube_health` takes conditions, taints, cordon and deletion from it,
+matched by ``spec.orchRefs`` (:func:`k8s_node_name`).  Nodes that must not hold
+route reflectors are excluded with ``incompatibleNodeLabels``.
 
 Ownership (the same marks as on Kubernetes)
 -------------------------------------------
@@ -83,6 +86,7 @@ __all__ = [
     "encode_document",
     "felix_status_host",
     "is_managed",
+    "k8s_node_name",
     "managed_document",
     "mesh_document",
     "mesh_enabled",
@@ -94,6 +98,7 @@ __all__ = [
     "parse_key",
     "plural_prefix",
     "resource_key",
+    "with_kube_health",
 ]
 
 API_VERSION: Final = "projectcalico.org/v3"
@@ -178,6 +183,42 @@ def felix_status_host(key: str) -> str | None:
     """The hostname of a Felix liveness report key, else None."""
     found = _FELIX_STATUS.fullmatch(key)
     return found.group(2) if found else None
+
+
+def k8s_node_name(doc: Mapping[str, Any]) -> str:
+    """The Kubernetes Node a Calico Node stands for: ``spec.orchRefs`` entry with
+    ``orchestrator: k8s`` (calico-node writes it in etcd mode on Kubernetes), else
+    the Calico Node's own name."""
+    spec = doc.get("spec")
+    refs = spec.get("orchRefs") if isinstance(spec, Mapping) else None
+    if isinstance(refs, list):
+        for ref in refs:
+            if (
+                isinstance(ref, Mapping)
+                and ref.get("orchestrator") == "k8s"
+                and isinstance(ref.get("nodeName"), str)
+                and ref["nodeName"]
+            ):
+                return str(ref["nodeName"])
+    meta = doc.get("metadata")
+    return str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+
+
+def with_kube_health(node: Node, kube: Node | None) -> Node:
+    """``node`` (from its Calico Node) with the health of its Kubernetes Node:
+    conditions, taints, cordon, deletion.  Labels, addresses and BGP fields stay
+    the Calico Node's (they are what calico-node peers by).  No Kubernetes Node of
+    that name: ``Ready`` is ``Unknown`` — never chosen as an RR, an RR loses its
+    role make-before-break, as for a NotReady node."""
+    if kube is None:
+        return replace(node, conditions={"Ready": "Unknown"}, taints=(), unschedulable=False)
+    return replace(
+        node,
+        conditions=dict(kube.conditions),
+        taints=kube.taints,
+        unschedulable=kube.unschedulable,
+        deleting=kube.deleting,
+    )
 
 
 # ---------------------------------------------------------------------------

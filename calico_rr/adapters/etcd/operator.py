@@ -55,6 +55,7 @@ from calico_rr.adapters.etcd.client import (
     Watch,
     WatchEvent,
 )
+from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.core import etcd_layout as L
@@ -367,9 +368,12 @@ class EtcdOperator:
         lease_duration: float = 15.0,
         leader_election: bool = True,
         node_status_supported: bool = True,
+        kube_health: KubeNodeHealth | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
+        #: node health from the Kubernetes API instead of Felix's reports (optional)
+        self.kube_health = kube_health
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self.env = dict(os.environ if env is None else env)
         self.metrics = metrics or OperatorMetrics()
@@ -422,6 +426,9 @@ class EtcdOperator:
     def start(self) -> EtcdOperator:
         for cache in self.caches.values():
             cache.start()
+        if self.kube_health is not None:
+            self.kube_health.on_change = self._wake.set
+            self.kube_health.start()
         if self.elector is not None:
             self.elector.start()
         self._thread = threading.Thread(target=self._loop, name="etcd-reconcile", daemon=True)
@@ -437,6 +444,8 @@ class EtcdOperator:
             self.elector.stop(release=release)
         for cache in self.caches.values():
             cache.stop()
+        if self.kube_health is not None:
+            self.kube_health.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def kill(self) -> None:
@@ -449,7 +458,8 @@ class EtcdOperator:
 
     @property
     def synced(self) -> bool:
-        return all(c.synced.is_set() for c in self.caches.values())
+        kube = self.kube_health is None or self.kube_health.synced
+        return kube and all(c.synced.is_set() for c in self.caches.values())
 
     def lists(self) -> int:
         return sum(c.lists for c in self.caches.values())
@@ -559,11 +569,15 @@ class EtcdOperator:
         }
 
     def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
-        ready = self.ready_nodes()
+        kube = self.kube_health
+        ready = self.ready_nodes() if kube is None else None
         nodes: dict[str, core.NodeState] = {}
         for name, entry in self._docs("nodes").items():
             state: core.NodeState = entry.value.state
-            if ready is not None and name not in ready:
+            if kube is not None:
+                k8s = kube.get(L.k8s_node_name(entry.value.doc))
+                state = replace(state, node=L.with_kube_health(state.node, k8s))
+            elif ready is not None and name not in ready:
                 state = replace(state, node=replace(state.node, conditions={"Ready": "False"}))
             nodes[name] = state
         peers = {n: e.value for n, e in self._docs("bgppeers").items() if L.is_managed(e.value)}
