@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -667,6 +668,14 @@ def run(
     etcd_key_file: Annotated[
         str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
     ] = None,
+    node_health: Annotated[
+        str | None,
+        typer.Option(
+            help="etcdv3: where node health comes from: felix (Felix liveness reports in "
+            "etcd) | kubernetes (Kubernetes Nodes: Ready, cordon, taints; uses "
+            "--kubeconfig or the in-cluster account). Default: $CALICO_RR_NODE_HEALTH or felix."
+        ),
+    ] = None,
 ) -> None:
     """Run the operator: watch the cluster, keep route reflectors and BGP config right.
 
@@ -696,12 +705,26 @@ def run(
                 cert_file=etcd_cert_file,
                 key_file=etcd_key_file,
             )
+            source = (node_health or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
+            if source not in ("felix", "kubernetes"):
+                raise InputError(
+                    f"node health source must be felix or kubernetes, got {source!r}",
+                    field="--node-health / CALICO_RR_NODE_HEALTH",
+                )
+            kube_health = None
+            if source == "kubernetes":
+                from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
+
+                kube_health = KubeNodeHealth(
+                    KubeClient.load(kubeconfig, on_request=metrics.on_request)
+                )
             return EtcdOperator(
                 EtcdClient.from_settings(settings),
                 identity=identity,
                 metrics=metrics,
                 health=health,
                 lease_duration=lease_duration,
+                kube_health=kube_health,
             )
         client = KubeClient.load(kubeconfig, on_request=metrics.on_request)
         return Operator(
@@ -835,11 +858,25 @@ def demo(
     topology: Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")] = (
         "auto"
     ),
+    datastore: Annotated[
+        str,
+        typer.Option(
+            help="kubernetes (a local kube-apiserver + etcd) | etcdv3 (Calico's etcd "
+            "datastore: a local etcd with TLS)."
+        ),
+    ] = "kubernetes",
     as_json: JsonOpt = False,
 ) -> None:
-    """Start a local kube-apiserver + etcd, run the operator on N synthetic nodes,
-    verify the result, fail a zone and show it re-converge."""
-    from calico_rr.adapters.kube.demo import run_demo
+    """Start a local kube-apiserver + etcd (or, with --datastore etcdv3, a local etcd
+    as Calico's datastore), run the operator on N synthetic nodes, verify the
+    result, fail a zone and show it re-converge."""
+    if datastore == "kubernetes":
+        from calico_rr.adapters.kube.demo import run_demo
+    elif datastore == "etcdv3":
+        from calico_rr.adapters.etcd.demo import run_demo
+    else:
+        typer.echo(f"--datastore {datastore!r}: must be 'kubernetes' or 'etcdv3'", err=True)
+        raise typer.Exit(2)
 
     def progress(line: str) -> None:
         if not as_json:
@@ -886,6 +923,13 @@ def lab(
             "cordon an RR and switch the topology, each watched by the route sampler."
         ),
     ] = False,
+    dedicated: Annotated[
+        int,
+        typer.Option(
+            help="Nodes without workloads (no pod block) labelled as dedicated RR nodes; "
+            "the operator then picks RRs only among them."
+        ),
+    ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each convergence.")] = 180,
     cleanup: Annotated[
         bool, typer.Option(help="Only remove what labs whose process died left behind.")
@@ -921,6 +965,7 @@ def lab(
                 racks=racks,
                 operator=operator,
                 scenarios=scenarios,
+                dedicated=dedicated,
                 progress=progress,
                 timeout=timeout,
             )

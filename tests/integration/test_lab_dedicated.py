@@ -94,4 +94,3 @@ def test_dedicated_route_reflectors_no_workload_node_ever_loses_a_route() -> Non
         # role changes happened, and only on dedicated nodes
         changed = set().union(*(set(s["role_changed_nodes"]) for s in steps.values()))
         assert changed and changed <= dedicated
-

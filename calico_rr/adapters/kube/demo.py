@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from calico_rr.adapters.demo_keys import demo_result
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.kube import node_to_k8s
@@ -216,7 +217,7 @@ def run_demo(
             result["seconds_total"] = round(time.monotonic() - t0, 1)
         finally:
             op.stop()
-    return result
+    return demo_result(result)
 
 
 def _describe(event: dict[str, Any]) -> str:

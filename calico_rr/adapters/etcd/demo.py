@@ -1,0 +1,472 @@
+"""``calico-rr demo --datastore etcdv3``: the operator end to end on Calico's etcd.
+
+The flow of the Kubernetes demo (calico_rr/adapters/kube/demo.py) on Calico's
+etcdv3 datastore: starts a real etcd with client-certificate TLS
+(calico_rr.testing.etcd; the binary is built once and cached), writes N synthetic
+Calico Node documents across zones with the full mesh on (no BGPConfiguration:
+the mesh is on by default) and a Felix liveness report for each node, writes the
+RouteReflectorConfig to ``/calico-rr/config/default``, runs the
+:class:`~calico_rr.adapters.etcd.operator.EtcdOperator` to convergence, verifies
+what is in etcd with the verifier, joins one node, then fails a zone (its Felix
+reports disappear, as when Felix stops and its lease expires) and shows the
+re-convergence.
+
+Felix reports of one zone share one etcd lease (a long TTL, so nothing expires by
+itself during the demo); failing the zone revokes that lease, which deletes the
+reports at once - what their expiry does after ``ReportingTTLSecs`` when Felix stops.
+
+Counting requests.  etcd counts every gRPC request it starts
+(``grpc_server_started_total`` by ``grpc_method`` on its ``/metrics``); each request
+to the JSON gateway is one gRPC request inside etcd, a watch or a lease keepalive
+is one stream.  The demo's own client counts what it sends by the same method
+names (:class:`SentRequests`), so the operator's requests are etcd's count minus
+the demo's own, exactly: independent of the operator's own counters.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from calico_rr.adapters.demo_keys import demo_result
+from calico_rr.adapters.etcd.client import EtcdClient, EventType, WatchEvent
+from calico_rr.adapters.etcd.operator import DEFAULT_PREFIX, EtcdOperator
+from calico_rr.core import etcd_layout as L
+from calico_rr.core.opconfig import CONFIG_NAME
+from calico_rr.core.resources import parse_resources
+from calico_rr.core.safety import check
+from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.verify import verify
+from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
+
+if TYPE_CHECKING:
+    from calico_rr.testing.etcd import EtcdServer
+
+__all__ = [
+    "CONFIG_KEY",
+    "STATUS_KEY",
+    "EtcdRequestCounter",
+    "Mark",
+    "RequestLedger",
+    "SentRequests",
+    "cluster_documents",
+    "create_nodes",
+    "felix_report_key",
+    "run_demo",
+    "write_config",
+]
+
+CONFIG_KEY: Final = f"{DEFAULT_PREFIX}config/{CONFIG_NAME}"
+STATUS_KEY: Final = f"{DEFAULT_PREFIX}status/{CONFIG_NAME}"
+#: Felix's liveness report of a host (etcd_layout.felix_status_host reads it back).
+FELIX_REPORT: Final = f"{L.FELIX_STATUS_PREFIX}no-region/host/{{}}/status"
+#: Felix reports live on one lease per zone; nothing expires during a demo.
+FELIX_LEASE_TTL: Final = 3600
+
+#: EtcdClient operation (its ``on_request`` name) -> the etcd gRPC method it is.
+GRPC_METHODS: Final[Mapping[str, str]] = {
+    "get": "Range",
+    "list": "Range",
+    "put": "Put",
+    "delete": "DeleteRange",
+    "put_if": "Txn",
+    "delete_if": "Txn",
+    "compact": "Compact",
+    "lease_grant": "LeaseGrant",
+    "lease_keepalive": "LeaseKeepAlive",
+    "lease_ttl": "LeaseTimeToLive",
+    "lease_revoke": "LeaseRevoke",
+    "watch": "Watch",
+}
+#: gRPC methods that write (every write of the operator is a compare-and-swap Txn).
+WRITE_METHODS: Final = frozenset({"Put", "Txn", "DeleteRange"})
+
+
+# -- counting requests ------------------------------------------------------------------
+
+
+class SentRequests:
+    """What one :class:`EtcdClient` sent, by etcd gRPC method: pass an instance as
+    the client's ``on_request``.  An attempt that never reached etcd (connection
+    failed: status 0) is not counted."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, op: str, endpoint: str, status: int) -> None:
+        if status == 0:
+            return
+        method = GRPC_METHODS[op]  # KeyError: a client operation this table lacks
+        with self._lock:
+            self._counts[method] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
+
+class EtcdRequestCounter:
+    """etcd's own count of the gRPC requests it started, by method
+    (``grpc_server_started_total``), read from its ``/metrics`` (an HTTP GET that
+    is not a gRPC request, so reading it counts nothing)."""
+
+    def __init__(self, endpoint: str, context: ssl.SSLContext | None = None) -> None:
+        self.url = endpoint.rstrip("/") + "/metrics"
+        self.context = context
+
+    @classmethod
+    def for_server(cls, server: EtcdServer) -> EtcdRequestCounter:
+        ctx = ssl.create_default_context(cafile=str(server.ca_file))
+        ctx.load_cert_chain(str(server.cert_file), str(server.key_file))
+        return cls(server.endpoint, ctx)
+
+    def snapshot(self) -> Counter[str]:
+        with urllib.request.urlopen(self.url, timeout=10, context=self.context) as resp:
+            text = resp.read().decode()
+        out: Counter[str] = Counter()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "grpc_server_started_total":
+                    out[s.labels.get("grpc_method", "?")] += int(s.value)
+        return out
+
+
+@dataclass(frozen=True)
+class Mark:
+    etcd: Counter[str]
+    sent: Counter[str]
+    at: float
+
+
+class RequestLedger:
+    """Requests everyone but the driver (here: the operator) sent to etcd between
+    two marks: etcd's count minus what the driver's client sent.  Marks are taken
+    from the driver's thread with none of its requests in flight."""
+
+    def __init__(self, etcd: EtcdRequestCounter, sent: SentRequests) -> None:
+        self.etcd = etcd
+        self.sent = sent
+
+    def mark(self) -> Mark:
+        return Mark(self.etcd.snapshot(), self.sent.snapshot(), time.monotonic())
+
+    def quiet_mark(self, gap: float = 0.05, tries: int = 100) -> Mark:
+        """A mark at a moment the others sent nothing for ``gap`` seconds, so it
+        does not fall between the two requests of a leader renewal (a keepalive,
+        then a read of the leader key)."""
+        last = self.mark()
+        for _ in range(tries):
+            time.sleep(gap)
+            now = self.mark()
+            if not self.between(last, now):
+                return last
+            last = now
+        return last
+
+    @staticmethod
+    def between(a: Mark, b: Mark) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for method in set(a.etcd) | set(b.etcd) | set(a.sent) | set(b.sent):
+            value = (b.etcd[method] - a.etcd[method]) - (b.sent[method] - a.sent[method])
+            if value:
+                out[method] = value
+        return out
+
+    def since(self, mark: Mark) -> Counter[str]:
+        return self.between(mark, self.mark())
+
+
+def writes(requests: Mapping[str, int]) -> int:
+    return sum(requests.get(m, 0) for m in WRITE_METHODS)
+
+
+def reads_not_leader(requests: Mapping[str, int]) -> int:
+    """Range requests other than the leader's renewals (each renewal is one lease
+    keepalive followed by one read of the leader key): re-lists, polling."""
+    return requests.get("Range", 0) - requests.get("LeaseKeepAlive", 0)
+
+
+# -- acting as the cluster --------------------------------------------------------------
+
+
+def felix_report_key(name: str) -> str:
+    return FELIX_REPORT.format(name)
+
+
+def node_document(node: Node) -> dict[str, Any]:
+    """The Calico Node of ``node`` with a /24 address, as in the Kubernetes demo."""
+    annotated = replace(node, annotations={**node.annotations, ANN_IPV4: f"{node.ip}/24"})
+    return L.node_to_calico(annotated, uid=f"uid-{node.name}")
+
+
+def felix_report() -> bytes:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps({"time": stamp, "uptimeSeconds": 0, "firstUpdate": True}).encode()
+
+
+def create_nodes(
+    admin: EtcdClient,
+    nodes: Iterable[Node],
+    leases: Mapping[str, int],
+    *,
+    workers: int = 8,
+) -> set[int]:
+    """Create the Calico Nodes (create-only compare-and-swap), each followed by its
+    Felix report on its zone's lease; ``workers`` in flight.  Returns the etcd
+    revisions of these writes (to tell them apart from the operator's)."""
+    revisions: set[int] = set()
+    lock = threading.Lock()
+
+    def one(node: Node) -> None:
+        key, value = L.encode_document(node_document(node))
+        kv = admin.put_if(key, value, 0)
+        zone = node.labels.get(ZONE_LABEL, "")
+        rev = admin.put(felix_report_key(node.name), felix_report(), lease=leases[zone])
+        with lock:
+            revisions.update((kv.mod_revision, rev))
+
+    batch = list(nodes)
+    if len(batch) <= 1:
+        for node in batch:
+            one(node)
+        return revisions
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(one, n) for n in batch]:
+            future.result()
+    return revisions
+
+
+def zone_leases(admin: EtcdClient, nodes: Iterable[Node]) -> dict[str, int]:
+    zones = sorted({n.labels.get(ZONE_LABEL, "") for n in nodes})
+    return {zone: admin.grant(FELIX_LEASE_TTL).id for zone in zones}
+
+
+def write_config(admin: EtcdClient, spec: Mapping[str, Any]) -> int:
+    doc = {
+        "apiVersion": "calico-rr.io/v1alpha1",
+        "kind": "RouteReflectorConfig",
+        "metadata": {"name": CONFIG_NAME},
+        "spec": dict(spec),
+    }
+    return admin.put(CONFIG_KEY, json.dumps(doc).encode())
+
+
+def status(admin: EtcdClient) -> dict[str, Any]:
+    kv = admin.get(STATUS_KEY)
+    value = kv.json() if kv is not None else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def cluster_documents(admin: EtcdClient) -> list[dict[str, Any]]:
+    """Nodes, BGPPeers and BGPConfigurations as calico-node reads them from etcd."""
+    docs: list[dict[str, Any]] = []
+    for plural in ("nodes", "bgppeers", "bgpconfigurations"):
+        for kv in admin.list(L.plural_prefix(plural)).kvs:
+            docs.append(L.decode_document(kv.key, kv.value, kv.mod_revision))
+    return docs
+
+
+def describe_writes(
+    admin: EtcdClient, start: int, end: int, own: set[int], *, timeout: float = 10.0
+) -> list[str]:
+    """The writes under /calico* with revisions in [start, end] that are not in
+    ``own``, read back from etcd's history (a watch from ``start``)."""
+    out: list[str] = []
+    if end < start:
+        return out
+    w = admin.watch("/calico", start)
+    guard = threading.Timer(timeout, w.close)
+    guard.start()
+    try:
+        for item in w:
+            rev = item.kv.mod_revision if isinstance(item, WatchEvent) else 0
+            if isinstance(item, WatchEvent) and rev <= end and rev not in own:
+                verb = "put" if item.type == EventType.PUT else "delete"
+                out.append(f"{verb} {_short(item.kv.key)}")
+            if w.next_revision > end:
+                break
+    finally:
+        guard.cancel()
+        w.close()
+    return out
+
+
+def _short(key: str) -> str:
+    """``nodes <name>`` for a Calico resource key, else the key."""
+    if key.startswith(L.RESOURCE_ROOT):
+        plural, _, name = key[len(L.RESOURCE_ROOT) :].strip("/").partition("/")
+        return f"{plural} {name}"
+    return key
+
+
+# -- waiting ----------------------------------------------------------------------------
+
+
+def wait_steady(op: EtcdOperator, admin: EtcdClient, timeout: float, since: float = 0.0) -> float:
+    """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        st = status(admin)
+        steady = op.stats.steady_since
+        if (
+            st.get("phase") == "Steady"
+            and st.get("meshEnabled") is False
+            and steady is not None
+            and steady >= since
+        ):
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise TimeoutError(f"operator not steady after {timeout:.0f}s: {op.stats.last_message}")
+
+
+def wait_node_handled(op: EtcdOperator, name: str, since: float, timeout: float) -> float:
+    """Seconds from ``since`` until a reconcile pass that started after the node
+    reached the operator's cache has ended, leaving the layout Steady."""
+    key = L.resource_key("nodes", name)
+    seen: float | None = None
+    while time.monotonic() - since < timeout:
+        if seen is None and op.caches["nodes"].get(key) is not None:
+            seen = time.monotonic()
+        stats = op.stats
+        if (
+            seen is not None
+            and stats.last_start > seen
+            and stats.last_end > stats.last_start
+            and stats.last_phase == "Steady"
+        ):
+            return stats.last_end - since
+        time.sleep(0.002)
+    raise TimeoutError(f"node {name} not handled in {timeout:.0f}s: {op.stats.last_message}")
+
+
+# -- the demo ---------------------------------------------------------------------------
+
+
+def run_demo(
+    *,
+    nodes: int = 1000,
+    zones: int = 3,
+    topology: str = "auto",
+    wait_timeout: str = "2s",
+    progress: Callable[[str], None] = lambda _line: None,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """The demo; the result has the keys of ``demo_keys.DEMO_KEYS`` (docs/ETCD.md
+    says what the request counts mean on etcd)."""
+    from calico_rr.testing.etcd import EtcdServer
+
+    result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
+    progress("starting etcd with TLS (the binary is built on first use, then cached)")
+    with EtcdServer() as server:
+        sent = SentRequests()
+        admin = server.client(timeout=10.0, on_request=sent)
+        ledger = RequestLedger(EtcdRequestCounter.for_server(server), sent)
+        op: EtcdOperator | None = None
+        try:
+            cluster = synthetic_cluster(nodes + 1, zones=zones)
+            leases = zone_leases(admin, cluster)
+            progress(f"writing {nodes} Calico Nodes in {zones} zones (full mesh on)")
+            own = create_nodes(admin, cluster[:nodes], leases)
+            write_config(admin, {"topology": topology, "waitTimeout": wait_timeout})
+            op = EtcdOperator(
+                server.client(timeout=10.0), identity="demo-0", env={}, lease_duration=5.0
+            )
+            start_mark = ledger.mark()
+            t0 = time.monotonic()
+            op.start()
+            _run(op, admin, ledger, result, cluster, nodes, zones, leases, own, timeout, progress)
+            result["api_requests_total"] = sum(ledger.since(start_mark).values())
+            result["seconds_total"] = round(time.monotonic() - t0, 1)
+        finally:
+            if op is not None:
+                op.stop()
+                op.client.close()
+            admin.close()
+    return demo_result(result)
+
+
+def _run(
+    op: EtcdOperator,
+    admin: EtcdClient,
+    ledger: RequestLedger,
+    result: dict[str, Any],
+    cluster: list[Node],
+    nodes: int,
+    zones: int,
+    leases: Mapping[str, int],
+    own: set[int],
+    timeout: float,
+    progress: Callable[[str], None],
+) -> None:
+    progress("operator running; waiting for convergence (mesh switched off last)")
+    seconds = wait_steady(op, admin, timeout)
+    result["seconds_to_converge"] = round(seconds, 2)
+    result["converged"] = True
+    sync_lists = op.lists()
+    sync_mark = ledger.quiet_mark()
+    docs = cluster_documents(admin)
+    graph = build_session_graph(parse_resources(docs, where="etcd").state)
+    report = verify(graph)
+    result["verified"] = report.reachable and report.single_rr_failure_tolerant
+    result["verification"] = {
+        "reachable": report.reachable,
+        "single_rr_failure_tolerant": report.single_rr_failure_tolerant,
+        "sessions": report.sessions,
+    }
+    st = status(admin)
+    result["topology"] = st.get("topology")
+    result["route_reflectors"] = st.get("routeReflectors")
+    peers = [d for d in docs if d.get("kind") == "BGPPeer"]
+    result["bgppeer_objects"] = len(peers)
+    progress(
+        f"converged in {seconds:.1f}s: {result['route_reflectors']} RRs, "
+        f"{len(peers)} BGPPeers, verified={result['verified']}"
+    )
+
+    # One node joins: the operator's writes, counted by etcd.
+    before = ledger.quiet_mark()
+    start_rev = admin.list(STATUS_KEY).revision + 1
+    mark = time.monotonic()
+    own |= create_nodes(admin, cluster[nodes:], leases)
+    joined = cluster[nodes].name
+    join_seconds = wait_node_handled(op, joined, mark, timeout)
+    time.sleep(0.5)  # let a trailing write (a follow-up pass) land
+    join_requests = ledger.since(before)
+    end_rev = admin.list(STATUS_KEY).revision
+    result["api_writes_per_node_join"] = writes(join_requests)
+    result["join_writes"] = describe_writes(admin, start_rev, end_rev, own)
+    result["seconds_to_converge_after_join"] = round(join_seconds, 3)
+    progress(f"node {joined} joined: {result['api_writes_per_node_join']} write(s)")
+
+    # A zone fails: its Felix reports disappear (lease revoked); its nodes go NotReady.
+    zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0] if zones else ""
+    lost = [n.name for n in cluster if zones and n.labels.get(ZONE_LABEL) == zone]
+    if lost:
+        progress(f"zone {zone} fails: Felix stops on its {len(lost)} nodes")
+        mark = time.monotonic()
+        admin.revoke(leases[zone])
+        seconds = wait_steady(op, admin, timeout, since=mark)
+        safety = check(cluster_documents(admin), down=lost)
+        result["zone_failure"] = {
+            "zone": zone,
+            "failed_nodes": len(lost),
+            "seconds_to_reconverge": round(seconds, 2),
+            "surviving_nodes_reach_each_other": safety.ok,
+        }
+        result["verified"] = result["verified"] and safety.ok
+        progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
+    after = ledger.between(sync_mark, ledger.quiet_mark())
+    result["api_lists_after_sync"] = reads_not_leader(after)
+    result["operator_lists_after_sync"] = op.lists() - sync_lists
