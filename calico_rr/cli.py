@@ -54,6 +54,9 @@ def _guard(fn: Callable[[], T]) -> T:
         return fn()
     except CalicoRRError as exc:
         _fail(str(exc))
+    except TimeoutError as exc:  # a wait gave up (uninstall): say so, no traceback
+        typer.echo(f"calico-rr: error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 # -- shared options -------------------------------------------------------------
@@ -640,6 +643,24 @@ KubeconfigOpt = Annotated[
 ]
 
 
+DatastoreOpt = Annotated[
+    str | None,
+    typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
+]
+EtcdEndpointsOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
+]
+EtcdCaOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
+]
+EtcdCertOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
+]
+EtcdKeyOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
+]
+
+
 @app.command()
 def run(
     kubeconfig: KubeconfigOpt = None,
@@ -652,22 +673,11 @@ def run(
     port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
     lease_duration: Annotated[float, typer.Option(help="Lease duration in seconds.")] = 15.0,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
-    datastore_type: Annotated[
-        str | None,
-        typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
-    ] = None,
-    etcd_endpoints: Annotated[
-        str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
-    ] = None,
-    etcd_ca_cert_file: Annotated[
-        str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
-    ] = None,
-    etcd_cert_file: Annotated[
-        str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
-    ] = None,
-    etcd_key_file: Annotated[
-        str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
-    ] = None,
+    datastore_type: DatastoreOpt = None,
+    etcd_endpoints: EtcdEndpointsOpt = None,
+    etcd_ca_cert_file: EtcdCaOpt = None,
+    etcd_cert_file: EtcdCertOpt = None,
+    etcd_key_file: EtcdKeyOpt = None,
     node_health: Annotated[
         str | None,
         typer.Option(
@@ -751,18 +761,42 @@ def run(
 def uninstall(
     kubeconfig: KubeconfigOpt = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    datastore_type: DatastoreOpt = None,
+    etcd_endpoints: EtcdEndpointsOpt = None,
+    etcd_ca_cert_file: EtcdCaOpt = None,
+    etcd_cert_file: EtcdCertOpt = None,
+    etcd_key_file: EtcdKeyOpt = None,
 ) -> None:
     """Put the cluster back on the node-to-node mesh and remove everything calico-rr made.
 
     Deletes the RouteReflectorConfig; its finalizer keeps it until the mesh is back
-    on and confirmed, our peerings, labels and annotations are gone."""
-    from calico_rr.adapters.kube.client import KubeClient
-    from calico_rr.adapters.kube.operator import uninstall as run_uninstall
+    on and confirmed, our peerings, labels and annotations are gone.  On etcd
+    (DATASTORE_TYPE=etcdv3) the config key is marked deleted and kept until then."""
+    from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
     from calico_rr.adapters.observe import setup_logging
 
     setup_logging("info", json_format=False)
-    message = _guard(lambda: run_uninstall(KubeClient.load(kubeconfig), timeout=timeout))
-    typer.echo(message)
+
+    def run_it() -> str:
+        if pick_datastore(flag=datastore_type) == "etcdv3":
+            from calico_rr.adapters.etcd.client import EtcdClient
+            from calico_rr.adapters.etcd.config import etcd_settings
+            from calico_rr.adapters.etcd.operator import uninstall as etcd_uninstall
+
+            settings = etcd_settings(
+                endpoints=etcd_endpoints,
+                ca_cert_file=etcd_ca_cert_file,
+                cert_file=etcd_cert_file,
+                key_file=etcd_key_file,
+            )
+            with EtcdClient.from_settings(settings) as client:
+                return etcd_uninstall(client, timeout=timeout)
+        from calico_rr.adapters.kube.client import KubeClient
+        from calico_rr.adapters.kube.operator import uninstall as run_uninstall
+
+        return run_uninstall(KubeClient.load(kubeconfig), timeout=timeout)
+
+    typer.echo(_guard(run_it))
 
 
 # -- doctor -------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class OperatorMetrics:
         )
         self.api_requests = Counter(
             "calico_rr_api_requests",
-            "Requests sent to the Kubernetes API server",
+            "Requests sent to the datastore (Kubernetes API server, or etcd: resource etcd)",
             ["verb", "resource", "code"],
             registry=r,
         )

@@ -557,3 +557,35 @@ def test_run_command_on_etcd(cluster: Cluster, tmp_path: Path) -> None:
         [*cmd, "--datastore-type", "consul"], env=env, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "must be 'kubernetes' or 'etcdv3'" in bad.stderr
+
+
+def test_uninstall_command_on_etcd_with_a_leader_running(cluster: Cluster) -> None:
+    """`calico-rr uninstall` with Calico's etcd variables, next to a running leader:
+    both drive the same steps with compare-and-swap; the mesh comes back, nothing of
+    ours is left, a user's BGPPeer stays; a second run says there is nothing to do."""
+    c = cluster
+    op = converge(c, 12, {"topology": "multi"})
+    user_key, user_value = L.encode_document(
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "BGPPeer",
+            "metadata": {"name": "tor-1"},
+            "spec": {"peerIP": "192.0.2.1", "asNumber": 65001},
+        }
+    )
+    c.admin.put_if(user_key, user_value, 0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "KUBECONFIG"))}
+    env.update(c.etcd.env())
+    cmd = [sys.executable, "-m", "calico_rr.cli", "uninstall", "--timeout", "60"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "uninstalled" in done.stdout
+    assert c.admin.get(CONFIG_KEY) is None and c.admin.get(STATUS_KEY) is None
+    assert L.mesh_enabled(c.docs("bgpconfigurations").get("default"))
+    assert not any(L.is_managed(d) for d in c.docs("bgppeers").values())
+    assert not c.rr_nodes() and c.safety().ok
+    kept = c.admin.get(user_key)
+    assert kept is not None and kept.value == user_value
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "nothing to uninstall" in again.stderr, again.stderr
+    assert op.stats.errors == 0

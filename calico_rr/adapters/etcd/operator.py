@@ -58,6 +58,7 @@ from calico_rr.adapters.etcd.client import (
 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
+from calico_rr.adapters.runtime import WRITE_WORKERS, ReconcileLoop, conditions
 from calico_rr.core import etcd_layout as L
 from calico_rr.core import reconcile as core
 from calico_rr.core.config import ApiGroup
@@ -75,15 +76,13 @@ __all__ = [
     "PrefixCache",
     "merge_foreign_metadata",
     "request_uninstall",
+    "uninstall",
 ]
 
 #: Where calico-rr keeps its own keys: ``config/<name>``, ``status/<name>``, ``leader``.
 DEFAULT_PREFIX: Final = "/calico-rr/"
 API_GROUP: Final[ApiGroup] = "projectcalico.org/v3"
 CALICO_PLURALS: Final = ("nodes", "bgppeers", "bgpconfigurations", "caliconodestatuses")
-MAX_COALESCE: Final = 1.0
-WRITE_WORKERS: Final = 8
-IDLE_RESYNC: Final = 30.0
 
 
 # ---------------------------------------------------------------------------
@@ -331,29 +330,15 @@ class _NotLeader(_PassEnded):
     """Leadership was lost during the pass: write nothing more."""
 
 
-@dataclass
-class Stats:
-    reconciles: int = 0
-    writes: int = 0
-    errors: int = 0
-    #: compare-and-swap conflicts (a concurrent writer): passes ended early
-    conflicts: int = 0
-    #: writes etcd refused because our leader key was no longer ours
-    fenced: int = 0
-    last_phase: str = ""
-    last_message: str = ""
-    steady_since: float | None = None
-    last_start: float = 0.0
-    last_end: float = 0.0
-
-
 # ---------------------------------------------------------------------------
 # The operator
 # ---------------------------------------------------------------------------
 
 
-class EtcdOperator:
+class EtcdOperator(ReconcileLoop):
     """One operator replica on etcd.  ``start()`` runs it in background threads."""
+
+    log = log
 
     def __init__(
         self,
@@ -383,12 +368,7 @@ class EtcdOperator:
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.config_key = f"{self.prefix}config/{config_name}"
         self.status_key = f"{self.prefix}status/{config_name}"
-        self.stats = Stats()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._requeue_at: float | None = None
-        self._failures = 0
+        self._init_loop()
         self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="etcd-write")
         if client.on_request is None:
             client.on_request = lambda op, endpoint, code: self.metrics.on_request(op, "etcd", code)
@@ -431,15 +411,11 @@ class EtcdOperator:
             self.kube_health.start()
         if self.elector is not None:
             self.elector.start()
-        self._thread = threading.Thread(target=self._loop, name="etcd-reconcile", daemon=True)
-        self._thread.start()
+        self._start_loop("etcd-reconcile")
         return self
 
     def stop(self, *, release: bool = True) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30.0)
+        self._stop_loop()
         if self.elector is not None:
             self.elector.stop(release=release)
         for cache in self.caches.values():
@@ -488,58 +464,9 @@ class EtcdOperator:
         self.metrics.leader.set(1 if leader else 0)
         self._wake.set()
 
-    # -- the loop (the same shape as the Kubernetes operator's) ----------------------
-
-    def _loop(self) -> None:
-        leading = False
-        while not self._stop.is_set():
-            self.health.beat()
-            if not self.synced:
-                self.health.set_ready(False, "caches not synced")
-                self._stop.wait(0.05)
-                continue
-            self.health.set_ready(True, "leader" if self.is_leader else "follower")
-            if not self.is_leader:
-                leading = False
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            if not leading:
-                leading = True
-                self._wake.clear()
-                self._requeue_at = None
-                self.reconcile_once()
-                continue
-            timeout = IDLE_RESYNC
-            if self._requeue_at is not None:
-                timeout = max(0.0, min(timeout, self._requeue_at - time.monotonic()))
-            woke = self._wake.wait(timeout)
-            if self._stop.is_set():
-                break
-            if woke:
-                self._coalesce()
-            if not self.is_leader:
-                continue
-            self._wake.clear()
-            self._requeue_at = None
-            self.reconcile_once()
-
-    def _coalesce(self) -> None:
-        debounce = self._debounce()
-        if debounce <= 0:
-            return
-        start = time.monotonic()
-        while not self._stop.is_set():
-            self._wake.clear()
-            if not self._wake.wait(debounce) or time.monotonic() - start >= MAX_COALESCE:
-                return
-
-    def _debounce(self) -> float:
-        try:
-            spec, _ = self.operator_config()
-            return settings_from_spec(spec, env=self.env, api_group=API_GROUP).debounce
-        except (ConfigError, LookupError):
-            return 0.2
+    def _configured_debounce(self) -> float:
+        spec, _ = self.operator_config()
+        return settings_from_spec(spec, env=self.env, api_group=API_GROUP).debounce
 
     # -- the observed state ----------------------------------------------------------
 
@@ -661,13 +588,8 @@ class EtcdOperator:
         return decision
 
     def _failed(self, message: str, status: dict[str, Any]) -> None:
-        self._failures += 1
-        self.stats.errors += 1
-        self.metrics.reconciles.labels("error").inc()
-        delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
+        delay = self._pass_failed(message)
         log.warning("reconcile failed: %s; retrying in %.1fs", message, delay)
-        self._record("Error", message)
-        self._requeue(delay)
         with contextlib.suppress(Exception):
             self._write_status(status, phase="Error", message=message, degraded=message)
 
@@ -975,10 +897,7 @@ class EtcdOperator:
         )
         prev_phase = self.stats.last_phase
         self._record(d.phase.value, d.message)
-        if d.phase != core.Phase.STEADY:
-            self.stats.steady_since = None
-        elif self.stats.steady_since is None:
-            self.stats.steady_since = time.monotonic()
+        self._track_steady(d.phase)
         if d.phase.value != prev_phase and d.phase in (
             core.Phase.MAKING,
             core.Phase.BREAKING,
@@ -992,74 +911,10 @@ class EtcdOperator:
 
     # -- small things ------------------------------------------------------------------
 
-    def _count(self, kind: str) -> None:
-        self.stats.writes += 1
-        self.metrics.writes.labels(kind).inc()
-
-    def _requeue(self, delay: float) -> None:
-        at = time.monotonic() + delay
-        if self._requeue_at is None or at < self._requeue_at:
-            self._requeue_at = at
-        if delay <= 0:
-            self._wake.set()
-
-    def _record(self, phase: str, message: str) -> None:
-        if phase != self.stats.last_phase:
-            self.metrics.set_phase(phase)
-        if (phase, message) != (self.stats.last_phase, self.stats.last_message):
-            log.info(message, extra={"phase": phase})
-        self.stats.last_phase = phase
-        self.stats.last_message = message
-
     def _event(self, etype: str, reason: str, message: str) -> None:
         """etcd has no Events: the event is a log line (reason, type)."""
         level = logging.WARNING if etype == "Warning" else logging.INFO
         log.log(level, message, extra={"reason": reason, "event": etype})
-
-
-def conditions(
-    old: Any,
-    *,
-    phase: str,
-    message: str,
-    degraded: str | None,
-    invalid: str | None,
-    now: float,
-) -> list[dict[str, Any]]:
-    """Ready / Progressing / Degraded / InvalidConfig, as on Kubernetes; a
-    condition's ``lastTransitionTime`` moves only when its status does."""
-    steady = phase == core.Phase.STEADY.value
-    progressing = phase in {
-        core.Phase.APPLYING.value,
-        core.Phase.MAKING.value,
-        core.Phase.CONFIRMING.value,
-        core.Phase.BREAKING.value,
-        core.Phase.MESH_OFF.value,
-    }
-    table = {
-        "Ready": (steady and not degraded, phase, message),
-        "Progressing": (progressing, phase, message),
-        "Degraded": (bool(degraded), "Degraded" if degraded else "AsExpected", degraded or ""),
-        "InvalidConfig": (bool(invalid), "InvalidConfig" if invalid else "Valid", invalid or ""),
-    }
-    before = {c.get("type"): c for c in old or [] if isinstance(c, dict)}
-    stamp = format_timestamp(float(int(now)))
-    out = []
-    for ctype, (value, reason, msg) in table.items():
-        st = "True" if value else "False"
-        prev = before.get(ctype) or {}
-        out.append(
-            {
-                "type": ctype,
-                "status": st,
-                "reason": reason,
-                "message": msg[:1000],
-                "lastTransitionTime": prev.get("lastTransitionTime", stamp)
-                if prev.get("status") == st
-                else stamp,
-            }
-        )
-    return out
 
 
 def request_uninstall(
@@ -1087,3 +942,40 @@ def request_uninstall(
             return
         except Conflict:
             continue
+
+
+def uninstall(
+    client: EtcdClient,
+    *,
+    config_name: str = CONFIG_NAME,
+    prefix: str = DEFAULT_PREFIX,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+    poll: float = 0.5,
+) -> str:
+    """``calico-rr uninstall --datastore-type etcdv3``: mark the config deleted, then
+    drive the uninstall steps to the end in this process (compare-and-swap makes it
+    safe next to a running leader doing the same).  Returns a summary line."""
+    request_uninstall(client, config_name=config_name, prefix=prefix)
+    op = EtcdOperator(
+        client, env=env or {}, config_name=config_name, prefix=prefix, leader_election=False
+    )
+    for cache in op.caches.values():
+        cache.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not op.synced:
+                time.sleep(0.05)
+                continue
+            if op.caches["own"].get(op.config_key) is None:
+                return "uninstalled: mesh restored, every calico-rr object removed"
+            op.reconcile_once()
+            wait = poll if op._requeue_at is None else op._requeue_at - time.monotonic()
+            time.sleep(max(0.0, min(poll, wait)))
+            op._requeue_at = None
+    finally:
+        for cache in op.caches.values():
+            cache.stop()
+        op._pool.shutdown(wait=True)
+    raise TimeoutError(f"uninstall did not finish in {timeout:.0f}s: {op.stats.last_message}")

@@ -22,11 +22,10 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from calico_rr.adapters.kube.client import (
@@ -39,6 +38,7 @@ from calico_rr.adapters.kube.client import (
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
+from calico_rr.adapters.runtime import WRITE_WORKERS, ReconcileLoop, conditions
 from calico_rr.core import reconcile as core
 from calico_rr.core import typha
 from calico_rr.core.config import ApiGroup
@@ -60,12 +60,6 @@ log = logging.getLogger(__name__)
 FINALIZER = f"{CRD_GROUP}/uninstall"
 CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
-#: Longest time events are held back to coalesce a burst.
-MAX_COALESCE = 1.0
-#: Parallel node writes within one batch.
-WRITE_WORKERS = 8
-#: With no event at all, re-plan from the caches this often (no API request).
-IDLE_RESYNC = 30.0
 #: The Typha keeper reads its Deployment at most this often while the node count
 #: and its settings stay the same (and nothing is due).
 TYPHA_POLL = 30.0
@@ -121,21 +115,10 @@ def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
     return str(spec.get("node") or ""), core.NodeBGPStatus(True, up)
 
 
-@dataclass
-class Stats:
-    reconciles: int = 0
-    writes: int = 0
-    errors: int = 0
-    last_phase: str = ""
-    last_message: str = ""
-    steady_since: float | None = None
-    #: monotonic times the last reconcile pass started and ended
-    last_start: float = 0.0
-    last_end: float = 0.0
-
-
-class Operator:
+class Operator(ReconcileLoop):
     """One operator replica.  ``start()`` runs it in background threads."""
+
+    log = log
 
     def __init__(
         self,
@@ -160,15 +143,10 @@ class Operator:
         self.health = health or Health()
         self.config_name = config_name
         self.clock = clock
-        self.stats = Stats()
+        self._init_loop()
         self.api_group: ApiGroup = "crd.projectcalico.org/v1"
         self.node_status_supported = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._requeue_at: float | None = None
         self._last_event: tuple[str, str] | None = None
-        self._failures = 0
         self._typha_state = typha.KeeperState()
         #: (node count, settings) of the keeper's last read, and when to read again
         self._typha_read: tuple[tuple[int, typha.TyphaSettings], float] | None = None
@@ -194,15 +172,11 @@ class Operator:
         self._start_informers()
         if self.elector is not None:
             self.elector.start()
-        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-        self._thread.start()
+        self._start_loop("reconcile")
         return self
 
     def stop(self, *, release: bool = True) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30.0)
+        self._stop_loop()
         if self.elector is not None:
             self.elector.stop(release=release)
         for inf in self.informers.values():
@@ -271,62 +245,10 @@ class Operator:
         self._typha_read = None
         self._wake.set()
 
-    # -- the loop --------------------------------------------------------------------
-
-    def _loop(self) -> None:
-        leading = False
-        while not self._stop.is_set():
-            self.health.beat()
-            if not self.synced:
-                self.health.set_ready(False, "caches not synced")
-                self._stop.wait(0.05)
-                continue
-            self.health.set_ready(True, "leader" if self.is_leader else "follower")
-            if not self.is_leader:
-                leading = False
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            if not leading:
-                # Just became leader: whatever happened while following (joins, a
-                # half-done rollout of the previous leader) is handled right away.
-                leading = True
-                self._wake.clear()
-                self._requeue_at = None
-                self.reconcile_once()
-                continue
-            timeout = IDLE_RESYNC
-            if self._requeue_at is not None:
-                timeout = max(0.0, min(timeout, self._requeue_at - time.monotonic()))
-            woke = self._wake.wait(timeout)
-            if self._stop.is_set():
-                break
-            if woke:
-                self._coalesce()
-            if not self.is_leader:
-                continue  # stepped down while waiting: write nothing
-            self._wake.clear()
-            self._requeue_at = None
-            self.reconcile_once()
-
-    def _coalesce(self) -> None:
-        """Hold back while events keep arriving, up to MAX_COALESCE."""
-        debounce = self._debounce()
-        if debounce <= 0:
-            return
-        start = time.monotonic()
-        while not self._stop.is_set():
-            self._wake.clear()
-            if not self._wake.wait(debounce) or time.monotonic() - start >= MAX_COALESCE:
-                return
-
-    def _debounce(self) -> float:
+    def _configured_debounce(self) -> float:
         cfg = self.informers["config"].get(self.config_name)
-        try:
-            spec = (cfg or {}).get("spec")
-            return settings_from_spec(spec, env=self.env, api_group=self.api_group).debounce
-        except ConfigError:
-            return 0.2
+        spec = (cfg or {}).get("spec")
+        return settings_from_spec(spec, env=self.env, api_group=self.api_group).debounce
 
     # -- one reconcile -----------------------------------------------------------------
 
@@ -368,25 +290,15 @@ class Operator:
             self._failures = 0
             self.metrics.reconciles.labels("ok").inc()
         except ApiError as exc:
-            self._failures += 1
-            self.stats.errors += 1
-            self.metrics.reconciles.labels("error").inc()
-            delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
+            delay = self._pass_failed(str(exc))
             log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
-            self._requeue(delay)
-            self._record("Error", str(exc))
             with contextlib.suppress(ApiError):
                 self._write_status(cfg, status, phase="Error", message=str(exc), degraded=str(exc))
             return None
         except Exception as exc:  # a bug must not kill the loop: report, back off, retry
-            self._failures += 1
-            self.stats.errors += 1
-            self.metrics.reconciles.labels("error").inc()
-            delay = min(30.0, 0.2 * 2 ** min(self._failures, 8))
-            log.exception("reconcile crashed; retrying in %.1fs", delay)
-            self._requeue(delay)
             msg = f"internal error: {type(exc).__name__}: {exc}"
-            self._record("Error", msg)
+            delay = self._pass_failed(msg)
+            log.exception("reconcile crashed; retrying in %.1fs", delay)
             with contextlib.suppress(Exception):
                 self._write_status(cfg, status, phase="Error", message=msg, degraded=msg)
             return None
@@ -652,10 +564,7 @@ class Operator:
         )
         prev_phase = self.stats.last_phase
         self._record(d.phase.value, d.message)
-        if d.phase != core.Phase.STEADY:
-            self.stats.steady_since = None
-        elif self.stats.steady_since is None:
-            self.stats.steady_since = time.monotonic()
+        self._track_steady(d.phase)
         if d.phase.value != prev_phase and d.phase in (
             core.Phase.MAKING,
             core.Phase.BREAKING,
@@ -688,23 +597,6 @@ class Operator:
         self.metrics.sessions_per_rr.labels("mean").set(sum(counts) / len(counts))
 
     # -- status, events, finalizer ---------------------------------------------------------
-
-    def _count(self, kind: str) -> None:
-        self.stats.writes += 1
-        self.metrics.writes.labels(kind).inc()
-
-    def _requeue(self, delay: float) -> None:
-        at = time.monotonic() + delay
-        if self._requeue_at is None or at < self._requeue_at:
-            self._requeue_at = at
-
-    def _record(self, phase: str, message: str) -> None:
-        if phase != self.stats.last_phase:
-            self.metrics.set_phase(phase)
-        if (phase, message) != (self.stats.last_phase, self.stats.last_message):
-            log.info(message, extra={"phase": phase})
-        self.stats.last_phase = phase
-        self.stats.last_message = message
 
     def _config_path(self, cfg: Mapping[str, Any]) -> str:
         return api_path(CONFIG_API, CRD_PLURAL, str(cfg["metadata"]["name"]))
@@ -753,43 +645,16 @@ class Operator:
             )
         if mesh is not None:
             new["meshEnabled"] = mesh
-        steady = phase == core.Phase.STEADY.value
-        progressing = phase in {
-            core.Phase.APPLYING.value,
-            core.Phase.MAKING.value,
-            core.Phase.CONFIRMING.value,
-            core.Phase.BREAKING.value,
-            core.Phase.MESH_OFF.value,
-        }
-        conds = {
-            "Ready": (steady and not degraded, phase, message),
-            "Progressing": (progressing, phase, message),
-            "Degraded": (bool(degraded), "Degraded" if degraded else "AsExpected", degraded or ""),
-            "InvalidConfig": (
-                bool(invalid),
-                "InvalidConfig" if invalid else "Valid",
-                invalid or "",
-            ),
-        }
-        old_conds = {c.get("type"): c for c in old.get("conditions") or []}
-        now = format_timestamp(float(int(time.time())))
-        conditions = []
-        for ctype, (value, reason, msg) in conds.items():
-            st = "True" if value else "False"
-            prev = old_conds.get(ctype) or {}
-            conditions.append(
-                {
-                    "type": ctype,
-                    "status": st,
-                    "reason": _reason(reason),
-                    "message": msg[:1000],
-                    "lastTransitionTime": prev.get("lastTransitionTime", now)
-                    if prev.get("status") == st
-                    else now,
-                    "observedGeneration": new["observedGeneration"],
-                }
-            )
-        new["conditions"] = conditions
+        new["conditions"] = conditions(
+            old.get("conditions"),
+            phase=phase,
+            message=message,
+            degraded=degraded,
+            invalid=invalid,
+            now=self.clock(),
+            reason=_reason,
+            extra={"observedGeneration": new["observedGeneration"]},
+        )
         # A None value deletes the field (merge patch); absent stays absent.
         new = {k: v for k, v in new.items() if v is not None or k in old}
         merged = {**old, **new}
