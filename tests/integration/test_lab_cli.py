@@ -68,8 +68,9 @@ def _wait_for_birds(proc: subprocess.Popen[str], lab_id: str, count: int) -> Non
 
 
 def test_json_without_operator() -> None:
+    args = ["lab", "--nodes", "8", "--topology", "single", "--no-operator", "--dedicated", "3"]
     proc = subprocess.run(
-        [*CLI, "lab", "--nodes", "8", "--topology", "single", "--no-operator", "--json"],
+        [*CLI, *args, "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -90,6 +91,8 @@ def test_json_without_operator() -> None:
     assert out["matches_verifier"] and out["sessions_established"] == out["sessions_expected"]
     assert out["seconds_to_converge"] is not None and out["seconds_to_converge"] > 0
     assert out["kernel_mismatches"] == []
+    # the planner put the RRs on the 3 workload-free nodes (no pod block of their own)
+    assert len(out["dedicated_nodes"]) == 3 and out["route_reflectors"] == 3
 
 
 def test_sigterm_removes_everything() -> None:
