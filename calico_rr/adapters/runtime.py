@@ -28,6 +28,7 @@ from typing import Any, Final
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.core import reconcile as core
 from calico_rr.core.kube import format_timestamp
+from calico_rr.errors import ConfigError
 
 __all__ = [
     "IDLE_RESYNC",
@@ -102,7 +103,8 @@ class ReconcileLoop:
         raise NotImplementedError
 
     def _configured_debounce(self) -> float:
-        """The config's debounce (seconds); raise what the config raises."""
+        """The config's debounce (seconds); ConfigError for an invalid config,
+        LookupError for none."""
         raise NotImplementedError
 
     # -- the loop ------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class ReconcileLoop:
     def _debounce(self) -> float:
         try:
             return self._configured_debounce()
-        except Exception:  # no config or an invalid one: the pass reports it
+        except (ConfigError, LookupError):  # no config or an invalid one: the pass says so
             return 0.2
 
     def _requeue(self, delay: float) -> None:
