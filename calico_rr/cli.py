@@ -659,6 +659,13 @@ EtcdCertOpt = Annotated[
 EtcdKeyOpt = Annotated[
     str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
 ]
+EtcdUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="etcdv3: etcd user (default: $ETCD_USERNAME); the password is read from "
+        "$ETCD_PASSWORD only."
+    ),
+]
 
 
 @app.command()
@@ -678,6 +685,7 @@ def run(
     etcd_ca_cert_file: EtcdCaOpt = None,
     etcd_cert_file: EtcdCertOpt = None,
     etcd_key_file: EtcdKeyOpt = None,
+    etcd_username: EtcdUserOpt = None,
     node_health: Annotated[
         str | None,
         typer.Option(
@@ -714,6 +722,7 @@ def run(
                 ca_cert_file=etcd_ca_cert_file,
                 cert_file=etcd_cert_file,
                 key_file=etcd_key_file,
+                username=etcd_username,
             )
             source = (node_health or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
             if source not in ("felix", "kubernetes"):
@@ -766,6 +775,7 @@ def uninstall(
     etcd_ca_cert_file: EtcdCaOpt = None,
     etcd_cert_file: EtcdCertOpt = None,
     etcd_key_file: EtcdKeyOpt = None,
+    etcd_username: EtcdUserOpt = None,
 ) -> None:
     """Put the cluster back on the node-to-node mesh and remove everything calico-rr made.
 
@@ -788,6 +798,7 @@ def uninstall(
                 ca_cert_file=etcd_ca_cert_file,
                 cert_file=etcd_cert_file,
                 key_file=etcd_key_file,
+                username=etcd_username,
             )
             with EtcdClient.from_settings(settings) as client:
                 return etcd_uninstall(client, timeout=timeout)

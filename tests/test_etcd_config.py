@@ -123,10 +123,34 @@ def test_tls_files_with_plain_http_endpoints_are_refused(files: dict[str, str]) 
         etcd_settings({"ETCD_ENDPOINTS": "http://a:2379", "ETCD_CA_CERT_FILE": files["ca.crt"]})
 
 
-@pytest.mark.parametrize("var", ["ETCD_USERNAME", "ETCD_PASSWORD", "ETCD_DISCOVERY_SRV"])
-def test_unsupported_calico_settings_are_not_silently_ignored(var: str) -> None:
-    with pytest.raises(ConfigError, match=var):
-        etcd_settings({var: "x"})
+def test_unsupported_calico_settings_are_not_silently_ignored() -> None:
+    with pytest.raises(ConfigError, match="ETCD_DISCOVERY_SRV"):
+        etcd_settings({"ETCD_DISCOVERY_SRV": "example.com"})
+
+
+def test_user_and_password_from_env_and_flag() -> None:
+    s = etcd_settings({"ETCD_USERNAME": "rr", "ETCD_PASSWORD": "s3cret"})
+    assert (s.username, s.password) == ("rr", "s3cret")
+    assert "s3cret" not in repr(s)  # never in a log line or a traceback
+    s = etcd_settings({"ETCD_USERNAME": "rr", "ETCD_PASSWORD": "pw"}, username="other")
+    assert s.username == "other"
+    assert etcd_settings({}).username is None and etcd_settings({}).password is None
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "message"),
+    [
+        ({"ETCD_USERNAME": "rr"}, None, "ETCD_USERNAME=rr is set but ETCD_PASSWORD is not"),
+        ({}, "rr", "--etcd-username=rr is set but ETCD_PASSWORD is not"),
+        ({"ETCD_PASSWORD": "pw"}, None, "ETCD_PASSWORD is set but ETCD_USERNAME"),
+        ({"ETCD_USERNAME": "a:b", "ETCD_PASSWORD": "pw"}, None, "cannot contain ':'"),
+    ],
+)
+def test_half_given_credentials_are_refused(
+    env: dict[str, str], flag: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        etcd_settings(env, username=flag)
 
 
 def test_client_reports_unloadable_certificates(files: dict[str, str]) -> None:

@@ -30,6 +30,14 @@ Design decisions
   and watches from the list's revision + 1.  :meth:`Watch.close` works from any
   thread: it shuts the stream's socket down, which wakes a blocked reader at once.
   Each watch has its own connection (``Connection: close``), never a pooled one.
+* **etcd's own authentication** (``username``/``password``, Calico's
+  ``ETCD_USERNAME``/``ETCD_PASSWORD``).  The client asks each endpoint for a token
+  (``/v3/auth/authenticate``) the first time it uses it and sends it as the
+  ``Authorization`` header.  Tokens are per endpoint (etcd's default "simple" tokens
+  live only in the member that issued them) and expire: a request refused for an
+  invalid or outdated token was not applied, so the client drops the token,
+  authenticates again and repeats the request once.  A wrong password or a missing
+  permission is an :class:`EtcdAuthError` naming the user, never retried.
 * **Errors name the endpoint.**  Transport and TLS failures are explained (not
   trusted, client certificate required or refused, not TLS, refused, timed out)
   with the endpoint and, for TLS, the setting to look at.
@@ -66,6 +74,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Compacted",
     "Conflict",
+    "EtcdAuthError",
     "EtcdClient",
     "EtcdError",
     "EtcdTLSError",
@@ -88,6 +97,8 @@ GRPC_NOT_FOUND = 5
 GRPC_DEADLINE_EXCEEDED = 4
 GRPC_OUT_OF_RANGE = 11
 GRPC_UNAVAILABLE = 14
+GRPC_PERMISSION_DENIED = 7
+GRPC_UNAUTHENTICATED = 16
 _RETRYABLE_CODES = frozenset({GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE})
 
 
@@ -122,6 +133,11 @@ class EtcdUnavailable(EtcdError):
         super().__init__(message, endpoint=endpoint)
         self.failures = tuple(failures)
         self.maybe_applied = maybe_applied
+
+
+class EtcdAuthError(EtcdError):
+    """etcd refused the user: a wrong name or password, authentication not enabled
+    for a user that was given, or a missing permission.  Asking again does not help."""
 
 
 class EtcdTLSError(EtcdUnavailable):
@@ -402,9 +418,16 @@ class EtcdClient:
         page_size: int = 500,
         transport: httpx.BaseTransport | None = None,
         on_request: Callable[[str, str, int], None] | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         if not endpoints:
             raise ConfigError("no etcd endpoints given")
+        if (username is None) != (password is None):
+            raise ConfigError("an etcd user name and its password must be given together")
+        self.username = username
+        self._password = password
+        self._tokens: dict[str, str] = {}
         self.endpoints = tuple(e.rstrip("/") for e in endpoints)
         self.timeout = timeout
         self.retries = retries
@@ -432,6 +455,8 @@ class EtcdClient:
             ca_file=settings.ca_cert_file,
             cert_file=settings.cert_file,
             key_file=settings.key_file,
+            username=settings.username,
+            password=settings.password,
             **kwargs,
         )
 
@@ -473,6 +498,64 @@ class EtcdClient:
     def _sleep(self, attempt: int) -> None:
         time.sleep(random.uniform(0, self.backoff * 2**attempt))
 
+    # -- authentication ---------------------------------------------------------
+
+    def _headers(self, endpoint: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Request headers for ``endpoint``, with its token when a user is set
+        (authenticating first if there is none yet).  Transport errors of the
+        authentication propagate like the request's own."""
+        headers = {"Content-Type": "application/json", **(extra or {})}
+        if self.username is None:
+            return headers
+        with self._lock:
+            token = self._tokens.get(endpoint)
+        if token is None:
+            token = self._authenticate(endpoint)
+        headers["Authorization"] = token
+        return headers
+
+    def _authenticate(self, endpoint: str) -> str:
+        body = json.dumps({"name": self.username, "password": self._password}).encode()
+        resp = self._http.post(
+            endpoint + "/v3/auth/authenticate",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        self._count("authenticate", endpoint, resp.status_code)
+        data = self._decode(resp, endpoint, "authenticate")
+        token = data.get("token")
+        if resp.status_code == 200 and isinstance(token, str) and token:
+            with self._lock:
+                self._tokens[endpoint] = token
+            return token
+        error = self._gateway_error(data, resp, endpoint, "authenticate")
+        if error.code in _RETRYABLE_CODES or resp.status_code == 503:
+            raise error
+        if resp.status_code == 200:
+            raise EtcdAuthError(
+                f"etcd authenticate as {self.username!r} on {endpoint}: no token in the "
+                "answer; is authentication enabled on this etcd (etcdctl auth enable)?",
+                endpoint=endpoint,
+            )
+        raise EtcdAuthError(
+            f"etcd authenticate as {self.username!r} on {endpoint}: {error} "
+            "(check ETCD_USERNAME and ETCD_PASSWORD)",
+            endpoint=endpoint,
+            code=error.code,
+        )
+
+    def _stale_token(self, endpoint: str, error: EtcdError) -> bool:
+        """Was ``error`` etcd refusing this endpoint's token (expired, or issued
+        before the auth store changed)?  If so, forget the token."""
+        if self.username is None:
+            return False
+        text = str(error)
+        if "invalid auth token" in text or "auth store is old" in text:
+            with self._lock:
+                self._tokens.pop(endpoint, None)
+            return True
+        return False
+
     def _call(self, op: str, path: str, body: dict[str, Any], *, read: bool) -> dict[str, Any]:
         """POST ``body`` to ``path``; the decoded reply.  See the module doc for
         which failures move on to the next endpoint and which are retried."""
@@ -491,10 +574,18 @@ class EtcdClient:
                 endpoint = self.endpoints[index]
                 try:
                     resp = self._http.post(
-                        endpoint + path,
-                        content=content,
-                        headers={"Content-Type": "application/json"},
+                        endpoint + path, content=content, headers=self._headers(endpoint)
                     )
+                    if resp.status_code != 200 and self.username is not None:
+                        first = self._gateway_error(
+                            self._decode(resp, endpoint, op), resp, endpoint, op
+                        )
+                        if self._stale_token(endpoint, first):
+                            # Refused before it was applied: a new token, once more.
+                            self._count(op, endpoint, resp.status_code)
+                            resp = self._http.post(
+                                endpoint + path, content=content, headers=self._headers(endpoint)
+                            )
                 except httpx.TransportError as exc:
                     self._count(op, endpoint, 0)
                     why = _explain(exc, self.timeout, endpoint)
@@ -536,6 +627,14 @@ class EtcdClient:
                     failures=[(endpoint, text.strip())],
                     endpoint=endpoint,
                 ) from None
+            if resp.status_code == 400 and "CommonName of client" in text:
+                raise EtcdAuthError(
+                    f"etcd {op} on {endpoint}: with authentication enabled, etcd refuses "
+                    "JSON-gateway requests (the API calico-rr uses) from a client certificate "
+                    "that has a CommonName; use a client certificate without a CN together "
+                    "with ETCD_USERNAME/ETCD_PASSWORD (docs/ETCD.md)",
+                    endpoint=endpoint,
+                ) from None
             raise EtcdError(
                 f"etcd {op} on {endpoint}: HTTP {resp.status_code}, not JSON: {text[:200]!r}",
                 endpoint=endpoint,
@@ -558,6 +657,17 @@ class EtcdClient:
             return Compacted(text, 0, endpoint=endpoint)
         if "lease not found" in message:
             return LeaseNotFound(text, endpoint=endpoint, code=code_int)
+        if code_int == GRPC_PERMISSION_DENIED or "permission denied" in message:
+            return EtcdAuthError(
+                f"{text}: the etcd user (ETCD_USERNAME, or the client certificate's common "
+                "name) lacks a permission; docs/ETCD.md lists the role calico-rr needs",
+                endpoint=endpoint,
+                code=code_int,
+            )
+        if code_int == GRPC_UNAUTHENTICATED or any(
+            w in message for w in ("user name", "invalid user", "auth token", "authentication")
+        ):
+            return EtcdAuthError(text, endpoint=endpoint, code=code_int)
         return EtcdError(text, endpoint=endpoint, code=code_int)
 
     # -- reads -------------------------------------------------------------------
@@ -763,16 +873,19 @@ class EtcdClient:
                     break
                 self._sleep(attempt - 1)
             all_tls = True
-            for index in self._order():
+            queue = self._order()
+            renewed: set[int] = set()  # endpoints whose token was renewed this round
+            while queue:
+                index = queue.pop(0)
                 endpoint = self.endpoints[index]
-                request = self._http.build_request(
-                    "POST",
-                    endpoint + "/v3/watch",
-                    content=content,
-                    headers={"Content-Type": "application/json", "Connection": "close"},
-                    timeout=timeout,
-                )
                 try:
+                    request = self._http.build_request(
+                        "POST",
+                        endpoint + "/v3/watch",
+                        content=content,
+                        headers=self._headers(endpoint, {"Connection": "close"}),
+                        timeout=timeout,
+                    )
                     resp = self._http.send(request, stream=True)
                 except httpx.TransportError as exc:
                     self._count("watch", endpoint, 0)
@@ -791,6 +904,10 @@ class EtcdClient:
                     if error.code in _RETRYABLE_CODES or resp.status_code == 503:
                         failures.append((endpoint, str(error)))
                         continue
+                    if index not in renewed and self._stale_token(endpoint, error):
+                        renewed.add(index)
+                        queue.insert(0, index)  # once more with a new token
+                        continue
                     raise error
                 w = Watch(self, resp, endpoint, prefix, start_revision)
                 try:
@@ -798,6 +915,12 @@ class EtcdClient:
                 except EtcdUnavailable as exc:
                     failures.append((endpoint, str(exc)))
                     tls = tls or isinstance(exc, EtcdTLSError)
+                    continue
+                except EtcdError as exc:
+                    if index in renewed or not self._stale_token(endpoint, exc):
+                        raise
+                    renewed.add(index)
+                    queue.insert(0, index)  # once more with a new token
                     continue
                 self._current = index
                 with self._lock:
@@ -959,6 +1082,14 @@ class Watch(Iterator[WatchEvent | Progress]):
                 endpoint=self.endpoint,
             )
         if result.get("canceled"):
+            reason = str(result.get("cancel_reason") or "")
+            if "permission denied" in reason:
+                raise EtcdAuthError(
+                    f"watch of {self.prefix} on {self.endpoint} refused: {reason} (the etcd "
+                    "user lacks read permission on this prefix; see docs/ETCD.md)",
+                    endpoint=self.endpoint,
+                    code=GRPC_PERMISSION_DENIED,
+                )
             raise EtcdError(
                 f"watch of {self.prefix} on {self.endpoint} canceled: "
                 f"{result.get('cancel_reason') or 'no reason given'}",

@@ -8,18 +8,20 @@ Environment::
     ETCD_CA_CERT_FILE   CA bundle that signed the etcd server certificates
     ETCD_CERT_FILE      client certificate (with ETCD_KEY_FILE)
     ETCD_KEY_FILE       client key
+    ETCD_USERNAME       etcd user (etcd's own authentication, with ETCD_PASSWORD)
+    ETCD_PASSWORD       its password (environment only: a flag would show in ``ps``)
 
 A flag value, when given, wins over its environment variable.  Every mistake is a
 :class:`~calico_rr.errors.ConfigError` naming the variable (or flag) and the value.
-Calico also reads ETCD_USERNAME/ETCD_PASSWORD and ETCD_DISCOVERY_SRV; calico-rr
-does not support them (yet) and says so rather than ignoring them.
+Calico also reads ETCD_DISCOVERY_SRV; calico-rr does not support it and says so
+rather than ignoring it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -29,7 +31,7 @@ from calico_rr.errors import ConfigError
 DatastoreType = Literal["kubernetes", "etcdv3"]
 
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
-_UNSUPPORTED = ("ETCD_USERNAME", "ETCD_PASSWORD", "ETCD_DISCOVERY_SRV")
+_UNSUPPORTED = ("ETCD_DISCOVERY_SRV",)
 
 __all__ = ["DEFAULT_ENDPOINTS", "DatastoreType", "EtcdSettings", "datastore_type", "etcd_settings"]
 
@@ -40,6 +42,8 @@ class EtcdSettings:
     ca_cert_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def tls(self) -> bool:
@@ -73,7 +77,8 @@ def _endpoint(text: str, source: str) -> str:
         raise ConfigError(f"{source}: {text!r} has no host")
     if url.username or url.password:
         raise ConfigError(
-            f"{source}: {text!r} carries credentials; etcd user/password auth is not supported"
+            f"{source}: {text!r} carries credentials; give them as ETCD_USERNAME and "
+            "ETCD_PASSWORD instead"
         )
     if url.path not in ("", "/") or url.query or url.fragment:
         raise ConfigError(f"{source}: {text!r} must be scheme://host:port, without a path")
@@ -101,12 +106,16 @@ def etcd_settings(
     ca_cert_file: str | None = None,
     cert_file: str | None = None,
     key_file: str | None = None,
+    username: str | None = None,
 ) -> EtcdSettings:
     """Validated etcd settings from flags (keyword arguments) over ``env``."""
     env = os.environ if env is None else env
     for name in _UNSUPPORTED:
         if env.get(name):
-            raise ConfigError(f"{name} is set, but calico-rr supports only TLS client certificates")
+            raise ConfigError(
+                f"{name} is set, but calico-rr does not support it: list the members in "
+                "ETCD_ENDPOINTS"
+            )
 
     def pick(flag_value: str | None, flag: str, var: str) -> tuple[str | None, str]:
         if flag_value is not None:
@@ -146,4 +155,20 @@ def etcd_settings(
             f"TLS files are set ({ca_source if ca else cert_source}) but {ep_source} uses "
             "http://; use https:// endpoints (or drop the TLS settings)"
         )
-    return EtcdSettings(endpoints=tuple(parsed), ca_cert_file=ca, cert_file=cert, key_file=key)
+    user_value, user_source = pick(username, "--etcd-username", "ETCD_USERNAME")
+    user = user_value.strip() if user_value and user_value.strip() else None
+    password = env.get("ETCD_PASSWORD") or None
+    if user is not None and password is None:
+        raise ConfigError(f"{user_source}={user} is set but ETCD_PASSWORD is not")
+    if password is not None and user is None:
+        raise ConfigError("ETCD_PASSWORD is set but ETCD_USERNAME (or --etcd-username) is not")
+    if user is not None and ":" in user:
+        raise ConfigError(f"{user_source}={user!r}: an etcd user name cannot contain ':'")
+    return EtcdSettings(
+        endpoints=tuple(parsed),
+        ca_cert_file=ca,
+        cert_file=cert,
+        key_file=key,
+        username=user,
+        password=password,
+    )

@@ -88,6 +88,7 @@ GRPC_METHODS: Final[Mapping[str, str]] = {
     "lease_ttl": "LeaseTimeToLive",
     "lease_revoke": "LeaseRevoke",
     "watch": "Watch",
+    "authenticate": "Authenticate",
 }
 #: gRPC methods that write (every write of the operator is a compare-and-swap Txn).
 WRITE_METHODS: Final = frozenset({"Put", "Txn", "DeleteRange"})
