@@ -828,11 +828,20 @@ def doctor(
         int, typer.Option("--session-budget", help="Sessions one RR may hold (rr-overloaded).")
     ] = 500,
     as_json: JsonOpt = False,
+    datastore_type: DatastoreOpt = None,
+    etcd_endpoints: EtcdEndpointsOpt = None,
+    etcd_ca_cert_file: EtcdCaOpt = None,
+    etcd_cert_file: EtcdCertOpt = None,
+    etcd_key_file: EtcdKeyOpt = None,
+    etcd_username: EtcdUserOpt = None,
 ) -> None:
     """Check a Calico cluster against the scale advice (mesh, RRs, encapsulation, Typha).
 
+    Reads a dump (--resources), the Kubernetes API, or Calico's etcd
+    (DATASTORE_TYPE=etcdv3 / --datastore-type etcdv3, ETCD_* variables).
     Exit code 0: no error-severity finding; 1: at least one; 2: bad input.  See
     docs/DOCTOR.md for every check."""
+    from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
     from calico_rr.core.doctor import diagnose
 
     def check() -> tuple[list[Any], Any]:
@@ -840,7 +849,23 @@ def doctor(
             raise InputError("give either --resources FILE or --kubeconfig PATH, not both")
         if session_budget < 1:
             raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
-        if resources is not None:
+        if resources is None and pick_datastore(flag=datastore_type) == "etcdv3":
+            if kubeconfig is not None:
+                raise InputError("give either --kubeconfig or the etcd datastore, not both")
+            from calico_rr.adapters.etcd.client import EtcdClient
+            from calico_rr.adapters.etcd.config import etcd_settings
+            from calico_rr.adapters.etcd.inventory import load_etcd
+
+            settings = etcd_settings(
+                endpoints=etcd_endpoints,
+                ca_cert_file=etcd_ca_cert_file,
+                cert_file=etcd_cert_file,
+                key_file=etcd_key_file,
+                username=etcd_username,
+            )
+            with EtcdClient.from_settings(settings) as etcd:
+                inventory = load_etcd(etcd)
+        elif resources is not None:
             from calico_rr.adapters.kube.inventory import load_dump
 
             inventory = load_dump(resources)

@@ -1,11 +1,13 @@
 """Calico's etcdv3 datastore: an etcd v3 client over the JSON gateway (``client``),
-settings from Calico's environment variables (``config``) and leader election on an
-etcd lease (``leader``).  The Calico key layout and document conversions are pure
-and live in ``calico_rr.core.etcd_layout``.  See docs/ETCD.md."""
+settings from Calico's environment variables (``config``), leader election on an
+etcd lease (``leader``) and what ``calico-rr doctor`` reads from etcd
+(``inventory``).  The Calico key layout and document conversions are pure and live
+in ``calico_rr.core.etcd_layout``.  See docs/ETCD.md."""
 
 from calico_rr.adapters.etcd.client import (
     Compacted,
     Conflict,
+    EtcdAuthError,
     EtcdClient,
     EtcdError,
     EtcdTLSError,
@@ -27,6 +29,7 @@ from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 __all__ = [
     "Compacted",
     "Conflict",
+    "EtcdAuthError",
     "EtcdClient",
     "EtcdError",
     "EtcdLeaderElector",

@@ -1,0 +1,35 @@
+"""What ``calico-rr doctor`` reads from Calico's etcd datastore -> Inventory.
+
+The same pure function as for a dump or a live Kubernetes cluster
+(:func:`calico_rr.core.doctor.inventory_from_documents`) gets the Calico v3 documents
+a ``calicoctl get nodes,bgpconfigurations,bgppeers,ippools -o yaml`` would print,
+read straight from their keys.  Typha does not exist on etcd clusters, so its checks
+stay silent (the inventory holds Calico Nodes, not Kubernetes Nodes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.core import etcd_layout as L
+from calico_rr.core.doctor import Inventory, inventory_from_documents
+
+__all__ = ["DOCTOR_PLURALS", "etcd_documents", "load_etcd"]
+
+#: The Calico kinds the doctor uses, by their etcd directory.
+DOCTOR_PLURALS: Final = ("nodes", "bgpconfigurations", "bgppeers", "ippools")
+
+
+def etcd_documents(client: EtcdClient) -> list[dict[str, Any]]:
+    """One ``List`` of every document under the :data:`DOCTOR_PLURALS` directories,
+    each checked against its key (a malformed one is an InputError naming the key)."""
+    items: list[dict[str, Any]] = []
+    for plural in DOCTOR_PLURALS:
+        for kv in client.list(f"{L.RESOURCE_ROOT}{plural}/").kvs:
+            items.append(L.decode_document(kv.key, kv.value, kv.mod_revision))
+    return [{"apiVersion": "v1", "kind": "List", "items": items}]
+
+
+def load_etcd(client: EtcdClient) -> Inventory:
+    return inventory_from_documents(etcd_documents(client), where="etcd")
