@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from calico_rr.adapters.etcd.client import (
     Compacted,
     Conflict,
+    EtcdAuthError,
     EtcdClient,
     EtcdError,
     EtcdTLSError,
@@ -26,6 +27,7 @@ from calico_rr.adapters.etcd.client import (
     WatchEvent,
     prefix_end,
 )
+from calico_rr.errors import ConfigError
 
 A = "http://a:2379"
 B = "http://b:2379"
@@ -257,3 +259,114 @@ def test_watch_from_now_and_compaction() -> None:
     with pytest.raises(Compacted, match="compacted history up to revision 40") as info:
         next(w)
     assert info.value.compact_revision == 40
+
+
+# -- etcd users: tokens per endpoint, renewed once when refused ----------------------------
+
+
+def auth_client(handler: Handler, *endpoints: str) -> EtcdClient:
+    return EtcdClient(
+        endpoints or (A, B),
+        transport=httpx.MockTransport(handler),
+        retries=0,
+        backoff=0.0,
+        username="rr",
+        password="pw",
+    )
+
+
+def test_token_is_fetched_per_endpoint_sent_and_renewed_once_when_refused() -> None:
+    seen: list[tuple[str, str, str | None]] = []
+    issued = {"n": 0}
+    valid: set[str] = set()
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        token = req.headers.get("authorization")
+        seen.append((req.url.host, req.url.path, token))
+        if req.url.path == "/v3/auth/authenticate":
+            assert json.loads(req.content) == {"name": "rr", "password": "pw"}
+            issued["n"] += 1
+            new = f"{req.url.host}-tok{issued['n']}"
+            valid.add(new)
+            return httpx.Response(200, json={"token": new})
+        if token not in valid:
+            return httpx.Response(
+                401, json={"code": 16, "message": "etcdserver: invalid auth token"}
+            )
+        return range_reply(kv("/k", "v", 3))
+
+    c = auth_client(handler)
+    assert c.get("/k") is not None
+    assert seen == [
+        ("a", "/v3/auth/authenticate", None),
+        ("a", "/v3/kv/range", "a-tok1"),
+    ]
+    valid.clear()  # etcd forgot every token (TTL, restart)
+    seen.clear()
+    assert c.get("/k") is not None
+    assert [s[1:] for s in seen] == [
+        ("/v3/kv/range", "a-tok1"),
+        ("/v3/auth/authenticate", None),
+        ("/v3/kv/range", "a-tok2"),
+    ]
+
+
+def test_a_write_refused_for_its_token_is_repeated_once_not_forever() -> None:
+    calls: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.url.path)
+        if req.url.path == "/v3/auth/authenticate":
+            return httpx.Response(200, json={"token": "t"})
+        return httpx.Response(
+            400, json={"code": 3, "message": "etcdserver: revision of auth store is old"}
+        )
+
+    c = auth_client(handler, A)
+    with pytest.raises(EtcdAuthError, match="auth store is old"):
+        c.put("/k", b"v")
+    assert calls == [
+        "/v3/auth/authenticate",
+        "/v3/kv/put",
+        "/v3/auth/authenticate",
+        "/v3/kv/put",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "match"),
+    [
+        (
+            400,
+            {
+                "code": 3,
+                "message": "etcdserver: authentication failed, invalid user ID or password",
+            },
+            "check ETCD_USERNAME and ETCD_PASSWORD",
+        ),
+        (200, {"header": {}}, "is authentication enabled"),
+    ],
+)
+def test_authentication_failures_name_the_user(
+    status: int, body: dict[str, Any], match: str
+) -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        assert req.url.path == "/v3/auth/authenticate"
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(EtcdAuthError, match=match) as info:
+        auth_client(handler, A).get("/k")
+    assert "'rr'" in str(info.value)
+
+
+def test_permission_denied_is_an_auth_error_with_a_hint() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"code": 7, "message": "etcdserver: permission denied"})
+
+    with pytest.raises(EtcdAuthError, match="lacks a permission"):
+        client(handler, A).get("/k")
+
+
+def test_user_without_password_is_refused() -> None:
+    with pytest.raises(ConfigError, match="together"):
+        EtcdClient((A,), username="rr")

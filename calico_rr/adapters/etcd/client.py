@@ -665,7 +665,8 @@ class EtcdClient:
                 code=code_int,
             )
         if code_int == GRPC_UNAUTHENTICATED or any(
-            w in message for w in ("user name", "invalid user", "auth token", "authentication")
+            w in message
+            for w in ("user name", "invalid user", "auth token", "auth store", "authentication")
         ):
             return EtcdAuthError(text, endpoint=endpoint, code=code_int)
         return EtcdError(text, endpoint=endpoint, code=code_int)
