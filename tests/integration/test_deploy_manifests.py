@@ -18,9 +18,13 @@ allowed) and about verbs it does not grant (all must be denied).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +33,12 @@ from typing import Any
 import pytest
 import yaml
 
+from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane, apply_crds, request
+from calico_rr.testing.controlplane import free_port
+from calico_rr.testing.etcd import EtcdServer
+
+from .test_etcd_operator import Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +124,8 @@ def _objects(stream: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(stream) if isinstance(d, dict) and d.get("kind")]
 
 
-def _helm(tools: dict[str, Path], *args: str) -> list[dict[str, Any]]:
-    argv: list[str | Path] = [tools["helm"], "template", RELEASE, CHART]
+def _helm(tools: dict[str, Path], *args: str, release: str = RELEASE) -> list[dict[str, Any]]:
+    argv: list[str | Path] = [tools["helm"], "template", release, CHART]
     argv += ["--namespace", RELEASE_NS, "--include-crds", *args]
     return _objects(_run(argv))
 
@@ -568,3 +577,179 @@ def test_chart_service_account_may_scale_only_calico_typha(chart_rbac: ControlPl
         if _allowed(chart_rbac, CHART_SA, "apps", resource, verb, ns, obj) != want
     ]
     assert not wrong, "\n".join(wrong)
+
+
+# -- the chart on Calico's etcd datastore ------------------------------------------------------
+
+ETCD_RELEASE = "rr-etcd"
+ETCD_SA = f"system:serviceaccount:{RELEASE_NS}:{ETCD_RELEASE}-calico-rr"
+ETCD_MOUNT = "/etc/calico-rr/etcd/"
+ETCD_SET = ["--set", "datastore.type=etcdv3,datastore.etcd.endpoints=https://e:2379"]
+
+
+def _etcd_values(tmp_path: Path, endpoints: str, **etcd: Any) -> str:
+    values = {
+        "datastore": {
+            "type": "etcdv3",
+            "etcd": {"endpoints": endpoints, "tls": {"secretName": "calico-etcd-secrets"}, **etcd},
+        }
+    }
+    path = tmp_path / "etcd-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def _container(objs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    (deployment,) = [o for o in objs if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_helm_etcd_mode_is_accepted_and_grants_no_kubernetes_access(
+    tools: dict[str, Path], cp: ControlPlane, tmp_path: Path
+) -> None:
+    values = _etcd_values(
+        tmp_path, "https://10.0.0.1:2379,https://10.0.0.2:2379", auth={"secretName": "etcd-user"}
+    )
+    objs = _helm(tools, "--values", values, release=ETCD_RELEASE)
+    kinds = set(_kinds(objs))
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}, kinds
+    assert {"Deployment", "ServiceAccount", "PodDisruptionBudget"} <= kinds
+    pod, container = _container(objs)
+    assert pod["automountServiceAccountToken"] is False  # no API token in the pod at all
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DATASTORE_TYPE"]["value"] == "etcdv3"
+    assert env["ETCD_ENDPOINTS"]["value"] == "https://10.0.0.1:2379,https://10.0.0.2:2379"
+    assert env["ETCD_CA_CERT_FILE"]["value"] == ETCD_MOUNT + "ca.crt"
+    assert env["CALICO_RR_NODE_HEALTH"]["value"] == "felix"
+    for name, key in (("ETCD_USERNAME", "username"), ("ETCD_PASSWORD", "password")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "etcd-user", "key": key}
+    assert not any("etcd-user" in a or "password" in a for a in container["args"])
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "etcd-tls"]
+    assert volume["secret"]["secretName"] == "calico-etcd-secrets"
+    # Calico's own calico-etcd-secrets key names by default
+    assert {i["key"]: i["path"] for i in volume["secret"]["items"]} == {
+        "etcd-ca": "ca.crt",
+        "etcd-cert": "tls.crt",
+        "etcd-key": "tls.key",
+    }
+    assert {"name": "etcd-tls", "mountPath": ETCD_MOUNT.rstrip("/"), "readOnly": True} in (
+        container["volumeMounts"]
+    )
+    _dry_run_all(cp, objs)
+
+
+def test_helm_etcd_mode_with_kubernetes_node_health_may_only_read_nodes(
+    tools: dict[str, Path], cp: ControlPlane, tmp_path: Path
+) -> None:
+    values = _etcd_values(tmp_path, "https://10.0.0.1:2379", nodeHealth="kubernetes")
+    objs = _helm(tools, "--values", values, release=ETCD_RELEASE)
+    pod, container = _container(objs)
+    assert "automountServiceAccountToken" not in pod  # it reads Nodes with its token
+    assert {e["name"]: e.get("value") for e in container["env"]}["CALICO_RR_NODE_HEALTH"] == (
+        "kubernetes"
+    )
+    rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    assert _kinds(rbac) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    resolver = Resolver(cp)
+    for obj in rbac:
+        status, body = _apply(cp, resolver, obj, dry_run=False)
+        assert status in (200, 201), body
+    for verb in ("get", "list", "watch"):
+        assert _allowed(cp, ETCD_SA, "", "nodes", verb, None)
+    for group, resource, verb, ns in [
+        ("", "nodes", "patch", None),
+        ("", "nodes/status", "patch", None),
+        ("coordination.k8s.io", "leases", "get", RELEASE_NS),
+        ("crd.projectcalico.org", "bgppeers", "list", None),
+        ("calico-rr.io", "routereflectorconfigs", "get", None),
+        ("", "events", "create", "default"),
+        ("apps", "deployments/scale", "patch", "kube-system"),
+        ("", "secrets", "get", RELEASE_NS),
+    ]:
+        assert not _allowed(cp, ETCD_SA, group, resource, verb, ns), (group, resource, verb)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "datastore.type=etcdv3"], "needs datastore.etcd.endpoints"),
+        (["--set", "datastore.type=consul"], "must be kubernetes or etcdv3"),
+        (
+            [*ETCD_SET, "--set", "datastore.etcd.nodeHealth=ping"],
+            "nodeHealth must be felix or kubernetes",
+        ),
+        (
+            [*ETCD_SET, "--set", "config.create=true"],
+            "/calico-rr/config/default",
+        ),
+    ],
+)
+def test_helm_etcd_mode_refuses_bad_values(
+    tools: dict[str, Path], args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [str(tools["helm"]), "template", ETCD_RELEASE, str(CHART), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_chart_etcd_settings_run_the_operator(tools: dict[str, Path], tmp_path: Path) -> None:
+    """The chart's container, as the kubelet would start it: its args and env (the
+    Secret's items placed where the chart mounts them, $(POD_NAME) expanded) run
+    `calico-rr run` against a real etcd with client-certificate TLS to convergence."""
+    with EtcdServer() as server:
+        objs = _helm(tools, "--values", _etcd_values(tmp_path, server.endpoint))
+        _, container = _container(objs)
+        secret_dir = tmp_path / "etcd-secret"  # what the etcd-tls volume would hold
+        secret_dir.mkdir()
+        for src, name in (
+            (server.ca_file, "ca.crt"),
+            (server.cert_file, "tls.crt"),
+            (server.key_file, "tls.key"),
+        ):
+            shutil.copy(src, secret_dir / name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "KUBECONFIG"))}
+        env["POD_NAME"] = "calico-rr-7d9f-abcde"
+        for item in container["env"]:
+            if "value" in item:
+                env[item["name"]] = str(item["value"]).replace(ETCD_MOUNT, f"{secret_dir}/")
+        port = free_port()
+        args = [
+            a.replace("$(POD_NAME)", env["POD_NAME"]) if not a.startswith("--port=") else ""
+            for a in container["args"]
+        ]
+        cmd = [sys.executable, "-m", "calico_rr.cli", "run", *filter(None, args)]
+        cmd.append(f"--port={port}")
+        admin = server.client(timeout=5.0)
+        c = Cluster(server, admin)
+        c.add(synthetic_cluster(9, zones=3))
+        c.config({"waitTimeout": "1s", "debounce": "20ms", "topology": "multi"})
+        stderr = tmp_path / "stderr.log"
+        with stderr.open("wb") as err:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                deadline = time.monotonic() + 60
+                while not (
+                    c.status().get("phase") == "Steady" and c.status().get("meshEnabled") is False
+                ):
+                    assert proc.poll() is None, stderr.read_text()[-2000:]
+                    assert time.monotonic() < deadline, (c.status(), stderr.read_text()[-2000:])
+                    time.sleep(0.1)
+                leader = admin.get("/calico-rr/leader")
+                assert leader is not None and leader.value == b"calico-rr-7d9f-abcde"
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0, stderr.read_text()[-2000:]
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        assert c.safety().ok and len(c.rr_nodes()) >= 2
+        logs = [json.loads(line) for line in stderr.read_text().splitlines() if line.strip()]
+        assert logs and all("msg" in entry for entry in logs)  # JSON logs, as in the cluster
+        admin.close()
