@@ -242,6 +242,19 @@ def test_take_over_expired_lease() -> None:
     assert store.spec()["leaseTransitions"] == 2
 
 
+def test_taking_over_a_released_lease_is_a_transition() -> None:
+    """client-go counts every change of holder, also after a graceful release."""
+    store, clock = FakeLeases(), Clock()
+    a, b = elector(store, "a", clock), elector(store, "b", clock)
+    assert a.try_acquire_or_renew()
+    a._release()
+    assert store.spec()["holderIdentity"] == ""
+    assert b.try_acquire_or_renew()
+    assert store.spec()["holderIdentity"] == "b"
+    assert store.spec()["leaseTransitions"] == 1
+    assert b.transitions == 1
+
+
 def test_expiry_uses_the_lease_duration_written_in_the_lease() -> None:
     """A follower configured with a shorter duration still honours the holder's."""
     store, clock = FakeLeases(), Clock()

@@ -129,7 +129,9 @@ class LeaderElector:
         transitions = int(old.get("leaseTransitions") or 0)
         acquire = old.get("acquireTime")
         if holder != self.identity:
-            transitions += 1 if holder else 0
+            # A new holder, also of a released Lease (empty holder), is a transition,
+            # as client-go counts it; only the very first holder (no Lease yet) is not.
+            transitions += 1 if lease is not None else 0
             acquire = micro_time(now)
         return {
             "holderIdentity": self.identity,
@@ -166,7 +168,7 @@ class LeaderElector:
                 last = 0.0
             if now < last + duration:
                 return False  # someone else holds a live lease
-        if holder and holder != self.identity:
+        if holder != self.identity:
             self.transitions += 1
         lease["spec"] = self._spec(now, lease)
         try:
