@@ -990,7 +990,8 @@ def lab(
         bool,
         typer.Option(
             help="With the operator: also scale up, scale down, kill an RR's BIRD, "
-            "cordon an RR and switch the topology, each watched by the route sampler."
+            "cordon an RR, switch the topology and uninstall back to the full mesh, each "
+            "watched by the route sampler."
         ),
     ] = False,
     dedicated: Annotated[

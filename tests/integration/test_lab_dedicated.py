@@ -5,7 +5,8 @@ appears, goes or changes (calico-node derives ``rr client`` / ``rr cluster id``
 from it), so a node whose role changes drops its own sessions for a moment.  With
 dedicated RR nodes (``dedicatedNodeLabel``; no workloads, so no pod block) that
 moment touches no node that runs pods: every node with workloads keeps every other
-node's block through every step.
+node's block through every step, `calico-rr uninstall` back to the full mesh
+included.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from calico_rr.adapters.kube.demo import CONFIG_PATH
 from calico_rr.adapters.lab.runner import ClusterLab
+from calico_rr.core.opconfig import CONFIG_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +97,17 @@ def test_dedicated_route_reflectors_no_workload_node_ever_loses_a_route() -> Non
         # role changes happened, and only on dedicated nodes
         changed = set().union(*(set(s["role_changed_nodes"]) for s in steps.values()))
         assert changed and changed <= dedicated
+
+        # `calico-rr uninstall` (with the operator still running): the mesh comes back
+        # before any peering goes, and no workload node notices
+        lab.set_topology({"waitTimeout": "10s"})  # the uninstall's wait for the mesh
+        steps["uninstall"] = lab.step(
+            "uninstall",
+            lab.uninstall,
+            operator=False,
+        )
+        _no_workload_loss(steps["uninstall"])
+        assert lab.route_reflectors() == []
+        members = len(lab.members)
+        assert steps["uninstall"]["sessions_established"] == members * (members - 1) // 2
+        assert lab.admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") is None

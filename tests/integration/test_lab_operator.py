@@ -6,8 +6,9 @@ the lab agent playing calico-node (configs from the API server, session states
 back into CalicoNodeStatus, which gates the operator's make-before-break), the
 operator as the unprivileged ``calico-rr`` user.  Steps: migrate from the full
 mesh, scale up, scale down, an RR's BIRD killed and restarted, an RR cordoned, a
-topology switch.  After every step BIRD's tables equal the verifier's prediction
-with every session Established, and no node lost a route it had — except:
+topology switch, `calico-rr uninstall` back to the full mesh.  After every step
+BIRD's tables equal the verifier's prediction with every session Established,
+and no node lost a route it had — except:
 
 * the killed node's own block and its own table (allowed by the issue);
 * deleted nodes (they are gone);
@@ -117,3 +118,14 @@ def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:
     assert lab.agent.kernel_mismatches() == []
     assert lab.watcher.errors == []
     assert lab.watcher.status_writes > 0  # sessions reported through CalicoNodeStatus
+
+    # `calico-rr uninstall` with the operator running: mesh back first, then our
+    # peerings go; only the former RRs (whose cluster ID goes) may blink
+    lab.set_topology({"waitTimeout": "10s"})
+    rrs_before = lab.route_reflectors()
+    steps["uninstall"] = lab.step("uninstall", lab.uninstall, operator=False)
+    _check(steps["uninstall"], losses=True)
+    assert lab.route_reflectors() == []
+    n = len(lab.members)
+    assert steps["uninstall"]["sessions_established"] == n * (n - 1) // 2  # the full mesh
+    assert set(steps["uninstall"]["role_changed_nodes"]) == set(rrs_before)

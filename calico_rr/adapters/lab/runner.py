@@ -325,6 +325,13 @@ class ClusterLab:
         topology = (cfg.get("status") or {}).get("topology")
         return str(topology) if topology else None
 
+    def uninstall(self) -> None:
+        """`calico-rr uninstall` with the operator still running: mesh on first,
+        then every calico-rr peering, label and annotation goes."""
+        from calico_rr.adapters.kube.operator import uninstall
+
+        uninstall(self.admin, timeout=self.timeout)
+
     def kill_bird(self, name: str) -> None:
         self.agent.kill(self.lab.node(name))
 
@@ -451,5 +458,9 @@ def _scenarios(lab: ClusterLab) -> list[dict[str, Any]]:
     target = "multi" if "multi" not in str(lab.current_topology()) else "single"
     steps.append(
         lab.step(f"topology switch to {target}", lambda: lab.set_topology({"topology": target}))
+    )
+    lab.set_topology({"waitTimeout": "10s"})  # how long uninstall lets the mesh come up
+    steps.append(
+        lab.step("calico-rr uninstall: back to the full mesh", lab.uninstall, operator=False)
     )
     return steps
