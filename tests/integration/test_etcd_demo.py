@@ -1,4 +1,5 @@
-"""``calico-rr demo --datastore etcdv3`` against a real etcd with TLS.
+"""``calico-rr demo --datastore etcdv3`` against a real etcd with TLS (and the
+Kubernetes demo that ``make demo`` runs, on a real kube-apiserver).
 
 The etcd demo prints the same JSON keys as the Kubernetes demo (both CLI runs are
 compared, and both match ``demo_keys.DEMO_KEYS``), and what it prints is true:
@@ -57,8 +58,15 @@ def etcd_result() -> dict[str, Any]:
     return demo("--datastore", "etcdv3", "--topology", "multi")
 
 
-def test_same_keys_as_the_kubernetes_demo(etcd_result: dict[str, Any]) -> None:
-    kube = demo("--topology", "multi")  # the default datastore: kubernetes
+@pytest.fixture(scope="module")
+def kube_result() -> dict[str, Any]:
+    return demo("--topology", "multi")  # the default datastore: kubernetes (`make demo`)
+
+
+def test_same_keys_as_the_kubernetes_demo(
+    etcd_result: dict[str, Any], kube_result: dict[str, Any]
+) -> None:
+    kube = kube_result
     assert keys(etcd_result) == keys(kube)
     assert keys(etcd_result) == (set(DEMO_KEYS), set(VERIFICATION_KEYS), set(ZONE_FAILURE_KEYS))
     assert list(etcd_result) == list(kube)  # the same order too
@@ -97,6 +105,21 @@ def test_no_list_after_the_sync(etcd_result: dict[str, Any]) -> None:
     assert etcd_result["operator_lists_after_sync"] == 0
     # the initial sync alone is 6 LISTs and 6 WATCHes; then leader renewals and writes
     assert etcd_result["api_requests_total"] > NODES
+
+
+def test_the_kubernetes_demo_tells_the_truth(kube_result: dict[str, Any]) -> None:
+    """`make demo`'s own claims, on the real kube-apiserver it starts."""
+    r = kube_result
+    assert r["nodes"] == NODES and r["converged"] is True and r["verified"] is True
+    assert r["verification"]["reachable"] and r["verification"]["single_rr_failure_tolerant"]
+    assert r["topology"] == "multi" and r["route_reflectors"] >= 3
+    # the join is one server-side apply of the new node's labels (Lease renewals excluded)
+    assert r["join_writes"] == [f"patch nodes node-{NODES:05d}"], r["join_writes"]
+    assert r["api_writes_per_node_join"] == 1
+    assert r["api_lists_after_sync"] == 0 and r["operator_lists_after_sync"] == 0
+    z = r["zone_failure"]
+    assert z["failed_nodes"] == (NODES + 1 + 2) // 3
+    assert z["surviving_nodes_reach_each_other"] is True
 
 
 def test_unknown_datastore_is_refused() -> None:
