@@ -97,6 +97,8 @@ class FakeClient:
 def test_compaction_lists_again_and_drops_keys_deleted_meanwhile() -> None:
     fake = FakeClient()
     c, _ = cache(fake)
+    relists: list[int] = []
+    c.on_relist = lambda: relists.append(1)  # calico_rr_relists_total on etcd
     c.start()
     try:
         assert fake.done.wait(5)
@@ -104,6 +106,7 @@ def test_compaction_lists_again_and_drops_keys_deleted_meanwhile() -> None:
         c.stop()
     assert fake.watches[:2] == [11, 21]  # from each list's revision + 1
     assert c.lists == 2 and c.synced.is_set()
+    assert relists == [1]  # the initial list is not a re-list
     assert set(c.entries()) == {"/p/a"}  # b and c were deleted before revision 20
     entry = c.get("/p/a")
     assert entry is not None and entry.value == "new"

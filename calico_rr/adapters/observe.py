@@ -76,7 +76,7 @@ class OperatorMetrics:
         )
         self.relists = Counter(
             "calico_rr_relists",
-            "Re-lists after a watch expired (410 Gone)",
+            "Re-lists after a watch expired (410 Gone; on etcd: history compacted)",
             ["resource"],
             registry=r,
         )

@@ -118,9 +118,11 @@ class PrefixCache:
         name: str,
         decode: Callable[[KeyValue], Any],
         on_event: Callable[[str, bool, bool], None] | None = None,
+        on_relist: Callable[[], None] | None = None,
         backoff: float = 0.2,
     ) -> None:
         self.client = client
+        self.on_relist = on_relist
         self.prefix = prefix
         self.name = name
         self.decode = decode
@@ -249,6 +251,8 @@ class PrefixCache:
             except Compacted as exc:
                 log.warning("%s: %s; listing again", self.name, exc)
                 next_rev = 0
+                if self.on_relist is not None:
+                    self.on_relist()
             except EtcdError as exc:
                 if self._stop.is_set():
                     break
@@ -380,6 +384,7 @@ class EtcdOperator(ReconcileLoop):
                 name=plural,
                 decode=_node_doc if plural == "nodes" else _document,
                 on_event=self._on_event,
+                on_relist=self.metrics.relists.labels(plural).inc,
             )
         self.caches["felix"] = PrefixCache(
             client,
@@ -387,9 +392,15 @@ class EtcdOperator(ReconcileLoop):
             name="felix",
             decode=lambda kv: None,
             on_event=self._on_felix,
+            on_relist=self.metrics.relists.labels("felix").inc,
         )
         self.caches["own"] = PrefixCache(
-            client, self.prefix, name="calico-rr", decode=self._decode_own, on_event=self._on_own
+            client,
+            self.prefix,
+            name="calico-rr",
+            decode=self._decode_own,
+            on_event=self._on_own,
+            on_relist=self.metrics.relists.labels("calico-rr").inc,
         )
         self.elector: EtcdLeaderElector | None = None
         if leader_election:
@@ -762,7 +773,7 @@ class EtcdOperator(ReconcileLoop):
             if exc.current is None:
                 return  # gone already: what we wanted
             raise _PassEnded(str(exc)) from None
-        self._count(plural[:-1] + "-delete")
+        self._count(L.KINDS[plural].lower() + "-delete")
 
     def _apply_node(self, change: core.NodeApply, conflicts: list[str]) -> None:
         cache = self.caches["nodes"]
