@@ -33,6 +33,9 @@ from calico_rr.core.config import (
 from calico_rr.errors import CalicoRRError, InputError
 from calico_rr.model import ZONE_LABEL, Node
 
+if typing.TYPE_CHECKING:
+    from calico_rr.adapters.etcd.client import EtcdClient
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -668,6 +671,27 @@ EtcdUserOpt = Annotated[
 ]
 
 
+def _etcd_client(
+    endpoints: str | None,
+    ca_cert_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    username: str | None,
+) -> EtcdClient:
+    """A client for Calico's etcd from the --etcd-* flags over the ETCD_* variables."""
+    from calico_rr.adapters.etcd.client import EtcdClient
+    from calico_rr.adapters.etcd.config import etcd_settings
+
+    settings = etcd_settings(
+        endpoints=endpoints,
+        ca_cert_file=ca_cert_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        username=username,
+    )
+    return EtcdClient.from_settings(settings)
+
+
 @app.command()
 def run(
     kubeconfig: KubeconfigOpt = None,
@@ -703,7 +727,6 @@ def run(
     import threading
 
     from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
-    from calico_rr.adapters.etcd.config import etcd_settings
     from calico_rr.adapters.etcd.operator import EtcdOperator
     from calico_rr.adapters.kube.client import KubeClient
     from calico_rr.adapters.kube.operator import Operator
@@ -715,14 +738,8 @@ def run(
 
     def start() -> Operator | EtcdOperator:
         if pick_datastore(flag=datastore_type) == "etcdv3":
-            from calico_rr.adapters.etcd.client import EtcdClient
-
-            settings = etcd_settings(
-                endpoints=etcd_endpoints,
-                ca_cert_file=etcd_ca_cert_file,
-                cert_file=etcd_cert_file,
-                key_file=etcd_key_file,
-                username=etcd_username,
+            etcd = _etcd_client(
+                etcd_endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_username
             )
             source = (node_health or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
             if source not in ("felix", "kubernetes"):
@@ -738,7 +755,7 @@ def run(
                     KubeClient.load(kubeconfig, on_request=metrics.on_request)
                 )
             return EtcdOperator(
-                EtcdClient.from_settings(settings),
+                etcd,
                 identity=identity,
                 metrics=metrics,
                 health=health,
@@ -789,19 +806,13 @@ def uninstall(
 
     def run_it() -> str:
         if pick_datastore(flag=datastore_type) == "etcdv3":
-            from calico_rr.adapters.etcd.client import EtcdClient
-            from calico_rr.adapters.etcd.config import etcd_settings
             from calico_rr.adapters.etcd.operator import uninstall as etcd_uninstall
 
-            settings = etcd_settings(
-                endpoints=etcd_endpoints,
-                ca_cert_file=etcd_ca_cert_file,
-                cert_file=etcd_cert_file,
-                key_file=etcd_key_file,
-                username=etcd_username,
+            etcd = _etcd_client(
+                etcd_endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_username
             )
-            with EtcdClient.from_settings(settings) as client:
-                return etcd_uninstall(client, timeout=timeout)
+            with etcd:
+                return etcd_uninstall(etcd, timeout=timeout)
         from calico_rr.adapters.kube.client import KubeClient
         from calico_rr.adapters.kube.operator import uninstall as run_uninstall
 
@@ -852,18 +863,12 @@ def doctor(
         if resources is None and pick_datastore(flag=datastore_type) == "etcdv3":
             if kubeconfig is not None:
                 raise InputError("give either --kubeconfig or the etcd datastore, not both")
-            from calico_rr.adapters.etcd.client import EtcdClient
-            from calico_rr.adapters.etcd.config import etcd_settings
             from calico_rr.adapters.etcd.inventory import load_etcd
 
-            settings = etcd_settings(
-                endpoints=etcd_endpoints,
-                ca_cert_file=etcd_ca_cert_file,
-                cert_file=etcd_cert_file,
-                key_file=etcd_key_file,
-                username=etcd_username,
+            etcd = _etcd_client(
+                etcd_endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_username
             )
-            with EtcdClient.from_settings(settings) as etcd:
+            with etcd:
                 inventory = load_etcd(etcd)
         elif resources is not None:
             from calico_rr.adapters.kube.inventory import load_dump

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -731,24 +730,12 @@ def test_chart_etcd_settings_run_the_operator(tools: dict[str, Path], tmp_path: 
         c.add(synthetic_cluster(9, zones=3))
         c.config({"waitTimeout": "1s", "debounce": "20ms", "topology": "multi"})
         stderr = tmp_path / "stderr.log"
-        with stderr.open("wb") as err:
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                deadline = time.monotonic() + 60
-                while not (
-                    c.status().get("phase") == "Steady" and c.status().get("meshEnabled") is False
-                ):
-                    assert proc.poll() is None, stderr.read_text()[-2000:]
-                    assert time.monotonic() < deadline, (c.status(), stderr.read_text()[-2000:])
-                    time.sleep(0.1)
-                leader = admin.get("/calico-rr/leader")
-                assert leader is not None and leader.value == b"calico-rr-7d9f-abcde"
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=15) == 0, stderr.read_text()[-2000:]
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+
+        def leader_is_the_pod() -> None:
+            leader = admin.get("/calico-rr/leader")
+            assert leader is not None and leader.value == b"calico-rr-7d9f-abcde"
+
+        c.run_process(cmd, env, stderr, timeout=60, while_steady=leader_is_the_pod)
         assert c.safety().ok and len(c.rr_nodes()) >= 2
         logs = [json.loads(line) for line in stderr.read_text().splitlines() if line.strip()]
         assert logs and all("msg" in entry for entry in logs)  # JSON logs, as in the cluster

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -225,22 +224,7 @@ def test_run_command_with_etcd_username_and_password(etcd: EtcdServer, tmp_path:
     c.config({"waitTimeout": "1s", "debounce": "20ms", "topology": "multi"})
     stderr = tmp_path / "stderr.log"
     try:
-        with stderr.open("wb") as err:
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                deadline = time.monotonic() + 30
-                while not (
-                    c.status().get("phase") == "Steady" and c.status().get("meshEnabled") is False
-                ):
-                    assert proc.poll() is None, stderr.read_text()[-2000:]
-                    assert time.monotonic() < deadline, (c.status(), stderr.read_text()[-2000:])
-                    time.sleep(0.1)
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=15) == 0, stderr.read_text()[-2000:]
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        c.run_process(cmd, env, stderr)
         assert c.safety().ok and len(c.rr_nodes()) >= 2
         assert PASSWORD not in stderr.read_text()  # never logged
     finally:

@@ -130,6 +130,38 @@ class Cluster:
             time.sleep(0.05)
         raise AssertionError(f"not steady after {timeout}s: {op.stats} {self.status()}")
 
+    def run_process(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        stderr: Path,
+        *,
+        timeout: float = 30.0,
+        while_steady: Callable[[], None] | None = None,
+    ) -> None:
+        """Start ``cmd`` (a ``calico-rr run``), wait until the status is Steady with
+        the mesh off, call ``while_steady``, then SIGTERM it: it must exit 0.  Its
+        stderr goes to ``stderr``."""
+        with stderr.open("wb") as err:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                deadline = time.monotonic() + timeout
+                while not (
+                    self.status().get("phase") == "Steady"
+                    and self.status().get("meshEnabled") is False
+                ):
+                    assert proc.poll() is None, stderr.read_text()[-2000:]
+                    assert time.monotonic() < deadline, (self.status(), stderr.read_text()[-2000:])
+                    time.sleep(0.1)
+                if while_steady is not None:
+                    while_steady()
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0, stderr.read_text()[-2000:]
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
     # -- reading back --------------------------------------------------------------------
 
     def kvs(self, plural: str) -> dict[str, KeyValue]:
@@ -532,25 +564,12 @@ def test_run_command_on_etcd(cluster: Cluster, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "KUBECONFIG"))}
     env.update(c.etcd.env())  # DATASTORE_TYPE=etcdv3, ETCD_ENDPOINTS, TLS files
     cmd = [sys.executable, "-m", "calico_rr.cli", "run", "--port", str(port), "--identity", "proc"]
-    stderr = tmp_path / "stderr.log"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            deadline = time.monotonic() + 30
-            while not (
-                c.status().get("phase") == "Steady" and c.status().get("meshEnabled") is False
-            ):
-                assert proc.poll() is None, stderr.read_text()[-2000:]
-                assert time.monotonic() < deadline, c.status()
-                time.sleep(0.1)
-            kv = c.admin.get("/calico-rr/leader")
-            assert kv is not None and kv.value == b"proc"
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0, stderr.read_text()[-2000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+    def leader_is_proc() -> None:
+        kv = c.admin.get("/calico-rr/leader")
+        assert kv is not None and kv.value == b"proc"
+
+    c.run_process(cmd, env, tmp_path / "stderr.log", while_steady=leader_is_proc)
     assert c.admin.get("/calico-rr/leader") is None  # released on the way out
     assert c.safety().ok and len(c.rr_nodes()) >= 2
     bad = subprocess.run(
