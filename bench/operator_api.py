@@ -63,7 +63,14 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from calico_rr.adapters.kube.client import KubeClient
-from calico_rr.adapters.kube.demo import CONFIG_PATH, WRITE_VERBS, create_nodes
+from calico_rr.adapters.kube.demo import (
+    CONFIG_PATH,
+    WRITE_VERBS,
+    create_nodes,
+    describe,
+    is_lease,
+    is_write,
+)
 from calico_rr.core.opconfig import CONFIG_NAME
 from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.model import Node
@@ -145,21 +152,6 @@ def _ref(event: dict[str, Any]) -> dict[str, Any]:
 
 def _ts(event: dict[str, Any], key: str = "stageTimestamp") -> float:
     return datetime.fromisoformat(str(event[key]).replace("Z", "+00:00")).timestamp()
-
-
-def is_lease(event: dict[str, Any]) -> bool:
-    return _ref(event).get("resource") == "leases"
-
-
-def is_write(event: dict[str, Any]) -> bool:
-    """An operator write that counts: any write verb except Lease renewals."""
-    return event.get("verb") in WRITE_VERBS and not is_lease(event)
-
-
-def describe(event: dict[str, Any]) -> str:
-    ref = _ref(event)
-    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
-    return f"{event.get('verb')} {ref.get('resource')}{sub} {ref.get('name', '')}".strip()
 
 
 def verbs(events: Sequence[dict[str, Any]]) -> dict[str, int]:

@@ -738,15 +738,15 @@ def run(
 
     def start() -> Operator | EtcdOperator:
         if pick_datastore(flag=datastore_type) == "etcdv3":
-            etcd = _etcd_client(
-                etcd_endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_username
-            )
             source = (node_health or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
             if source not in ("felix", "kubernetes"):
                 raise InputError(
                     f"node health source must be felix or kubernetes, got {source!r}",
                     field="--node-health / CALICO_RR_NODE_HEALTH",
                 )
+            etcd = _etcd_client(
+                etcd_endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_username
+            )
             kube_health = None
             if source == "kubernetes":
                 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth

@@ -1093,7 +1093,7 @@ class Watch(Iterator[WatchEvent | Progress]):
                 )
             raise EtcdError(
                 f"watch of {self.prefix} on {self.endpoint} canceled: "
-                f"{result.get('cancel_reason') or 'no reason given'}",
+                f"{reason or 'no reason given'}",
                 endpoint=self.endpoint,
             )
         revision = _revision(result)

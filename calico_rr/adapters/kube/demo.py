@@ -180,11 +180,8 @@ def run_demo(
             joined = cluster[nodes].name
             join_seconds = wait_node_handled(op, joined, mark, timeout)
             time.sleep(0.5)  # let any trailing write show up in the audit log
-            join_writes = [  # the leader's Lease renewals go on regardless: not counted
-                _describe(e)
-                for e in cp.audit_events("calico-rr")[before:]
-                if e.get("verb") in WRITE_VERBS
-                and (e.get("objectRef") or {}).get("resource") != "leases"
+            join_writes = [
+                describe(e) for e in cp.audit_events("calico-rr")[before:] if is_write(e)
             ]
             result["api_writes_per_node_join"] = len(join_writes)
             result["join_writes"] = join_writes
@@ -221,8 +218,25 @@ def run_demo(
     return demo_result(result)
 
 
-def _describe(event: dict[str, Any]) -> str:
-    ref = event.get("objectRef") or {}
+def _ref(event: dict[str, Any]) -> dict[str, Any]:
+    ref = event.get("objectRef")
+    return ref if isinstance(ref, dict) else {}
+
+
+def is_lease(event: dict[str, Any]) -> bool:
+    """An audit event on a Lease (leader election)."""
+    return _ref(event).get("resource") == "leases"
+
+
+def is_write(event: dict[str, Any]) -> bool:
+    """An operator write that counts: any write verb except the leader's Lease
+    renewals (periodic, not caused by what is being measured)."""
+    return event.get("verb") in WRITE_VERBS and not is_lease(event)
+
+
+def describe(event: dict[str, Any]) -> str:
+    """``verb resource[/subresource] name`` of an audit event."""
+    ref = _ref(event)
     sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
     return f"{event.get('verb')} {ref.get('resource')}{sub} {ref.get('name', '')}".strip()
 
