@@ -35,6 +35,7 @@ from calico_rr.model import ZONE_LABEL, Node
 
 if typing.TYPE_CHECKING:
     from calico_rr.adapters.etcd.client import EtcdClient
+    from calico_rr.core.safety import Verdict
 
 app = typer.Typer(
     add_completion=False,
@@ -121,6 +122,14 @@ RestartOpt = Annotated[
     str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write even what the safety gate refuses (a configuration that would cut "
+        "nodes off); for experts, says what it overrides.",
+    ),
+]
 PlotSizesOpt = Annotated[
     str | None,
     typer.Option(
@@ -291,27 +300,36 @@ def plan(
         ),
     ] = None,
     plot_sizes: PlotSizesOpt = None,
+    force: ForceOpt = False,
 ) -> None:
-    """Size and place route reflectors; print the numbers (the talk's table)."""
+    """Size and place route reflectors; print the numbers (the talk's table).
+
+    Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
+    nodes would be cut off, and why, on stderr); 2: bad input."""
     from calico_rr.core.planner import plan as make_plan
+    from calico_rr.core.safety import gate_plan
     from calico_rr.core.summary import plan_graph, summarize
     from calico_rr.core.verify import verify as run_verify
 
     # A bad --plot path fails before anything is computed or written.
     plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
     gaps: list[str] = []
+    verdicts: list[Verdict] = []
 
     def run() -> dict[str, Any]:
         inputs = load_inputs(**plan_args)
         made = make_plan(inputs.nodes, inputs.config)
+        verdicts.append(gate_plan(made))
         graph = plan_graph(made)
         verification = run_verify(graph).to_dict() if verify else None
         summary = summarize(made, notes=inputs.notes, graph=graph, verification=verification)
+        summary["safety"] = verdicts[0].to_dict()
         if plot is not None and plot_fmt is not None:
-            from calico_rr.adapters.plots import comparison_figure, write_file
+            from calico_rr.adapters.files import write_atomic
+            from calico_rr.adapters.plots import comparison_figure
 
             comparison = _comparison(inputs, summary["nodes"], plot_sizes)
-            write_file(plot, comparison_figure(comparison, plot_fmt), field="--plot")
+            write_atomic(plot, comparison_figure(comparison, plot_fmt), field="--plot")
             gaps.extend(comparison.gap_notes())
         return summary
 
@@ -322,8 +340,9 @@ def plan(
             typer.echo(f"calico-rr: plot gap: {gap}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    _pass_gate(verdicts[0], force=force, what="this plan")
 
 
 def _stat(s: dict[str, Any]) -> str:
@@ -364,8 +383,13 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("Full mesh would need", str(summary["full_mesh_sessions"])),
         ("BGPPeer objects", str(summary["bgppeer_objects"])),
     ]
+    safety = summary.get("safety")
+    if isinstance(safety, dict):
+        rows.append(("Safe to apply (gate)", _yes(safety["ok"])))
     verification = summary.get("verification")
-    if isinstance(verification, dict):
+    if isinstance(verification, dict) and not summary["nodes"]:
+        rows.append(("Every node reaches every node", "no BGP node"))
+    elif isinstance(verification, dict):
         rows.append(("Every node reaches every node", _yes(verification["reachable"])))
         rows.append(
             ("Survives any single RR failure", _yes(verification["single_rr_failure_tolerant"]))
@@ -393,24 +417,61 @@ def render(
         ),
     ] = False,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        str | None,
+        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
-    """Write the Calico resources as a YAML stream for `kubectl apply --server-side`."""
+    """Write the Calico resources as a YAML stream for `kubectl apply --server-side`.
+
+    Nothing is written unless the safety gate passes: every node with a BGP address
+    keeps a route to every other (exit 1 and the cut-off nodes on stderr otherwise)."""
     from calico_rr.core.planner import plan as make_plan
+    from calico_rr.core.safety import gate_plan
 
-    def run() -> list[dict[str, Any]]:
+    def run() -> tuple[list[dict[str, Any]], Verdict, tuple[str, ...]]:
         inputs = load_inputs(**plan_args)
-        return make_plan(inputs.nodes, inputs.config).resources(include_nodes=include_nodes)
+        made = make_plan(inputs.nodes, inputs.config)
+        return made.resources(include_nodes=include_nodes), gate_plan(made), made.warnings
 
-    docs = _guard(run)
+    docs, verdict, warnings = _guard(run)
+    for warning in warnings:
+        typer.echo(f"calico-rr: warning: {warning}", err=True)
+    _pass_gate(verdict, force=force, what="this configuration")
     # Everything is computed before anything is written: bad input writes nothing.
     text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
     if output is None:
         sys.stdout.write(text)
     else:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        from calico_rr.adapters.files import write_atomic
+
+        _guard(lambda: write_atomic(output, text.encode("utf-8"), field="--output"))
+
+
+def _pass_gate(verdict: Verdict, *, force: bool, what: str) -> None:
+    """Return when ``verdict`` allows applying (or ``force`` overrides it, said on
+    stderr); else explain the refusal on stderr and exit 1."""
+    if verdict.ok:
+        return
+    lines = verdict.explain().splitlines()
+    if force:
+        typer.echo(
+            f"calico-rr: warning: --force: {what} is written although the safety gate "
+            "refuses it; applying it cuts nodes off:",
+            err=True,
+        )
+        for line in lines:
+            typer.echo(f"calico-rr:   {line}", err=True)
+        return
+    typer.echo(f"calico-rr: refused: applying {what} would cut nodes off:", err=True)
+    for line in lines:
+        typer.echo(f"calico-rr:   {line}", err=True)
+    typer.echo(
+        "calico-rr: nothing to apply was written; fix the input, or pass --force to "
+        "write it anyway",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 def _dumper() -> type[yaml.SafeDumper]:
@@ -519,8 +580,9 @@ def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, l
 
 
 def _verified(data: dict[str, Any]) -> bool:
-    """A verifier report (``to_dict``) says: reachable and every failure checked tolerated."""
-    ok = bool(data["reachable"] and data["single_rr_failure_tolerant"])
+    """A verifier report (``to_dict``) says: there are BGP nodes, they reach each other,
+    and every failure checked is tolerated.  No node proves nothing (issue 14)."""
+    ok = bool(data["nodes"] and data["reachable"] and data["single_rr_failure_tolerant"])
     k = data.get("k_rr_failure")
     if isinstance(k, dict):
         ok = ok and bool(k["tolerant"])
@@ -582,12 +644,8 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: the plan table, the verification (every RR
     and every zone failing), the topologies compared across sizes, and a drawing."""
-    from calico_rr.adapters.plots import (
-        check_writable,
-        comparison_figure,
-        diagram_figure,
-        write_file,
-    )
+    from calico_rr.adapters.files import write_atomic
+    from calico_rr.adapters.plots import check_writable, comparison_figure, diagram_figure
     from calico_rr.adapters.report_html import ReportPage, render_html
     from calico_rr.core.diagram import group_diagram
     from calico_rr.core.planner import plan as make_plan
@@ -631,7 +689,7 @@ def report(
             diagram_png=diagram_figure(diagram, "png"),
             diagram_summary=diagram.summary(),
         )
-        write_file(output, render_html(page).encode("utf-8"), field="FILE")
+        write_atomic(output, render_html(page).encode("utf-8"), field="FILE")
         return page.title
 
     title = _guard(run)

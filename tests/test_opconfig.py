@@ -30,19 +30,17 @@ from calico_rr.core.opconfig import (
     CRD_KIND,
     CRD_PLURAL,
     CRD_VERSION,
-    DURATION_PATTERN,
     ENV_VARS,
     LABEL_MATCH_PATTERN,
     LABEL_SELECTOR_PATTERN,
-    QUAD_PATTERN,
     RATIO_PATTERN,
     SPEC_FIELDS,
     OperatorSettings,
     env_spec,
-    parse_duration,
     settings_from_spec,
 )
 from calico_rr.core.typha import TyphaSettings
+from calico_rr.core.values import DURATION_PATTERN, QUAD_PATTERN, parse_duration
 from calico_rr.errors import ConfigError
 from calico_rr.model import ZONE_LABEL
 

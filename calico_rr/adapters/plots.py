@@ -29,7 +29,6 @@ __all__ = [
     "comparison_figure",
     "diagram_figure",
     "plot_format",
-    "write_file",
 ]
 
 #: File extension -> matplotlib format.
@@ -99,15 +98,6 @@ def check_writable(path: str, field: str) -> None:
         raise InputError(f"{path}: directory {parent} does not exist", field=field)
     if not os.access(parent, os.W_OK):
         raise InputError(f"{path}: directory {parent} is not writable", field=field)
-
-
-def write_file(path: str, data: bytes, *, field: str) -> None:
-    """Write ``data`` to ``path``; an OS error becomes an InputError (one clear line)."""
-    try:
-        with open(path, "wb") as fh:
-            fh.write(data)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror or exc}", field=field) from None
 
 
 def _save(fig: Figure, fmt: str) -> bytes:

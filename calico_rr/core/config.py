@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from calico_rr.core import values
 from calico_rr.errors import ConfigError
-from calico_rr.model import PREFIX, ZONE_LABEL
+from calico_rr.model import MAX_NODES, PREFIX, ZONE_LABEL
 
 Topology = Literal["auto", "single", "multi", "quorum", "hierarchy"]
 TOPOLOGIES: tuple[Topology, ...] = ("auto", "single", "multi", "quorum", "hierarchy")
@@ -42,6 +43,23 @@ OWNED_NODE_LABELS: tuple[str, ...] = (
     CROSS_LABEL,
     GENERATED_RACK_LABEL,
 )
+
+
+#: Bounds of the counts a user sets (CLI flags and RouteReflectorConfig fields alike;
+#: the CRD declares the same maxima).  Far beyond any sensible value, low enough
+#: that no typo (``10^30``) reaches the planner.
+#: Per client, more than 16 RRs only multiplies sessions (a client receives every
+#: route from every RR it peers with); the proposal uses 2-3.
+MAX_REDUNDANCY = 16
+#: 1000 RRs serve 500,000 clients at the proposal's ~500 each; a mesh of them is
+#: already half a million sessions.
+MAX_ROUTE_REFLECTORS = 1000
+#: One RR cannot hold more sessions than there are nodes.
+MAX_SESSION_BUDGET = MAX_NODES
+#: Racks formed from unlabelled nodes: at least a handful of nodes per rack.
+MAX_RACKS = MAX_NODES // 10
+#: Spines peer with every rack RR; more than 64 spines is a mesh, not a spine layer.
+MAX_SPINES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,10 @@ def _check_sizing(sizing: Sizing) -> None:
             raise ConfigError(f"sizing ratio must be in (0, 1], got {sizing.ratio}")
         if sizing.minimum < 1:
             raise ConfigError(f"sizing minimum must be >= 1, got {sizing.minimum}")
+        if sizing.maximum > MAX_ROUTE_REFLECTORS:
+            raise ConfigError(
+                f"sizing maximum must be <= {MAX_ROUTE_REFLECTORS}, got {sizing.maximum}"
+            )
         if sizing.maximum < sizing.minimum:
             raise ConfigError(
                 f"sizing maximum ({sizing.maximum}) is below the minimum ({sizing.minimum})"
@@ -107,8 +129,11 @@ def _check_sizing(sizing: Sizing) -> None:
     for step in sizing.steps:
         if step.up_to <= last:
             raise ConfigError("stepping sizing steps must have strictly ascending node counts")
-        if step.rrs < 1:
-            raise ConfigError(f"stepping sizing step {step.up_to}:{step.rrs} needs >= 1 RR")
+        if not 1 <= step.rrs <= MAX_ROUTE_REFLECTORS:
+            raise ConfigError(
+                f"stepping sizing step {step.up_to}:{step.rrs} needs 1 to "
+                f"{MAX_ROUTE_REFLECTORS} RRs"
+            )
         last = step.up_to
 
 
@@ -158,16 +183,15 @@ class PlanConfig:
             raise ConfigError(
                 f"unknown topology {self.topology!r}; choose one of {', '.join(TOPOLOGIES)}"
             )
-        if self.redundancy < 1:
-            raise ConfigError(f"redundancy must be >= 1, got {self.redundancy}")
-        if self.rrs is not None and self.rrs < 1:
-            raise ConfigError(f"--rrs must be >= 1, got {self.rrs}")
-        if self.session_budget < 10:
-            raise ConfigError(f"session budget must be >= 10, got {self.session_budget}")
-        if self.racks is not None and self.racks < 1:
-            raise ConfigError(f"racks must be >= 1, got {self.racks}")
-        if self.spines < 1:
-            raise ConfigError(f"spines must be >= 1, got {self.spines}")
+        _check_count("redundancy", self.redundancy, 1, MAX_REDUNDANCY)
+        if self.rrs is not None:
+            _check_count("route reflector count", self.rrs, 1, MAX_ROUTE_REFLECTORS)
+        _check_count("session budget", self.session_budget, 10, MAX_SESSION_BUDGET)
+        if self.racks is not None:
+            _check_count("racks", self.racks, 1, MAX_RACKS)
+        _check_count("spines", self.spines, 1, MAX_SPINES)
+        if self.max_restart_time is not None:
+            values.restart_time(self.max_restart_time)
         if self.api_group not in API_GROUPS:
             raise ConfigError(
                 f"unknown API group {self.api_group!r}; choose one of {', '.join(API_GROUPS)}"
@@ -175,22 +199,20 @@ class PlanConfig:
         if self.password_secret is not None and not all(self.password_secret):
             raise ConfigError("the BGP password Secret reference needs a name and a key")
         _check_sizing(self.sizing)
-        _check_quad(self.cluster_id_base)
+        values.cluster_id_base(self.cluster_id_base)
         for item in self.incompatible_labels:
             if not item or item.startswith("="):
                 raise ConfigError(f"incompatible label {item!r} needs a key")
 
 
-def _check_quad(text: str) -> None:
-    parts = text.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
-        raise ConfigError(f"cluster ID base {text!r} is not a dotted-quad IPv4 address")
+def _check_count(what: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{what} must be in {low}..{high}, got {value}")
 
 
 def cluster_id(base: str, n: int) -> str:
     """The n-th cluster ID after ``base`` as a dotted quad (n >= 1)."""
-    a, b, c, d = (int(p) for p in base.split("."))
-    value = ((a << 24) | (b << 16) | (c << 8) | d) + n
+    value = values.quad_value(base) + n
     if value >= 1 << 32:
         raise ConfigError(f"cluster ID base {base} leaves no room for {n} cluster IDs")
     return ".".join(str((value >> s) & 255) for s in (24, 16, 8, 0))

@@ -39,6 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from calico_rr.core.config import (
+    MAX_RACKS,
+    MAX_REDUNDANCY,
+    MAX_ROUTE_REFLECTORS,
+    MAX_SESSION_BUDGET,
+    MAX_SPINES,
     TOPOLOGIES,
     ApiGroup,
     LinearSizing,
@@ -47,6 +52,12 @@ from calico_rr.core.config import (
     parse_steps,
 )
 from calico_rr.core.typha import TyphaSettings
+from calico_rr.core.values import (
+    DURATION_PATTERN,
+    MAX_RESTART_TIME,
+    QUAD_PATTERN,
+    parse_duration,
+)
 from calico_rr.errors import ConfigError
 from calico_rr.model import PREFIX
 
@@ -69,9 +80,6 @@ MAX_WAIT_TIMEOUT: Final = 3600.0
 #: Longest ``debounce``: coalescing node events for more than a minute would make
 #: the operator look dead to a user watching a node join.
 MAX_DEBOUNCE: Final = 60.0
-#: Per client, more than 16 RRs only multiplies sessions (a client receives every
-#: route from every RR it peers with); the proposal uses 2-3.
-MAX_REDUNDANCY: Final = 16
 MAX_AS_NUMBER: Final = 2**32 - 1  # 4-byte AS numbers (RFC 6793)
 #: Longest Typha ``coolDown``: a day; longer would mean "never scale down" - turn the
 #: keeper off instead.
@@ -95,10 +103,6 @@ LABEL_MATCH_PATTERN: Final = rf"^{_KEY}(=({_NAME})?)?$"
 #: A decimal in (0, 1]: "0.005", ".5", "1", "1.0" - never 0.
 RATIO_PATTERN: Final = r"^(0?\.[0-9]*[1-9][0-9]*|1(\.0+)?)$"
 STEPS_PATTERN: Final = r"^[1-9][0-9]*:[1-9][0-9]*(,[1-9][0-9]*:[1-9][0-9]*)*$"
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-QUAD_PATTERN: Final = rf"^({_OCTET}\.){{3}}{_OCTET}$"
-#: Go's time.ParseDuration grammar without sign and bare "0"; both micro signs.
-DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$"
 SECRET_NAME_PATTERN: Final = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$"
 SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"
 #: A namespace name (RFC 1123 label); object names use SECRET_NAME_PATTERN (subdomain).
@@ -139,17 +143,17 @@ def _text(pattern: str, max_length: int) -> SpecField:
 SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
     "topology": SpecField("enum", choices=TOPOLOGIES),
     "redundancy": _int(1, MAX_REDUNDANCY),
-    "routeReflectors": _int(1),
-    "minRouteReflectors": _int(1),
-    "maxRouteReflectors": _int(1),
+    "routeReflectors": _int(1, MAX_ROUTE_REFLECTORS),
+    "minRouteReflectors": _int(1, MAX_ROUTE_REFLECTORS),
+    "maxRouteReflectors": _int(1, MAX_ROUTE_REFLECTORS),
     "ratio": _text(RATIO_PATTERN, 32),
     "steps": _text(STEPS_PATTERN, 512),
     "perZoneSizing": SpecField("boolean"),
-    "sessionBudget": _int(10),
+    "sessionBudget": _int(10, MAX_SESSION_BUDGET),
     "zoneLabel": _text(ZONE_LABEL_PATTERN, _KEY_MAX),
     "rackLabel": _text(LABEL_KEY_PATTERN, _KEY_MAX),
-    "racks": _int(1),
-    "spines": _int(1),
+    "racks": _int(1, MAX_RACKS),
+    "spines": _int(1, MAX_SPINES),
     "preferredNodeLabel": _text(LABEL_SELECTOR_PATTERN, _SELECTOR_MAX),
     "dedicatedNodeLabel": _text(LABEL_SELECTOR_PATTERN, _SELECTOR_MAX),
     "incompatibleNodeLabels": SpecField(
@@ -158,7 +162,9 @@ SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
     "routeReflectorLabel": _text(LABEL_MATCH_PATTERN, _SELECTOR_MAX),
     "clusterIDBase": _text(QUAD_PATTERN, 15),
     "asNumber": _int(1, MAX_AS_NUMBER),
-    "maxRestartTime": _text(DURATION_PATTERN, 64),
+    "maxRestartTime": SpecField(
+        "string", pattern=DURATION_PATTERN, max_length=64, max_seconds=MAX_RESTART_TIME
+    ),
     "password": SpecField("password"),
     "sessionCheck": SpecField("enum", choices=SESSION_CHECKS),
     "waitTimeout": SpecField(
@@ -213,18 +219,6 @@ ENV_VARS: Final[Mapping[str, str]] = {
 #: The prototype called the single-cluster topology "simple".
 _TOPOLOGY_ALIASES: Final = {"simple": "single"}
 
-_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 MICRO SIGN
-    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_RE = re.compile(DURATION_PATTERN)
-_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|μs|ms|s|m|h)")
 _BARE_SECONDS_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
@@ -245,16 +239,6 @@ class OperatorSettings:
     paused: bool = False
     #: The Typha keeper (off unless ``spec.typha.enabled``).
     typha: TyphaSettings = field(default_factory=TyphaSettings)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration: "90s", "1m30s", "250ms", "2h", "1.5h"."""
-    if not isinstance(text, str) or not _DURATION_RE.fullmatch(text):
-        raise ConfigError(
-            f"{text!r} is not a duration (a number with a unit ns, us, ms, s, m or h, "
-            'e.g. "90s", "1m30s", "250ms")'
-        )
-    return sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART_RE.findall(text))
 
 
 # -- environment -----------------------------------------------------------------------
@@ -510,7 +494,10 @@ _HINTS: Final = {
 
 def _check_string_extra(name: str, spec_field: SpecField, value: str, where: str) -> None:
     if spec_field.pattern == DURATION_PATTERN:
-        seconds = parse_duration(value)
+        try:
+            seconds = parse_duration(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         low = spec_field.min_seconds
         if low is not None and (
             seconds < low or (spec_field.exclusive_min_seconds and seconds == low)

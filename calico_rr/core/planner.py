@@ -24,7 +24,8 @@ from calico_rr.core.selection import healthy, ineligibility
 from calico_rr.core.sizing import rr_count
 from calico_rr.core.topologies import auto, hierarchy, multi, quorum, single
 from calico_rr.core.topologies.base import ClusterView, Layout
-from calico_rr.model import Node
+from calico_rr.errors import InputError
+from calico_rr.model import MAX_NODES, Node
 
 Builder = Callable[[ClusterView, PlanConfig, int], Layout]
 
@@ -135,6 +136,8 @@ def make_view(nodes: Sequence[Node], config: PlanConfig) -> tuple[ClusterView, d
 
 def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
     """Plan route reflectors for ``nodes`` (model.Node) under ``config``."""
+    if len(nodes) > MAX_NODES:
+        raise InputError(f"at most {MAX_NODES} nodes can be planned, got {len(nodes)}")
     view, ineligible = make_view(nodes, config)
     bgp_nodes = [n for n in view.nodes if n.ip is not None]
     ready = sum(1 for n in bgp_nodes if healthy(n))
@@ -147,7 +150,7 @@ def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
             len(bgp_nodes), len(view.eligible), sized, config, zones=len(view.zones)
         )
     layout = TOPOLOGY_BUILDERS[topology](view, config, sized)
-    warnings = list(layout.warnings)
+    warnings = [*_clamp_warnings(config, layout, len(view.eligible)), *layout.warnings]
     if not view.eligible and bgp_nodes:
         warnings.append("no node is eligible to be a route reflector")
     return Plan(
@@ -159,3 +162,19 @@ def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
         auto_reason=reason,
         warnings=tuple(warnings),
     )
+
+
+def _clamp_warnings(config: PlanConfig, layout: Layout, eligible: int) -> list[str]:
+    """Say when an explicit count could not be honoured (issue 14: never clamp silently)."""
+    out = []
+    if config.rrs is not None and config.rrs > eligible:
+        out.append(
+            f"{config.rrs} route reflectors were asked for but only {eligible} nodes are "
+            f"eligible: planned {len(layout.holders)}"
+        )
+    if layout.topology != single.NAME and config.redundancy > layout.redundancy:
+        out.append(
+            f"redundancy {config.redundancy} is more than this layout can give "
+            f"(RRs available per client: {layout.redundancy}): using {layout.redundancy}"
+        )
+    return out

@@ -583,13 +583,10 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
 def _mesh_off_blocker(the_plan: planner.Plan) -> str | None:
     """Why the mesh must stay on, or None: with the mesh off, every running node
     must still reach every other through the route reflectors alone."""
-    from calico_rr.core.safety import check
+    from calico_rr.core.safety import gate_plan
 
-    if not the_plan.layout.holders:
-        return "no route reflector could be placed (no eligible node)"
-    down = [n.name for n in the_plan.nodes if not n.ready]
-    report = check(the_plan.calico_documents(), down)
-    return None if report.ok else f"without it {report.describe()}"
+    verdict = gate_plan(the_plan, down=[n.name for n in the_plan.nodes if not n.ready])
+    return None if verdict.ok else "; ".join(verdict.causes)
 
 
 def _after_break_blocker(obs: Observed, settings: OperatorSettings, want: _Desired) -> str | None:

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 
 from calico_rr.core.config import RACK_LABEL
 from calico_rr.errors import ConfigError
-from calico_rr.model import ZONE_LABEL, Condition, Node, Taint
+from calico_rr.model import MAX_NODES, ZONE_LABEL, Condition, Node, Taint
 
-__all__ = ["MAX_NODES", "synthetic_cluster", "synthetic_ip", "zone_name"]
+__all__ = ["ADDRESSES", "synthetic_cluster", "synthetic_ip", "zone_name"]
 
 #: Addresses come from 10.0.0.0/8 with 254 hosts per /24 (host parts .1-.254, so no
 #: network or broadcast-looking address, and never 10.0.0.0): 256 * 256 * 254.
-MAX_NODES = 256 * 256 * 254
+ADDRESSES = 256 * 256 * 254
 
 #: Years 1-9999: the range RFC 3339 timestamps (core.kube.format_timestamp) can write.
 _MIN_TS = -62135596800.0
@@ -104,9 +104,9 @@ def _check(
 ) -> None:
     if nodes < 0:
         raise ConfigError(f"synthetic cluster: nodes must be >= 0, got {nodes}")
-    if nodes > MAX_NODES:
+    if nodes > MAX_NODES:  # fewer than ADDRESSES, so every node gets an address
         raise ConfigError(
-            f"synthetic cluster: at most {MAX_NODES} nodes fit in 10.0.0.0/8, got {nodes}"
+            f"synthetic cluster: at most {MAX_NODES} nodes (calico-rr's limit), got {nodes}"
         )
     if zones < 0:
         raise ConfigError(f"synthetic cluster: zones must be >= 0 (0 = no zones), got {zones}")
@@ -171,9 +171,9 @@ def synthetic_cluster(
 ) -> list[Node]:
     """A deterministic cluster of ``nodes`` nodes, sorted by name.
 
-    * names ``node-00000``, ``node-00001``, ... (zero-padded to at least 5 digits, so
+    * names ``node-00000``, ``node-00001``, ... (zero-padded to 5 digits, so
       name order is index order);
-    * unique addresses from 10.0.0.0/8 (:func:`synthetic_ip`), up to :data:`MAX_NODES`;
+    * unique addresses from 10.0.0.0/8 (:func:`synthetic_ip`), up to :data:`ADDRESSES`;
     * ``created = start + 60 * i`` (default start: 2024-01-01T00:00:00Z);
     * ``racks > 0``: node ``i`` in ``rack-{i % racks:03d}`` (label ``rack_label``);
     * ``zones > 0``: with racks, rack ``k`` in zone ``k % zones`` and each node in its
@@ -189,7 +189,7 @@ def synthetic_cluster(
     _check(nodes, zones, racks, unhealthy, zone_label, rack_label, start)
     placements, cycle = _placements(nodes, zones, racks, zone_label, rack_label)
     problems = _unhealthy_problems(nodes, unhealthy)
-    width = max(5, len(str(max(nodes - 1, 0))))
+    width = len(str(MAX_NODES - 1))  # every index fits: names sort in index order
     no_annotations: Mapping[str, str] = {}
 
     out: list[Node] = []

@@ -387,6 +387,16 @@ class FastPropagation:
                     return out
         return out
 
+    def lacking_nodes(self) -> list[int]:
+        """Indices of the nodes that miss at least one other node's prefix, ascending."""
+        sizes = self.enc.sizes
+        short = {
+            c
+            for c, held in enumerate(self.held)
+            if any(n and not held >> b & 1 and self._size_for(c, b) for b, n in enumerate(sizes))
+        }
+        return [x for x, c in enumerate(self.graph.node_class) if c in short]
+
     # -- UPDATE counts -------------------------------------------------------
 
     def _count(self, c: int, e: int) -> int:

@@ -133,6 +133,11 @@ class VerifyReport:
         }
 
     def to_text(self) -> list[str]:
+        if self.nodes == 0:
+            return [
+                "NOT verified: the configuration holds no BGP node (no node with an IPv4 "
+                "address), so there is nothing to prove"
+            ]
         lines = [
             f"verified {self.nodes} BGP nodes, {self.sessions} sessions ({self.engine} engine)",
         ]
