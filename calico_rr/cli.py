@@ -1130,7 +1130,25 @@ def lab(
 
 
 def main() -> None:
-    app()
+    """The console script.  Like ``app()``, except that a usage error (an unknown
+    flag, a value of the wrong type) is one line on stderr, exit code 2, instead of
+    click's framed box: scripts and people both read one line (issue 14)."""
+    args = sys.argv[1:]
+    if not args:
+        app()  # no_args_is_help: the help text, as typer prints it
+        return
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="calico-rr", standalone_mode=False)
+    except typer.Abort:
+        sys.exit(1)
+    except typer.TyperException as exc:  # click's UsageError, BadParameter, NoSuchOption
+        ctx = getattr(exc, "ctx", None)
+        path = ctx.command_path if ctx is not None else "calico-rr"
+        text = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+        sys.stderr.write(f"calico-rr: error: {text} (see '{path} --help')\n")
+        sys.exit(int(getattr(exc, "exit_code", EXIT_BAD_INPUT)))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -432,11 +432,30 @@ def test_uninstall_restores_the_mesh_first_and_removes_everything(topology: str)
         assert ANN_CLUSTER_ID not in ns.node.annotations
 
 
-def test_uninstall_leaves_the_mesh_off_when_it_was_off_before() -> None:
+def strictly_safe(sim: SimCluster, what: str) -> None:
+    """Every running node reaches every other one, newcomers included."""
+    report = sim.safety(sim.down())
+    assert report.ok, f"after {what}: {report.describe()}"
+
+
+def test_uninstall_switches_the_mesh_on_even_when_it_was_off_before() -> None:
+    """Issue 14: leaving the mesh off with our peerings gone cut every node off (the
+    operator cannot see a user's own peerings), so the mesh always comes back."""
     sim, s = converged(12, topology="single")
-    run_uninstall(sim, s, mesh_before=False)
-    assert not sim.mesh_enabled
-    assert "mesh True" not in sim.log
+    start = len(sim.log)
+    last = None
+    for _ in range(100):
+        d = uninstall(sim.observed(), s, mesh_before=False)
+        last = d
+        if d.phase == Phase.UNINSTALLED and not d.writes and not d.transition_set:
+            break
+        sim.execute(d, checker=strictly_safe)
+        sim.now += d.requeue_after or 0.5
+    assert last is not None and last.phase == Phase.UNINSTALLED
+    assert sim.mesh_enabled
+    log = [w for w in sim.log[start:] if not w.startswith("status")]
+    assert log.index("mesh True") < min(i for i, w in enumerate(log) if w.startswith("apply node"))
+    assert "off before calico-rr" in last.message
 
 
 def test_uninstall_in_the_middle_of_a_rollout() -> None:

@@ -774,12 +774,18 @@ def _rollout(
 
 
 def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | None) -> Decision:
-    """Next step of putting the cluster back as it was (see module doc): bridge and
-    mesh on first (the mesh only if the user had not switched it off before us),
-    confirm, then RR nodes give up their roles before clients lose their labels,
-    then our BGPPeers and CalicoNodeStatus objects go, the bridge last."""
+    """Next step of putting the cluster back on the mesh (see module doc): bridge and
+    mesh on first, confirm, then RR nodes give up their roles before clients lose
+    their labels, then our BGPPeers and CalicoNodeStatus objects go, the bridge last.
+
+    The mesh comes back even when it was off before calico-rr (``mesh_before`` is
+    False): the end state must pass the safety gate, and the only configuration
+    the operator can prove reaches every node once its own peerings are gone is
+    the mesh - it does not see a user's own peerings (top-of-rack routers, their
+    own RRs).  The final message tells the user to switch it off again once their
+    own configuration passes ``calico-rr verify``."""
     record = dict(obs.transition or {})
-    restore_mesh = mesh_before is not False
+    restore_mesh = True
     bridge = {n for n, p in obs.peers.items() if _is_bridge(p)}
     owned_nodes = {n for n, ns in obs.nodes.items() if ns.owned_labels or ns.owned_annotations}
     others = set(obs.peers) - bridge
@@ -790,6 +796,12 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
             d.set_transition(None)
         if not d.peer_deletes and not d.transition_set:
             d.message = "uninstalled"
+            if mesh_before is False:
+                d.message += (
+                    "; the node-to-node mesh is on although it was off before calico-rr "
+                    "(calico-rr cannot see your own peerings): switch it off again once "
+                    "`calico-rr verify` passes on your configuration"
+                )
         return d
     if restore_mesh and (not obs.mesh_enabled or not bridge):
         d = Decision(Phase.UNINSTALLING, "bridge every node to the RRs and switch the mesh on")
