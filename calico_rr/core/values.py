@@ -46,8 +46,9 @@ _UNITS: Final = {
 MAX_GO_DURATION: Final = (2**63 - 1) / 1e9
 #: Longest BGPPeer ``maxRestartTime`` calico-rr writes.  The BGP graceful restart
 #: capability carries the restart time in a 12-bit field (RFC 4724 section 3), so
-#: 4095 s is the most a peer can be told; BIRD refuses a larger
-#: ``graceful restart time`` when it parses its configuration.
+#: 4095 s is the most a peer can be told.  BIRD 1.6.8 accepts a larger
+#: ``graceful restart time`` in its configuration (measured: ``bird -p`` passes
+#: 100000), so nothing downstream would catch the mistake.
 MAX_RESTART_TIME: Final = 4095.0
 
 
