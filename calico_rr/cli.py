@@ -554,7 +554,8 @@ def _graph_for_verify(plan_args: dict[str, Any], resources: str | None) -> tuple
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.resources import parse_resources
 
-    parsed = parse_resources(read_documents(resources), where=resources)
+    where = "standard input" if resources == "-" else resources  # as nodes_io names it
+    parsed = parse_resources(read_documents(resources), where=where)
     return build_session_graph(parsed.state), list(parsed.notes)
 
 

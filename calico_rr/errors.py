@@ -6,6 +6,8 @@ CLI can print one clear line and exit with code 2 without writing anything.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class CalicoRRError(Exception):
     """Base class of every error calico-rr raises on purpose."""
@@ -31,3 +33,33 @@ class InputError(CalicoRRError):
 
 class ConfigError(CalicoRRError):
     """An invalid planner configuration (bad ratio, redundancy < 1, ...)."""
+
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # more digits than Python converts to text
+            return f"<an integer of {x.bit_length()} bits>"
+
+
+_REPR = _Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlong = 40
+
+
+def safe_repr(value: object) -> str:
+    """A short ``repr`` of an input value for an error message; never raises.
+
+    Plain ``repr`` can fail on input (an integer of more than 4300 digits raises
+    ValueError, a deeply nested list RecursionError) or print megabytes; this one is
+    bounded in length and depth.
+    """
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):  # a str or repr of some odd object failing
+        return f"<{type(value).__name__}>"
+
+

@@ -426,6 +426,74 @@ def test_all_selectors_threshold_and_severities() -> None:
     assert of(findings(labelled, *base, narrow, tor), "all-selectors") == []
 
 
+EVERY_NODE = [
+    "all()",
+    "a == 'x' || all()",
+    "!has(nonexistent)",
+    "all() && all()",
+    "has(kubernetes.io/os)",  # every BGP node carries it (the node without an IP does not)
+    "rack in {'r1', 'r2'} || !has(rack)",
+]
+
+
+def _labelled_cluster() -> list[dict[str, Any]]:
+    """101 BGP nodes, 3 of them labelled edge, all with kubernetes.io/os and half in
+    rack r1; one more node without a BGP address and without labels."""
+    nodes = [
+        k8s_node(
+            i,
+            labels={"kubernetes.io/os": "linux"}
+            | ({"edge": "y"} if i < 3 else {})
+            | ({"rack": "r1"} if i % 2 else {}),
+        )
+        for i in range(101)
+    ]
+    return [*nodes, k8s_node(200, ip=None), bgpconfig(False)]
+
+
+@pytest.mark.parametrize("every", EVERY_NODE)
+def test_a_selector_that_selects_every_node_is_all(every: str) -> None:
+    """The check evaluates selectors on the nodes' labels: any selector matching every
+    BGP node is all() by its effect, at every severity."""
+    cluster = _labelled_cluster()
+    like = "" if every == "all()" else " (like all())"
+    for mesh in (
+        bgppeer("mesh", nodeSelector=every, peerSelector=every),
+        bgppeer("mesh", peerSelector=every),  # no nodeSelector: every node
+    ):
+        (f,) = of(findings(cluster, mesh), "all-selectors")
+        assert f.severity is Severity.ERROR and "a full mesh in all but name" in f.message
+        assert f"spec.peerSelector {every!r} selects every BGP node{like}, and so" in f.message
+        assert "is all()" not in f.message
+    subset = bgppeer("edge", nodeSelector="has(edge)", peerSelector=every)
+    (g,) = of(findings(cluster, subset), "all-selectors")
+    assert g.severity is Severity.WARNING and "each of the 3 local nodes" in g.message
+    assert f"spec.peerSelector {every!r} selects every BGP node{like}, from" in g.message
+    recipe = bgppeer("to-edge", nodeSelector=every, peerSelector="has(edge)")
+    (h,) = of(findings(cluster, recipe), "all-selectors")
+    assert h.severity is Severity.INFO and "peer with the 3 nodes" in h.message
+    assert f"spec.nodeSelector {every!r} selects every BGP node{like}:" in h.message
+
+
+@pytest.mark.parametrize(
+    "subset",
+    [
+        "has(edge)",
+        "a == 'x' || has(edge)",
+        "has(rack)",  # half of the nodes
+        "!has(edge)",  # all but three
+        "has(kubernetes.io/os) && !has(edge)",
+        "all() && has(edge)",
+    ],
+)
+def test_a_selector_matching_a_subset_is_not_all(subset: str) -> None:
+    cluster = _labelled_cluster()
+    narrow = bgppeer("narrow", nodeSelector=subset, peerSelector=subset)
+    assert of(findings(cluster, narrow), "all-selectors") == []
+    by_name = bgppeer("one", node="n0005", peerSelector=subset)
+    assert of(findings(cluster, by_name), "all-selectors") == []
+
+
 # -- both API groups -------------------------------------------------------------------
 
 
@@ -449,14 +517,42 @@ def test_both_api_groups_give_the_same_findings() -> None:
 
 
 def test_with_both_groups_present_calico_reads_crd_projectcalico_org() -> None:
-    # v1 says mesh off (no finding); a stray v3 object says mesh on: v1 wins.
+    # v1 says mesh off (no finding); a differing v3 copy says mesh on: v1 wins.
     docs = as_list(mesh_nodes(120), bgpconfig(False, V1), bgpconfig(True, V3))
     inv = inventory_from_documents(docs)
-    assert inv.api_group == V1
-    assert any("ignored 1 object(s) of projectcalico.org/v3" in n for n in inv.notes)
+    assert inv.api_group == f"{V1} + {V3}"
+    (note,) = [n for n in inv.notes if "both API groups" in n]
+    assert "BGPConfiguration default" in note and "specs differ" in note
     assert of(diagnose(inv), "mesh-at-scale") == []
     only_v3 = inventory_from_documents(as_list(mesh_nodes(120), bgpconfig(True, V3)))
     assert only_v3.api_group == V3 and of(diagnose(only_v3), "mesh-at-scale") != []
+
+
+def test_a_dump_of_both_groups_reads_each_object_once() -> None:
+    # calico-apiserver: every Calico object listed under both groups, same spec.
+    one = [d for d in _mixed(V1) if d["apiVersion"] == V1]
+    twice = _mixed(V1) + [{**d, "apiVersion": V3} for d in one]
+    inv = inventory_from_documents(as_list(twice))
+    assert [p.name for p in inv.state.peers] == ["all", "clients", "rr-mesh"]
+    assert [p.name for p in inv.pools] == ["p"]
+    notes = [n for n in inv.notes if "both API groups" in n]
+    assert len(notes) == len(one) and all("same spec" in n for n in notes)
+    assert findings(twice) == findings(_mixed(V1))
+    # A v3-only object next to v1 ones is read too (one group only: nothing to merge).
+    extra = bgppeer("extra", V3, nodeSelector="role == 'other'", peerSelector=f"has({RR})")
+    assert "extra" in [p.name for p in inventory_from_documents(as_list(twice, extra)).state.peers]
+
+
+def test_the_same_object_twice_in_one_group_is_refused() -> None:
+    for group in (V1, V3):
+        for dup in (
+            bgpconfig(False, group),
+            ippool("p", group),
+            bgppeer("x", group, peerIP="1.2.3.4"),
+        ):
+            with pytest.raises(InputError, match=f"duplicate {dup['kind']}") as err:
+                inventory_from_documents(as_list(mesh_nodes(2), dup, dup))
+            assert "first seen as item 3 of input, again as item 4 of input" in str(err.value)
 
 
 def test_typed_lists_and_single_documents_are_accepted() -> None:
@@ -490,9 +586,12 @@ def test_output_is_sorted_deterministically() -> None:
         ("items: [\n  - a: 1\n", "invalid YAML at line"),
         ("just a string\n", "expected a Kubernetes object or List"),
         ("- 1\n- 2\n", "expected a Kubernetes object or List, got a list"),
-        ("apiVersion: v1\nkind: List\nitems: {a: 1}\n", "items must be a list"),
-        ("apiVersion: v1\nkind: List\nitems: [3]\n", "items[0]: expected a Kubernetes object"),
-        ("apiVersion: v1\nitems: []\n", "no kind"),
+        ("apiVersion: v1\nkind: List\nitems: {a: 1}\n", "field items: must be a list"),
+        (
+            "apiVersion: v1\nkind: List\nitems: [3]\n",
+            "item 1 of DUMP: expected a Kubernetes object",
+        ),
+        ("apiVersion: v1\nitems: []\n", "document 1 of DUMP field kind: missing"),
         ("apiVersion: v1\nkind: List\nitems: []\n", "no Node objects"),
         (
             f"apiVersion: v1\nkind: List\nitems:\n- {{apiVersion: v1, kind: Node, metadata: "
@@ -521,7 +620,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, text: str, expected: s
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("calico-rr: error: ")
-    assert expected in lines[0]
+    assert expected.replace("DUMP", str(dump)) in lines[0]
 
 
 def test_bad_flags_exit_2(tmp_path: Path) -> None:

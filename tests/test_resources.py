@@ -95,9 +95,9 @@ def test_k8s_node_invalid_annotation(ann: dict[str, str], field: str) -> None:
 def test_non_string_label_is_rejected() -> None:
     doc = k8s_node("bad")
     doc["metadata"]["labels"]["x"] = True
-    with pytest.raises(InputError, match="'x'") as err:
+    with pytest.raises(InputError, match="got a boolean True") as err:
         parse_resources([doc])
-    assert err.value.field == "metadata.labels"
+    assert err.value.field == 'metadata.labels["x"]'  # spelt as core.kube spells it
 
 
 @pytest.mark.parametrize("api", [V1, V3])
@@ -137,17 +137,59 @@ def test_same_node_as_k8s_and_calico_node_merges() -> None:
     assert n2.cluster_id == "1.1.1.1"
 
 
-def test_duplicate_names_within_a_kind() -> None:
+def test_duplicate_names_within_a_kind_and_group() -> None:
     with pytest.raises(InputError, match="duplicate") as err:
-        parse_resources([k8s_node("n"), k8s_node("n")])
+        parse_resources([k8s_node("n"), k8s_node("n")], where="f.yaml")
     assert err.value.obj == "Node n"
-    with pytest.raises(InputError, match="duplicate"):
-        parse_resources([calico_node("n", V1), calico_node("n", V3)])
-    with pytest.raises(InputError, match="duplicate") as err:
-        parse_resources([peer("p", peerSelector="all()"), peer("p", V3, peerSelector="all()")])
-    assert err.value.obj == "BGPPeer p"
-    with pytest.raises(InputError, match="duplicate"):
-        parse_resources([bgpconf(), bgpconf(api=V3)])
+    assert "first seen as document 1 of f.yaml, again as document 2 of f.yaml" in str(err.value)
+    for api in (V1, V3):
+        with pytest.raises(InputError, match="duplicate"):
+            parse_resources([calico_node("n", api), calico_node("n", api)])
+        with pytest.raises(InputError, match="duplicate BGPPeer") as err:
+            parse_resources(
+                [peer("p", api, peerSelector="all()"), peer("p", api, peerIP="1.2.3.4")]
+            )
+        assert err.value.obj == "BGPPeer p"
+        with pytest.raises(InputError, match="duplicate BGPConfiguration"):
+            parse_resources([bgpconf(api=api), bgpconf(api=api)])
+
+
+def test_one_object_in_both_api_groups_is_read_once_from_crd_projectcalico_org() -> None:
+    # calico-apiserver serves projectcalico.org/v3 from the crd.projectcalico.org/v1
+    # CRDs: a dump of both groups holds every object twice (resolve_api_groups).
+    docs = [
+        peer("p", V3, peerSelector="all()"),
+        bgpconf(api=V1, nodeToNodeMeshEnabled=False),
+        calico_node("n", V1, ipv4Address="10.0.0.9/24"),
+        peer("p", V1, peerSelector="all()"),
+        bgpconf(api=V3, nodeToNodeMeshEnabled=False),
+        calico_node("n", V3, ipv4Address="10.0.0.9/24"),
+    ]
+    parsed = parse_resources(docs, where="dump.yaml")
+    assert [p.name for p in parsed.state.peers] == ["p"]
+    assert [n.ip for n in parsed.state.nodes] == ["10.0.0.9"]
+    assert parsed.state.config.mesh_enabled is False
+    both = [n for n in parsed.notes if "both API groups" in n]
+    assert len(both) == 3 and all("same spec" in n for n in both)
+    assert any(
+        "BGPPeer p is in both API groups (crd.projectcalico.org/v1 at document 4 of dump.yaml, "
+        "projectcalico.org/v3 at document 1 of dump.yaml)" in n
+        for n in both
+    )
+
+
+def test_differing_copies_in_both_groups_read_the_v1_one_and_say_so() -> None:
+    v1 = peer("p", V1, peerSelector="has(rr)")
+    v3 = peer("p", V3, peerSelector="all()")
+    for order in ([v1, v3], [v3, v1]):
+        parsed = parse_resources(order)
+        (p,) = parsed.state.peers
+        assert p.peer_selector == "has(rr)"
+        (note,) = parsed.notes
+        assert "specs differ" in note and "only the crd.projectcalico.org/v1 one counts" in note
+    # A third copy is a true duplicate within its group.
+    with pytest.raises(InputError, match="duplicate BGPPeer"):
+        parse_resources([v1, v3, peer("p", V3, peerSelector="all()")])
 
 
 # ---------------------------------------------------------------------------
@@ -284,24 +326,44 @@ def test_lists_none_other_kinds_and_sorting() -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc", "message"),
+    ("doc", "field", "message"),
     [
-        ("just a string", "not a mapping"),
-        ({"apiVersion": "v1", "metadata": {"name": "x"}}, "missing kind"),
-        ({"apiVersion": "v1", "kind": "Node", "metadata": {}}, "without metadata.name"),
-        ({"apiVersion": "v1", "kind": "Node"}, "without metadata.name"),
+        ("just a string", None, "expected a Kubernetes object or List, got a string"),
+        ({"apiVersion": "v1", "metadata": {"name": "x"}}, "kind", "missing"),
+        ({"apiVersion": "v1", "kind": 7, "metadata": {"name": "x"}}, "kind", "got 7"),
+        ({"apiVersion": ["v1"], "kind": "Node", "metadata": {"name": "x"}}, "apiVersion", "got"),
+        ({"apiVersion": "v1", "kind": "Node", "metadata": {}}, "metadata.name", "without a name"),
+        ({"apiVersion": "v1", "kind": "Node"}, "metadata.name", "Node without a name"),
+        ({"apiVersion": "v1", "kind": "Node", "metadata": [1]}, "metadata", "got a list"),
+        (
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": 10**5000}},
+            "metadata.name",
+            "bits",
+        ),
     ],
 )
-def test_malformed_documents_name_index_and_source(doc: Any, message: str) -> None:
+def test_malformed_documents_name_position_and_source(
+    doc: Any, field: str | None, message: str
+) -> None:
+    # Documents count from 1, empty ones included (core.kube.position).
     with pytest.raises(InputError, match=message) as err:
         parse_resources([None, k8s_node("ok"), doc], where="nodes.yaml")
-    assert "nodes.yaml item 2" in str(err.value)
+    assert err.value.obj == "document 3 of nodes.yaml"
+    assert err.value.field == field
 
 
 def test_malformed_list_item_names_its_position() -> None:
     docs = [{"kind": "List", "items": [k8s_node("a"), 7]}]
-    with pytest.raises(InputError, match=r"rendered item 0 items\[1\]"):
+    with pytest.raises(InputError, match="expected a Kubernetes object, got a number") as err:
         parse_resources(docs, where="rendered")
+    assert err.value.obj == "item 2 of rendered"
+    later = [None, {"kind": "List", "items": [k8s_node("a"), 7]}]
+    with pytest.raises(InputError) as err:
+        parse_resources(later, where="rendered")
+    assert err.value.obj == "item 2 of document 2 of rendered"
+    with pytest.raises(InputError, match="must be a list, got a map") as err:
+        parse_resources([{"kind": "List", "items": {"a": 1}}], where="f")
+    assert (err.value.obj, err.value.field) == ("document 1 of f", "items")
 
 
 def test_5000_nodes_and_100_peers_parse_fast() -> None:
@@ -337,5 +399,5 @@ def test_typed_list_items_inherit_kind_and_api_version() -> None:
     assert [n.ip for n in parsed.state.nodes] == ["10.0.0.5"]
     assert [p.name for p in parsed.state.peers] == ["p"]
     # The generic List says nothing about its items' kind.
-    with pytest.raises(InputError, match=r"item 0 items\[0\]: missing kind"):
+    with pytest.raises(InputError, match="item 1 of input field kind: missing"):
         parse_resources([{"apiVersion": "v1", "kind": "List", "items": [bare_node]}])

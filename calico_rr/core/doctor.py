@@ -3,10 +3,13 @@
 Two steps, both data in, data out:
 
 * :func:`inventory_from_documents` reads resource dicts (a ``kubectl get ... -o yaml``
-  ``List``, or what the Kubernetes adapter LISTed) into an :class:`Inventory`.  The
-  BGP part (nodes, BGPPeers, BGPConfiguration) goes through
-  :func:`calico_rr.core.resources.parse_resources`, exactly as ``verify`` reads it;
-  this module only adds IPPools, Deployments and the nodes' subnets.
+  ``List``, or what the Kubernetes adapter LISTed) into an :class:`Inventory`.  It
+  reads exactly as ``verify`` does: the same walk over the documents and the same
+  positions in messages (:func:`calico_rr.core.resources.iter_objects`), the same
+  rule for an object in both API groups
+  (:func:`calico_rr.core.resources.resolve_api_groups`) and the same parser for the
+  BGP part (:func:`calico_rr.core.resources.parse_objects`); this module only adds
+  IPPools, Deployments and the nodes' subnets.
 * :func:`diagnose` turns an inventory into a sorted list of :class:`Finding`.  BGP
   findings are measured on the session graph calico-node would build
   (:func:`calico_rr.core.sessions.build_session_graph`), not guessed from the objects.
@@ -34,11 +37,16 @@ typha-missing       warning   Kubernetes datastore, 51-100 nodes, no calico-typh
 typha-replicas      error     fewer than one replica per 200 nodes
                     warning   fewer than 3 (production), more than 20, or not fewer
                               replicas than nodes
-all-selectors       error     more than 100 BGP nodes and a BGPPeer with all() on both
-                              sides (a second full mesh)
-                    warning   ... peerSelector all() from a subset of the nodes
-                    info      ... nodeSelector all() towards a subset
+all-selectors       error     more than 100 BGP nodes and a BGPPeer whose both sides
+                              select every BGP node (a second full mesh)
+                    warning   ... peerSelector selecting every node, from a subset
+                    info      ... nodeSelector (or none) selecting every node, towards
+                              a subset
 =================== ========= ==========================================================
+
+"Selects every node" is evaluated, not read off the text: ``all()``, but also
+``a == 'x' || all()``, ``!has(nonexistent)`` or ``has(kubernetes.io/hostname)`` when
+every BGP node matches (the nodes' labels decide, as they do for calico-node).
 """
 
 from __future__ import annotations
@@ -50,10 +58,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from calico_rr.core.resources import CALICO_GROUPS, parse_resources
-from calico_rr.core.selector import All, Selector, parse_selector
+from calico_rr.core.kube import type_name
+from calico_rr.core.resources import (
+    CALICO_GROUPS,
+    V1_GROUP,
+    Located,
+    iter_objects,
+    parse_objects,
+    resolve_api_groups,
+)
+from calico_rr.core.selector import parse_selector
 from calico_rr.core.sessions import SessionGraph, build_session_graph
-from calico_rr.errors import InputError
+from calico_rr.errors import InputError, safe_repr
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, BGPPeer, CalicoState
 
 __all__ = [
@@ -90,6 +106,8 @@ TYPHA_MIN = 3
 TYPHA_MAX = 20
 TYPHA_NAME = "calico-typha"
 
+#: Deployment spec.replicas is an int32.
+INT32 = 2**31 - 1
 #: How many names a message lists before "and N more".
 EXAMPLES = 5
 
@@ -163,6 +181,8 @@ class Inventory:
     written (None: unset or no such object; Calico then uses true).
     ``subnets``: node name -> the IPv4 subnet of its BGP address, for the nodes whose
     address carries a prefix length.
+    ``api_group``: the Calico API group of the input's Calico objects; both, joined by
+    " + ", when it holds both (each object is read once: ``resolve_api_groups``).
     """
 
     state: CalicoState
@@ -175,87 +195,12 @@ class Inventory:
     notes: tuple[str, ...] = ()
 
 
-def _pick_group(present: set[str]) -> str | None:
-    """Calico's rule (domain.md 8) applied to the groups present in the input:
-    ``projectcalico.org/v3`` only when there is no ``crd.projectcalico.org/v1``."""
-    if "crd.projectcalico.org/v1" in present:
-        return "crd.projectcalico.org/v1"
-    if "projectcalico.org/v3" in present:
-        return "projectcalico.org/v3"
-    return None
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return type(value).__name__
-
-
-def _objects(docs: Iterable[Any], where: str) -> list[tuple[str, Mapping[str, Any]]]:
-    """Every object of the input as (position, object); ``List`` items inlined.
-
-    Raises InputError on anything that is not a Kubernetes object or list of them.
-    """
-    out: list[tuple[str, Mapping[str, Any]]] = []
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        pos = f"{where} document {i + 1}"
-        if not isinstance(doc, Mapping):
-            raise InputError(
-                f"{pos}: expected a Kubernetes object or List, got {_type_name(doc)} "
-                f"(make the file with `{DUMP_COMMAND}`)"
-            )
-        kind = doc.get("kind")
-        if not isinstance(kind, str) or not kind:
-            raise InputError(f"{pos}: no kind (expected a List or Kubernetes objects)")
-        if kind.endswith("List"):
-            items = doc.get("items")
-            if items is None:
-                continue
-            if not isinstance(items, list):
-                raise InputError(f"{pos}: {kind} items must be a list, got {_type_name(items)}")
-            item_kind = kind[: -len("List")]
-            api = doc.get("apiVersion")
-            for j, item in enumerate(items):
-                ipos = f"{pos} items[{j}]"
-                if not isinstance(item, Mapping):
-                    raise InputError(
-                        f"{ipos}: expected a Kubernetes object, got {_type_name(item)}"
-                    )
-                if item_kind and ("kind" not in item or "apiVersion" not in item):
-                    # A typed list (NodeList, ...) as a plain GET returns it.
-                    item = {"kind": item_kind, "apiVersion": api, **item}
-                out.append((ipos, item))
-        else:
-            out.append((pos, doc))
-    return out
-
-
-def _name(obj: Mapping[str, Any], pos: str) -> tuple[str, Mapping[str, Any]]:
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping):
-        raise InputError(f"{pos}: {obj.get('kind')} without metadata", field="metadata")
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise InputError(f"{pos}: {obj.get('kind')} without metadata.name", field="metadata.name")
-    return name, meta
-
-
 def _spec(obj: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     spec = obj.get("spec")
     if spec is None:
         return {}
     if not isinstance(spec, Mapping):
-        raise InputError(f"must be a map, got {_type_name(spec)}", obj=where, field="spec")
+        raise InputError(f"must be a map, got {type_name(spec)}", obj=where, field="spec")
     return spec
 
 
@@ -268,7 +213,9 @@ def _mode(spec: Mapping[str, Any], key: str, where: str) -> str:
         return "Never"
     if value not in _MODES:
         raise InputError(
-            f"must be one of {', '.join(_MODES)}, got {value!r}", obj=where, field=f"spec.{key}"
+            f"must be one of {', '.join(_MODES)}, got {safe_repr(value)}",
+            obj=where,
+            field=f"spec.{key}",
         )
     return str(value)
 
@@ -278,7 +225,9 @@ def _flag(spec: Mapping[str, Any], key: str, where: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise InputError(f"must be true or false, got {value!r}", obj=where, field=f"spec.{key}")
+        raise InputError(
+            f"must be true or false, got {safe_repr(value)}", obj=where, field=f"spec.{key}"
+        )
     return value
 
 
@@ -291,7 +240,7 @@ def _ippool(name: str, obj: Mapping[str, Any]) -> IPPool:
     try:
         ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        raise InputError(f"not a CIDR: {cidr!r}", obj=where, field="spec.cidr") from None
+        raise InputError(f"not a CIDR: {safe_repr(cidr)}", obj=where, field="spec.cidr") from None
     return IPPool(
         name=name,
         cidr=cidr,
@@ -306,7 +255,7 @@ def _deployment(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any]) -> D
     namespace = meta.get("namespace") or "default"
     if not isinstance(namespace, str):
         raise InputError(
-            f"must be a string, got {_type_name(namespace)}",
+            f"must be a string, got {type_name(namespace)}",
             obj=f"Deployment {name}",
             field="metadata.namespace",
         )
@@ -314,9 +263,11 @@ def _deployment(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any]) -> D
     replicas = _spec(obj, where).get("replicas", 1)
     if replicas is None:
         replicas = 1  # Kubernetes defaults spec.replicas to 1
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= INT32:
         raise InputError(
-            f"must be a non-negative integer, got {replicas!r}", obj=where, field="spec.replicas"
+            f"must be an integer in 0..{INT32} (int32), got {safe_repr(replicas)}",
+            obj=where,
+            field="spec.replicas",
         )
     return Deployment(namespace, name, replicas)
 
@@ -336,70 +287,55 @@ def inventory_from_documents(docs: Iterable[Any], *, where: str = "input") -> In
     """Decoded documents -> :class:`Inventory`.
 
     Accepts a ``List`` (``kubectl get ... -o yaml``), typed lists (``NodeList``) and
-    single objects, in any mix.  Calico kinds of both API groups are read; when both
-    groups are present, Calico's rule picks one (``crd.projectcalico.org/v1`` unless
-    only ``projectcalico.org/v3`` is there) and the other is ignored with a note.
-    Kinds the doctor does not use are ignored with a note.  Raises InputError on a
-    malformed object or when the input holds no node at all.
+    single objects, in any mix, read as ``verify`` reads them (module docstring).
+    Calico kinds of both API groups are read; the same object in both groups is read
+    once, from ``crd.projectcalico.org/v1``, with a note
+    (:func:`calico_rr.core.resources.resolve_api_groups`).  Kinds the doctor does
+    not use are ignored with a note.  Raises InputError on a malformed object or
+    when the input holds no node at all.
     """
-    objects = _objects(docs, where)
-    present = {
-        str(obj.get("apiVersion")) for _, obj in objects if obj.get("apiVersion") in CALICO_GROUPS
-    }
-    group = _pick_group(present)
-    notes: list[str] = []
-    bgp_docs: list[Mapping[str, Any]] = []
+    located = list(iter_objects(docs, where))
+    present = sorted({loc.api for loc in located if loc.api in CALICO_GROUPS}, key=_group_order)
+    objects, notes = resolve_api_groups(located, where=where)
+    bgp: list[Located] = []
     pools: dict[str, IPPool] = {}
     deployments: list[Deployment] = []
-    ignored_group = 0
     ignored: dict[str, int] = {}
     kdd = False
     mesh_field: bool | None = None
     subnets: dict[str, str] = {}
-    for pos, obj in objects:
-        kind = obj.get("kind")
-        api = obj.get("apiVersion")
-        name, meta = _name(obj, pos)
-        if api in CALICO_GROUPS and api != group:
-            ignored_group += 1
-            continue
-        if kind == "Node" and (api == "v1" or api == group):
+    for loc in objects:
+        kind, api, name, meta, obj = loc.kind, loc.api, loc.name, loc.meta, loc.obj
+        calico = api in CALICO_GROUPS
+        if kind == "Node" and (api == "v1" or calico):
             kdd = kdd or api == "v1"
-            bgp_docs.append(obj)
+            bgp.append(loc)
             if api == "v1":
                 ann = meta.get("annotations")
                 raw = ann.get(ANN_IPV4) if isinstance(ann, Mapping) else None
             else:
-                bgp = _spec(obj, f"Node {name}").get("bgp")
-                raw = bgp.get("ipv4Address") if isinstance(bgp, Mapping) else None
+                spec_bgp = _spec(obj, f"Node {name}").get("bgp")
+                raw = spec_bgp.get("ipv4Address") if isinstance(spec_bgp, Mapping) else None
             net = _subnet(raw)
             if net is not None:
                 subnets[name] = net
-        elif kind in ("BGPPeer", "BGPConfiguration") and api == group:
-            bgp_docs.append(obj)
+        elif kind in ("BGPPeer", "BGPConfiguration") and calico:
+            bgp.append(loc)
             if kind == "BGPConfiguration" and name == "default":
                 value = _spec(obj, f"BGPConfiguration {name}").get("nodeToNodeMeshEnabled")
                 mesh_field = value if isinstance(value, bool) else None
-        elif kind == "IPPool" and api == group:
-            if name in pools:
-                raise InputError(f"{pos}: duplicate IPPool", obj=f"IPPool {name}")
-            pools[name] = _ippool(name, obj)
+        elif kind == "IPPool" and calico:
+            pools[name] = _ippool(name, obj)  # unique: resolve_api_groups saw to it
         elif kind == "Deployment":
             deployments.append(_deployment(name, meta, obj))
         else:
             label = f"{kind} ({api})"
             ignored[label] = ignored.get(label, 0) + 1
-    parsed = parse_resources(bgp_docs, where=where)
+    parsed = parse_objects(bgp, where=where)
     if not parsed.state.nodes:
         raise InputError(
             f"{where}: no Node objects; expected the output of `{DUMP_COMMAND}` "
             "(Kubernetes Nodes, or Calico Nodes of an etcd datastore)"
-        )
-    if ignored_group:
-        other = ", ".join(sorted(present - {group or ""}))
-        notes.append(
-            f"ignored {ignored_group} object(s) of {other}: Calico reads {group} when both "
-            "API groups are there"
         )
     notes.extend(f"ignored {n} {label}" for label, n in sorted(ignored.items()))
     notes.extend(parsed.notes)
@@ -411,9 +347,13 @@ def inventory_from_documents(docs: Iterable[Any], *, where: str = "input") -> In
         deployments=tuple(deployments),
         subnets=subnets,
         mesh_field=mesh_field,
-        api_group=group,
+        api_group=" + ".join(g for g in present if g) or None,
         notes=tuple(notes),
     )
+
+
+def _group_order(group: str | None) -> int:
+    return 0 if group == V1_GROUP else 1
 
 
 # ---------------------------------------------------------------------------
@@ -827,12 +767,17 @@ def check_typha_replicas(view: _View) -> list[Finding]:
     return out
 
 
-def _is_all(text: str | None) -> bool:
-    return text is not None and isinstance(parse_selector(text).expr, All)
-
-
-def _count(selector: Selector, view: _View) -> int:
+def _count(text: str, view: _View) -> int:
+    """How many BGP nodes selector ``text`` (validated by the parser) matches."""
+    selector = parse_selector(text)
+    if selector.is_all:
+        return len(view.graph.nodes)
     return sum(1 for n in view.graph.nodes if selector.matches(n.labels))
+
+
+def _like_all(text: str) -> str:
+    """The words added after a selector that selects every node without being all()."""
+    return "" if parse_selector(text).is_all else " (like all())"
 
 
 def check_all_selectors(view: _View) -> list[Finding]:
@@ -846,24 +791,35 @@ def check_all_selectors(view: _View) -> list[Finding]:
 
 
 def _all_selector_finding(peer: BGPPeer, view: _View, n: int) -> list[Finding]:
+    """A BGPPeer with a side that selects every BGP node: ``all()`` by its effect.
+
+    The selectors are evaluated on the BGP nodes' labels, as calico-node does: a
+    selector that matches every node (``a == 'x' || all()``, ``!has(nonexistent)``,
+    a label every node carries) is ``all()`` for this cluster, whatever its text.
+    """
     if peer.peer_selector is None:
         return []  # peerIP peerings reach one router; not a selector matter
-    local_all = peer.node is None and (peer.node_selector is None or _is_all(peer.node_selector))
-    peer_all = _is_all(peer.peer_selector)
-    if not (peer_all or local_all):
-        return []
-    local_text = (
-        f"spec.nodeSelector is {peer.node_selector}"
-        if peer.node_selector is not None
-        else (f"spec.node is {peer.node}" if peer.node else "no node or nodeSelector (all nodes)")
-    )
     if peer.node:
         local = sum(1 for x in view.graph.nodes if x.name == peer.node)
     elif peer.node_selector is not None:
-        local = _count(parse_selector(peer.node_selector), view)
+        local = _count(peer.node_selector, view)
     else:
         local = n
-    remote = _count(parse_selector(peer.peer_selector), view)
+    remote = _count(peer.peer_selector, view)
+    local_all = not peer.node and local == n
+    peer_all = remote == n
+    if not (peer_all or local_all):
+        return []
+    peer_text = f"spec.peerSelector {safe_repr(peer.peer_selector)}"
+    peer_like = _like_all(peer.peer_selector)
+    local_like = ""
+    if peer.node:
+        local_text = f"spec.node {safe_repr(peer.node)}"
+    elif peer.node_selector is not None:
+        local_text = f"spec.nodeSelector {safe_repr(peer.node_selector)}"
+        local_like = _like_all(peer.node_selector)
+    else:
+        local_text = "the local side (no node or nodeSelector: all nodes)"
     obj = f"BGPPeer/{peer.name}"
     fix_mesh = (
         f"Replace BGPPeer {peer.name} with peerings to route reflectors (a peerSelector that "
@@ -876,8 +832,10 @@ def _all_selector_finding(peer: BGPPeer, view: _View, n: int) -> list[Finding]:
                 "all-selectors",
                 Severity.ERROR,
                 obj,
-                f"spec.peerSelector is all() and {local_text}: all {n} BGP nodes peer with "
-                f"each other, a full mesh in all but name ({n - 1} sessions per node).",
+                f"{peer_text} selects every BGP node{peer_like}, and so does {local_text}"
+                f"{local_like}: all {n} BGP "
+                f"nodes peer with each other, a full mesh in all but name ({n - 1} sessions "
+                "per node).",
                 fix_mesh,
             )
         ]
@@ -887,9 +845,9 @@ def _all_selector_finding(peer: BGPPeer, view: _View, n: int) -> list[Finding]:
                 "all-selectors",
                 Severity.WARNING,
                 obj,
-                f"spec.peerSelector is all() with {local_text}: each of the {local} local "
-                f"nodes peers with all {n} BGP nodes, and every node holds a session to each "
-                f"of the {local}.",
+                f"{peer_text} selects every BGP node{peer_like}, from {local_text}: each of "
+                f"the {local} local nodes peers with all {n} BGP nodes, and every node holds a "
+                f"session to each of the {local}.",
                 fix_mesh,
             )
         ]
@@ -898,9 +856,10 @@ def _all_selector_finding(peer: BGPPeer, view: _View, n: int) -> list[Finding]:
             "all-selectors",
             Severity.INFO,
             obj,
-            f"{local_text}: all {n} BGP nodes peer with the {remote} nodes matched by "
-            f"spec.peerSelector {peer.peer_selector}, so each of those holds up to {n - 1} "
-            "sessions; fine for a few RRs of a single cluster, not as the cluster grows.",
+            f"{local_text} selects every BGP node{local_like}: all {n} BGP nodes peer with the "
+            f"{remote} nodes matched by {peer_text}, so each of those holds up to {n - 1} "
+            "sessions; "
+            "fine for a few RRs of a single cluster, not as the cluster grows.",
             "Above ~500 nodes, give clients groups of RRs instead of all of them "
             "(`calico-rr plan --nodes-file nodes.yaml` shows the topology; `calico-rr run` "
             "writes group selectors).",

@@ -25,16 +25,20 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
-from calico_rr.errors import InputError
+from calico_rr.core.values import is_dotted_quad
+from calico_rr.errors import InputError, safe_repr
 from calico_rr.model import ANN_IPV4, Node, Taint
 
 __all__ = [
+    "check_string_map",
     "format_timestamp",
     "node_from_k8s",
     "node_to_k8s",
     "nodes_from_documents",
     "parse_ipv4",
     "parse_timestamp",
+    "position",
+    "type_name",
 ]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -45,17 +49,33 @@ _SERVER_OWNED_METADATA = frozenset({"resourceVersion", "uid", "managedFields"})
 
 
 # ---------------------------------------------------------------------------
-# Scalars: IPv4 addresses and RFC 3339 timestamps
+# Naming things in messages: positions and values
 # ---------------------------------------------------------------------------
 
 
-# Four decimal octets 0-255 without leading zeros (which some parsers read as
-# octal), ASCII digits only: as strict as Python's ipaddress and Go's net.ParseIP.
-# One compiled regex instead of ipaddress.ip_address(): this runs once or twice per
-# node on 50,000-node files and is several times faster.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
-_dotted_quad = _DOTTED_QUAD.fullmatch
+def position(where: str, document: int, item: int = 0) -> str:
+    """Where an object sits in decoded input, counted as a person counts (1-based).
+
+    Every reader of documents (nodes here, :mod:`calico_rr.core.resources` for
+    ``verify``, :mod:`calico_rr.core.doctor`) names objects with this one function,
+    so the same input error gives the same words in every command:
+
+    * ``document 2 of f.yaml``: the second document of a stream (empty ``---``
+      documents count), when the document is the object itself (``item`` 0);
+    * ``item 3 of f.yaml``: the third item of the ``List`` that is the first
+      document, which is what a single-document file, the common case, reads as;
+    * ``item 3 of document 2 of f.yaml``: the same in a later document.
+    """
+    if item <= 0:
+        return f"document {document} of {where}"
+    if document == 1:
+        return f"item {item} of {where}"
+    return f"item {item} of document {document} of {where}"
+
+
+# ---------------------------------------------------------------------------
+# Scalars: IPv4 addresses and RFC 3339 timestamps
+# ---------------------------------------------------------------------------
 
 
 _PREFIX_LENGTHS = frozenset(str(n) for n in range(33))
@@ -71,7 +91,7 @@ def parse_ipv4(text: str) -> str | None:
     address, slash, prefix = text.partition("/")
     if slash and prefix not in _PREFIX_LENGTHS:
         return None
-    return address if _dotted_quad(address) else None
+    return address if is_dotted_quad(address) else None
 
 
 # RFC 3339 section 5.6 "date-time": full date, "T", full time, mandatory offset.
@@ -136,7 +156,8 @@ def format_timestamp(seconds: float) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """What a decoded value is, in words for a message: "a map", "a list", "null", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -164,7 +185,7 @@ def _optional_map(parent: Mapping[str, Any], key: str, obj: str, path: str) -> M
     if value is None:
         return _EMPTY
     if not _is_map(value):
-        raise InputError(f"must be a map, got {_type_name(value)}", obj=obj, field=path)
+        raise InputError(f"must be a map, got {type_name(value)}", obj=obj, field=path)
     return value
 
 
@@ -173,23 +194,33 @@ def _optional_list(parent: Mapping[str, Any], key: str, obj: str, path: str) -> 
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InputError(f"must be a list, got {_type_name(value)}", obj=obj, field=path)
+        raise InputError(f"must be a list, got {type_name(value)}", obj=obj, field=path)
     return value
+
+
+def check_string_map(value: Mapping[Any, Any], obj: str, path: str) -> None:
+    """Raise InputError on the first key or value of ``value`` that is not a string.
+
+    Labels and annotations are Kubernetes' map[string]string; ``verify``
+    (core.resources) checks them with this function too, so a bad label reads the
+    same in every command.
+    """
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise InputError(f"key {safe_repr(k)} must be a string", obj=obj, field=path)
+        if not isinstance(v, str):
+            # Typically an unquoted YAML value: `yes`, `true`, `1.0` decode as non-strings.
+            raise InputError(
+                f"must be a string, got {type_name(v)} {safe_repr(v)} (quote it in YAML)",
+                obj=obj,
+                field=f'{path}["{k}"]',
+            )
 
 
 def _string_map(parent: Mapping[str, Any], key: str, obj: str, path: str) -> dict[str, str]:
     """Labels or annotations: a map of strings to strings (Kubernetes' map[string]string)."""
     value = _optional_map(parent, key, obj, path)
-    for k, v in value.items():
-        if not isinstance(k, str):
-            raise InputError(f"key {k!r} must be a string", obj=obj, field=path)
-        if not isinstance(v, str):
-            # Typically an unquoted YAML value: `yes`, `true`, `1.0` decode as non-strings.
-            raise InputError(
-                f"must be a string, got {_type_name(v)} {v!r} (quote it in YAML)",
-                obj=obj,
-                field=f'{path}["{k}"]',
-            )
+    check_string_map(value, obj, path)
     return dict(value)
 
 
@@ -200,7 +231,7 @@ def _item_string(
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value):
-        what = "missing" if value is None else f"must be a non-empty string, got {value!r}"
+        what = "missing" if value is None else f"must be a non-empty string, got {safe_repr(value)}"
         raise InputError(what, obj=obj, field=f"{path}.{key}")
     return value
 
@@ -217,7 +248,7 @@ def _conditions(status: Mapping[str, Any], obj: str) -> dict[str, str]:
         if not (type(ctype) is str and ctype and type(cstatus) is str and cstatus):
             path = f"status.conditions[{i}]"
             if not _is_map(item):
-                raise InputError(f"must be a map, got {_type_name(item)}", obj=obj, field=path)
+                raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
             ctype = _item_string(item, "type", obj, path)
             cstatus = _item_string(item, "status", obj, path)
         if ctype in out:
@@ -238,7 +269,7 @@ def _taints(spec: Mapping[str, Any], obj: str) -> tuple[Taint, ...]:
     for i, item in enumerate(items):
         path = f"spec.taints[{i}]"
         if not _is_map(item):
-            raise InputError(f"must be a map, got {_type_name(item)}", obj=obj, field=path)
+            raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
         out.append(
             Taint(
                 key=_item_string(item, "key", obj, path),
@@ -261,14 +292,14 @@ def _timestamp(metadata: Mapping[str, Any], key: str, obj: str) -> float | None:
         return value.timestamp()
     if not isinstance(value, str):
         raise InputError(
-            f"must be an RFC 3339 string, got {_type_name(value)}",
+            f"must be an RFC 3339 string, got {type_name(value)}",
             obj=obj,
             field=f"metadata.{key}",
         )
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise InputError(f"{value!r}: {exc}", obj=obj, field=f"metadata.{key}") from None
+        raise InputError(f"{safe_repr(value)}: {exc}", obj=obj, field=f"metadata.{key}") from None
 
 
 def _internal_ipv4(status: Mapping[str, Any], obj: str) -> str | None:
@@ -281,18 +312,18 @@ def _internal_ipv4(status: Mapping[str, Any], obj: str) -> str | None:
         if not (type(atype) is str and atype and type(address) is str and address):
             path = f"status.addresses[{i}]"
             if not _is_map(item):
-                raise InputError(f"must be a map, got {_type_name(item)}", obj=obj, field=path)
+                raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
             atype = _item_string(item, "type", obj, path)
             address = _item_string(item, "address", obj, path)
         if found is not None or atype != "InternalIP":
             continue
-        if _dotted_quad(address):  # a bare address here, never CIDR
+        if is_dotted_quad(address):  # a bare address here, never CIDR
             found = address
         elif ":" not in address:
             # IPv6 InternalIPs (dual-stack nodes) are expected and skipped; anything
             # else is neither family.
             raise InputError(
-                f"{address!r} is not an IP address",
+                f"{safe_repr(address)} is not an IP address",
                 obj=obj,
                 field=f"status.addresses[{i}].address",
             )
@@ -315,17 +346,17 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
     """
     label = where or "Node object"
     if not _is_map(obj):
-        raise InputError(f"must be a map, got {_type_name(obj)}", obj=label)
+        raise InputError(f"must be a map, got {type_name(obj)}", obj=label)
     kind = obj.get("kind")
     if kind is not None and kind != "Node":
-        raise InputError(f"expected kind Node, got {kind!r}", obj=label, field="kind")
+        raise InputError(f"expected kind Node, got {safe_repr(kind)}", obj=label, field="kind")
     metadata = obj.get("metadata")
     if not _is_map(metadata):
-        what = "missing" if metadata is None else f"must be a map, got {_type_name(metadata)}"
+        what = "missing" if metadata is None else f"must be a map, got {type_name(metadata)}"
         raise InputError(what, obj=label, field="metadata")
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
-        what = "missing" if name is None else f"must be a non-empty string, got {name!r}"
+        what = "missing" if name is None else f"must be a non-empty string, got {safe_repr(name)}"
         raise InputError(what, obj=label, field="metadata.name")
     label = f"Node {name}"
 
@@ -342,7 +373,7 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
         unschedulable = False
     elif not isinstance(unschedulable, bool):
         raise InputError(
-            f"must be true or false, got {_type_name(unschedulable)} {unschedulable!r}",
+            f"must be true or false, got {type_name(unschedulable)} {safe_repr(unschedulable)}",
             obj=label,
             field="spec.unschedulable",
         )
@@ -357,7 +388,7 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
         ip = parse_ipv4(annotated)
         if ip is None:
             raise InputError(
-                f"{annotated!r} is not an IPv4 address such as 10.0.0.5/24",
+                f"{safe_repr(annotated)} is not an IPv4 address such as 10.0.0.5/24",
                 obj=label,
                 field=f'metadata.annotations["{ANN_IPV4}"]',
             )
@@ -376,6 +407,13 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
         created=0.0 if created is None else created,
         raw=obj,
     )
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    """``metadata.name`` of an object we skip, for a note ("" when there is none)."""
+    meta = obj.get("metadata")
+    name = meta.get("name") if _is_map(meta) else None
+    return name if isinstance(name, str) else ""
 
 
 def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node], list[str]]:
@@ -405,10 +443,10 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
     for d, doc in enumerate(docs, 1):
         if doc is None:
             continue
-        doc_label = f"document {d} of {where}"
+        doc_label = position(where, d)
         if not isinstance(doc, Mapping):
             raise InputError(
-                f"expected a NodeList, List or Node object, got {_type_name(doc)}", obj=doc_label
+                f"expected a NodeList, List or Node object, got {type_name(doc)}", obj=doc_label
             )
         kind = doc.get("kind")
         if kind == "Node":
@@ -417,31 +455,25 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
         if isinstance(kind, str) and kind and kind not in ("NodeList", "List"):
             # A stream from `render --include-nodes` or `kubectl get nodes,bgppeers`
             # also holds Calico objects: they are not nodes, so they are skipped.
-            name = (
-                doc.get("metadata", {}).get("name")
-                if isinstance(doc.get("metadata"), Mapping)
-                else None
-            )
-            notes.append(f"{doc_label}: skipped {kind} {name or ''}".rstrip())
+            notes.append(f"{doc_label}: skipped {kind} {_name_of(doc)}".rstrip())
             continue
         if kind not in ("NodeList", "List"):
             raise InputError(
-                f"expected kind NodeList, List or Node, got {kind!r}", obj=doc_label, field="kind"
+                f"expected kind NodeList, List or Node, got {safe_repr(kind)}",
+                obj=doc_label,
+                field="kind",
             )
         items = _optional_list(doc, "items", doc_label, "items")
-        # "item 3 of nodes.yaml" reads best; the document number only matters
-        # when the file has several.
-        suffix = f" of {where}" if d == 1 else f" of {doc_label}"
         for i, item in enumerate(items, 1):
-            item_label = f"item {i}{suffix}"
+            item_label = position(where, d, i)
             if kind == "List" and _is_map(item):
                 item_kind = item.get("kind")
                 if item_kind != "Node":
                     if not isinstance(item_kind, str) or not item_kind:
-                        raise InputError("missing kind", obj=item_label, field="kind")
-                    meta = item.get("metadata")
-                    name = meta.get("name") if isinstance(meta, Mapping) else None
-                    notes.append(f"{item_label}: skipped {item_kind} {name!r} (not a Node)")
+                        raise InputError("missing", obj=item_label, field="kind")
+                    notes.append(
+                        f"{item_label}: skipped {item_kind} {_name_of(item)!r} (not a Node)"
+                    )
                     continue
             add(node_from_k8s(item, where=item_label), item_label)
 

@@ -9,7 +9,11 @@ Only what calico-node reads for BGP is kept (domain.md section 2):
   ``.../RouteReflectorClusterID``;
 * Calico ``Node`` (``projectcalico.org/v3`` or ``crd.projectcalico.org/v1``, the
   etcd datastore's view): labels and ``spec.bgp``;
-* ``BGPPeer`` and ``BGPConfiguration`` of either API group (domain.md section 8).
+* ``BGPPeer`` and ``BGPConfiguration`` of either API group (domain.md section 8);
+  the same object listed in both groups is read once (:func:`resolve_api_groups`).
+
+Objects are named by their place in the input with :func:`calico_rr.core.kube.position`
+(``item 3 of f.yaml``, 1-based), the labelling every command shares.
 
 Everything else is ignored with a note.  Bad input raises
 :class:`~calico_rr.errors.InputError` naming the object and the field.
@@ -23,13 +27,15 @@ checks IPv4 addresses with a hand-written dotted-quad test instead of
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from calico_rr.core.kube import check_string_map, position, type_name
 from calico_rr.core.selector import SelectorError, parse_selector
-from calico_rr.errors import InputError
+from calico_rr.core.values import cluster_id as parse_cluster_id
+from calico_rr.core.values import is_dotted_quad
+from calico_rr.errors import InputError, safe_repr
 from calico_rr.model import (
     ANN_ASN,
     ANN_CLUSTER_ID,
@@ -41,7 +47,9 @@ from calico_rr.model import (
     ReversePeering,
 )
 
-CALICO_GROUPS = frozenset({"projectcalico.org/v3", "crd.projectcalico.org/v1"})
+V1_GROUP = "crd.projectcalico.org/v1"
+V3_GROUP = "projectcalico.org/v3"
+CALICO_GROUPS = frozenset({V3_GROUP, V1_GROUP})
 MAX_ASN = 4294967295  # AS numbers are 32-bit (RFC 6793)
 
 
@@ -58,18 +66,13 @@ class ParsedResources:
 # ---------------------------------------------------------------------------
 
 
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def _ipv4(text: str) -> str | None:
-    """``text`` if it is a canonical dotted-quad IPv4 address, else None.
-
-    Leading zeros are rejected, as Go's ``net.ParseIP`` (and Python's ``ipaddress``)
-    do, so the same address always has the same spelling: peerIP lookups compare
-    strings.  A regex rather than ``ipaddress``: this runs once per node.
-    """
-    return text if _IPV4_RE.fullmatch(text) else None
+def _decimal(text: str) -> int | None:
+    """``text`` as a non-negative decimal integer, or None unless it is 1 to 10 ASCII
+    digits: no number read here (AS, prefix length, port) needs more, and ``int()``
+    of a digit string of thousands of characters raises."""
+    if 0 < len(text) <= 10 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def _cidr_address(value: object, obj: str, field: str) -> str:
@@ -77,10 +80,11 @@ def _cidr_address(value: object, obj: str, field: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"expected a string, got {type(value).__name__}", obj=obj, field=field)
     addr, slash, plen = value.partition("/")
-    if slash and not (plen.isdigit() and plen.isascii() and int(plen) <= 32):
-        raise InputError(f"invalid prefix length in {value!r}", obj=obj, field=field)
-    if _ipv4(addr) is None:
-        raise InputError(f"not an IPv4 address: {value!r}", obj=obj, field=field)
+    length = _decimal(plen)
+    if slash and (length is None or length > 32):
+        raise InputError(f"invalid prefix length in {safe_repr(value)}", obj=obj, field=field)
+    if not is_dotted_quad(addr):
+        raise InputError(f"not an IPv4 address: {safe_repr(value)}", obj=obj, field=field)
     return addr
 
 
@@ -93,30 +97,26 @@ def _asn(value: object, obj: str, field: str) -> int:
     asn: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         asn = value
-    elif isinstance(value, str) and value.isascii():
+    elif isinstance(value, str):
         high, dot, low = value.partition(".")
-        if not dot and high.isdigit():
-            asn = int(high)
-        elif dot and high.isdigit() and low.isdigit() and int(high) <= 65535 >= int(low):
-            asn = int(high) * 65536 + int(low)
+        if not dot:
+            asn = _decimal(high)
+        else:
+            h, lo = _decimal(high), _decimal(low)
+            if h is not None and lo is not None and h <= 65535 >= lo:
+                asn = h * 65536 + lo
     if asn is None or not 0 <= asn <= MAX_ASN:
         raise InputError(
-            f"AS number must be an integer in 0..{MAX_ASN}, got {value!r}", obj=obj, field=field
+            f"AS number must be an integer in 0..{MAX_ASN}, got {safe_repr(value)}",
+            obj=obj,
+            field=field,
         )
     return asn
 
 
 def _cluster_id(value: object, obj: str, field: str) -> str | None:
-    """A route-reflector cluster ID: a dotted-quad IPv4 (calico-node validates it so)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or _ipv4(value) is None:
-        raise InputError(
-            f"route reflector cluster ID must be a dotted-quad IPv4, got {value!r}",
-            obj=obj,
-            field=field,
-        )
-    return value
+    """A route-reflector cluster ID (calico-node validates it as an IPv4 address)."""
+    return parse_cluster_id(value, obj=obj, field=field)
 
 
 def _mapping(value: object, obj: str, field: str) -> Mapping[str, Any]:
@@ -135,9 +135,7 @@ def _string_map(value: object, obj: str, field: str) -> Mapping[str, str]:
     # set(map(type, ...)) runs in C: this is on the per-node hot path.
     if not m or (set(map(type, m.values())) == _STR_ONLY and set(map(type, m)) == _STR_ONLY):
         return m
-    for k, v in m.items():
-        if type(v) is not str or type(k) is not str:
-            raise InputError(f"{k!r}: value must be a string, got {v!r}", obj=obj, field=field)
+    check_string_map(m, obj, field)  # raises on the first non-string, as core.kube does
     return m
 
 
@@ -158,9 +156,10 @@ def _opt_str(value: object, obj: str, field: str) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-_F_IPV4 = f"metadata.annotations[{ANN_IPV4}]"
-_F_ASN = f"metadata.annotations[{ANN_ASN}]"
-_F_CID = f"metadata.annotations[{ANN_CLUSTER_ID}]"
+# Field paths spelt as core.kube spells them, so both name a field the same way.
+_F_IPV4 = f'metadata.annotations["{ANN_IPV4}"]'
+_F_ASN = f'metadata.annotations["{ANN_ASN}"]'
+_F_CID = f'metadata.annotations["{ANN_CLUSTER_ID}"]'
 
 
 def calico_node_from_k8s_dict(obj: Mapping[str, Any]) -> CalicoNode:
@@ -241,25 +240,30 @@ def _peer_address(value: object, where: str) -> str:
     if value.startswith("["):
         close = value.find("]")
         if close < 0:
-            raise InputError(f"missing ']' in {value!r}", obj=where, field=field)
+            raise InputError(f"missing ']' in {safe_repr(value)}", obj=where, field=field)
         addr, rest = value[1:close], value[close + 1 :]
         if rest:
             if not rest.startswith(":"):
-                raise InputError(f"expected ':port' after ']' in {value!r}", obj=where, field=field)
+                raise InputError(
+                    f"expected ':port' after ']' in {safe_repr(value)}", obj=where, field=field
+                )
             port = rest[1:]
             if not port:
-                raise InputError(f"empty port in {value!r}", obj=where, field=field)
+                raise InputError(f"empty port in {safe_repr(value)}", obj=where, field=field)
     elif value.count(":") == 1:
         addr, _, port = value.partition(":")
         if not port:
-            raise InputError(f"empty port in {value!r}", obj=where, field=field)
-    if port and not (port.isdigit() and port.isascii() and 0 < int(port) <= 65535):
-        raise InputError(f"invalid port in {value!r}", obj=where, field=field)
+            raise InputError(f"empty port in {safe_repr(value)}", obj=where, field=field)
+    number = _decimal(port)
+    if port and (number is None or not 0 < number <= 65535):
+        raise InputError(f"invalid port in {safe_repr(value)}", obj=where, field=field)
     try:
         # Normalised spelling, so that it compares equal to a node's address.
         return str(ipaddress.ip_address(addr))
     except ValueError:
-        raise InputError(f"not a valid IP address: {value!r}", obj=where, field=field) from None
+        raise InputError(
+            f"not a valid IP address: {safe_repr(value)}", obj=where, field=field
+        ) from None
 
 
 def _check_selector(text: str | None, where: str, field: str) -> str | None:
@@ -269,6 +273,10 @@ def _check_selector(text: str | None, where: str, field: str) -> str | None:
         parse_selector(text)
     except SelectorError as exc:
         raise InputError(str(exc), obj=where, field=field) from exc
+    except RecursionError:
+        raise InputError(
+            f"selector nested too deeply ({len(text)} characters)", obj=where, field=field
+        ) from None
     return text
 
 
@@ -309,7 +317,9 @@ def bgppeer_from_dict(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any]
         reverse = ReversePeering(reverse_text)
     else:
         raise InputError(
-            f"must be Auto or Manual, got {reverse_text!r}", obj=where, field="spec.reversePeering"
+            f"must be Auto or Manual, got {safe_repr(reverse_text)}",
+            obj=where,
+            field="spec.reversePeering",
         )
     password = _mapping(spec.get("password"), where, "spec.password")
     secret: tuple[str, str] | None = None
@@ -341,39 +351,174 @@ def bgppeer_from_dict(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any]
 # ---------------------------------------------------------------------------
 
 
-_Item = tuple[int, int, Any, str | None, str | None]
+class Located(NamedTuple):
+    """One object of the input, with where it sits and what every reader needs first.
 
-
-def _flatten(docs: Iterable[Any], where: str) -> Iterator[_Item]:
-    """Every resource as (document index, item index or -1, item, kind, apiVersion).
-
-    ``List`` items are inlined.  The API server's typed lists (``NodeList``,
-    ``BGPPeerList``, ... as returned by a plain GET) leave ``kind`` and
-    ``apiVersion`` off their items; like a Kubernetes client, we take them from the
-    list (``NodeList`` -> ``Node``).  The generic ``List`` (``kubectl get -o yaml``)
-    always spells them out, so nothing is inferred from it.
+    ``document`` counts the decoded documents from 1 (empty ``---`` documents
+    count); ``item`` counts the items of a ``List`` document from 1, 0 when the
+    document is the object itself.  :meth:`label` names the place in words with
+    :func:`calico_rr.core.kube.position`, the one labelling every command uses.
     """
-    for i, doc in enumerate(docs):
+
+    document: int
+    item: int
+    obj: Mapping[str, Any]
+    kind: str
+    #: ``apiVersion`` as written, or the typed list's (None: absent)
+    api: str | None
+    name: str
+    meta: Mapping[str, Any]
+
+    def label(self, where: str) -> str:
+        return position(where, self.document, self.item)
+
+
+_NO_META: Mapping[str, Any] = {}
+
+
+def _locate(
+    item: object, d: int, j: int, list_kind: str | None, list_api: object, where: str
+) -> Located:
+    if type(item) is not dict and not isinstance(item, Mapping):
+        what = "a Kubernetes object" if j else "a Kubernetes object or List"
+        raise InputError(f"expected {what}, got {type_name(item)}", obj=position(where, d, j))
+    kind = item.get("kind") or list_kind
+    api = item.get("apiVersion") or list_api
+    raw_meta = item.get("metadata")
+    meta = raw_meta if type(raw_meta) is dict or isinstance(raw_meta, Mapping) else _NO_META
+    name = meta.get("name")
+    if (
+        type(kind) is str
+        and kind
+        and (api is None or type(api) is str)
+        and type(name) is str
+        and name
+    ):
+        return Located(d, j, item, kind, api, name, meta)
+    # Slow path: say what is wrong (or accept str/Mapping subclasses).
+    label = position(where, d, j)
+    if not isinstance(kind, str) or not kind:
+        what = "missing" if kind is None else f"must be a string, got {safe_repr(kind)}"
+        raise InputError(what, obj=label, field="kind")
+    if api is not None and not isinstance(api, str):
+        raise InputError(f"must be a string, got {safe_repr(api)}", obj=label, field="apiVersion")
+    if raw_meta is not None and meta is _NO_META:
+        raise InputError(f"must be a map, got {type_name(raw_meta)}", obj=label, field="metadata")
+    if not isinstance(name, str) or not name:
+        what = (
+            f"{kind} without a name"
+            if name is None
+            else f"must be a non-empty string, got {safe_repr(name)}"
+        )
+        raise InputError(what, obj=label, field="metadata.name")
+    return Located(d, j, item, kind, api, name, meta)
+
+
+def iter_objects(docs: Iterable[Any], where: str) -> Iterator[Located]:
+    """Every object of decoded documents, ``List`` items inlined, in input order.
+
+    A document is an object, a ``List`` (``kubectl get -o yaml``), a typed list
+    (``NodeList``, ``BGPPeerList``, ... as a plain GET returns it) or ``None`` (an
+    empty YAML document, skipped).  Items of a typed list may leave ``kind`` and
+    ``apiVersion`` off; like a Kubernetes client, we take them from the list
+    (``NodeList`` -> ``Node``).  The generic ``List`` always spells them out, so
+    nothing is inferred from it.
+
+    Raises :class:`InputError`, naming the place (:meth:`Located.label`), for
+    anything that is not a Kubernetes object with a kind and a name.  ``verify``
+    (:func:`parse_resources`) and ``doctor`` read their input through this one
+    function, so both refuse the same inputs with the same words.
+    """
+    for d, doc in enumerate(docs, 1):
         if doc is None:
-            continue  # an empty YAML document ("---" at the end of a file)
+            continue
         kind = doc.get("kind") if isinstance(doc, Mapping) else None
-        if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
-            items = doc["items"]
+        if isinstance(kind, str) and kind.endswith("List"):
+            items = doc.get("items")
             if items is None:
                 continue
             if not isinstance(items, list):
-                raise InputError(f"{where} item {i}: {kind} items must be a list", field="items")
+                raise InputError(
+                    f"must be a list, got {type_name(items)}", obj=position(where, d), field="items"
+                )
             item_kind = kind[: -len("List")] or None
             api = doc.get("apiVersion") if item_kind else None
-            for j, item in enumerate(items):
-                yield i, j, item, item_kind, api
+            for j, item in enumerate(items, 1):
+                yield _locate(item, d, j, item_kind, api, where)
         else:
-            yield i, -1, doc, None, None
+            yield _locate(doc, d, 0, None, None, where)
 
 
-def _label(where: str, i: int, j: int) -> str:
-    """Where a document sits, for error messages (built only when one is raised)."""
-    return f"{where} item {i}" if j < 0 else f"{where} item {i} items[{j}]"
+def _same_spec(a: Located, b: Located) -> bool:
+    try:
+        return bool((a.obj.get("spec") or {}) == (b.obj.get("spec") or {}))
+    except RecursionError:  # absurdly nested specs: call them different
+        return False
+
+
+def resolve_api_groups(
+    objects: Iterable[Located], *, where: str
+) -> tuple[list[Located], list[str]]:
+    """The Calico objects of the input, each once: the rule for both API groups.
+
+    Calico objects come in two API groups (domain.md section 8), and a dump may hold
+    both: with calico-apiserver installed, ``kubectl get bgppeers.projectcalico.org``
+    lists the very objects stored as ``crd.projectcalico.org/v1`` CRDs, projected.
+    The rule, one for every reader of Calico resources (``verify``, ``doctor``, the
+    ``plan`` figures, the operator's safety check):
+
+    * the same kind and name (and namespace) in both groups is **one object**, and
+      the ``crd.projectcalico.org/v1`` copy is the one read: Calico's own precedence
+      (v3 only when that group is served and ``crd.projectcalico.org`` is not) and
+      what calico-node reads (its confd reads the v1 CRDs);  the v3 copy is dropped
+      with a note, which says whether the two specs agree.  Differing specs are not
+      an error: they describe a cluster calico-node still reads one way (a dump taken
+      at two moments, or both CRD sets installed side by side), and the note says
+      which copy counts;
+    * an object in one group only is read as it is;
+    * the same kind and name twice in *one* group is an error naming both places
+      (no API server returns that: the dump was pieced together by hand).
+
+    Objects of other API groups (Kubernetes Nodes, Deployments, ...) pass through
+    untouched; so does the input order of the objects kept.
+    """
+    kept: list[Located | None] = []
+    notes: list[str] = []
+    seen: dict[tuple[str, str, str], dict[str, tuple[int, Located]]] = {}
+    for loc in objects:
+        api = loc.api
+        if api not in CALICO_GROUPS:
+            kept.append(loc)
+            continue
+        namespace = loc.meta.get("namespace")
+        ns = namespace if isinstance(namespace, str) else ""
+        what = f"{loc.kind} {ns}/{loc.name}" if ns else f"{loc.kind} {loc.name}"
+        copies = seen.setdefault((loc.kind, ns, loc.name), {})
+        first = copies.get(api)
+        if first is not None:
+            raise InputError(
+                f"duplicate {loc.kind} (first seen as {first[1].label(where)}, "
+                f"again as {loc.label(where)})",
+                obj=what,
+                field="metadata.name",
+            )
+        copies[api] = (len(kept), loc)
+        kept.append(loc)
+        if len(copies) == 2:
+            (_, v1), (v3_at, v3) = copies[V1_GROUP], copies[V3_GROUP]
+            kept[v3_at] = None
+            agree = (
+                "same spec"
+                if _same_spec(v1, v3)
+                else "their specs differ (a dump taken at two moments?): only the "
+                f"{V1_GROUP} one counts"
+            )
+            notes.append(
+                f"{what} is in both API groups ({V1_GROUP} at {v1.label(where)}, {V3_GROUP} "
+                f"at {v3.label(where)}): one object, read from {V1_GROUP} as calico-node "
+                f"does; {agree}"
+            )
+    return [loc for loc in kept if loc is not None], notes
 
 
 def parse_resources(docs: Iterable[Any], *, where: str = "input") -> ParsedResources:
@@ -381,44 +526,40 @@ def parse_resources(docs: Iterable[Any], *, where: str = "input") -> ParsedResou
 
     ``where`` names the source (a file name) in error messages.  Nodes and BGPPeers
     come out sorted by name.  Raises :class:`InputError` on a malformed document,
-    an invalid field, or a name used twice within one kind.
+    an invalid field, or a name used twice within one kind (see
+    :func:`resolve_api_groups` for the same object in both API groups).
     """
-    k8s_nodes: dict[str, CalicoNode] = {}
-    calico_nodes: dict[str, CalicoNode] = {}
+    return parse_objects(iter_objects(docs, where), where=where)
+
+
+def parse_objects(objects: Iterable[Located], *, where: str = "input") -> ParsedResources:
+    """:func:`parse_resources` on objects already located by :func:`iter_objects`
+    (``doctor`` picks the BGP ones out of a larger dump; positions stay those of
+    the whole input).  Applies :func:`resolve_api_groups` first."""
+    resolved, group_notes = resolve_api_groups(objects, where=where)
+    k8s_seen: dict[str, Located] = {}
     nodes: dict[str, CalicoNode] = {}
     peers: dict[str, BGPPeer] = {}
-    configs: set[str] = set()
     config = BGPConfig()
-    notes: list[str] = []
+    notes: list[str] = list(group_notes)
 
-    for i, j, doc, list_kind, list_api in _flatten(docs, where):
-        if type(doc) is not dict and not isinstance(doc, Mapping):
-            raise InputError(f"{_label(where, i, j)}: not a mapping ({type(doc).__name__})")
-        kind = doc.get("kind") or list_kind
-        api = doc.get("apiVersion") or list_api
-        raw_meta = doc.get("metadata")
-        meta: Mapping[str, Any] = (
-            raw_meta if type(raw_meta) is dict or isinstance(raw_meta, Mapping) else {}
-        )
-        name = meta.get("name")
-        if not isinstance(kind, str) or not kind:
-            raise InputError(f"{_label(where, i, j)}: missing kind", field="kind")
-        if not isinstance(name, str) or not name:
-            raise InputError(
-                f"{_label(where, i, j)}: {kind} without metadata.name", field="metadata.name"
-            )
-
+    for loc in resolved:
+        kind, api, name, doc = loc.kind, loc.api, loc.name, loc.obj
         if kind == "Node" and (api == "v1" or api in CALICO_GROUPS):
-            is_k8s = api == "v1"
-            seen = k8s_nodes if is_k8s else calico_nodes
-            if name in seen:
-                raise InputError(
-                    f"{_label(where, i, j)}: duplicate {'Kubernetes' if is_k8s else 'Calico'} Node",
-                    obj=f"Node {name}",
-                    field="metadata.name",
-                )
-            node = calico_node_from_k8s_dict(doc) if is_k8s else _calico_node(name, meta, doc)
-            seen[name] = node
+            if api == "v1":
+                first = k8s_seen.get(name)
+                if first is not None:
+                    raise InputError(
+                        f"duplicate Kubernetes Node (first seen as {first.label(where)}, "
+                        f"again as {loc.label(where)})",
+                        obj=f"Node {name}",
+                        field="metadata.name",
+                    )
+                k8s_seen[name] = loc
+                node = calico_node_from_k8s_dict(doc)
+            else:
+                # Calico Nodes are unique by name here: resolve_api_groups saw to it.
+                node = _calico_node(name, loc.meta, doc)
             earlier = nodes.get(name)
             if earlier is not None:
                 node = _merge_nodes(earlier, node)
@@ -428,28 +569,15 @@ def parse_resources(docs: Iterable[Any], *, where: str = "input") -> ParsedResou
                 )
             nodes[name] = node
         elif kind == "BGPPeer" and api in CALICO_GROUPS:
-            if name in peers:
-                raise InputError(
-                    f"{_label(where, i, j)}: duplicate BGPPeer",
-                    obj=f"BGPPeer {name}",
-                    field="metadata.name",
-                )
-            peers[name] = bgppeer_from_dict(name, meta, doc)
+            peers[name] = bgppeer_from_dict(name, loc.meta, doc)
         elif kind == "BGPConfiguration" and api in CALICO_GROUPS:
-            if name in configs:
-                raise InputError(
-                    f"{_label(where, i, j)}: duplicate BGPConfiguration",
-                    obj=f"BGPConfiguration {name}",
-                    field="metadata.name",
-                )
-            configs.add(name)
             if name != "default":
                 # Per-node configurations (node.<name>) hold no mesh/AS settings we use.
                 notes.append(f"ignored BGPConfiguration {name} (only 'default' is read)")
                 continue
             config = _bgp_config(doc)
         elif kind in ("Node", "BGPPeer", "BGPConfiguration"):
-            notes.append(f"ignored {kind} {name} (apiVersion {api!r} is not read)")
+            notes.append(f"ignored {kind} {name} (apiVersion {safe_repr(api)} is not read)")
         else:
             notes.append(f"ignored {kind} {name}")
 
@@ -471,7 +599,9 @@ def _bgp_config(doc: Mapping[str, Any]) -> BGPConfig:
         mesh = True  # Calico's default: the full node-to-node mesh
     elif not isinstance(mesh, bool):
         raise InputError(
-            f"must be true or false, got {mesh!r}", obj=where, field="spec.nodeToNodeMeshEnabled"
+            f"must be true or false, got {safe_repr(mesh)}",
+            obj=where,
+            field="spec.nodeToNodeMeshEnabled",
         )
     asn_value = spec.get("asNumber")
     asn = _asn(asn_value, where, "spec.asNumber") if asn_value is not None else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from calico_rr.errors import ConfigError, InputError
+from calico_rr.errors import ConfigError, InputError, safe_repr
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 #: A dotted-quad IPv4 address (anchored; also the CRD's pattern for clusterIDBase).
@@ -67,7 +67,7 @@ def cluster_id_base(text: object, *, where: str = "cluster ID base") -> str:
     """A cluster ID base (``--cluster-id-base``, ``spec.clusterIDBase``), or ConfigError."""
     if not is_dotted_quad(text):
         raise ConfigError(
-            f"{where}: {text!r} is not a dotted-quad IPv4 address "
+            f"{where}: {safe_repr(text)} is not a dotted-quad IPv4 address "
             "(four numbers 0-255 without leading zeros, e.g. 244.0.0.0)"
         )
     assert isinstance(text, str)
@@ -83,7 +83,8 @@ def cluster_id(value: object, *, obj: str, field: str) -> str | None:
         return None
     if not is_dotted_quad(value):
         raise InputError(
-            f"route reflector cluster ID must be a dotted-quad IPv4 address, got {value!r}",
+            f"route reflector cluster ID must be a dotted-quad IPv4 address, "
+            f"got {safe_repr(value)}",
             obj=obj,
             field=field,
         )
@@ -95,12 +96,12 @@ def parse_duration(text: object) -> float:
     """Seconds in a Go-style duration: "90s", "1m30s", "250ms", "2h", "1.5h"."""
     if not isinstance(text, str) or not _DURATION.fullmatch(text):
         raise ConfigError(
-            f"{text!r} is not a duration (a number with a unit ns, us, ms, s, m or h, "
+            f"{safe_repr(text)} is not a duration (a number with a unit ns, us, ms, s, m or h, "
             'e.g. "90s", "1m30s", "250ms")'
         )
     seconds = sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART.findall(text))
     if seconds > MAX_GO_DURATION:
-        raise ConfigError(f"{text!r} is longer than a Go duration can be (about 2562047h)")
+        raise ConfigError(f"{safe_repr(text)} is longer than a Go duration can be (about 2562047h)")
     return seconds
 
 
@@ -113,7 +114,7 @@ def restart_time(text: object, *, where: str = "maxRestartTime") -> str:
     if seconds > MAX_RESTART_TIME:
         raise ConfigError(
             f"{where}: must be <= {MAX_RESTART_TIME:g}s (BGP graceful restart carries it in "
-            f"12 bits, RFC 4724), got {text!r}"
+            f"12 bits, RFC 4724), got {safe_repr(text)}"
         )
     assert isinstance(text, str)
     return text
