@@ -128,6 +128,7 @@ def elector(
         retry_period=retry_period,
         on_change=on_change,
         clock=clock,
+        monotonic=clock,
     )
 
 
@@ -228,6 +229,7 @@ def test_take_over_expired_lease() -> None:
     store, clock = FakeLeases(), Clock()
     a, b = elector(store, "a", clock), elector(store, "b", clock)
     assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # b sees the record now: its clock starts
     clock.advance(3.01)
     assert b.try_acquire_or_renew()
     spec = store.spec()
@@ -235,7 +237,7 @@ def test_take_over_expired_lease() -> None:
     assert spec["leaseTransitions"] == 1
     assert spec["acquireTime"] == spec["renewTime"] == micro_time(T0 + 3.01)
     assert b.transitions == 1
-    # and the old holder now sees a live foreign lease
+    # and the old holder now sees a live foreign lease (a new record)
     assert not a.try_acquire_or_renew()
     clock.advance(3.5)
     assert a.try_acquire_or_renew()
@@ -261,18 +263,64 @@ def test_expiry_uses_the_lease_duration_written_in_the_lease() -> None:
     a = elector(store, "a", clock, lease_duration=10.0)
     b = elector(store, "b", clock, lease_duration=2.0)
     assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
     clock.advance(5.0)
     assert not b.try_acquire_or_renew()
     clock.advance(5.01)
     assert b.try_acquire_or_renew()
 
 
-def test_unparseable_renew_time_counts_as_expired() -> None:
+def test_unparseable_renew_time_is_never_read() -> None:
+    """renewTime is not parsed at all: an unchanged record expires after the duration."""
     store, clock = FakeLeases(), Clock()
     a, b = elector(store, "a", clock), elector(store, "b", clock)
     assert a.try_acquire_or_renew()
     store.objects[LEASE]["spec"]["renewTime"] = "garbage"
+    assert not b.try_acquire_or_renew()
+    clock.advance(3.0)
     assert b.try_acquire_or_renew()
+    assert store.spec()["holderIdentity"] == "b"
+
+
+def _skewed_holder(store: FakeLeases, clock: Clock, skew: float) -> LeaderElector:
+    """A holder whose wall clock is ``skew`` seconds off the follower's."""
+    return LeaderElector(
+        cast(KubeClient, store),
+        namespace=NS,
+        name=NAME,
+        identity="a",
+        lease_duration=3.0,
+        clock=lambda: clock() + skew,
+        monotonic=clock,
+    )
+
+
+@pytest.mark.parametrize("skew", [-3600.0, -10.0, 10.0, 3600.0])
+def test_a_live_lease_is_never_taken_whatever_the_skew(skew: float) -> None:
+    """Issue 16: a holder whose renewTime lies in the past (by the follower's clock)
+    used to lose a live Lease at once; one in the future kept a dead one for the skew."""
+    store, clock = FakeLeases(), Clock()
+    a, b = _skewed_holder(store, clock, skew), elector(store, "b", clock)
+    assert a.try_acquire_or_renew()
+    for _ in range(20):  # a keeps renewing every second for 20 s
+        assert not b.try_acquire_or_renew()
+        clock.advance(1.0)
+        assert a.try_acquire_or_renew()
+    assert store.spec()["holderIdentity"] == "a"
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+def test_an_abandoned_lease_is_taken_within_duration_plus_retry(skew: float) -> None:
+    store, clock = FakeLeases(), Clock()
+    a, b = _skewed_holder(store, clock, skew), elector(store, "b", clock)
+    assert a.try_acquire_or_renew()  # its last renewal: then a dies
+    retry = b.retry_period
+    waited = 0.0
+    while not b.try_acquire_or_renew():  # b's loop: one round per retry period
+        clock.advance(retry)
+        waited += retry
+        assert waited <= 3.0 + retry, "the abandoned Lease was not taken in time"
+    assert waited >= 3.0 - 1e-9  # and not before the duration passed
     assert store.spec()["holderIdentity"] == "b"
 
 
@@ -283,6 +331,7 @@ def test_concurrent_takeover_only_one_wins() -> None:
     old = elector(store, "old", clock)
     a, b = elector(store, "a", clock), elector(store, "b", clock)
     assert old.try_acquire_or_renew()
+    assert not a.try_acquire_or_renew() and not b.try_acquire_or_renew()  # both observe it
     clock.advance(4.0)
     results: list[bool] = []
     store.before_replace = lambda: results.append(b.try_acquire_or_renew())

@@ -2,7 +2,15 @@
 
 Each replica tries to hold the Lease ``<namespace>/<name>``: it may take it when
 the Lease is missing, released (no holder) or not renewed for
-``leaseDurationSeconds``; the holder renews it every ``retry_period``.  Every
+``leaseDurationSeconds``; the holder renews it every ``retry_period``.
+
+"Not renewed" is measured the way client-go measures it, immune to clock skew
+between replicas: a follower never compares the holder's ``renewTime`` (written
+by the holder's clock) with its own wall clock.  It remembers the Lease record it
+last saw and when it saw it change, on its own monotonic clock; the Lease has
+expired when the record has not changed for ``leaseDurationSeconds`` since.  A
+replica that starts next to an abandoned Lease therefore waits one full duration
+before it takes it over - the price of never taking a live one.  Every
 write uses the Lease's resourceVersion (optimistic concurrency), so two replicas
 can never both win the same round.  A leader that cannot renew for
 ``renew_deadline`` steps down by itself, before its Lease can expire and a
@@ -52,6 +60,7 @@ class LeaderElector:
         retry_period: float | None = None,
         on_change: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.path = api_path("coordination.k8s.io/v1", "leases", name, namespace=namespace)
@@ -65,7 +74,10 @@ class LeaderElector:
         )
         self.retry_period = retry_period if retry_period is not None else lease_duration / 5
         self.on_change = on_change
-        self.clock = clock
+        self.clock = clock  # wall clock: only for the times written into the Lease
+        self.monotonic = monotonic  # expiry of another holder's Lease
+        self._seen_record: tuple[Any, ...] | None = None
+        self._seen_at = 0.0
         self.transitions = 0
         self._leader = threading.Event()
         self._stop = threading.Event()
@@ -159,15 +171,8 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        if holder and holder != self.identity:
-            renewed = spec.get("renewTime")
-            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-            try:
-                last = parse_micro_time(str(renewed)) if renewed else 0.0
-            except ValueError:
-                last = 0.0
-            if now < last + duration:
-                return False  # someone else holds a live lease
+        if holder and holder != self.identity and not self._expired(spec):
+            return False  # someone else holds a live lease
         if holder != self.identity:
             self.transitions += 1
         lease["spec"] = self._spec(now, lease)
@@ -176,6 +181,19 @@ class LeaderElector:
         except Conflict:
             return False
         return True
+
+    def _expired(self, spec: dict[str, Any]) -> bool:
+        """Has the record in ``spec`` stayed the same for its lease duration, as this
+        replica's monotonic clock measures it since it first saw that record?"""
+        record = tuple(sorted((k, str(v)) for k, v in spec.items()))
+        now = self.monotonic()
+        if record != self._seen_record:
+            self._seen_record, self._seen_at = record, now
+        try:
+            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        except (TypeError, ValueError):
+            duration = self.lease_duration
+        return now >= self._seen_at + duration
 
     def _release(self) -> None:
         try:
