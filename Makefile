@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration controlplane deploy-tools bench clean
+.PHONY: demo test unit integration controlplane calico deploy-tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 # repo (scripts/controlplane-build.sh; KUBEBUILDER_ASSETS is honoured).
 controlplane:
 	scripts/controlplane-build.sh
+
+# Calico's confd and calicoctl (+ confd's templates, Calico's v1 CRDs), built from the
+# Go module proxy and cached outside the repo (scripts/calico-build.sh; docs/CALICO.md).
+calico:
+	scripts/calico-build.sh
 
 # helm and kustomize, built from the Go module proxy and cached outside the repo
 # (scripts/deploy-tools-build.sh; ~4 minutes once).  Install guide: docs/INSTALL.md.
