@@ -8,9 +8,28 @@ from __future__ import annotations
 
 import reprlib
 
+#: Control characters, escaped where they would break a message or note into lines
+#: (an object named "a\nb" in a hand-written file).
+_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(32), 0x7F]} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped and lone surrogates (undecodable bytes
+    read with ``surrogateescape``) spelled out, so it prints as one line anywhere."""
+    escaped = text.translate(_ESCAPES)
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class CalicoRRError(Exception):
-    """Base class of every error calico-rr raises on purpose."""
+    """Base class of every error calico-rr raises on purpose.  Its text is always one
+    printable line: the CLI prints it as ``calico-rr: error: ...``."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class InputError(CalicoRRError):

@@ -34,12 +34,6 @@ DEFAULT_ASN = 64512
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
-#: Most nodes one plan takes (synthetic or read from a file).  Twice the 50,000
-#: nodes the planner is built and benchmarked for, and past Kubernetes' own tested
-#: limit (5000 nodes per cluster); it keeps ``--nodes 10000000`` from running the
-#: machine out of memory before it says anything.
-MAX_NODES = 100_000
-
 #: Our label namespace.  Every object calico-rr creates carries MANAGED_BY_LABEL.
 PREFIX = "calico-rr.io"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calico_rr.core import limits
 from calico_rr.core.selector import (
     All,
     And,
@@ -15,11 +16,14 @@ from calico_rr.core.selector import (
     InSet,
     Not,
     Or,
+    Selector,
     SelectorError,
     compile_expr,
+    expr_depth,
     parse_selector,
     to_text,
 )
+from calico_rr.errors import InputError
 
 LABELS = {
     "calico-rr.io/role": "rr",
@@ -205,3 +209,129 @@ def test_keys_cover_what_the_matcher_reads(expr: Expr) -> None:
 def test_unprintable_value_rejected() -> None:
     with pytest.raises(ValueError, match="both quote"):
         to_text(Compare("a", "==", "'\""))
+
+
+# ---------------------------------------------------------------------------
+# Limits (issue 14): no RecursionError, whatever the text
+# ---------------------------------------------------------------------------
+
+NESTING = limits.MAX_SELECTOR_NESTING
+
+
+@pytest.mark.parametrize(
+    ("opener", "closer"),
+    [("(", ")"), ("!", ""), ("!(", ")"), ("(!", ")")],
+)
+def test_nesting_limit(opener: str, closer: str) -> None:
+    per_level = len(opener)  # '(' and '!' each count one level
+    levels = NESTING // per_level
+    ok = opener * levels + "has(a)" + closer * levels
+    sel = parse_selector(ok)
+    negations = opener.count("!") * levels
+    assert sel.matches({"a": "x"}) is (negations % 2 == 0)
+    too_deep = opener * (levels + 1) + "has(a)" + closer * (levels + 1)
+    with pytest.raises(SelectorError) as err:
+        parse_selector(too_deep)
+    assert err.value.position == NESTING
+    assert f"nests '(' and '!' more than {NESTING} levels deep" in str(err.value)
+
+
+@pytest.mark.parametrize("opener", ["(", "!", "!("])
+def test_thousands_of_openers_do_not_recurse(opener: str) -> None:
+    # Was: RecursionError from the recursive-descent parser.
+    with pytest.raises(SelectorError, match="levels deep") as err:
+        parse_selector(opener * 5000 + "has(a)" + ")" * 5000 * opener.count("("))
+    assert len(str(err.value)) < 300  # the text is cut in the message
+
+
+def test_selector_error_is_an_input_error() -> None:
+    # The CLI turns CalicoRRError into exit 2 and one line, even where no caller
+    # wraps the selector's error.
+    with pytest.raises(InputError) as err:
+        parse_selector("a ==")
+    assert isinstance(err.value, SelectorError) and isinstance(err.value, ValueError)
+    assert (
+        str(err.value)
+        == "invalid selector 'a ==': at position 4 expected a quoted string, found end of input"
+    )
+
+
+def test_length_limit() -> None:
+    key = "k" * 60
+    clause = f"{key} == 'v' || "
+    count = (limits.MAX_SELECTOR_CHARS - len("all()")) // len(clause)
+    ok = clause * count + "all()"
+    assert len(ok) <= limits.MAX_SELECTOR_CHARS
+    assert parse_selector(ok).matches({})
+    too_long = clause * (count + 1) + "all()"
+    assert len(too_long) > limits.MAX_SELECTOR_CHARS
+    with pytest.raises(SelectorError) as err:
+        parse_selector(too_long)
+    message = str(err.value)
+    assert f"is longer than {limits.MAX_SELECTOR_CHARS} characters" in message
+    assert f"({len(too_long)} characters)" in message and len(message) < 300
+
+
+def test_the_longest_selector_calico_rr_writes_parses() -> None:
+    # A peerSelector naming 1,000 RR slots (MAX_ROUTE_REFLECTORS in core.config).
+    text = "calico-rr.io/rr-slot in {" + ", ".join(f"'r{i}'" for i in range(1000)) + "}"
+    assert len(text) * 2 <= limits.MAX_SELECTOR_CHARS
+    assert parse_selector(text).matches({"calico-rr.io/rr-slot": "r999"})
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, True, ["a"], {"a": "b"}])
+def test_non_string_selector(value: object) -> None:
+    with pytest.raises(SelectorError) as err:
+        parse_selector(value)  # type: ignore[arg-type]
+    assert f"expected a string, got {type(value).__name__}" in str(err.value)
+
+
+def _worst_case_text() -> str:
+    # Each '(' opens an Or holding an And: two tree levels per nesting level.
+    return "a == '1' || b == '1' && (" * NESTING + "has(c)" + ")" * NESTING
+
+
+def test_deepest_parsable_tree_is_within_the_tree_limit() -> None:
+    sel = parse_selector(_worst_case_text())
+    assert expr_depth(sel.expr) == 2 * NESTING + 1
+    assert expr_depth(sel.expr) <= limits.MAX_SELECTOR_TREE_DEPTH
+    assert sel.matches({"a": "1"}) and not sel.matches({"c": "x"})
+    assert sel.matches({"b": "1", "a": "1"})
+
+
+def test_evaluation_depth_is_bounded() -> None:
+    # Matching the deepest selector needs well under a third of Python's default
+    # recursion limit, whatever the stack already holds.
+    import sys
+
+    sel = parse_selector(_worst_case_text())
+    labels = {"b": "1"}  # every And is evaluated down to the innermost has(c)
+
+    def depth_here() -> int:
+        frame, n = sys._getframe(), 0
+        while frame is not None:
+            frame, n = frame.f_back, n + 1  # type: ignore[assignment]
+        return n
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth_here() + 350)
+    try:
+        assert sel.matches(labels) is False
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def test_tree_depth_limit_on_built_selectors() -> None:
+    deep: Expr = Has("a")
+    for _ in range(limits.MAX_SELECTOR_TREE_DEPTH - 1):
+        deep = Not(deep)
+    assert expr_depth(deep) == limits.MAX_SELECTOR_TREE_DEPTH
+    assert Selector("built", deep).matches({"a": "x"}) is (limits.MAX_SELECTOR_TREE_DEPTH % 2 == 1)
+    with pytest.raises(SelectorError, match=f"at most {limits.MAX_SELECTOR_TREE_DEPTH}"):
+        Selector("built", Not(deep))
+
+
+def test_expr_depth() -> None:
+    assert expr_depth(All()) == 1
+    assert expr_depth(Not(Has("a"))) == 2
+    assert expr_depth(And((Has("a"), Or((Has("b"), Not(Has("c"))))))) == 4

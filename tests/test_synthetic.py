@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_rr.core.kube import node_from_k8s, node_to_k8s
+from calico_rr.core.limits import MAX_NODES
 from calico_rr.core.synthetic import ADDRESSES, synthetic_cluster, synthetic_ip, zone_name
 from calico_rr.errors import ConfigError
-from calico_rr.model import ANN_IPV4, MAX_NODES, ZONE_LABEL, Node
+from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 
 RACK = "calico-rr.io/rack"
 START = 1704067200.0

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from calico_rr.core import values
+from calico_rr.core.limits import MAX_NODES
 from calico_rr.errors import ConfigError
-from calico_rr.model import MAX_NODES, PREFIX, ZONE_LABEL
+from calico_rr.model import PREFIX, ZONE_LABEL
 
 Topology = Literal["auto", "single", "multi", "quorum", "hierarchy"]
 TOPOLOGIES: tuple[Topology, ...] = ("auto", "single", "multi", "quorum", "hierarchy")

@@ -69,7 +69,7 @@ from calico_rr.core.resources import (
 )
 from calico_rr.core.selector import parse_selector
 from calico_rr.core.sessions import SessionGraph, build_session_graph
-from calico_rr.errors import InputError, safe_repr
+from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, BGPPeer, CalicoState
 
 __all__ = [
@@ -348,7 +348,7 @@ def inventory_from_documents(docs: Iterable[Any], *, where: str = "input") -> In
         subnets=subnets,
         mesh_field=mesh_field,
         api_group=" + ".join(g for g in present if g) or None,
-        notes=tuple(notes),
+        notes=tuple(one_line(n) for n in notes),
     )
 
 

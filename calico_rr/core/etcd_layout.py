@@ -257,6 +257,8 @@ def decode_document(key: str, value: bytes, mod_revision: int) -> dict[str, Any]
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"value is not JSON: {exc}", obj=where) from None
+    except RecursionError:  # a value nested thousands of levels deep: no Calico object
+        raise InputError("value is nested too deeply to be a Calico resource", obj=where) from None
     if not isinstance(doc, dict):
         raise InputError(f"value must be a JSON object, got {type(doc).__name__}", obj=where)
     api = doc.get("apiVersion")

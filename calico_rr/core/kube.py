@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, TypeGuard
 
 from calico_rr.core.values import is_dotted_quad
-from calico_rr.errors import InputError, safe_repr
+from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_IPV4, Node, Taint
 
 __all__ = [
@@ -478,7 +478,7 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
             add(node_from_k8s(item, where=item_label), item_label)
 
     nodes.sort(key=lambda n: n.name)
-    return nodes, notes
+    return nodes, [one_line(n) for n in notes]
 
 
 # ---------------------------------------------------------------------------

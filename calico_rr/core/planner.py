@@ -20,12 +20,13 @@ from typing import Any
 from calico_rr.core import render
 from calico_rr.core.config import PlanConfig
 from calico_rr.core.kube import node_to_k8s
+from calico_rr.core.limits import MAX_NODES
 from calico_rr.core.selection import healthy, ineligibility
 from calico_rr.core.sizing import rr_count
 from calico_rr.core.topologies import auto, hierarchy, multi, quorum, single
 from calico_rr.core.topologies.base import ClusterView, Layout
 from calico_rr.errors import InputError
-from calico_rr.model import MAX_NODES, Node
+from calico_rr.model import Node
 
 Builder = Callable[[ClusterView, PlanConfig, int], Layout]
 

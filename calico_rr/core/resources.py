@@ -35,7 +35,7 @@ from calico_rr.core.kube import check_string_map, position, type_name
 from calico_rr.core.selector import SelectorError, parse_selector
 from calico_rr.core.values import cluster_id as parse_cluster_id
 from calico_rr.core.values import is_dotted_quad
-from calico_rr.errors import InputError, safe_repr
+from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import (
     ANN_ASN,
     ANN_CLUSTER_ID,
@@ -587,7 +587,7 @@ def parse_objects(objects: Iterable[Located], *, where: str = "input") -> Parsed
             peers=tuple(peers[n] for n in sorted(peers)),
             config=config,
         ),
-        notes=tuple(notes),
+        notes=tuple(one_line(n) for n in notes),
     )
 
 

@@ -21,6 +21,12 @@ Absent labels follow calico-node's evaluator: ``k != 'v'`` and ``k not in {...}`
 A parsed :class:`Selector` is compiled into nested closures, so ``matches`` costs a
 few dict lookups.  :func:`parse_selector` is memoised: the session graph parses the
 same handful of selector strings over and over.
+
+Parsing, compiling and matching recurse over the nesting, so a selector is bounded
+(:mod:`calico_rr.core.limits`): at most MAX_SELECTOR_CHARS characters and
+MAX_SELECTOR_NESTING levels of ``(`` and ``!``, and every :class:`Selector`, parsed
+or built from an AST, at most MAX_SELECTOR_TREE_DEPTH levels deep.  Beyond them
+:class:`SelectorError` says so instead of a RecursionError.
 """
 
 from __future__ import annotations
@@ -30,22 +36,43 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from calico_rr.core import limits
+from calico_rr.errors import InputError
+
 Matcher: TypeAlias = Callable[[Mapping[str, str]], bool]
 CompareOp = Literal["==", "!=", "starts with", "ends with", "contains"]
 COMPARE_OPS: tuple[CompareOp, ...] = ("==", "!=", "starts with", "ends with", "contains")
 
 
-class SelectorError(ValueError):
-    """A selector that does not parse: says where and what was expected."""
+#: Characters of the selector quoted in an error message (a message is one line).
+_QUOTED_CHARS = 80
 
-    def __init__(self, text: str, position: int, expected: str) -> None:
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut to _QUOTED_CHARS characters."""
+    if len(text) <= _QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:_QUOTED_CHARS]!r}... ({len(text)} characters)"
+
+
+class SelectorError(InputError, ValueError):
+    """A selector that does not parse: says where and what was expected.
+
+    An :class:`~calico_rr.errors.InputError` (the CLI prints it and exits 2 even
+    where no caller names the object) and, as before, a ValueError.  ``problem``
+    replaces the "expected ..., found ..." wording for the limits.
+    """
+
+    def __init__(
+        self, text: str, position: int, expected: str, *, problem: str | None = None
+    ) -> None:
         self.text = text
         self.position = position
         self.expected = expected
-        found = repr(text[position : position + 12]) if position < len(text) else "end of input"
-        super().__init__(
-            f"invalid selector {text!r}: at position {position} expected {expected}, found {found}"
-        )
+        if problem is None:
+            found = repr(text[position : position + 12]) if position < len(text) else "end of input"
+            problem = f"expected {expected}, found {found}"
+        super().__init__(f"invalid selector {_shown(text)}: at position {position} {problem}")
 
 
 # ---------------------------------------------------------------------------
@@ -218,12 +245,38 @@ def _compile_compare(expr: Compare) -> Matcher:
 # ---------------------------------------------------------------------------
 
 
+def expr_depth(expr: Expr) -> int:
+    """Levels of ``expr``'s tree (a leaf is 1, ``!has(a)`` is 2); not recursive."""
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Not):
+            stack.append((node.expr, depth + 1))
+        elif isinstance(node, And | Or):
+            stack.extend((part, depth + 1) for part in node.parts)
+    return deepest
+
+
 class Selector:
-    """A parsed selector: ``text`` (source), ``expr`` (AST), ``keys`` and ``matches``."""
+    """A parsed selector: ``text`` (source), ``expr`` (AST), ``keys`` and ``matches``.
+
+    Raises :class:`SelectorError` when ``expr`` is deeper than
+    ``limits.MAX_SELECTOR_TREE_DEPTH``: compiling and matching recurse over it.
+    """
 
     __slots__ = ("_fn", "expr", "keys", "text")
 
     def __init__(self, text: str, expr: Expr) -> None:
+        depth = expr_depth(expr)
+        if depth > limits.MAX_SELECTOR_TREE_DEPTH:
+            raise SelectorError(
+                text,
+                0,
+                "a shallower selector",
+                problem=f"nests {depth} levels deep (at most {limits.MAX_SELECTOR_TREE_DEPTH})",
+            )
         self.text = text
         self.expr = expr
         #: Label keys the selector reads: its result depends on these labels only.
@@ -252,9 +305,26 @@ class Selector:
         return hash(self.expr)
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_selector(text: str) -> Selector:
-    """Parse Calico selector ``text``; raises :class:`SelectorError` on bad syntax."""
+    """Parse Calico selector ``text``; raises :class:`SelectorError` on bad syntax,
+    on a value that is not a string, and beyond the limits of
+    :mod:`calico_rr.core.limits` (length, nesting)."""
+    if not isinstance(text, str):
+        raise SelectorError(
+            repr(text), 0, "a string", problem=f"expected a string, got {type(text).__name__}"
+        )
+    if len(text) > limits.MAX_SELECTOR_CHARS:
+        raise SelectorError(
+            text,
+            limits.MAX_SELECTOR_CHARS,
+            "a shorter selector",
+            problem=f"is longer than {limits.MAX_SELECTOR_CHARS} characters",
+        )
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Selector:
     return Selector(text, _Parser(text).parse())
 
 
@@ -269,12 +339,24 @@ _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
 
 
 class _Parser:
-    __slots__ = ("n", "pos", "text")
+    __slots__ = ("depth", "n", "pos", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
         self.n = len(text)
+        self.depth = 0  # '(' and '!' open around the current position
+
+    def _enter(self) -> None:
+        """One more level of '(' or '!' (self.pos is just past it)."""
+        self.depth += 1
+        if self.depth > limits.MAX_SELECTOR_NESTING:
+            raise SelectorError(
+                self.text,
+                self.pos - 1,
+                "a shallower selector",
+                problem=f"nests '(' and '!' more than {limits.MAX_SELECTOR_NESTING} levels deep",
+            )
 
     # -- helpers ---------------------------------------------------------------
 
@@ -353,14 +435,19 @@ class _Parser:
         # "!=" never starts a term, so a '!' here is always negation.
         if self._peek("!"):
             self.pos += 1
-            return Not(self._unary())
+            self._enter()
+            expr = Not(self._unary())
+            self.depth -= 1
+            return expr
         return self._primary()
 
     def _primary(self) -> Expr:
         if self._peek("("):
             self.pos += 1
+            self._enter()
             expr = self._or()
             self._expect(")")
+            self.depth -= 1
             return expr
         start = self.pos
         if start >= self.n:

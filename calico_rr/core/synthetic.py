@@ -19,8 +19,9 @@ import math
 from collections.abc import Mapping
 
 from calico_rr.core.config import RACK_LABEL
+from calico_rr.core.limits import MAX_NODES
 from calico_rr.errors import ConfigError
-from calico_rr.model import MAX_NODES, ZONE_LABEL, Condition, Node, Taint
+from calico_rr.model import ZONE_LABEL, Condition, Node, Taint
 
 __all__ = ["ADDRESSES", "synthetic_cluster", "synthetic_ip", "zone_name"]
 

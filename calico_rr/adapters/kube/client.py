@@ -62,7 +62,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import yaml
 
 from calico_rr.errors import InputError
 
@@ -535,16 +534,16 @@ class KubeClient:
         file paths are relative to the kubeconfig's directory.  ``kw`` goes to
         :class:`KubeClient` (not ``verify``/``cert``/``token``/``token_file``).
         """
+        from calico_rr.adapters.nodes_io import read_documents
+
         file = Path(path).expanduser()
         name = str(file)
         try:
-            config = yaml.safe_load(file.read_text())
-        except OSError as exc:
-            raise KubeConfigError(
-                f"cannot read kubeconfig: {exc.strerror or exc}", obj=name
-            ) from exc
-        except yaml.YAMLError as exc:
-            raise KubeConfigError(f"not valid YAML: {exc}", obj=name) from exc
+            # The input limits of every other file (size, nesting, aliases) apply.
+            docs = read_documents(name)
+        except InputError as exc:
+            raise KubeConfigError(f"cannot read kubeconfig: {exc.detail}", obj=name) from None
+        config = docs[0] if len(docs) == 1 else None
         if not isinstance(config, dict):
             raise KubeConfigError("not a kubeconfig (expected a mapping)", obj=name)
         ctx_name = context or config.get("current-context")
