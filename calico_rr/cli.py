@@ -1066,6 +1066,13 @@ def lab(
         ),
     ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each convergence.")] = 180,
+    renderer: Annotated[
+        str,
+        typer.Option(
+            help="Who renders each node's BIRD config: 'confd' (Calico's own, built by "
+            "scripts/calico-build.sh) or 'imitation' (the project's core.bird)."
+        ),
+    ] = "confd",
     cleanup: Annotated[
         bool, typer.Option(help="Only remove what labs whose process died left behind.")
     ] = False,
@@ -1103,6 +1110,7 @@ def lab(
                 dedicated=dedicated,
                 progress=progress,
                 timeout=timeout,
+                renderer=renderer,
             )
         )
     except KeyboardInterrupt:

@@ -54,6 +54,9 @@ class Observation:
 class LabAgent:
     """confd + BIRD reloads for every node of ``lab``."""
 
+    #: what renders the BIRD configs (``calico-rr lab --renderer``)
+    renderer = "imitation"
+
     def __init__(
         self,
         lab: LabNetwork,
@@ -70,6 +73,7 @@ class LabAgent:
         self.state: CalicoState | None = None
         self.graph: SessionGraph | None = None
         self.reloads = 0
+        self.errors: list[str] = []
         self.config_changes = 0
         self._last: dict[str, str] = {}
         self._peer_of: dict[str, dict[str, str]] = {}  # node -> protocol -> peer name
@@ -86,14 +90,7 @@ class LabAgent:
 
         Raises LabError when the state names a BGP node that is not a lab node, or
         a lab node under another address (the lab cannot emulate it)."""
-        graph = build_session_graph(state)
-        for node in graph.nodes:
-            lab_node = self._by_ip.get(node.ip or "")
-            if lab_node is None or lab_node.name != node.name:
-                raise LabError(
-                    f"node {node.name} ({node.ip}) is not a lab node: the lab emulates "
-                    f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on 10.99.0.0/16"
-                )
+        graph = self._graph(state)
         blocks: dict[str, str | None] = {
             n.name: None if n.name in self.workload_free else n.block for n in self.lab.nodes
         }
@@ -123,6 +120,30 @@ class LabAgent:
         if changed:
             self.config_changes += 1
         return changed
+
+    def _graph(self, state: CalicoState) -> SessionGraph:
+        graph = build_session_graph(state)
+        for node in graph.nodes:
+            lab_node = self._by_ip.get(node.ip or "")
+            if lab_node is None or lab_node.name != node.name:
+                raise LabError(
+                    f"node {node.name} ({node.ip}) is not a lab node: the lab emulates "
+                    f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on 10.99.0.0/16"
+                )
+        return graph
+
+    def set_state(self, state: CalicoState) -> SessionGraph:
+        """Take ``state`` as the verifier's view (sessions and routes to expect)
+        without rendering anything (another renderer writes the configs)."""
+        graph = self._graph(state)
+        with self._lock:
+            self.state, self.graph = state, graph
+        return graph
+
+    def peer_names(self, node: LabNode) -> dict[str, str]:
+        """BIRD protocol name -> peer node name, for the node's sessions."""
+        with self._lock:
+            return dict(self._peer_of.get(node.name, {}))
 
     def _write(self, node: LabNode, text: str) -> None:
         if not node.running:
@@ -159,8 +180,7 @@ class LabAgent:
         control = node.control  # one read: a kill on another thread may clear it
         if control is None or not node.running:
             return {}
-        with self._lock:
-            names = dict(self._peer_of.get(node.name, {}))
+        names = self.peer_names(node)
         out: dict[str, str] = {}
         for proto in control.protocols():
             if proto.proto == "BGP" and proto.name in names:

@@ -39,6 +39,7 @@ __all__ = [
     "LabNetwork",
     "LabNode",
     "cleanup_stale",
+    "die_with_parent",
     "pod_block",
     "require_tools",
 ]
@@ -92,7 +93,8 @@ def _run(args: list[str], *, stdin: str | None = None, check: bool = True) -> st
     return proc.stdout
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """``preexec_fn`` of the lab's daemons: die with the lab, own session."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -306,14 +308,11 @@ class LabNetwork:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
-        pids = self._record.setdefault("pids", [])
-        assert isinstance(pids, list)
-        pids.append(node.proc.pid)
-        self._save()
+        self.register_pid(node.proc.pid)
         node.control = BirdControl(node.sock)
         deadline = time.monotonic() + timeout
         while True:
@@ -347,6 +346,14 @@ class LabNetwork:
                 proc.kill()
                 proc.wait(timeout=10)
         node.proc = None
+
+    def register_pid(self, pid: int) -> None:
+        """Record a daemon of the lab (killed by :meth:`close` and by
+        :func:`cleanup_stale` once the lab's process is gone)."""
+        pids = self._record.setdefault("pids", [])
+        assert isinstance(pids, list)
+        pids.append(pid)
+        self._save()
 
     def kernel_routes(self, node: LabNode) -> set[str]:
         """Pod-block routes in the node's kernel table (installed by BIRD)."""

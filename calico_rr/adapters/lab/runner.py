@@ -27,6 +27,7 @@ from calico_rr.adapters.kube.demo import (
 )
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
+from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.core.config import PlanConfig
@@ -35,7 +36,10 @@ from calico_rr.core.planner import plan
 from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
 
-__all__ = ["DEDICATED_LABEL", "ClusterLab", "run_lab"]
+__all__ = ["DEDICATED_LABEL", "RENDERERS", "ClusterLab", "run_lab"]
+
+#: who renders each node's BIRD config: Calico's confd, or the project's imitation
+RENDERERS = ("confd", "imitation")
 
 #: the label of dedicated route-reflector nodes (no workloads, no pod block)
 DEDICATED_LABEL = "node-role.kubernetes.io/route-reflector"
@@ -65,7 +69,13 @@ class ClusterLab:
         dedicated: int = 0,
         progress: Progress = _quiet,
         timeout: float = 180.0,
+        renderer: str = "imitation",
     ) -> None:
+        if renderer not in RENDERERS:
+            raise LabError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+        self.renderer = renderer
+        #: Calico's version facts when confd renders (``calico_bin.locate().as_dict()``)
+        self.calico: dict[str, str] | None = None
         if size < 2:
             raise LabError(f"a lab needs at least 2 nodes, got {size}")
         if not 0 <= dedicated <= size - 2:
@@ -133,13 +143,31 @@ class ClusterLab:
             n = self.nodes[i]
             self.nodes[i] = dataclasses.replace(n, labels={**n.labels, DEDICATED_LABEL: "true"})
         self.dedicated_nodes = frozenset(n.name for n in self.nodes[first : self.size])
-        self.agent = LabAgent(self.lab, workload_free=self.dedicated_nodes)
+        self.agent = self._agent()
         self.watcher = KubeWatcher(self.agent, self.admin, self.api_group)
         self.watcher.start()
         self._stack.append(self.watcher.stop)
         self.watcher.wait_synced()
         self.progress(f"creating {self.size} nodes (full mesh on)")
         create_nodes(self.admin, self.nodes[: self.size])
+
+    def _agent(self) -> LabAgent:
+        """The imitation agent, or Calico's confd per node (docs/LAB.md)."""
+        if self.renderer == "imitation":
+            return LabAgent(self.lab, workload_free=self.dedicated_nodes)
+        from calico_rr.adapters.calico_bin import locate
+        from calico_rr.adapters.lab.confd import ConfdFleet, create_ipam
+
+        binaries = locate()
+        self.calico = binaries.as_dict()
+        self.progress(f"starting {len(self.lab.nodes)} confd ({binaries.label})")
+        create_ipam(self.admin, self.lab, self.dedicated_nodes)
+        fleet = ConfdFleet(self.lab, binaries, self.cp.admin_kubeconfig)
+        fleet.start()
+        self._stack.append(fleet.stop)
+        agent = ConfdAgent(self.lab, fleet, workload_free=self.dedicated_nodes).start()
+        self._stack.append(agent.stop)
+        return agent
 
     # -- helpers --------------------------------------------------------------
 
@@ -350,10 +378,16 @@ def run_lab(
     dedicated: int = 0,
     progress: Progress = _quiet,
     timeout: float = 180.0,
+    renderer: str = "confd",
 ) -> dict[str, Any]:
     """The lab end to end; the JSON-able result of ``calico-rr lab``."""
     spare = max(2, nodes // 8) if scenarios else 0
-    result: dict[str, Any] = {"nodes": nodes, "topology": topology, "operator": operator}
+    result: dict[str, Any] = {
+        "nodes": nodes,
+        "topology": topology,
+        "operator": operator,
+        "renderer": renderer,
+    }
     t_start = time.monotonic()
     with ClusterLab(
         nodes,
@@ -363,7 +397,9 @@ def run_lab(
         dedicated=dedicated,
         progress=progress,
         timeout=timeout,
+        renderer=renderer,
     ) as lab:
+        result["calico"] = lab.calico
         mesh = lab.wait_bird(since=t_start)
         result["full_mesh"] = {
             "sessions_established": mesh["sessions_established"],
@@ -389,6 +425,10 @@ def run_lab(
         if operator and scenarios:
             steps += _scenarios(lab)
         final = lab.agent.status()
+        if isinstance(lab.agent, ConfdAgent):
+            diffs = lab.agent.peer_differences()
+            result["imitation_peer_differences"] = len(diffs)
+            result["imitation_peer_difference_examples"] = diffs[:5]
         result.update(
             {
                 "nodes": final["nodes"],
@@ -410,7 +450,7 @@ def run_lab(
                 "dedicated_nodes": sorted(lab.dedicated_nodes),
                 "steps": steps,
                 "bird_reloads": lab.agent.reloads,
-                "agent_errors": lab.watcher.errors[:5],
+                "agent_errors": [*lab.watcher.errors, *lab.agent.errors][:5],
             }
         )
     result["seconds_total"] = round(time.monotonic() - t_start, 1)

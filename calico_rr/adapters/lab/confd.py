@@ -1,0 +1,373 @@
+"""The lab on Calico's own confd (issue 13 item 2).
+
+Each lab node gets a real ``confd`` process (Calico v3.28, built by
+``scripts/calico-build.sh``, found by :func:`calico_rr.adapters.calico_bin.locate`)
+in watch mode, in the host's network namespace, reading the lab's API server as
+that node (``NODENAME``).  It renders ``bird.cfg``, ``bird_aggr.cfg`` and
+``bird_ipam.cfg`` into the node's own directory from a per-node copy of Calico's
+confdir, changed only where paths and one BIRD-fork attribute demand it
+(:func:`node_confdir`):
+
+* every ``dest`` points into the node's directory, and the templates' ``include``
+  lines too;
+* ``reload_cmd`` reconfigures the node's own BIRD through its control socket
+  (``birdc -s SOCK configure``; calico-node runs ``sv hup bird``), ``check_cmd``
+  runs the stock ``bird -p``;
+* the shim: Debian's BIRD 1.6.8 does not know ``krt_tunnel`` (an attribute of
+  Calico's BIRD fork) that ``bird_ipam.cfg`` sets in ``filter
+  calico_kernel_programming``; the copy declares it as a local variable of that
+  filter (one line).  BGP behaviour is unchanged: the filter only programs the
+  kernel, and the lab runs no IPIP.
+* the IPv6 templates (``bird6*``) are left out: the lab is IPv4 only.
+
+:class:`ConfdAgent` is the lab agent for this renderer: it keeps the verifier's
+view (the session graph of what the API server holds), starts each node's BIRD
+once confd has written that node's files, and names sessions by the peer address
+in confd's protocol names (``Mesh_10_99_1_2``, ``Node_...``, ``Global_...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Collection
+from pathlib import Path
+
+from calico_rr.adapters.calico_bin import CalicoBinaries
+from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.lab.agent import LabAgent
+from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode, die_with_parent
+from calico_rr.core.bird import bird_nodes
+from calico_rr.model import CalicoState
+
+__all__ = [
+    "IPV4_TEMPLATES",
+    "SHIM_LINE",
+    "ConfdAgent",
+    "ConfdFleet",
+    "block_affinity_document",
+    "create_ipam",
+    "ippool_document",
+    "node_confdir",
+    "parse_neighbors",
+    "peer_key",
+    "shim_ipam_template",
+]
+
+#: the conf.d entries the lab runs (IPv4 only)
+IPV4_TEMPLATES = ("bird", "bird_aggr", "bird_ipam")
+#: what :func:`shim_ipam_template` inserts after the filter's name
+SHIM_LINE = "string krt_tunnel;  # calico-rr: stock BIRD 1.6 lacks Calico's krt_tunnel"
+_FILTER_HEAD = "filter calico_kernel_programming {"
+_TOML_KEY = re.compile(r'^(\s*)(dest|reload_cmd|check_cmd)\s*=\s*".*"\s*$')
+_INCLUDE = re.compile(r'^(\s*include\s+")([^"/][^"]*)(";.*)$', re.MULTILINE)
+_PROTO = re.compile(r"^(?:Mesh|Node|Global)_(\d+)_(\d+)_(\d+)_(\d+)(?:_port_\d+)?$")
+
+
+def shim_ipam_template(text: str) -> str:
+    """``bird_ipam.cfg.template`` with ``krt_tunnel`` declared as a filter-local
+    variable; LabError if the filter header is not there exactly once."""
+    if text.count(_FILTER_HEAD) != 1:
+        raise LabError(f"bird_ipam.cfg.template: expected one {_FILTER_HEAD!r}")
+    return text.replace(_FILTER_HEAD, f"filter calico_kernel_programming\n{SHIM_LINE}\n{{")
+
+
+def _rewrite_toml(text: str, name: str, out: Path, sock: Path, bird: str, birdc: str) -> str:
+    values = {
+        "dest": str(out / f"{name}.cfg"),
+        "reload_cmd": f"{birdc} -s {sock} configure >/dev/null 2>&1 || true",
+        "check_cmd": f"{bird} -p -c {{{{.src}}}}",
+    }
+    lines = []
+    for line in text.splitlines():
+        m = _TOML_KEY.match(line)
+        lines.append(f'{m.group(1)}{m.group(2)} = "{values[m.group(2)]}"' if m else line)
+    return "\n".join(lines) + "\n"
+
+
+def node_confdir(
+    binaries: CalicoBinaries, directory: Path, sock: Path, *, bird: str, birdc: str
+) -> Path:
+    """Write the node's copy of Calico's confdir under ``directory``
+    (``confdir/``; confd renders into ``directory`` itself); the confdir."""
+    confdir = directory / "confdir"
+    (confdir / "conf.d").mkdir(parents=True, exist_ok=True)
+    (confdir / "templates").mkdir(exist_ok=True)
+    for name in IPV4_TEMPLATES:
+        toml = (binaries.confdir / "conf.d" / f"{name}.toml").read_text()
+        text = _rewrite_toml(toml, name, directory, sock, bird, birdc)
+        (confdir / "conf.d" / f"{name}.toml").write_text(text)
+        template = (binaries.templates / f"{name}.cfg.template").read_text()
+        template = _INCLUDE.sub(lambda m: f"{m[1]}{directory}/{m[2]}{m[3]}", template)
+        if name == "bird_ipam":
+            template = shim_ipam_template(template)
+        (confdir / "templates" / f"{name}.cfg.template").write_text(template)
+    return confdir
+
+
+def ippool_document(cidr: str = "10.244.0.0/16") -> dict[str, object]:
+    """The lab's IPPool (crd.projectcalico.org/v1): no encapsulation, /26 blocks."""
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "IPPool",
+        "metadata": {"name": "lab-pool"},
+        "spec": {
+            "cidr": cidr,
+            "blockSize": 26,
+            "ipipMode": "Never",
+            "vxlanMode": "Never",
+            "natOutgoing": False,
+            "nodeSelector": "all()",
+        },
+    }
+
+
+def block_affinity_document(node: str, cidr: str) -> dict[str, object]:
+    """A confirmed BlockAffinity of ``cidr`` to ``node``, named as Calico's IPAM
+    names them (``<node>-<cidr with . and / as ->``)."""
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BlockAffinity",
+        "metadata": {"name": f"{node}-{cidr.replace('.', '-').replace('/', '-')}"},
+        "spec": {"node": node, "cidr": cidr, "state": "confirmed", "deleted": "false"},
+    }
+
+
+def parse_neighbors(text: str) -> dict[str, dict[str, str]]:
+    """The BGP protocols of a rendered ``bird.cfg``: name -> ``neighbor`` (address),
+    ``as``, and the session options the comparison cares about (``rr_client``,
+    ``rr_cluster_id``, ``passive``) as strings."""
+    out: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        head = re.match(r"protocol bgp (\S+) from bgp_template \{", line)
+        if head:
+            current = out.setdefault(head.group(1), {"rr_client": "no", "passive": "no"})
+        elif current is not None and line.startswith("neighbor "):
+            words = line.rstrip(";").split()
+            current["neighbor"], current["as"] = words[1], words[-1]
+        elif current is not None and line == "rr client;":
+            current["rr_client"] = "yes"
+        elif current is not None and line.startswith("rr cluster id "):
+            current["rr_cluster_id"] = line.rstrip(";").split()[-1]
+        elif current is not None and line == "passive on;":
+            current["passive"] = "yes"
+        elif current is not None and raw.startswith("}"):
+            current = None
+    return out
+
+
+def peer_key(asn: str, rr_client: bool, cluster_id: str | None) -> tuple[str, ...]:
+    """A rendered session as compared between confd and the imitation: the peer's
+    AS, and ``rr client`` with its cluster ID on the local side."""
+    return (f"as {asn}", f"rr client {cluster_id}" if rr_client else "plain")
+
+
+class ConfdFleet:
+    """One confd process per lab node, in watch mode, recorded with the lab's
+    daemons (killed with the lab, and by ``calico-rr lab --cleanup``)."""
+
+    def __init__(self, lab: LabNetwork, binaries: CalicoBinaries, kubeconfig: Path) -> None:
+        self.lab = lab
+        self.binaries = binaries
+        self.kubeconfig = kubeconfig
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        bird = shutil.which("bird", path="/usr/sbin:/sbin:/usr/bin")
+        birdc = shutil.which("birdc", path="/usr/sbin:/sbin:/usr/bin")
+        if bird is None or birdc is None:
+            raise LabError("the confd renderer needs bird and birdc (Debian package bird)")
+        self.bird, self.birdc = bird, birdc
+
+    def directory(self, node: LabNode) -> Path:
+        assert self.lab.workdir is not None
+        return self.lab.workdir / f"{node.name}.confd"
+
+    def files(self, node: LabNode) -> list[Path]:
+        return [self.directory(node) / f"{name}.cfg" for name in IPV4_TEMPLATES]
+
+    def ready(self, node: LabNode) -> bool:
+        """confd has written all of the node's files."""
+        return all(path.is_file() for path in self.files(node))
+
+    def stub(self, node: LabNode) -> str:
+        """The config BIRD is started with: confd's ``bird.cfg``, included."""
+        return f'# calico-rr lab: rendered by Calico confd\ninclude "{self.files(node)[0]}";\n'
+
+    def start(self) -> None:
+        for node in self.lab.nodes:
+            self._start_one(node)
+
+    def _start_one(self, node: LabNode) -> None:
+        out = self.directory(node)
+        confdir = node_confdir(self.binaries, out, node.sock, bird=self.bird, birdc=self.birdc)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "DATASTORE_TYPE": "kubernetes",
+            "KUBECONFIG": str(self.kubeconfig),
+            "NODENAME": node.name,
+        }
+        with (out / "confd.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [str(self.binaries.confd), "-confdir", str(confdir)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        self.procs[node.name] = proc
+        self.lab.register_pid(proc.pid)
+
+    def dead(self) -> list[str]:
+        """Nodes whose confd exited (with the tail of its log)."""
+        out = []
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                log = self.directory(self.lab.node(name)) / "confd.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+                out.append(f"{name}: exit {proc.returncode} {' '.join(tail)}")
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+
+class ConfdAgent(LabAgent):
+    """The lab agent when confd renders: BIRD configs come from :class:`ConfdFleet`;
+    this agent only holds the verifier's view and starts each BIRD once its node's
+    files exist (and again after :meth:`restart`)."""
+
+    renderer = "confd"
+
+    def __init__(
+        self, lab: LabNetwork, fleet: ConfdFleet, *, workload_free: Collection[str] = ()
+    ) -> None:
+        super().__init__(lab, workload_free=workload_free)
+        self.fleet = fleet
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def apply(self, state: CalicoState) -> list[str]:
+        self.set_state(state)
+        return self.start_ready()
+
+    def start_ready(self) -> list[str]:
+        """Start the BIRD of every node whose files confd has written; their names."""
+        started = []
+        with self._lock:
+            for node in self.lab.nodes:
+                if node.running or node.name in self.held_down or not self.fleet.ready(node):
+                    continue
+                stub = self.fleet.stub(node)
+                self._last[node.name] = stub
+                self.lab.start_bird(node, stub)
+                started.append(node.name)
+        return started
+
+    def start(self, period: float = 0.2) -> ConfdAgent:
+        """Start BIRDs as confd's files appear (nodes that join later, too)."""
+
+        def loop() -> None:
+            while not self._stop.wait(period):
+                try:
+                    self.start_ready()
+                except LabError as exc:
+                    if str(exc) not in self.errors:
+                        self.errors.append(str(exc))
+
+        self._thread = threading.Thread(target=loop, name="lab-confd-birds", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def peer_names(self, node: LabNode) -> dict[str, str]:
+        """confd's protocol names carry the peer address: protocol -> lab node."""
+        control = node.control
+        if control is None:
+            return {}
+        out = {}
+        for proto in control.protocols():
+            m = _PROTO.match(proto.name)
+            peer = self._by_ip.get(".".join(m.groups())) if m else None
+            if peer is not None:
+                out[proto.name] = peer.name
+        return out
+
+    def imitation_peers(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """What the imitation (``core.bird``) would render for the current state:
+        node -> peer address -> :func:`peer_key`."""
+        with self._lock:
+            graph, state = self.graph, self.state
+        if graph is None or state is None:
+            raise LabError("the agent has no state yet")
+        blocks: dict[str, str | None] = {n.name: n.block for n in self.lab.nodes}
+        out: dict[str, dict[str, tuple[str, ...]]] = {}
+        for bn in bird_nodes(graph, state, blocks):
+            out[bn.name] = {
+                p.ip: peer_key(str(p.asn), p.rr_client, bn.cluster_id if p.rr_client else None)
+                for p in bn.peers
+            }
+        return out
+
+    def confd_peers(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """What confd rendered for the same nodes: node -> peer address -> key."""
+        out: dict[str, dict[str, tuple[str, ...]]] = {}
+        for name in self.imitation_peers():
+            protos = self.rendered_peers(self.lab.node(name)).values()
+            out[name] = {
+                p["neighbor"]: peer_key(p["as"], p["rr_client"] == "yes", p.get("rr_cluster_id"))
+                for p in protos
+            }
+        return out
+
+    def peer_differences(self) -> list[str]:
+        """Where confd's rendered BGP peers differ from the imitation's, one line
+        per (node, peer address); [] when they agree."""
+        confd, imitation = self.confd_peers(), self.imitation_peers()
+        out = []
+        for name in sorted(imitation):
+            mine, theirs = imitation[name], confd.get(name, {})
+            for ip in sorted(mine.keys() | theirs.keys()):
+                if mine.get(ip) != theirs.get(ip):
+                    out.append(
+                        f"{name} peer {ip}: confd {theirs.get(ip)}, imitation {mine.get(ip)}"
+                    )
+        return out
+
+    def rendered_peers(self, node: LabNode) -> dict[str, dict[str, str]]:
+        """The BGP protocols confd rendered for ``node`` (empty before its first file)."""
+        path = self.fleet.files(node)[0]
+        return parse_neighbors(path.read_text()) if path.is_file() else {}
+
+
+def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[str]) -> int:
+    """The IPPool and one BlockAffinity per workload node (its lab /26), as
+    Calico's IPAM leaves them; without them confd exports no pod block.  The
+    number of objects created."""
+    group = "crd.projectcalico.org/v1"
+    client.create(api_path(group, "ippools"), ippool_document())
+    count = 1
+    for node in lab.nodes:
+        if node.name not in workload_free:
+            client.create(
+                api_path(group, "blockaffinities"), block_affinity_document(node.name, node.block)
+            )
+            count += 1
+    return count
