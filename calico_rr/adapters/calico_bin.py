@@ -133,6 +133,16 @@ def build(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
             f"{script} not found: set {ENV_BIN} to a directory with Calico's binaries"
         )
     try:
+        return run_build_script(script, timeout=timeout)
+    except RuntimeError as exc:
+        raise CalicoBinError(str(exc)) from exc
+
+
+def run_build_script(script: Path, *, timeout: float = 3600.0) -> Path:
+    """Run one of the repo's build scripts (scripts/*-build.sh): the directory it
+    prints on its last stdout line.  Its progress (stderr) goes to this process's
+    stderr; any failure is a RuntimeError saying what went wrong."""
+    try:
         done = subprocess.run(
             ["bash", str(script)],
             stdout=subprocess.PIPE,
@@ -141,12 +151,12 @@ def build(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CalicoBinError(f"{script}: {exc}") from exc
+        raise RuntimeError(f"{script}: {exc}") from exc
     if done.returncode != 0:
-        raise CalicoBinError(f"{script} exited with status {done.returncode}")
+        raise RuntimeError(f"{script} exited with status {done.returncode}")
     lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
     if not lines:
-        raise CalicoBinError(f"{script} printed no directory")
+        raise RuntimeError(f"{script} printed no directory")
     return Path(lines[-1])
 
 

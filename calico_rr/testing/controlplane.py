@@ -116,22 +116,12 @@ def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> P
     The script's progress (stderr) goes to this process's stderr.  Any failure
     raises ``ControlPlaneError``: callers (tests) must fail, not skip.
     """
+    from calico_rr.adapters.calico_bin import run_build_script
+
     try:
-        done = subprocess.run(
-            ["bash", str(script)],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ControlPlaneError(f"{script}: {exc}") from exc
-    if done.returncode != 0:
-        raise ControlPlaneError(f"{script} exited with status {done.returncode}")
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if not lines:
-        raise ControlPlaneError(f"{script} printed no directory")
-    directory = Path(lines[-1].strip())
+        directory = run_build_script(script, timeout=timeout)
+    except RuntimeError as exc:
+        raise ControlPlaneError(str(exc)) from exc
     _check_binaries(directory)
     return directory
 
