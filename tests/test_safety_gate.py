@@ -282,3 +282,24 @@ def test_usage_errors_are_one_line(args: list[str]) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("calico-rr: error: ")
+
+
+def test_a_bad_cluster_id_annotation_is_refused_by_every_command(tmp_path: Path) -> None:
+    """Issue 14: '1.2.3' passed plan/render and was refused by verify/doctor."""
+    nodes = node_list(6)
+    nodes["items"][2]["metadata"]["annotations"][
+        "projectcalico.org/RouteReflectorClusterID"
+    ] = "1.2.3"
+    path = write(tmp_path, "nodes.yaml", nodes)
+    lines = set()
+    for args in (
+        ["render", "--nodes-file", path],
+        ["plan", "--nodes-file", path],
+        ["verify", "--resources", path],
+        ["doctor", "--resources", path],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "node-00002" in result.stderr and "'1.2.3'" in result.stderr, result.stderr
+        lines.add(result.stderr.split(": ", 2)[-1])
+    assert len(lines) == 1, lines  # the same words from one validation

@@ -25,9 +25,9 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
-from calico_rr.core.values import is_dotted_quad
+from calico_rr.core.values import cluster_id, is_dotted_quad
 from calico_rr.errors import InputError, one_line, safe_repr
-from calico_rr.model import ANN_IPV4, Node, Taint
+from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, Node, Taint
 
 __all__ = [
     "check_string_map",
@@ -394,6 +394,13 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
             )
     else:
         ip = fallback_ip
+    # The same check verify and doctor apply (core.values): a plan must not rest on
+    # a cluster ID calico-node would refuse.
+    cluster_id(
+        annotations.get(ANN_CLUSTER_ID),
+        obj=label,
+        field=f'metadata.annotations["{ANN_CLUSTER_ID}"]',
+    )
 
     return Node(
         name=name,
