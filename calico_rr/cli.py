@@ -319,8 +319,8 @@ def plan(
     def run() -> dict[str, Any]:
         inputs = load_inputs(**plan_args)
         made = make_plan(inputs.nodes, inputs.config)
-        verdicts.append(gate_plan(made))
         graph = plan_graph(made)
+        verdicts.append(gate_plan(made, graph=graph))
         verification = run_verify(graph).to_dict() if verify else None
         summary = summarize(made, notes=inputs.notes, graph=graph, verification=verification)
         summary["safety"] = verdicts[0].to_dict()

@@ -785,7 +785,6 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
     own RRs).  The final message tells the user to switch it off again once their
     own configuration passes ``calico-rr verify``."""
     record = dict(obs.transition or {})
-    restore_mesh = True
     bridge = {n for n, p in obs.peers.items() if _is_bridge(p)}
     owned_nodes = {n for n, ns in obs.nodes.items() if ns.owned_labels or ns.owned_annotations}
     others = set(obs.peers) - bridge
@@ -803,7 +802,7 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
                     "`calico-rr verify` passes on your configuration"
                 )
         return d
-    if restore_mesh and (not obs.mesh_enabled or not bridge):
+    if not obs.mesh_enabled or not bridge:
         d = Decision(Phase.UNINSTALLING, "bridge every node to the RRs and switch the mesh on")
         if not bridge:
             d.peer_applies.append(bridge_peer(settings.plan.api_group))
@@ -812,21 +811,20 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
         d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
         d.requeue_after = _requeue(settings, 0.0)
         return d
-    if restore_mesh:
-        made_at = record.get("madeAt") if record.get("kind") == "Uninstall" else None
-        if not isinstance(made_at, int | float):
-            d = Decision(Phase.UNINSTALLING, "mesh on; waiting for its sessions")
-            d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
-            d.requeue_after = _requeue(settings, 0.0)
-            return d
-        waited = obs.now - float(made_at)
-        if waited < settings.wait_timeout:
-            d = Decision(
-                Phase.UNINSTALLING,
-                f"mesh on; waiting {settings.wait_timeout - waited:.1f}s before removing peerings",
-            )
-            d.requeue_after = _requeue(settings, waited)
-            return d
+    made_at = record.get("madeAt") if record.get("kind") == "Uninstall" else None
+    if not isinstance(made_at, int | float):
+        d = Decision(Phase.UNINSTALLING, "mesh on; waiting for its sessions")
+        d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
+        d.requeue_after = _requeue(settings, 0.0)
+        return d
+    waited = obs.now - float(made_at)
+    if waited < settings.wait_timeout:
+        d = Decision(
+            Phase.UNINSTALLING,
+            f"mesh on; waiting {settings.wait_timeout - waited:.1f}s before removing peerings",
+        )
+        d.requeue_after = _requeue(settings, waited)
+        return d
     d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
     rrs = sorted(n for n in owned_nodes if _current_cid(obs.nodes[n]) is not None)
     for name in rrs + sorted(owned_nodes - set(rrs)):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.sessions import SessionGraph, build_session_graph
 from calico_rr.core.verify import fast
 
 if TYPE_CHECKING:
@@ -63,7 +63,11 @@ class Safety:
 
 def check(docs: Iterable[Any], down: Collection[str] = ()) -> Safety:
     """Reachability among the running nodes of the cluster described by ``docs``."""
-    graph = build_session_graph(parse_resources(docs, where="cluster").state)
+    return check_graph(build_session_graph(parse_resources(docs, where="cluster").state), down)
+
+
+def check_graph(graph: SessionGraph, down: Collection[str] = ()) -> Safety:
+    """:func:`check` on a session graph already built from the documents."""
     index = graph.index()
     removed = [index[n] for n in down if n in index]
     live = graph.without(removed) if removed else graph
@@ -121,9 +125,12 @@ def names_text(names: Sequence[str], limit: int = _LISTED) -> str:
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
-def gate_plan(plan: Plan, *, down: Collection[str] = ()) -> Verdict:
+def gate_plan(
+    plan: Plan, *, down: Collection[str] = (), graph: SessionGraph | None = None
+) -> Verdict:
     """May ``plan``'s resources be applied?  ``down``: nodes known not to run BGP now
-    (the operator passes its NotReady nodes; the CLI checks every node)."""
+    (the operator passes its NotReady nodes; the CLI checks every node).  ``graph``:
+    the plan's session graph when the caller has built it already (``plan_graph``)."""
     nodes = plan.nodes
     addressed = [n.name for n in nodes if n.ip is not None]
     without = [n.name for n in nodes if n.ip is None]
@@ -155,7 +162,7 @@ def gate_plan(plan: Plan, *, down: Collection[str] = ()) -> Verdict:
             tuple(addressed),
             (f"no route reflector could be placed: {_ineligible_text(plan)}",),
         )
-    result = check(plan.calico_documents(), down)
+    result = check(plan.calico_documents(), down) if graph is None else check_graph(graph, down)
     if result.ok:
         return Verdict(len(addressed), (), ())
     cause = f"the configuration leaves nodes without routes: {result.describe()}"

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from calico_rr.adapters.lab.net import REGISTRY
 from calico_rr.testing.lab import ensure_lab_tools
+
+from .procs import pids_of
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +33,7 @@ def _namespaces(prefix: str) -> list[str]:
 
 def _bird_pids(lab_id: str) -> list[int]:
     """BIRD processes whose config lives in this lab's work directory."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            cmd
-            and cmd[0].endswith(b"bird")
-            and any(f"calico-rr-{lab_id}-".encode() in a for a in cmd)
-        ):
-            pids.append(int(proc.name))
-    return pids
+    return pids_of("bird", f"calico-rr-{lab_id}-")
 
 
 def _start(*args: str) -> subprocess.Popen[str]:

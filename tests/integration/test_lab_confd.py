@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +26,8 @@ from calico_rr.adapters.lab.confd import SHIM_LINE, ConfdAgent, parse_neighbors
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.labcheck import expected_sessions
 from calico_rr.testing.lab import ensure_lab_tools
+
+from .procs import pids_of
 
 pytestmark = pytest.mark.integration
 
@@ -119,17 +120,7 @@ def test_confd_passive_rule_differs_from_imitation(
 
 
 def _confd_pids(workdir_marker: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"confd") and any(workdir_marker.encode() in a for a in cmd):
-            pids.append(int(proc.name))
-    return pids
+    return pids_of("confd", workdir_marker)
 
 
 def test_cli_lab_on_confd() -> None:
