@@ -503,6 +503,14 @@ def verify(
     ] = None,
     engine: Annotated[str, typer.Option(help="auto | exact | fast.")] = "auto",
     examples: Annotated[int, typer.Option(help="Missing pairs to list.")] = 10,
+    calico_version: Annotated[
+        str | None,
+        typer.Option(
+            "--calico-version",
+            help="Read --resources as this Calico release does (e.g. v3.28.5); default: "
+            "the newest.  Older releases ignore reversePeering (docs/CALICO.md).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Prove every node reaches every other node, loop-free, surviving RR failures.
@@ -512,7 +520,7 @@ def verify(
     from calico_rr.core.verify import verify as run_verify
 
     def run() -> tuple[dict[str, Any], list[str], bool]:
-        graph, notes = _graph_for_verify(plan_args, resources)
+        graph, notes = _graph_for_verify(plan_args, resources, calico_version)
         zone_label = plan_args["zone_label"]
         zones = _zone_members(graph, zone_label, fail_zone or [])
         if engine not in ("auto", "exact", "fast"):
@@ -540,8 +548,13 @@ def verify(
     raise typer.Exit(0 if ok else 1)
 
 
-def _graph_for_verify(plan_args: dict[str, Any], resources: str | None) -> tuple[Any, list[str]]:
+def _graph_for_verify(
+    plan_args: dict[str, Any], resources: str | None, calico_version: str | None = None
+) -> tuple[Any, list[str]]:
+    from calico_rr.core.calico_version import parse_calico_version
     from calico_rr.core.sessions import build_session_graph
+
+    calico = parse_calico_version(calico_version) if calico_version is not None else None
 
     if resources is None:
         from calico_rr.core.planner import plan as make_plan
@@ -555,7 +568,7 @@ def _graph_for_verify(plan_args: dict[str, Any], resources: str | None) -> tuple
     from calico_rr.core.resources import parse_resources
 
     where = "standard input" if resources == "-" else resources  # as nodes_io names it
-    parsed = parse_resources(read_documents(resources), where=where)
+    parsed = parse_resources(read_documents(resources), where=where, calico=calico)
     return build_session_graph(parsed.state), list(parsed.notes)
 
 

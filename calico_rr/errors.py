@@ -80,5 +80,3 @@ def safe_repr(value: object) -> str:
         return _REPR.repr(value)
     except (ValueError, RecursionError):  # a str or repr of some odd object failing
         return f"<{type(value).__name__}>"
-
-

@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from calico_rr.core.calico_version import CalicoVersion, parse_calico_version
 from calico_rr.errors import CalicoRRError
 
 __all__ = [
@@ -65,6 +66,11 @@ class CalicoBinaries:
     def label(self) -> str:
         """One line for reports: ``Calico release-v3.28 (a0db560f0520; github.com/...@v...)``."""
         return f"Calico {self.branch} ({self.commit}; {self.module}@{self.version})"
+
+    @property
+    def release(self) -> CalicoVersion:
+        """The Calico release the manifests name (``v3.28.5``), for version rules."""
+        return parse_calico_version(self.manifests)
 
     def as_dict(self) -> dict[str, str]:
         """The version facts for JSON output (``calico-rr lab --json``)."""

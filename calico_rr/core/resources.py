@@ -26,11 +26,13 @@ checks IPv4 addresses with a hand-written dotted-quad test instead of
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from calico_rr.core.calico_version import REVERSE_PEERING_SINCE, CalicoVersion
 from calico_rr.core.kube import check_string_map, position, type_name
 from calico_rr.core.selector import SelectorError, parse_selector
 from calico_rr.core.values import cluster_id as parse_cluster_id
@@ -521,18 +523,23 @@ def resolve_api_groups(
     return [loc for loc in kept if loc is not None], notes
 
 
-def parse_resources(docs: Iterable[Any], *, where: str = "input") -> ParsedResources:
-    """Read decoded resource documents into a :class:`CalicoState`.
+def parse_resources(
+    docs: Iterable[Any], *, where: str = "input", calico: CalicoVersion | None = None
+) -> ParsedResources:
+    """Read decoded resource documents into a :class:`CalicoState`, as the Calico
+    release ``calico`` reads them (None: the newest; ``core.calico_version``).
 
     ``where`` names the source (a file name) in error messages.  Nodes and BGPPeers
     come out sorted by name.  Raises :class:`InputError` on a malformed document,
     an invalid field, or a name used twice within one kind (see
     :func:`resolve_api_groups` for the same object in both API groups).
     """
-    return parse_objects(iter_objects(docs, where), where=where)
+    return parse_objects(iter_objects(docs, where), where=where, calico=calico)
 
 
-def parse_objects(objects: Iterable[Located], *, where: str = "input") -> ParsedResources:
+def parse_objects(
+    objects: Iterable[Located], *, where: str = "input", calico: CalicoVersion | None = None
+) -> ParsedResources:
     """:func:`parse_resources` on objects already located by :func:`iter_objects`
     (``doctor`` picks the BGP ones out of a larger dump; positions stay those of
     the whole input).  Applies :func:`resolve_api_groups` first."""
@@ -569,7 +576,8 @@ def parse_objects(objects: Iterable[Located], *, where: str = "input") -> Parsed
                 )
             nodes[name] = node
         elif kind == "BGPPeer" and api in CALICO_GROUPS:
-            peers[name] = bgppeer_from_dict(name, loc.meta, doc)
+            peer = bgppeer_from_dict(name, loc.meta, doc)
+            peers[name] = _as_read_by(peer, calico, notes)
         elif kind == "BGPConfiguration" and api in CALICO_GROUPS:
             if name != "default":
                 # Per-node configurations (node.<name>) hold no mesh/AS settings we use.
@@ -589,6 +597,21 @@ def parse_objects(objects: Iterable[Located], *, where: str = "input") -> Parsed
         ),
         notes=tuple(one_line(n) for n in notes),
     )
+
+
+def _as_read_by(peer: BGPPeer, calico: CalicoVersion | None, notes: list[str]) -> BGPPeer:
+    """``peer`` as the Calico release ``calico`` reads it; what it drops, in ``notes``."""
+    if (
+        calico is not None
+        and peer.reverse_peering is ReversePeering.MANUAL
+        and not calico.honours_reverse_peering()
+    ):
+        notes.append(
+            f"BGPPeer {peer.name}: reversePeering Manual is ignored by Calico {calico} "
+            f"(the field exists from {REVERSE_PEERING_SINCE}): the selected nodes peer back"
+        )
+        return dataclasses.replace(peer, reverse_peering=ReversePeering.AUTO)
+    return peer
 
 
 def _bgp_config(doc: Mapping[str, Any]) -> BGPConfig:

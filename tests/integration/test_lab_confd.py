@@ -22,9 +22,14 @@ from typing import Any
 import pytest
 
 from calico_rr.adapters.calico_bin import locate
+from calico_rr.adapters.kube.client import api_path
 from calico_rr.adapters.lab.confd import SHIM_LINE, ConfdAgent, parse_neighbors
 from calico_rr.adapters.lab.runner import ClusterLab
+from calico_rr.core.calico_version import REVERSE_PEERING_SINCE
 from calico_rr.core.labcheck import expected_sessions
+from calico_rr.core.resources import parse_resources
+from calico_rr.core.sessions import build_session_graph
+from calico_rr.model import ANN_CLUSTER_ID
 from calico_rr.testing.lab import ensure_lab_tools
 
 from .procs import pids_of
@@ -142,3 +147,47 @@ def test_cli_lab_on_confd() -> None:
     assert out["imitation_peer_differences"] == 0, out["imitation_peer_difference_examples"]
     # the lab's confd processes went with it (its work directory names its id)
     assert _confd_pids(f"calico-rr-crr{proc.pid % 100000}-") == []
+
+
+def test_reverse_peering_manual_follows_calico_version() -> None:
+    """``reversePeering: Manual`` (Calico >= v3.30.3) kept by the newer CRDs the lab
+    installs: confd v3.28 ignores it and peers back, and the verifier told the
+    lab's Calico version predicts exactly that (core.calico_version); read as the
+    newest Calico, the same objects would cut every client off."""
+    ensure_lab_tools()
+    binaries = locate()
+    with ClusterLab(6, renderer="confd", timeout=TIMEOUT) as lab:
+        assert lab.watcher.calico == binaries.release < REVERSE_PEERING_SINCE
+        rrs = lab.lab.nodes[:2]
+        for node in rrs:
+            path = api_path("v1", "nodes", node.name)
+            obj = lab.admin.get(path)
+            assert obj is not None
+            obj["metadata"].setdefault("labels", {})["rr"] = "true"
+            obj["metadata"].setdefault("annotations", {})[ANN_CLUSTER_ID] = "9.9.9.9"
+            lab.admin.replace(path, obj)
+        group = lab.api_group
+        peers = {
+            "clients-to-rrs": {
+                "nodeSelector": "!has(rr)",
+                "peerSelector": "has(rr)",
+                "reversePeering": "Manual",
+            },
+            "rrs": {"nodeSelector": "has(rr)", "peerSelector": "has(rr)"},
+        }
+        for name, spec in peers.items():
+            doc = {"apiVersion": group, "kind": "BGPPeer", "metadata": {"name": name}}
+            lab.admin.create(api_path(group, "bgppeers"), {**doc, "spec": spec})
+        config = {"apiVersion": group, "kind": "BGPConfiguration"}
+        config |= {"metadata": {"name": "default"}, "spec": {"nodeToNodeMeshEnabled": False}}
+        lab.admin.apply(api_path(group, "bgpconfigurations", "default"), config, force=True)
+        st = lab.wait_bird(since=time.monotonic())
+        assert st["converged"], st["comparison"].describe()
+        assert st["bird_reachable"] and st["matches_verifier"] and st["missing_pairs"] == 0
+        stored = lab.admin.get(api_path(group, "bgppeers", "clients-to-rrs"))
+        assert stored is not None and stored["spec"]["reversePeering"] == "Manual"
+        docs = lab.watcher.documents()
+        newest = build_session_graph(parse_resources(docs).state)
+        old = build_session_graph(parse_resources(docs, calico=binaries.release).state)
+        assert len(expected_sessions(old)) == 4 * 2 + 1
+        assert len(expected_sessions(newest)) == 1  # only the RR pair: clients cut off

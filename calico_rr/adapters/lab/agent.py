@@ -29,6 +29,7 @@ from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode
 from calico_rr.core.bird import BgpTimers, BirdNode, bird_nodes, protocol_names, render_bird_config
+from calico_rr.core.calico_version import CalicoVersion
 from calico_rr.core.kube import format_timestamp
 from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
 from calico_rr.core.resources import parse_resources
@@ -353,8 +354,11 @@ class KubeWatcher:
         *,
         coalesce: float = 0.05,
         status_period: float = 1.0,
+        calico: CalicoVersion | None = None,
     ) -> None:
         self.agent = agent
+        #: the Calico release whose reading the verifier's view follows (None: newest)
+        self.calico = calico
         self.client = client
         self.api_group = api_group
         self.coalesce = coalesce
@@ -429,7 +433,7 @@ class KubeWatcher:
             if not all(inf.synced.is_set() for inf in self.informers.values()):
                 continue
             try:
-                state = parse_resources(self.documents(), where="cluster").state
+                state = parse_resources(self.documents(), where="cluster", calico=self.calico).state
                 self.agent.apply(state)
                 self.applied += 1
             except (InputError, LabError, BirdError) as exc:

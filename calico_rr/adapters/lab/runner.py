@@ -30,6 +30,7 @@ from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
+from calico_rr.core.calico_version import parse_calico_version
 from calico_rr.core.config import PlanConfig
 from calico_rr.core.opconfig import CONFIG_NAME
 from calico_rr.core.planner import plan
@@ -144,7 +145,9 @@ class ClusterLab:
             self.nodes[i] = dataclasses.replace(n, labels={**n.labels, DEDICATED_LABEL: "true"})
         self.dedicated_nodes = frozenset(n.name for n in self.nodes[first : self.size])
         self.agent = self._agent()
-        self.watcher = KubeWatcher(self.agent, self.admin, self.api_group)
+        # confd of an older Calico reads the resources its own way (core.calico_version)
+        release = parse_calico_version(self.calico["manifests"]) if self.calico else None
+        self.watcher = KubeWatcher(self.agent, self.admin, self.api_group, calico=release)
         self.watcher.start()
         self._stack.append(self.watcher.stop)
         self.watcher.wait_synced()

@@ -1,0 +1,57 @@
+"""Which Calico release reads the configuration, and what that changes.
+
+What a set of Calico resources means can depend on the Calico version that
+reads it.  Each rule here names the first release it holds for and its source;
+``None`` as the version means "the newest Calico" (every rule on), which is what
+the verifier assumed before it took a version.
+
+Rules:
+
+* ``reversePeering`` on BGPPeer: added in Calico v3.30.3 (projectcalico/calico
+  PR 10675, backported in PR 10689; docs tigera/docs PR 2206).  Older releases
+  do not know the field (their CRDs prune it, their confd ignores it) and always
+  add the reverse peering of a ``peerSelector`` peering: measured here with
+  confd from the release-v3.28 branch (docs/CALICO.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from calico_rr.errors import InputError, safe_repr
+
+__all__ = ["REVERSE_PEERING_SINCE", "CalicoVersion", "parse_calico_version"]
+
+_VERSION = re.compile(r"^v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[-+].*)?$")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class CalicoVersion:
+    """A Calico release as major.minor.patch (a missing patch reads as 0)."""
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    def __str__(self) -> str:
+        return f"v{self.major}.{self.minor}.{self.patch}"
+
+    def honours_reverse_peering(self) -> bool:
+        return self >= REVERSE_PEERING_SINCE
+
+
+#: the first release whose BGPPeer has ``reversePeering`` (module docstring)
+REVERSE_PEERING_SINCE = CalicoVersion(3, 30, 3)
+
+
+def parse_calico_version(text: str) -> CalicoVersion:
+    """``v3.28.5``, ``3.30`` or ``v3.28.5-ga0db560f0520`` -> :class:`CalicoVersion`;
+    InputError for anything else."""
+    m = _VERSION.match(text.strip())
+    if m is None or int(m.group(1)) != 3:
+        raise InputError(
+            f"expected a Calico v3 release such as v3.28.5 or 3.30, got {safe_repr(text)}",
+            field="--calico-version",
+        )
+    return CalicoVersion(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))

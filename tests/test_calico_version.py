@@ -1,0 +1,131 @@
+"""Calico's version as an input (issue 13 item 6): core.calico_version and the
+verifier's reading of ``reversePeering`` per release."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from calico_rr.cli import app
+from calico_rr.core.calico_version import (
+    REVERSE_PEERING_SINCE,
+    CalicoVersion,
+    parse_calico_version,
+)
+from calico_rr.core.resources import parse_resources
+from calico_rr.errors import InputError
+from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, ReversePeering
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("v3.28.5", CalicoVersion(3, 28, 5)),
+        ("3.30", CalicoVersion(3, 30, 0)),
+        ("v3.28.5-ga0db560f0520", CalicoVersion(3, 28, 5)),
+        (" v3.31.1 ", CalicoVersion(3, 31, 1)),
+    ],
+)
+def test_parse(text: str, want: CalicoVersion) -> None:
+    assert parse_calico_version(text) == want
+
+
+@pytest.mark.parametrize("text", ["", "latest", "v2.6.12", "3", "v3.x", "3.28.5.1", "1" * 200])
+def test_parse_refuses(text: str) -> None:
+    with pytest.raises(InputError, match="--calico-version"):
+        parse_calico_version(text)
+
+
+def test_reverse_peering_boundary() -> None:
+    assert CalicoVersion(3, 30, 3) == REVERSE_PEERING_SINCE
+    assert not CalicoVersion(3, 30, 2).honours_reverse_peering()
+    assert CalicoVersion(3, 30, 3).honours_reverse_peering()
+    assert CalicoVersion(3, 31, 0).honours_reverse_peering()
+    assert str(CalicoVersion(3, 28, 5)) == "v3.28.5"
+
+
+def _node(name: str, ip: str, rr: bool) -> dict[str, Any]:
+    ann = {ANN_IPV4: f"{ip}/24", **({ANN_CLUSTER_ID: f"9.9.9.{ip[-1]}"} if rr else {})}
+    labels = {"rr": "true"} if rr else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": ann},
+    }
+
+
+def _docs(reverse: str | None = "Manual") -> list[dict[str, Any]]:
+    spec: dict[str, Any] = {"nodeSelector": "!has(rr)", "peerSelector": "has(rr)"}
+    if reverse is not None:
+        spec["reversePeering"] = reverse
+    return [
+        _node("rr1", "10.0.0.1", True),
+        _node("rr2", "10.0.0.4", True),
+        _node("a", "10.0.0.2", False),
+        _node("b", "10.0.0.3", False),
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "BGPPeer",
+            "metadata": {"name": "to-rr"},
+            "spec": spec,
+        },
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "BGPPeer",
+            "metadata": {"name": "rrs"},
+            "spec": {"nodeSelector": "has(rr)", "peerSelector": "has(rr)"},
+        },
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeToNodeMeshEnabled": False},
+        },
+    ]
+
+
+def test_manual_kept_by_new_releases_and_by_default() -> None:
+    for calico in (None, CalicoVersion(3, 30, 3), CalicoVersion(3, 32, 0)):
+        parsed = parse_resources(_docs(), calico=calico)
+        assert {p.name: p for p in parsed.state.peers}[
+            "to-rr"
+        ].reverse_peering is ReversePeering.MANUAL
+        assert not any("reversePeering" in n for n in parsed.notes)
+
+
+def test_manual_ignored_by_old_releases_with_a_note() -> None:
+    parsed = parse_resources(_docs(), calico=CalicoVersion(3, 28, 5))
+    assert {p.name: p for p in parsed.state.peers}["to-rr"].reverse_peering is ReversePeering.AUTO
+    assert parsed.notes == (
+        "BGPPeer to-rr: reversePeering Manual is ignored by Calico v3.28.5 "
+        "(the field exists from v3.30.3): the selected nodes peer back",
+    )
+    # Auto needs no note in any release
+    assert parse_resources(_docs("Auto"), calico=CalicoVersion(3, 28, 5)).notes == ()
+
+
+def _verify(tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _docs()}))
+    res = CliRunner().invoke(app, ["verify", "--resources", str(path), "--json", *extra])
+    return res.exit_code, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+def test_cli_verify_reads_as_the_given_release(tmp_path: Path) -> None:
+    code, out = _verify(tmp_path)
+    assert code == 1 and out["reachable"] is False  # newest Calico: the clients are cut off
+    code, out = _verify(tmp_path, "--calico-version", "v3.28.5")
+    assert code == 0 and out["reachable"] is True, out
+    assert any("reversePeering Manual is ignored" in n for n in out["notes"])
+
+
+def test_cli_verify_bad_version(tmp_path: Path) -> None:
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _docs()}))
+    res = CliRunner().invoke(app, ["verify", "--resources", str(path), "--calico-version", "x"])
+    assert res.exit_code == 2
+    assert "--calico-version" in res.output
