@@ -266,16 +266,16 @@ class ConfdAgent(LabAgent):
 
     def start_ready(self) -> list[str]:
         """Start the BIRD of every node whose files confd has written; their names."""
-        started = []
+        batch = []
         with self._lock:
             for node in self.lab.nodes:
                 if node.running or node.name in self.held_down or not self.fleet.ready(node):
                     continue
                 stub = self.fleet.stub(node)
                 self._last[node.name] = stub
-                self.lab.start_bird(node, stub)
-                started.append(node.name)
-        return started
+                batch.append((node, stub))
+            self.lab.start_birds(batch)
+        return [node.name for node, _ in batch]
 
     def start(self, period: float = 0.2) -> ConfdAgent:
         """Start BIRDs as confd's files appear (nodes that join later, too)."""

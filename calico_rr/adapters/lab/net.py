@@ -283,6 +283,18 @@ class LabNetwork:
 
     def start_bird(self, node: LabNode, config: str, *, timeout: float = 10.0) -> None:
         """Write ``config`` and start the node's BIRD; returns once its socket answers."""
+        self.start_birds([(node, config)], timeout=timeout)
+
+    def start_birds(self, configs: list[tuple[LabNode, str]], *, timeout: float = 10.0) -> None:
+        """Start several BIRDs at once, then wait for each socket.  Started one after
+        the other, the first would connect to peers not listening yet and sit out
+        BIRD's error wait (5-30 s with Calico's timers) before trying again."""
+        for node, config in configs:
+            self._spawn_bird(node, config)
+        for node, _ in configs:
+            self._await_bird(node, timeout)
+
+    def _spawn_bird(self, node: LabNode, config: str) -> None:
         if node.running:
             raise LabError(f"BIRD of {node.name} is already running")
         node.conf.write_text(config)
@@ -314,6 +326,9 @@ class LabNetwork:
             log.close()
         self.register_pid(node.proc.pid)
         node.control = BirdControl(node.sock)
+
+    def _await_bird(self, node: LabNode, timeout: float) -> None:
+        assert node.proc is not None and node.control is not None
         deadline = time.monotonic() + timeout
         while True:
             if node.proc.poll() is not None:
