@@ -30,7 +30,7 @@ from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
-from calico_rr.core.calico_version import parse_calico_version
+from calico_rr.core.calico_version import CalicoVersion
 from calico_rr.core.config import PlanConfig
 from calico_rr.core.opconfig import CONFIG_NAME
 from calico_rr.core.planner import plan
@@ -77,6 +77,8 @@ class ClusterLab:
         self.renderer = renderer
         #: Calico's version facts when confd renders (``calico_bin.locate().as_dict()``)
         self.calico: dict[str, str] | None = None
+        #: the release of that confd, whose reading the verifier's view follows
+        self.release: CalicoVersion | None = None
         if size < 2:
             raise LabError(f"a lab needs at least 2 nodes, got {size}")
         if not 0 <= dedicated <= size - 2:
@@ -146,8 +148,7 @@ class ClusterLab:
         self.dedicated_nodes = frozenset(n.name for n in self.nodes[first : self.size])
         self.agent = self._agent()
         # confd of an older Calico reads the resources its own way (core.calico_version)
-        release = parse_calico_version(self.calico["manifests"]) if self.calico else None
-        self.watcher = KubeWatcher(self.agent, self.admin, self.api_group, calico=release)
+        self.watcher = KubeWatcher(self.agent, self.admin, self.api_group, calico=self.release)
         self.watcher.start()
         self._stack.append(self.watcher.stop)
         self.watcher.wait_synced()
@@ -163,6 +164,7 @@ class ClusterLab:
 
         binaries = locate()
         self.calico = binaries.as_dict()
+        self.release = binaries.release
         self.progress(f"starting {len(self.lab.nodes)} confd ({binaries.label})")
         create_ipam(self.admin, self.lab, self.dedicated_nodes)
         fleet = ConfdFleet(self.lab, binaries, self.cp.admin_kubeconfig)
