@@ -623,18 +623,23 @@ class EtcdOperator(ReconcileLoop):
         )
         self._execute(decision, status)
         if decision.phase == core.Phase.UNINSTALLED and not decision.writes:
-            for key in (self.config_key, self.status_key):
-                entry = self.caches["own"].get(key)
-                if entry is not None:
-                    try:
-                        self.caches["own"].deleted(
-                            key,
-                            self.client.delete_if(key, entry.kv.mod_revision, fence=self._fence()),
-                        )
-                    except Fenced as exc:
-                        raise self._fenced(exc) from None
-                    except Conflict:
-                        pass  # changed or gone meanwhile: the next pass looks again
+            # The status first: the config's deletion says "done", and once it is gone
+            # no pass runs that could still delete a status left behind.
+            cache = self.caches["own"]
+            for key in (self.status_key, self.config_key):
+                entry = cache.get(key)
+                if entry is None:
+                    continue
+                try:
+                    cache.deleted(
+                        key, self.client.delete_if(key, entry.kv.mod_revision, fence=self._fence())
+                    )
+                except Fenced as exc:
+                    raise self._fenced(exc) from None
+                except Conflict as exc:  # changed meanwhile: take it, the next pass retries
+                    self._conflict(cache, entry, exc)
+                    self._wake.set()
+                    break
             self._record(decision.phase.value, decision.message)
             self._event("Normal", "Uninstalled", "mesh restored, calico-rr objects removed")
         else:
