@@ -32,6 +32,7 @@ import abc
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core import etcd_layout as L
 from calico_rr.core.config import RR_LABEL
+from calico_rr.core.kube import format_timestamp
 from calico_rr.core.safety import Safety, check
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
 from calico_rr.testing import ControlPlane
@@ -680,10 +682,17 @@ class EtcdDriver(Driver):
         self._edit_node(name, edit)
 
     def create_user_peer(self, name: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
+        # As ``calicoctl create`` stores it: libcalico-go sets uid and creationTimestamp,
+        # and refuses to update a document without them (the calicoctl round trip).
         doc = {
             "apiVersion": L.API_VERSION,
             "kind": "BGPPeer",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": format_timestamp(time.time()),
+            },
             "spec": spec,
         }
         key, value = L.encode_document(doc)

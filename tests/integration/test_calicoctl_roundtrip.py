@@ -11,7 +11,10 @@ every topology, and for ``deploy/example-config.yaml``'s settings:
    ``calico-rr render | kubectl apply --server-side`` would;
 2. ``calicoctl get bgppeers|bgpconfigurations|nodes -o yaml`` reads it back through
    Calico's client library, and ``calicoctl replace -f`` sends it through Calico's
-   validation: every object must be accepted (a rejection names the object);
+   validation: every object must be accepted (a rejection names the object).  This is
+   ``roundtrip()`` of tests/integration/calicoctl.py, which the operator scenarios
+   (test_operator_scenarios.py, test_scenarios_both_datastores.py) also run on the
+   state each scenario leaves;
 3. the same plan rendered for ``projectcalico.org/v3`` goes through
    ``calicoctl apply -f`` as written;
 4. each RR node's ``spec.bgp.routeReflectorClusterID`` as calicoctl shows it is the
@@ -25,11 +28,9 @@ whose CRDs validate none of that, stores them: the check can fail.
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ from calico_rr.core.synthetic import synthetic_cluster
 from calico_rr.core.values import parse_duration
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from calico_rr.testing import ControlPlane, apply_crds, request
+
+from .calicoctl import KINDS, Ctl, roundtrip
 
 pytestmark = pytest.mark.integration
 
@@ -70,74 +73,11 @@ def cp(calico: CalicoBinaries) -> Iterator[ControlPlane]:
         yield plane
 
 
-@dataclass
-class Ctl:
-    """``calicoctl`` against the control plane, as its admin."""
-
-    binary: Path
-    kubeconfig: Path
-    workdir: Path
-
-    def run(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.workdir),
-            "DATASTORE_TYPE": "kubernetes",
-            "KUBECONFIG": str(self.kubeconfig),
-            # client-go's default of 5 requests/s makes replacing 200 Nodes take 100 s.
-            "CALICO_K8SCLIENTQPS": "500",
-        }
-        return subprocess.run(
-            [str(self.binary), *args],
-            env=env,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def get(self, kind: str) -> list[dict[str, Any]]:
-        done = self.run("get", kind, "-o", "yaml")
-        assert done.returncode == 0, f"calicoctl get {kind}: {done.stdout}{done.stderr}"
-        doc = yaml.safe_load(done.stdout)
-        assert isinstance(doc, dict) and doc.get("kind", "").endswith("List"), done.stdout[:500]
-        items: list[dict[str, Any]] = doc.get("items") or []
-        return items
-
-    def write(self, name: str, docs: list[dict[str, Any]]) -> Path:
-        path = self.workdir / name
-        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        return path
-
-    def rejections(self, verb: str, docs: list[dict[str, Any]]) -> list[str]:
-        """``calicoctl <verb> -f`` of every document; the objects it refused, with
-        its message.  One call for all; on a failure (which stops calicoctl at the
-        first bad object) each document again on its own, to name every one."""
-        if not docs:
-            return []
-        done = self.run(verb, "-f", str(self.write(f"{verb}.yaml", docs)))
-        past = {"replace": "replaced", "apply": "applied", "create": "created"}[verb]
-        if done.returncode == 0 and f"Successfully {past} {len(docs)} " in done.stdout:
-            return []
-        out = []
-        for i, doc in enumerate(docs):
-            # The failed call may have written some objects already: without its
-            # resourceVersion a replace is unconditional, so those pass again.
-            meta = {k: v for k, v in doc["metadata"].items() if k != "resourceVersion"}
-            alone = [{**doc, "metadata": meta}]
-            one = self.run(verb, "-f", str(self.write(f"{verb}-{i}.yaml", alone)))
-            if one.returncode != 0 or f"Successfully {past} 1 " not in one.stdout:
-                msg = (one.stdout + one.stderr).strip().replace("\n", " | ")
-                out.append(f"{doc['kind']} {doc['metadata']['name']}: {msg}")
-        if not out:  # the whole call failed, yet each object alone passes
-            out.append(f"calicoctl {verb} of {len(docs)} objects: {done.stdout}{done.stderr}")
-        return out
-
-
 @pytest.fixture(scope="module")
 def ctl(cp: ControlPlane, calico: CalicoBinaries, tmp_path_factory: pytest.TempPathFactory) -> Ctl:
-    return Ctl(calico.calicoctl, cp.admin_kubeconfig, tmp_path_factory.mktemp("calicoctl"))
+    return Ctl.kubernetes(
+        calico.calicoctl, cp.admin_kubeconfig, tmp_path_factory.mktemp("calicoctl")
+    )
 
 
 def _meaning(spec: dict[str, Any]) -> dict[str, Any]:
@@ -243,8 +183,14 @@ def test_calicoctl_accepts_render_output(cp: ControlPlane, ctl: Ctl, case: str) 
     peers = the_plan.bgppeers()
     _install(cp, the_plan)
 
-    # Read back through Calico's client library: everything we wrote, nothing else.
-    got_peers = ctl.get("bgppeers")
+    # Read back through Calico's client library, then through Calico's validation
+    # (``calicoctl replace`` of everything read): zero rejections.
+    trip = roundtrip(ctl)
+    assert trip.rejections == []
+    assert set(trip.objects) == set(KINDS)
+
+    # Everything we wrote, nothing else.
+    got_peers = trip.objects["bgppeers"]
     assert {p["metadata"]["name"] for p in got_peers} == {p["metadata"]["name"] for p in peers}
     by_name = {p["metadata"]["name"]: p for p in got_peers}
     for peer in peers:
@@ -252,18 +198,14 @@ def test_calicoctl_accepts_render_output(cp: ControlPlane, ctl: Ctl, case: str) 
         assert got["apiVersion"] == "projectcalico.org/v3"
         assert _meaning(got["spec"]) == _meaning(peer["spec"]), got
         assert got["metadata"]["labels"] == peer["metadata"]["labels"]
-    got_configs = ctl.get("bgpconfigurations")
+    got_configs = trip.objects["bgpconfigurations"]
     assert [c["metadata"]["name"] for c in got_configs] == ["default"]
     assert got_configs[0]["spec"] == the_plan.bgp_configuration()["spec"]
-
-    # Through Calico's validation: zero rejections.
-    assert ctl.rejections("replace", got_peers) == []
-    assert ctl.rejections("replace", got_configs) == []
 
     # The node side: cluster IDs (annotation -> spec.bgp) and our labels, as Calico reads them.
     cids = the_plan.layout.cluster_ids()
     assert cids, "a plan without route reflectors"
-    got_nodes = ctl.get("nodes")
+    got_nodes = trip.objects["nodes"]
     assert len(got_nodes) == len(the_plan.nodes)
     for node in got_nodes:
         name = node["metadata"]["name"]
@@ -271,7 +213,6 @@ def test_calicoctl_accepts_render_output(cp: ControlPlane, ctl: Ctl, case: str) 
         assert got_cid == cids.get(name), (name, got_cid, cids.get(name))
         want = the_plan.layout.node_labels.get(name, {})
         assert want.items() <= node["metadata"].get("labels", {}).items(), name
-    assert ctl.rejections("replace", got_nodes) == []
 
     # The replaced objects still mean what we wrote.
     status, stored = request(cp, "GET", f"{V1}/bgppeers")

@@ -6,6 +6,25 @@ Calico's own rule).  The operator runs in-process as the unprivileged
 ``calico-rr`` user with the RBAC from deploy/; the tests act as the cluster
 (creating nodes, failing them) with the admin user, and read the result back the
 way calico-node would (core.safety / the verifier).
+
+Calico's own client judges the end state too (issue 13 item 5, docs/CALICO.md): after
+each ``crd.projectcalico.org-v1`` scenario, pass or fail, the ``cluster`` fixture stops
+the operators and runs the calicoctl round trip (tests/integration/calicoctl.py:
+``calicoctl get bgppeers|bgpconfigurations|nodes -o yaml``, then ``calicoctl replace
+-f`` of all of it) against that scenario's API server, with the admin kubeconfig.  Every
+object must be accepted, and calicoctl must see what the API server holds: the same
+BGPPeers (ours among them) and Nodes, each RR's cluster-ID annotation as
+``spec.bgp.routeReflectorClusterID``.  A failure is reported at the teardown of the
+scenario that left the state.  The API server holds ``calico_crds()``, a newer Calico's
+CRDs than our calicoctl v3.28; calicoctl reads objects through the REST API and not
+the CRD schemas, so the newer CRDs make no difference to it.
+
+The ``projectcalico.org-v3`` variant gets no round trip: calicoctl v3.28 in
+Kubernetes-datastore mode talks to ``crd.projectcalico.org/v1`` only (its client is
+built for that group and version, ``buildCRDClientV1`` in
+libcalico-go/lib/backend/k8s/k8s.go), and this API server serves no
+``crd.projectcalico.org`` group.  In v3.28 ``projectcalico.org/v3`` exists only as
+Calico's aggregated API server, which would store into ``crd.projectcalico.org/v1``.
 """
 
 from __future__ import annotations
@@ -18,17 +37,19 @@ from typing import Any
 import httpx
 import pytest
 
+from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.safety import Safety, check
 from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.model import ANN_CLUSTER_ID, ZONE_LABEL, Node
+from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL, Node
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.faults import FaultTransport
 from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
 
+from .calicoctl import Ctl, roundtrip
 from .scenario_drivers import WriteBudget
 
 pytestmark = pytest.mark.integration
@@ -139,6 +160,11 @@ class Cluster:
             f"not steady after {timeout}s: {op.stats.last_message} {self.status()}"
         )
 
+    def stop_operators(self) -> None:
+        """Stop every replica (idempotent); a stopped one makes no more writes."""
+        for op in self.ops:
+            op.stop(release=False)
+
     # -- reading the result back -------------------------------------------------------
 
     def nodes(self) -> dict[str, dict[str, Any]]:
@@ -176,10 +202,15 @@ class Cluster:
 
 
 @pytest.fixture(params=["crd.projectcalico.org-v1", "projectcalico.org-v3"])
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     group = {"crd.projectcalico.org-v1": "crd.projectcalico.org/v1"}.get(
         request.param, "projectcalico.org/v3"
     )
+    # calicoctl reads crd.projectcalico.org/v1 only (module docstring); built or found
+    # before the scenario runs, so a missing binary fails it at setup.
+    calicoctl = locate().calicoctl if group == "crd.projectcalico.org/v1" else None
     with ControlPlane(audit=True) as cp:
         apply_crds(cp, calico_crds(request.param))
         install_operator_rbac(cp)
@@ -187,10 +218,46 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         c = Cluster(cp, admin, group)
         try:
             yield c
+            # The scenario passed or failed; either way no operator writes any more
+            # (a replace racing an operator write would conflict), then Calico's own
+            # client reads back and re-validates what the scenario left.
+            c.stop_operators()
+            if calicoctl is not None:
+                ctl = Ctl.kubernetes(calicoctl, cp.admin_kubeconfig, tmp_path_factory.mktemp("ctl"))
+                calicoctl_accepts(c, ctl)
         finally:
-            for op in c.ops:
-                op.stop(release=False)
+            c.stop_operators()
             admin.close()
+
+
+def calicoctl_accepts(c: Cluster, ctl: Ctl) -> None:
+    """``calicoctl get`` + ``replace`` of the BGPPeers, BGPConfigurations and Nodes the
+    scenario left: zero rejections, and calicoctl sees what the API server holds - our
+    BGPPeers (at least one) and each RR's cluster ID as ``spec.bgp``."""
+    peers, nodes = c.peers(), c.nodes()
+    trip = roundtrip(ctl)
+    print(f"\n{trip.summary()}")
+    assert trip.rejections == [], "calicoctl rejected:\n" + "\n".join(trip.rejections)
+    assert trip.names("bgppeers") == set(peers)
+    assert trip.names("nodes") == set(nodes)
+    ours = {
+        p["metadata"]["name"]
+        for p in trip.objects["bgppeers"]
+        if (p["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+    }
+    assert ours, f"calicoctl read back none of our BGPPeers: {sorted(trip.names('bgppeers'))}"
+    cids = {
+        n: o["metadata"]["annotations"][ANN_CLUSTER_ID]
+        for n, o in nodes.items()
+        if ANN_CLUSTER_ID in (o["metadata"].get("annotations") or {})
+    }
+    assert cids, "no route reflector left"
+    seen = {
+        o["metadata"]["name"]: o["spec"]["bgp"]["routeReflectorClusterID"]
+        for o in trip.objects["nodes"]
+        if ((o.get("spec") or {}).get("bgp") or {}).get("routeReflectorClusterID")
+    }
+    assert seen == cids
 
 
 def converge(c: Cluster, n: int, *, zones: int = 3, spec: dict[str, Any] | None = None) -> Operator:

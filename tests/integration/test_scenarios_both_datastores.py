@@ -11,6 +11,16 @@ Scenarios: scale up and down, an RR failing (NotReady, cordoned, deleted), a zon
 and back, topology switches while running, the operator killed mid-transition after k
 writes (several k), a user's BGPPeer and labels/annotations untouched, and leader
 failover between two replicas.
+
+After every scenario, pass or fail, the ``d`` fixture stops the replicas and runs
+Calico's own calicoctl round trip on what the scenario left (issue 13 item 5,
+docs/CALICO.md; tests/integration/calicoctl.py): ``calicoctl get
+bgppeers|bgpconfigurations|nodes -o yaml``, then ``calicoctl replace -f`` of all of it,
+with ``DATASTORE_TYPE=kubernetes`` (admin kubeconfig; crd.projectcalico.org/v1 objects
+and Kubernetes Nodes) or ``DATASTORE_TYPE=etcdv3`` (the server's endpoint and client
+certificate; Calico v3 documents, Nodes included).  Every object must be accepted, and
+calicoctl must see the BGPPeers (ours among them) and Nodes the datastore holds, with
+each RR's cluster ID.  A failure is reported at the teardown of that scenario.
 """
 
 from __future__ import annotations
@@ -19,18 +29,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from calico_rr.adapters.calico_bin import locate
 from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.reconcile import BRIDGE_LABEL, COMPANION_LABEL
 from calico_rr.core.safety import Safety
 from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.model import ZONE_LABEL
+from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.manifests import calico_crds, install_operator_rbac
 
+from .calicoctl import Ctl, roundtrip
 from .scenario_drivers import Driver, EtcdDriver, KubeDriver, RunningOperator
 
 pytestmark = pytest.mark.integration
@@ -66,13 +79,56 @@ def datastore(request: pytest.FixtureRequest) -> Iterator[Driver]:
                 client.close()
 
 
+@pytest.fixture(scope="module")
+def calicoctl() -> Path:
+    """Built on first use, cached afterwards; a failure fails the tests."""
+    return locate().calicoctl
+
+
 @pytest.fixture
-def d(datastore: Driver) -> Iterator[Driver]:
+def d(datastore: Driver, calicoctl: Path, tmp_path: Path) -> Iterator[Driver]:
     datastore.reset()
     try:
         yield datastore
+        # Pass or fail: no replica writes any more (a replace racing an operator write
+        # would conflict), then Calico's own client judges what the scenario left.
+        datastore.stop_all()
+        calicoctl_accepts(datastore, ctl_for(datastore, calicoctl, tmp_path))
     finally:
         datastore.stop_all()
+
+
+def ctl_for(d: Driver, binary: Path, workdir: Path) -> Ctl:
+    if isinstance(d, KubeDriver):
+        return Ctl.kubernetes(binary, d.plane.admin_kubeconfig, workdir)
+    assert isinstance(d, EtcdDriver)
+    return Ctl.etcdv3(binary, d.etcd.env(), workdir)
+
+
+def calicoctl_accepts(d: Driver, ctl: Ctl) -> None:
+    """The calicoctl round trip (tests/integration/calicoctl.py) of the state a scenario
+    left: zero rejections, and calicoctl sees what the datastore holds - the same
+    BGPPeers (ours among them) and Nodes, and each RR's cluster ID."""
+    peers, nodes = d.peers(), d.nodes()
+    trip = roundtrip(ctl)
+    print(f"\n{d.name}: {trip.summary()}")
+    assert trip.rejections == [], f"{d.name}: calicoctl rejected:\n" + "\n".join(trip.rejections)
+    assert trip.names("bgppeers") == set(peers), d.name
+    assert trip.names("nodes") == set(nodes), d.name
+    ours = {
+        p["metadata"]["name"]
+        for p in trip.objects["bgppeers"]
+        if (p["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+    }
+    assert ours, f"{d.name}: calicoctl read back none of our BGPPeers"
+    cids = {n: v.cluster_id for n, v in nodes.items() if v.cluster_id}
+    assert cids, f"{d.name}: no route reflector left"
+    seen = {
+        o["metadata"]["name"]: o["spec"]["bgp"]["routeReflectorClusterID"]
+        for o in trip.objects["nodes"]
+        if ((o.get("spec") or {}).get("bgp") or {}).get("routeReflectorClusterID")
+    }
+    assert seen == cids, d.name
 
 
 # -- helpers ----------------------------------------------------------------------------
