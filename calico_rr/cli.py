@@ -561,7 +561,11 @@ def _graph_for_verify(
         from calico_rr.core.summary import plan_graph
 
         inputs = load_inputs(**plan_args)
-        return plan_graph(make_plan(inputs.nodes, inputs.config)), inputs.notes
+        notes = list(inputs.notes)
+        if calico is not None:
+            # the planner writes no field whose reading depends on the release
+            notes.append(f"--calico-version {calico} applies to --resources only: ignored")
+        return plan_graph(make_plan(inputs.nodes, inputs.config)), notes
     if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
         raise InputError("give either --resources or a cluster to plan (--nodes/--nodes-file)")
     from calico_rr.adapters.nodes_io import read_documents

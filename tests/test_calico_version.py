@@ -123,6 +123,14 @@ def test_cli_verify_reads_as_the_given_release(tmp_path: Path) -> None:
     assert any("reversePeering Manual is ignored" in n for n in out["notes"])
 
 
+def test_cli_verify_says_the_version_needs_resources() -> None:
+    args = ["verify", "--nodes", "20", "--calico-version", "v3.28.5", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    notes = json.loads(res.stdout)["notes"]
+    assert "--calico-version v3.28.5 applies to --resources only: ignored" in notes
+
+
 def test_cli_verify_bad_version(tmp_path: Path) -> None:
     path = tmp_path / "res.json"
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _docs()}))
