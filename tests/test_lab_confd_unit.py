@@ -9,13 +9,17 @@ import pytest
 
 from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.confd import (
+    CALICO_BGP_GR_LINE,
+    CALICO_TIMER_LINES,
     SHIM_LINE,
     block_affinity_document,
     node_confdir,
     parse_neighbors,
+    shim_fast_sessions,
     shim_ipam_template,
 )
 from calico_rr.adapters.lab.net import LabError
+from calico_rr.core.bird import BgpTimers
 
 
 def test_node_confdir_rewrites_paths_and_adds_only_the_shim(tmp_path: Path) -> None:
@@ -37,6 +41,34 @@ def test_node_confdir_rewrites_paths_and_adds_only_the_shim(tmp_path: Path) -> N
     shim = f"filter calico_kernel_programming\n{SHIM_LINE}\n{{"
     assert copied.count(SHIM_LINE) == 1
     assert copied.replace(shim, "filter calico_kernel_programming {") == original
+
+
+def test_fast_sessions_shim_changes_only_bgp_template_timers_and_gr(tmp_path: Path) -> None:
+    """The session shim, on Calico's real template: the three timer lines and the
+    BGP sessions' graceful restart change, nothing else (the kernel protocol's
+    graceful restart stays); without it the template is Calico's."""
+    binaries = locate()
+    original = (binaries.templates / "bird.cfg.template").read_text()
+    timers = BgpTimers(connect_delay=1, connect_retry=2, error_wait_min=3, error_wait_max=4)
+    kw = {"bird": "/usr/sbin/bird", "birdc": "/x/birdc"}
+    plain = node_confdir(binaries, tmp_path / "a", tmp_path / "a.ctl", **kw)
+    fast = node_confdir(binaries, tmp_path / "b", tmp_path / "b.ctl", fast_sessions=timers, **kw)
+    plain_text = (plain / "templates" / "bird.cfg.template").read_text()
+    fast_text = (fast / "templates" / "bird.cfg.template").read_text()
+    assert all(line in plain_text for line in CALICO_TIMER_LINES)
+    assert not any(line in fast_text for line in CALICO_TIMER_LINES)
+    for line in timers.lines():
+        assert fast_text.count(line + "\n") == 1
+    assert CALICO_BGP_GR_LINE not in fast_text and CALICO_BGP_GR_LINE in original
+    assert fast_text.count("graceful restart;") == original.count("graceful restart;") - 1
+    changed = [
+        (a, b)
+        for a, b in zip(plain_text.splitlines(), fast_text.splitlines(), strict=True)
+        if a.replace(str(tmp_path / "a"), "") != b.replace(str(tmp_path / "b"), "")
+    ]
+    assert len(changed) == 4
+    with pytest.raises(LabError, match="connect delay time 2"):
+        shim_fast_sessions("template bgp bgp_template {\n}\n", timers)
 
 
 def test_shim_needs_the_filter_header_once() -> None:

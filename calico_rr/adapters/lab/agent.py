@@ -158,12 +158,14 @@ class LabAgent:
             self.reloads += 1
         self._last[node.name] = text
 
-    def kill(self, node: LabNode) -> None:
-        """SIGKILL the node's BIRD (a crash: peers get no NOTIFICATION) and keep it
-        down until :meth:`restart`."""
+    def kill(self, node: LabNode, *, clean: bool = False) -> None:
+        """Stop the node's BIRD and keep it down until :meth:`restart`: SIGKILL (a
+        crash: no NOTIFICATION, so graceful-restart peers keep its routes as stale
+        for the restart time) or, ``clean``, SIGTERM (BIRD sends Cease and its
+        peers drop its routes at once: an RR taken down)."""
         with self._lock:
             self.held_down.add(node.name)
-            self.lab.stop_bird(node, kill=True)
+            self.lab.stop_bird(node, kill=not clean)
 
     def restart(self, node: LabNode) -> None:
         """Start a stopped node's BIRD again with its latest config."""
@@ -177,7 +179,12 @@ class LabAgent:
     # -- observation --------------------------------------------------------
 
     def sessions(self, node: LabNode) -> dict[str, str]:
-        """Peer node name -> BGP state text of every session of the node's BIRD."""
+        """Peer node name -> BGP state text of every session of the node's BIRD.
+
+        A peer can have two protocols: confd renders a ``Mesh_`` and a ``Node_``
+        protocol to the same address when the mesh is on and a BGPPeer selects the
+        same pair; BIRD runs one session per neighbor address and leaves the other
+        Idle.  The pair is up when one of them is Established."""
         control = node.control  # one read: a kill on another thread may clear it
         if control is None or not node.running:
             return {}
@@ -185,7 +192,9 @@ class LabAgent:
         out: dict[str, str] = {}
         for proto in control.protocols():
             if proto.proto == "BGP" and proto.name in names:
-                out[names[proto.name]] = proto.info or proto.state
+                peer = names[proto.name]
+                if not out.get(peer, "").startswith("Established"):
+                    out[peer] = proto.info or proto.state
         return out
 
     def held(self, node: LabNode) -> frozenset[str]:

@@ -18,7 +18,18 @@ confdir, changed only where paths and one BIRD-fork attribute demand it
   calico_kernel_programming``; the copy declares it as a local variable of that
   filter (one line).  BGP behaviour is unchanged: the filter only programs the
   kernel, and the lab runs no IPIP.
-* the IPv6 templates (``bird6*``) are left out: the lab is IPv4 only.
+* the IPv6 templates (``bird6*``) are left out: the lab is IPv4 only;
+* optionally (``fast_sessions``, off by default) the second shim, on
+  ``bgp_template`` only: Calico's session timers (connect delay 2 s, retry 5 s,
+  error wait 5-30 s) become the imitation lab's
+  (:class:`~calico_rr.core.bird.BgpTimers`) and ``graceful restart`` is dropped
+  from BGP sessions.  This confd makes both ends of a node-specific session
+  active; on stock BIRD 1.6 a connection collision on an Established,
+  graceful-restart session is taken for a peer restart, and such pairs flap for
+  20-40 s (measured; docs/LAB.md "Session shim").  Both changes decide how soon
+  a session is back, never which peers a node has or which routes it holds
+  once sessions are up; the random-configuration agreement test uses it so
+  that 60 configurations fit CI.
 
 :class:`ConfdAgent` is the lab agent for this renderer: it keeps the verifier's
 view (the session graph of what the API server holds), starts each node's BIRD
@@ -40,7 +51,7 @@ from calico_rr.adapters.calico_bin import CalicoBinaries
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode, die_with_parent
-from calico_rr.core.bird import bird_nodes
+from calico_rr.core.bird import BgpTimers, bird_nodes
 from calico_rr.model import CalicoState
 
 __all__ = [
@@ -54,6 +65,7 @@ __all__ = [
     "node_confdir",
     "parse_neighbors",
     "peer_key",
+    "shim_fast_sessions",
     "shim_ipam_template",
 ]
 
@@ -62,6 +74,14 @@ IPV4_TEMPLATES = ("bird", "bird_aggr", "bird_ipam")
 #: what :func:`shim_ipam_template` inserts after the filter's name
 SHIM_LINE = "string krt_tunnel;  # calico-rr: stock BIRD 1.6 lacks Calico's krt_tunnel"
 _FILTER_HEAD = "filter calico_kernel_programming {"
+#: the timer lines of ``bgp_template`` in Calico's ``bird.cfg.template`` (v3.28)
+CALICO_TIMER_LINES = (
+    "  connect delay time 2;",
+    "  connect retry time 5;",
+    "  error wait time 5,30;",
+)
+#: the graceful-restart line of ``bgp_template`` (the kernel protocol has its own)
+CALICO_BGP_GR_LINE = "  graceful restart;  # See comment in kernel section about graceful restart."
 _TOML_KEY = re.compile(r'^(\s*)(dest|reload_cmd|check_cmd)\s*=\s*".*"\s*$')
 _INCLUDE = re.compile(r'^(\s*include\s+")([^"/][^"]*)(";.*)$', re.MULTILINE)
 _PROTO = re.compile(r"^(?:Mesh|Node|Global)_(\d+)_(\d+)_(\d+)_(\d+)(?:_port_\d+)?$")
@@ -73,6 +93,19 @@ def shim_ipam_template(text: str) -> str:
     if text.count(_FILTER_HEAD) != 1:
         raise LabError(f"bird_ipam.cfg.template: expected one {_FILTER_HEAD!r}")
     return text.replace(_FILTER_HEAD, f"filter calico_kernel_programming\n{SHIM_LINE}\n{{")
+
+
+def shim_fast_sessions(text: str, timers: BgpTimers) -> str:
+    """``bird.cfg.template`` with Calico's session timers replaced by ``timers``
+    and graceful restart off on BGP sessions; LabError unless each replaced line
+    is there exactly once."""
+    changes = [*zip(CALICO_TIMER_LINES, timers.lines(), strict=True)]
+    changes.append((CALICO_BGP_GR_LINE, "  # calico-rr lab: graceful restart off (session shim)"))
+    for old, new in changes:
+        if text.count(old + "\n") != 1:
+            raise LabError(f"bird.cfg.template: expected one {old.strip()!r}")
+        text = text.replace(old + "\n", new + "\n")
+    return text
 
 
 def _rewrite_toml(text: str, name: str, out: Path, sock: Path, bird: str, birdc: str) -> str:
@@ -89,10 +122,17 @@ def _rewrite_toml(text: str, name: str, out: Path, sock: Path, bird: str, birdc:
 
 
 def node_confdir(
-    binaries: CalicoBinaries, directory: Path, sock: Path, *, bird: str, birdc: str
+    binaries: CalicoBinaries,
+    directory: Path,
+    sock: Path,
+    *,
+    bird: str,
+    birdc: str,
+    fast_sessions: BgpTimers | None = None,
 ) -> Path:
     """Write the node's copy of Calico's confdir under ``directory``
-    (``confdir/``; confd renders into ``directory`` itself); the confdir."""
+    (``confdir/``; confd renders into ``directory`` itself); the confdir.
+    ``fast_sessions`` applies :func:`shim_fast_sessions` (None keeps Calico's)."""
     confdir = directory / "confdir"
     (confdir / "conf.d").mkdir(parents=True, exist_ok=True)
     (confdir / "templates").mkdir(exist_ok=True)
@@ -104,6 +144,8 @@ def node_confdir(
         template = _INCLUDE.sub(lambda m: f"{m[1]}{directory}/{m[2]}{m[3]}", template)
         if name == "bird_ipam":
             template = shim_ipam_template(template)
+        if name == "bird" and fast_sessions is not None:
+            template = shim_fast_sessions(template, fast_sessions)
         (confdir / "templates" / f"{name}.cfg.template").write_text(template)
     return confdir
 
@@ -169,12 +211,21 @@ def peer_key(asn: str, rr_client: bool, cluster_id: str | None) -> tuple[str, ..
 
 class ConfdFleet:
     """One confd process per lab node, in watch mode, recorded with the lab's
-    daemons (killed with the lab, and by ``calico-rr lab --cleanup``)."""
+    daemons (killed with the lab, and by ``calico-rr lab --cleanup``).
+    ``fast_sessions`` applies :func:`shim_fast_sessions` to every node."""
 
-    def __init__(self, lab: LabNetwork, binaries: CalicoBinaries, kubeconfig: Path) -> None:
+    def __init__(
+        self,
+        lab: LabNetwork,
+        binaries: CalicoBinaries,
+        kubeconfig: Path,
+        *,
+        fast_sessions: BgpTimers | None = None,
+    ) -> None:
         self.lab = lab
         self.binaries = binaries
         self.kubeconfig = kubeconfig
+        self.fast_sessions = fast_sessions
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         bird = shutil.which("bird", path="/usr/sbin:/sbin:/usr/bin")
         birdc = shutil.which("birdc", path="/usr/sbin:/sbin:/usr/bin")
@@ -203,7 +254,14 @@ class ConfdFleet:
 
     def _start_one(self, node: LabNode) -> None:
         out = self.directory(node)
-        confdir = node_confdir(self.binaries, out, node.sock, bird=self.bird, birdc=self.birdc)
+        confdir = node_confdir(
+            self.binaries,
+            out,
+            node.sock,
+            bird=self.bird,
+            birdc=self.birdc,
+            fast_sessions=self.fast_sessions,
+        )
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "DATASTORE_TYPE": "kubernetes",
@@ -327,13 +385,24 @@ class ConfdAgent(LabAgent):
         return out
 
     def confd_peers(self) -> dict[str, dict[str, tuple[str, ...]]]:
-        """What confd rendered for the same nodes: node -> peer address -> key."""
+        """What confd rendered for the same nodes: node -> peer address -> key.
+
+        With the mesh on, confd also renders a ``Node_`` protocol beside the
+        ``Mesh_`` one when a BGPPeer selects the same pair (BIRD runs one session
+        per address); such twins count once, and twins that disagree on the
+        session's options become a key of their own, so they show as a
+        difference."""
         out: dict[str, dict[str, tuple[str, ...]]] = {}
         for name in self.imitation_peers():
-            protos = self.rendered_peers(self.lab.node(name)).values()
+            keys: dict[str, set[tuple[str, ...]]] = {}
+            for p in self.rendered_peers(self.lab.node(name)).values():
+                key = peer_key(p["as"], p["rr_client"] == "yes", p.get("rr_cluster_id"))
+                keys.setdefault(p["neighbor"], set()).add(key)
             out[name] = {
-                p["neighbor"]: peer_key(p["as"], p["rr_client"] == "yes", p.get("rr_cluster_id"))
-                for p in protos
+                ip: next(iter(ks))
+                if len(ks) == 1
+                else ("conflicting protocols", *sorted(map(str, ks)))
+                for ip, ks in keys.items()
             }
         return out
 

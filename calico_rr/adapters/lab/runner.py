@@ -30,6 +30,7 @@ from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
+from calico_rr.core.bird import BgpTimers
 from calico_rr.core.calico_version import CalicoVersion
 from calico_rr.core.config import PlanConfig
 from calico_rr.core.opconfig import CONFIG_NAME
@@ -71,10 +72,14 @@ class ClusterLab:
         progress: Progress = _quiet,
         timeout: float = 180.0,
         renderer: str = "imitation",
+        confd_fast_sessions: BgpTimers | None = None,
     ) -> None:
         if renderer not in RENDERERS:
             raise LabError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
         self.renderer = renderer
+        #: confd's templates with these timers and no BGP graceful restart
+        #: (``confd.shim_fast_sessions``; None: Calico's own sessions)
+        self.confd_fast_sessions = confd_fast_sessions
         #: Calico's version facts when confd renders (``calico_bin.locate().as_dict()``)
         self.calico: dict[str, str] | None = None
         #: the release of that confd, whose reading the verifier's view follows
@@ -167,7 +172,9 @@ class ClusterLab:
         self.release = binaries.release
         self.progress(f"starting {len(self.lab.nodes)} confd ({binaries.label})")
         create_ipam(self.admin, self.lab, self.dedicated_nodes)
-        fleet = ConfdFleet(self.lab, binaries, self.cp.admin_kubeconfig)
+        fleet = ConfdFleet(
+            self.lab, binaries, self.cp.admin_kubeconfig, fast_sessions=self.confd_fast_sessions
+        )
         fleet.start()
         self._stack.append(fleet.stop)
         agent = ConfdAgent(self.lab, fleet, workload_free=self.dedicated_nodes).start()
