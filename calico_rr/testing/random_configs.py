@@ -6,6 +6,13 @@ BGPConfiguration) over a random subset of the given nodes: random RR cluster IDs
 from a small pool (so some clients share all their reflectors' ID, the lab A
 trap), the mesh on or off, and a few BGPPeers with random label selectors.  Many
 are broken (some node pairs never learn each other's block); that is the point.
+
+``extended=True`` (issue 13 item 4) adds the shapes Calico clusters have and the
+first generator lacked: a second AS (the nodes of rack r2, so racks talk eBGP)
+or one node with an AS of its own, an explicit AS in the BGPConfiguration,
+global BGPPeers (no node, no nodeSelector), negated and set selectors, a
+``zone`` label only some nodes carry, ``reversePeering: Manual``, and the mesh
+left on beside route reflectors; 0-4 route reflectors.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
+from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 
 __all__ = ["random_config"]
 
@@ -32,10 +39,30 @@ _SELECTORS = (
 )
 
 
+#: selectors only the extended generator uses (negations, sets, a sometimes-absent label)
+_MORE_SELECTORS = (
+    "role not in {'a', 'c'}",
+    "!(role == 'b')",
+    "has(zone)",
+    "!has(zone)",
+    "has(zone) && zone != 'z1'",
+    "!has(rr) && rack != 'r2'",
+)
+#: the second AS (rack r2's nodes) and a node's own AS
+_RACK_ASN, _OWN_ASN = 64513, 65001
+
+
 def random_config(
-    seed: int, nodes: Sequence[tuple[str, str]], *, min_nodes: int = 4, max_nodes: int = 9
+    seed: int,
+    nodes: Sequence[tuple[str, str]],
+    *,
+    min_nodes: int = 4,
+    max_nodes: int = 9,
+    extended: bool = False,
 ) -> list[dict[str, Any]]:
     """Resources for a random subset of ``nodes`` ((name, ip) pairs)."""
+    if extended:
+        return _extended_config(random.Random(seed), nodes, min_nodes, max_nodes)
     rng = random.Random(seed)
     k = rng.randint(min(min_nodes, len(nodes)), min(max_nodes, len(nodes)))
     chosen = sorted(rng.sample(list(nodes), k))
@@ -80,4 +107,60 @@ def random_config(
                 "spec": spec,
             }
         )
+    return docs
+
+
+def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def _extended_nodes(rng: random.Random, chosen: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    rrs = set(rng.sample([name for name, _ in chosen], rng.randint(0, min(4, len(chosen)))))
+    as_shape = rng.choice(("one", "one", "racks", "own"))
+    own = rng.choice(chosen)[0]
+    docs = []
+    for name, ip in chosen:
+        rack = rng.choice(("r1", "r2"))
+        labels = {"kubernetes.io/hostname": name, "role": rng.choice("abc"), "rack": rack}
+        if rng.random() < 0.5:
+            labels["zone"] = rng.choice(("z1", "z2"))
+        annotations = {ANN_IPV4: f"{ip}/16"}
+        if name in rrs:
+            annotations[ANN_CLUSTER_ID] = rng.choice(_IDS)
+            labels["rr"] = "true"
+        if (as_shape == "racks" and rack == "r2") or (as_shape == "own" and name == own):
+            annotations[ANN_ASN] = str(_RACK_ASN if as_shape == "racks" else _OWN_ASN)
+        meta = {"name": name, "labels": labels, "annotations": annotations}
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": meta})
+    return docs
+
+
+def _extended_config(
+    rng: random.Random, nodes: Sequence[tuple[str, str]], min_nodes: int, max_nodes: int
+) -> list[dict[str, Any]]:
+    k = rng.randint(min(min_nodes, len(nodes)), min(max_nodes, len(nodes)))
+    chosen = sorted(rng.sample(list(nodes), k))
+    docs = _extended_nodes(rng, chosen)
+    mesh = rng.random() < 0.35
+    config: dict[str, Any] = {"nodeToNodeMeshEnabled": mesh}
+    if rng.random() < 0.3:
+        config["asNumber"] = 64512
+    docs.append(_doc("BGPConfiguration", "default", config))
+    selectors = _SELECTORS + _MORE_SELECTORS
+    for i in range(rng.randint(0 if mesh else 1, 5)):
+        spec: dict[str, Any] = {"peerSelector": rng.choice(selectors)}
+        where = rng.random()
+        if where < 0.15:
+            spec["node"] = rng.choice(chosen)[0]
+        elif where < 0.75:
+            spec["nodeSelector"] = rng.choice(selectors)
+        # else: a global BGPPeer, for every node
+        if rng.random() < 0.25:
+            spec["reversePeering"] = "Manual"
+        docs.append(_doc("BGPPeer", f"random-{i}", spec))
     return docs
