@@ -26,7 +26,7 @@ confdir, changed only where paths and one BIRD-fork attribute demand it
   from BGP sessions.  This confd makes both ends of a node-specific session
   active; on stock BIRD 1.6 a connection collision on an Established,
   graceful-restart session is taken for a peer restart, and such pairs flap for
-  20-40 s (measured; docs/LAB.md "Session shim").  Both changes decide how soon
+  8-40 s (measured; docs/LAB.md "Session shim").  Both changes decide how soon
   a session is back, never which peers a node has or which routes it holds
   once sessions are up; the random-configuration agreement test uses it so
   that 60 configurations fit CI.
