@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,7 @@ from calico_rr.adapters.lab.net import node_ip, pod_block
 from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
 from calico_rr.core.resources import parse_resources
 from calico_rr.core.sessions import build_session_graph
-from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID
-from calico_rr.testing.random_configs import random_config
+from calico_rr.testing.random_configs import config_shapes, random_config
 
 ROUTES = [
     (1007, "10.99.0.0/16       dev eth0 [direct1 10:07:53] * (240)"),
@@ -199,25 +199,15 @@ def test_extended_random_configs_have_the_new_shapes() -> None:
     """issue 13 item 4: two AS numbers, global BGPPeers, reversePeering Manual,
     the mesh on beside RRs, negated selectors; 12-20 nodes; broken and working."""
     pool = [(f"lab-n{i:02d}", node_ip(i)) for i in range(20)]
-    seen: dict[str, int] = {k: 0 for k in ("ebgp", "global", "manual", "mesh+rr", "not", "broken")}
+    seen: Counter[str] = Counter()
     for seed in range(60):
         docs = random_config(seed, pool, min_nodes=12, max_nodes=20, extended=True)
         assert docs == random_config(seed, pool, min_nodes=12, max_nodes=20, extended=True)
-        graph = build_session_graph(parse_resources(docs).state)
-        assert 12 <= len(graph.nodes) <= 20
-        nodes = [d["metadata"] for d in docs if d["kind"] == "Node"]
-        peers = [d["spec"] for d in docs if d["kind"] == "BGPPeer"]
-        mesh = next(d for d in docs if d["kind"] == "BGPConfiguration")["spec"]
-        rrs = sum(ANN_CLUSTER_ID in m["annotations"] for m in nodes)
-        assert rrs <= 4
-        seen["ebgp"] += any(ANN_ASN in m["annotations"] for m in nodes)
-        seen["global"] += any("node" not in p and "nodeSelector" not in p for p in peers)
-        seen["manual"] += any(p.get("reversePeering") == "Manual" for p in peers)
-        seen["mesh+rr"] += bool(mesh["nodeToNodeMeshEnabled"] and rrs)
-        seen["not"] += any(" not in " in str(p) or "!(" in str(p) for p in peers)
-        held = predicted_routes(graph)
-        seen["broken"] += any(len(held[n]) < len(held) - 1 for n in held)
-    assert min(seen.values()) >= 8 and seen["broken"] <= 50, seen
+        shapes = config_shapes(docs)
+        assert 12 <= shapes["nodes"] <= 20 and shapes["rrs"] <= 4
+        seen.update(shapes)
+    kinds = ("ebgp", "global", "manual", "mesh+rr", "not", "broken")
+    assert min(seen[k] for k in kinds) >= 8 and seen["broken"] <= 50, seen
 
 
 def test_control_client_turns_a_vanished_daemon_into_bird_error(tmp_path: Path) -> None:

@@ -21,9 +21,13 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from calico_rr.core.calico_version import CalicoVersion
+from calico_rr.core.labcheck import predicted_routes
+from calico_rr.core.resources import parse_resources
+from calico_rr.core.sessions import build_session_graph
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 
-__all__ = ["random_config"]
+__all__ = ["config_shapes", "random_config"]
 
 _IDS = ("9.9.9.1", "9.9.9.2", "9.9.9.3")
 _SELECTORS = (
@@ -164,3 +168,27 @@ def _extended_config(
             spec["reversePeering"] = "Manual"
         docs.append(_doc("BGPPeer", f"random-{i}", spec))
     return docs
+
+
+def config_shapes(
+    docs: list[dict[str, Any]], calico: CalicoVersion | None = None
+) -> dict[str, int]:
+    """What one configuration exercises, for tests that the generator's shapes
+    occur: 1 or 0 per shape (``broken``: some node misses some block, as the
+    verifier reading as ``calico`` predicts), and its ``nodes`` and ``rrs``."""
+    graph = build_session_graph(parse_resources(docs, calico=calico).state)
+    held = predicted_routes(graph)
+    nodes = [d["metadata"] for d in docs if d["kind"] == "Node"]
+    peers = [d["spec"] for d in docs if d["kind"] == "BGPPeer"]
+    mesh: dict[str, Any] = next((d["spec"] for d in docs if d["kind"] == "BGPConfiguration"), {})
+    rrs = sum(ANN_CLUSTER_ID in m.get("annotations", {}) for m in nodes)
+    return {
+        "nodes": len(graph.nodes),
+        "rrs": rrs,
+        "broken": int(any(len(held[n]) < len(held) - 1 for n in held)),
+        "ebgp": int(any(ANN_ASN in m.get("annotations", {}) for m in nodes)),
+        "global": int(any("node" not in p and "nodeSelector" not in p for p in peers)),
+        "manual": int(any(p.get("reversePeering") == "Manual" for p in peers)),
+        "mesh+rr": int(bool(mesh.get("nodeToNodeMeshEnabled") and rrs)),
+        "not": int(any(" not in " in str(p) or "!(" in str(p) for p in peers)),
+    }

@@ -24,6 +24,7 @@ own, a state takes 2-40 s to settle and 60 configurations would not fit CI.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,14 +34,10 @@ from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.bird import BgpTimers
-from calico_rr.core.labcheck import predicted_routes
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID
 from calico_rr.testing.lab import ensure_lab_tools
-from calico_rr.testing.random_configs import random_config
+from calico_rr.testing.random_configs import config_shapes, random_config
 
-from .confd_driver import confd_agent, start_config, wait_rendered, write_docs
+from .confd_driver import confd_agent, node_names, start_config, wait_rendered, write_docs
 
 pytestmark = pytest.mark.integration
 
@@ -95,27 +92,17 @@ def _run_config(lab: ClusterLab, seed: int, docs: list[dict[str, Any]]) -> list[
 def test_random_configs_on_confd_match_verifier(lab: ClusterLab) -> None:
     pool = [(n.name, n.ip) for n in lab.lab.nodes]
     failures: list[str] = []
-    shapes = {"broken": 0, "ebgp": 0, "global": 0, "manual": 0, "mesh+rr": 0, "rr down": 0}
+    shapes: Counter[str] = Counter()
     for seed in range(CONFIGS):
         docs = random_config(seed, pool, min_nodes=12, max_nodes=20, extended=True)
         start = time.monotonic()
         failed = _run_config(lab, seed, docs)
         failures += failed
         print(f"seed {seed}: {time.monotonic() - start:.1f} s, {len(failed)} failures", flush=True)
-        graph = build_session_graph(parse_resources(docs, calico=lab.release).state)
-        held = predicted_routes(graph)
-        shapes["broken"] += any(len(held[n]) < len(held) - 1 for n in held)
-        nodes = [d["metadata"] for d in docs if d["kind"] == "Node"]
-        peers = [d["spec"] for d in docs if d["kind"] == "BGPPeer"]
-        mesh = next(d for d in docs if d["kind"] == "BGPConfiguration")["spec"]
-        shapes["ebgp"] += any(ANN_ASN in m["annotations"] for m in nodes)
-        shapes["global"] += any("node" not in p and "nodeSelector" not in p for p in peers)
-        shapes["manual"] += any(p.get("reversePeering") == "Manual" for p in peers)
-        rrs = sum(ANN_CLUSTER_ID in m["annotations"] for m in nodes)
-        shapes["mesh+rr"] += bool(mesh["nodeToNodeMeshEnabled"] and rrs)
-        shapes["rr down"] += rrs
-        assert len(graph.nodes) == len(nodes)
+        config = config_shapes(docs, lab.release)
+        assert config["nodes"] == len(node_names(docs))
+        shapes.update(config)
     assert failures == [], "\n".join(failures)
     # the generator's shapes all occurred, broken configurations and working ones
     assert 10 <= shapes["broken"] <= CONFIGS - 10, shapes
-    assert min(shapes.values()) >= 10, shapes
+    assert min(shapes[k] for k in ("ebgp", "global", "manual", "mesh+rr", "rrs")) >= 10, shapes
