@@ -243,6 +243,22 @@ def test_mesh_with_rrs() -> None:
     assert of(findings(mesh_nodes(10)), "mesh-with-rrs") == []
 
 
+def test_twin_protocols() -> None:
+    """Mesh on plus a BGPPeer between non-RR nodes: two protocols per pair."""
+    nodes = mesh_nodes(6, labels={"role": "client"})
+    peer = bgppeer("clients", peerSelector="role == 'client'")
+    (f,) = of(findings(nodes, peer), "twin-protocols")
+    assert f.severity is Severity.WARNING
+    assert f.object == "BGPConfiguration/default"
+    assert "15 pairs of non-RR nodes (n0000-n0001 and 14 more)" in f.message
+    assert "stays down until a BIRD restart" in f.message
+    assert of(findings(nodes, peer, bgpconfig(False)), "twin-protocols") == []
+    assert of(findings(nodes), "twin-protocols") == []
+    # the usual migration state (mesh on, clients peering with RRs) has none
+    migrating = [d for d in rr_cluster(10) if d["kind"] != "BGPConfiguration"]
+    assert of(findings(migrating), "twin-protocols") == []
+
+
 # -- route reflectors ------------------------------------------------------------------
 
 

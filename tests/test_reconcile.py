@@ -26,8 +26,10 @@ from calico_rr.core.reconcile import (
     sessions_confirmed,
     uninstall,
 )
+from calico_rr.core.resources import parse_resources
 from calico_rr.core.selector import parse_selector
 from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.twins import twin_pairs
 from calico_rr.model import ANN_CLUSTER_ID, Node
 from calico_rr.testing.sim import Crash, SimCluster, status_all_established
 
@@ -50,6 +52,9 @@ def safe(sim: SimCluster, what: str) -> None:
     fresh = set() if sim.mesh_enabled else {n for n, ns in sim.nodes.items() if not ns.owned_labels}
     report = sim.safety(sim.down() | fresh)
     assert report.ok, f"after {what}: {report.describe()}"
+    # nor does any step leave a pair with two BIRD protocols on both ends (core.twins)
+    twins = twin_pairs(parse_resources(sim.calico_documents()).state)
+    assert twins.count == 0, f"after {what}: twin protocols {twins}"
 
 
 def converged(

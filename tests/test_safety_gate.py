@@ -53,9 +53,7 @@ def _edit(
 ) -> None:
     if no_ip or ipv6:
         item["metadata"]["annotations"].pop(ANN_IPV4, None)
-        item["status"]["addresses"] = (
-            [{"type": "InternalIP", "address": "fd00::1"}] if ipv6 else []
-        )
+        item["status"]["addresses"] = [{"type": "InternalIP", "address": "fd00::1"}] if ipv6 else []
     if not_ready:
         for cond in item["status"]["conditions"]:
             if cond["type"] == "Ready":
@@ -287,9 +285,9 @@ def test_usage_errors_are_one_line(args: list[str]) -> None:
 def test_a_bad_cluster_id_annotation_is_refused_by_every_command(tmp_path: Path) -> None:
     """Issue 14: '1.2.3' passed plan/render and was refused by verify/doctor."""
     nodes = node_list(6)
-    nodes["items"][2]["metadata"]["annotations"][
-        "projectcalico.org/RouteReflectorClusterID"
-    ] = "1.2.3"
+    nodes["items"][2]["metadata"]["annotations"]["projectcalico.org/RouteReflectorClusterID"] = (
+        "1.2.3"
+    )
     path = write(tmp_path, "nodes.yaml", nodes)
     lines = set()
     for args in (

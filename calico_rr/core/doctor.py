@@ -22,6 +22,8 @@ id                  severity  when
 =================== ========= ==========================================================
 mesh-at-scale       error     mesh on and more than 100 nodes in it
 mesh-with-rrs       warning   mesh on while some nodes have an RR cluster ID
+twin-protocols      warning   mesh on and BGPPeers peering the same non-RR pairs: two
+                              BIRD protocols to one address on both ends (core.twins)
 client-without-rr   error     mesh off, a non-RR node with no BGP session at all
                     warning   mesh off, a non-RR node with sessions, none to an RR (or
                               no session at all while the cluster peers with outside
@@ -69,6 +71,7 @@ from calico_rr.core.resources import (
 )
 from calico_rr.core.selector import parse_selector
 from calico_rr.core.sessions import SessionGraph, build_session_graph
+from calico_rr.core.twins import twin_pairs
 from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, BGPPeer, CalicoState
 
@@ -475,6 +478,34 @@ def check_mesh_with_rrs(view: _View) -> list[Finding]:
     ]
 
 
+def check_twin_protocols(view: _View) -> list[Finding]:
+    """Mesh on and BGPPeers peering the same non-RR pairs (core.twins)."""
+    twins = twin_pairs(view.inv.state, examples=EXAMPLES)
+    if not twins.count:
+        return []
+    shown = ", ".join(f"{a}-{b}" for a, b in twins.examples)
+    more = (
+        f" and {twins.count - len(twins.examples)} more"
+        if twins.count > len(twins.examples)
+        else ""
+    )
+    return [
+        Finding(
+            "twin-protocols",
+            Severity.WARNING,
+            _BGPCONFIG,
+            f"spec.nodeToNodeMeshEnabled {_mesh_state(view)} and BGPPeers also peer "
+            f"{_plural(twins.count, 'pair')} of non-RR nodes ({shown}{more}): each end holds "
+            "two BGP protocols to one address (Mesh_ and Node_). BIRD runs one of them and "
+            "hands incoming connections to the first; after a reconfiguration both ends can "
+            "run the second and refuse every connection, and the pair stays down until a "
+            "BIRD restart.",
+            "Turn the mesh off once every node peers with an RR, or narrow the BGPPeers so "
+            "they select only RRs (an RR takes no part in the mesh).",
+        )
+    ]
+
+
 def check_client_without_rr(view: _View) -> list[Finding]:
     if view.mesh_on:
         return []
@@ -870,6 +901,7 @@ def _all_selector_finding(peer: BGPPeer, view: _View, n: int) -> list[Finding]:
 CHECKS = (
     check_mesh_at_scale,
     check_mesh_with_rrs,
+    check_twin_protocols,
     check_client_without_rr,
     check_rr_overloaded,
     check_rr_single_zone,

@@ -25,6 +25,7 @@ from calico_rr.core.calico_version import CalicoVersion
 from calico_rr.core.labcheck import predicted_routes
 from calico_rr.core.resources import parse_resources
 from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.twins import twin_pairs
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 
 __all__ = ["config_shapes", "random_config"]
@@ -175,8 +176,10 @@ def config_shapes(
 ) -> dict[str, int]:
     """What one configuration exercises, for tests that the generator's shapes
     occur: 1 or 0 per shape (``broken``: some node misses some block, as the
-    verifier reading as ``calico`` predicts), and its ``nodes`` and ``rrs``."""
-    graph = build_session_graph(parse_resources(docs, calico=calico).state)
+    verifier reading as ``calico`` predicts; ``twins``: some pair has twin BIRD
+    protocols on both ends, ``core.twins``), and its ``nodes`` and ``rrs``."""
+    state = parse_resources(docs, calico=calico).state
+    graph = build_session_graph(state)
     held = predicted_routes(graph)
     nodes = [d["metadata"] for d in docs if d["kind"] == "Node"]
     peers = [d["spec"] for d in docs if d["kind"] == "BGPPeer"]
@@ -191,4 +194,5 @@ def config_shapes(
         "manual": int(any(p.get("reversePeering") == "Manual" for p in peers)),
         "mesh+rr": int(bool(mesh.get("nodeToNodeMeshEnabled") and rrs)),
         "not": int(any(" not in " in str(p) or "!(" in str(p) for p in peers)),
+        "twins": int(twin_pairs(state).count > 0),
     }

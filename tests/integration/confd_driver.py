@@ -14,13 +14,22 @@ import time
 from typing import Any
 
 from calico_rr.adapters.kube.client import api_path
+from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.labcheck import expected_sessions
 from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.sessions import SessionGraph, build_session_graph
+from calico_rr.core.twins import twin_pairs
 
-__all__ = ["confd_agent", "node_names", "start_config", "wait_rendered", "write_docs"]
+__all__ = [
+    "confd_agent",
+    "node_names",
+    "pair_states",
+    "start_config",
+    "wait_rendered",
+    "write_docs",
+]
 
 
 def confd_agent(lab: ClusterLab) -> ConfdAgent:
@@ -74,7 +83,7 @@ def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -
     deadline = time.monotonic() + timeout
     last: object = None
     quiet_since = time.monotonic()
-    diffs = ["the lab's view has not caught up"]
+    diffs = ["the lab's view has not caught up: no state"]
     while time.monotonic() < deadline:
         graph = agent.graph
         files = [
@@ -83,6 +92,8 @@ def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -
         ]
         caught_up = graph is not None and sorted(n.name for n in graph.nodes) == names
         caught_up = caught_up and graph is not None and expected_sessions(graph) == want
+        if not caught_up and graph is not None:
+            diffs = [_behind(lab, names, want, graph)]
         key = (caught_up, files)
         if key != last:
             last, quiet_since = key, time.monotonic()
@@ -96,11 +107,51 @@ def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -
     return diffs
 
 
+def _behind(
+    lab: ClusterLab, names: list[str], want: set[frozenset[str]], graph: SessionGraph
+) -> str:
+    """How the lab's view differs from the configuration written (for a failure)."""
+    seen = {n.name for n in graph.nodes}
+    have = expected_sessions(graph)
+    extra, missing = sorted(seen - set(names))[:3], sorted(set(names) - seen)[:3]
+    return (
+        f"the lab's view has not caught up: nodes {len(seen)} of {len(names)} "
+        f"(extra {extra}, missing {missing}), "
+        f"sessions {len(have & want)} of {len(want)} plus {len(have - want)} others; "
+        f"watcher errors {lab.watcher.errors[-3:]}"
+    )
+
+
 def start_config(lab: ClusterLab, docs: list[dict[str, Any]]) -> float:
     """Start the BIRDs of the configuration's nodes that are not running (their
-    confd files are written); the monotonic time they were started."""
+    confd files are written); the monotonic time they were started.
+
+    When the configuration has twin protocols on both ends of a pair
+    (``core.twins``: the mesh on and BGPPeers between non-RR nodes), the running
+    BIRDs are stopped first and all start cold: reconfigured into twins, BIRD 1.6
+    can refuse such a pair's connections for good depending on what ran before
+    (doctor warns: twin-protocols), so only a cold start has one outcome to
+    compare with the verifier."""
     agent = confd_agent(lab)
+    if twin_pairs(parse_resources(docs, calico=lab.release).state).count:
+        for name in node_names(docs):
+            if lab.lab.node(name).running:
+                agent.kill(lab.lab.node(name), clean=True)
     agent.held_down.difference_update(node_names(docs))
     since = time.monotonic()
     agent.start_ready()
     return since
+
+
+def pair_states(lab: ClusterLab, a: str, b: str) -> str:
+    """Both ends' BIRD state text for the session between ``a`` and ``b``."""
+    agent = confd_agent(lab)
+    ends = []
+    for me, other in ((a, b), (b, a)):
+        node = lab.lab.node(me)
+        try:
+            info = agent.sessions(node).get(other, "no protocol")
+        except BirdError as exc:
+            info = f"birdc failed: {exc}"
+        ends.append(f"{me}->{other} {info!r}" + ("" if node.running else " (not running)"))
+    return ", ".join(ends)

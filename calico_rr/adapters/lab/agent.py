@@ -245,6 +245,7 @@ class LabAgent:
                 for me, other in (tuple(pair), tuple(pair)[::-1])
             )
         }
+        down_pairs = sorted(tuple(sorted(pair)) for pair in set(want) - up)
         origins = [n.name for n in graph.nodes if n.name not in self.workload_free]
         predicted = predicted_routes(graph, origins)
         cmp = compare(predicted, obs.held, origins)
@@ -253,6 +254,8 @@ class LabAgent:
             "nodes": len(names),
             "sessions_expected": len(want),
             "sessions_established": len(up),
+            # expected sessions not Established on both ends, for failure messages
+            "sessions_down": down_pairs,
             "missing_pairs": len(cmp.observed_missing),
             "verifier_missing_pairs": len(cmp.predicted_missing),
             "bird_reachable": not cmp.observed_missing,

@@ -39,12 +39,13 @@ in confd's protocol names (``Mesh_10_99_1_2``, ``Node_...``, ``Global_...``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from calico_rr.adapters.calico_bin import CalicoBinaries
@@ -61,7 +62,9 @@ __all__ = [
     "ConfdFleet",
     "block_affinity_document",
     "create_ipam",
+    "etcd_ipam",
     "ippool_document",
+    "kubernetes_datastore",
     "node_confdir",
     "parse_neighbors",
     "peer_key",
@@ -209,22 +212,33 @@ def peer_key(asn: str, rr_client: bool, cluster_id: str | None) -> tuple[str, ..
     return (f"as {asn}", f"rr client {cluster_id}" if rr_client else "plain")
 
 
+def kubernetes_datastore(kubeconfig: Path) -> dict[str, str]:
+    """calico-node's environment for the Kubernetes datastore."""
+    return {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(kubeconfig)}
+
+
 class ConfdFleet:
     """One confd process per lab node, in watch mode, recorded with the lab's
     daemons (killed with the lab, and by ``calico-rr lab --cleanup``).
-    ``fast_sessions`` applies :func:`shim_fast_sessions` to every node."""
+
+    ``datastore`` is Calico's datastore environment, as calico-node gets it:
+    :func:`kubernetes_datastore` (a kubeconfig) or ``DATASTORE_TYPE=etcdv3``
+    with ``ETCD_ENDPOINTS`` and the TLS files.  ``fast_sessions`` applies
+    :func:`shim_fast_sessions` to every node."""
 
     def __init__(
         self,
         lab: LabNetwork,
         binaries: CalicoBinaries,
-        kubeconfig: Path,
+        datastore: Mapping[str, str],
         *,
         fast_sessions: BgpTimers | None = None,
     ) -> None:
+        if datastore.get("DATASTORE_TYPE") not in ("kubernetes", "etcdv3"):
+            raise LabError(f"confd datastore: DATASTORE_TYPE kubernetes or etcdv3, got {datastore}")
         self.lab = lab
         self.binaries = binaries
-        self.kubeconfig = kubeconfig
+        self.datastore = dict(datastore)
         self.fast_sessions = fast_sessions
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         bird = shutil.which("bird", path="/usr/sbin:/sbin:/usr/bin")
@@ -264,8 +278,7 @@ class ConfdFleet:
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "DATASTORE_TYPE": "kubernetes",
-            "KUBECONFIG": str(self.kubeconfig),
+            **self.datastore,
             "NODENAME": node.name,
         }
         with (out / "confd.log").open("ab") as log:
@@ -317,6 +330,7 @@ class ConfdAgent(LabAgent):
         self.fleet = fleet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def apply(self, state: CalicoState) -> list[str]:
         self.set_state(state)
@@ -326,6 +340,8 @@ class ConfdAgent(LabAgent):
         """Start the BIRD of every node whose files confd has written; their names."""
         batch = []
         with self._lock:
+            if self._closed:  # the lab is going away: start nothing more
+                return []
             for node in self.lab.nodes:
                 if node.running or node.name in self.held_down or not self.fleet.ready(node):
                     continue
@@ -351,9 +367,17 @@ class ConfdAgent(LabAgent):
         return self
 
     def stop(self) -> None:
+        """Stop the loop of :meth:`start` (:meth:`start_ready` still works)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def close(self) -> None:
+        """Stop the loop, and start no BIRD again, whoever asks (the watcher's
+        apply too): the lab's directory is about to be removed."""
+        self.stop()
+        with self._lock:
+            self._closed = True
 
     def peer_names(self, node: LabNode) -> dict[str, str]:
         """confd's protocol names carry the peer address: protocol -> lab node."""
@@ -440,3 +464,20 @@ def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[s
             )
             count += 1
     return count
+
+
+def etcd_ipam(lab: LabNetwork, workload_free: Collection[str]) -> list[tuple[str, bytes]]:
+    """The same IPAM as :func:`create_ipam` as the etcd datastore holds it: the
+    v3 IPPool, and one confirmed block affinity per workload node under
+    ``/calico/ipam/v2/host/<node>/ipv4/block/<cidr with / as ->`` (libcalico-go's
+    ``BlockAffinityKey``); (key, value) pairs to put."""
+    pool = ippool_document()
+    doc = {**pool, "apiVersion": "projectcalico.org/v3"}
+    name = "lab-pool"
+    out = [(f"/calico/resources/v3/projectcalico.org/ippools/{name}", json.dumps(doc).encode())]
+    affinity = json.dumps({"state": "confirmed", "deleted": False}).encode()
+    for node in lab.nodes:
+        if node.name not in workload_free:
+            cidr = node.block.replace("/", "-")
+            out.append((f"/calico/ipam/v2/host/{node.name}/ipv4/block/{cidr}", affinity))
+    return out

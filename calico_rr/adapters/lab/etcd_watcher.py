@@ -28,6 +28,7 @@ from calico_rr.adapters.etcd.client import (
 from calico_rr.adapters.lab.agent import LabAgent, bgp_status
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError
+from calico_rr.core.calico_version import CalicoVersion
 from calico_rr.core.etcd_layout import RESOURCE_ROOT, decode_document, encode_document
 from calico_rr.core.kube import format_timestamp
 from calico_rr.core.resources import parse_resources
@@ -48,8 +49,11 @@ class EtcdWatcher:
         *,
         coalesce: float = 0.05,
         status_period: float = 1.0,
+        calico: CalicoVersion | None = None,
     ) -> None:
         self.agent = agent
+        #: the Calico release whose reading the verifier's view follows (None: newest)
+        self.calico = calico
         self.client = client
         self.coalesce = coalesce
         self.status_period = status_period
@@ -154,7 +158,7 @@ class EtcdWatcher:
             if not self.synced.is_set():
                 continue
             try:
-                state = parse_resources(self.documents(), where="etcd").state
+                state = parse_resources(self.documents(), where="etcd", calico=self.calico).state
                 self.agent.apply(state)
                 self.applied += 1
             except (InputError, LabError, BirdError) as exc:

@@ -332,7 +332,10 @@ class LabNetwork:
         deadline = time.monotonic() + timeout
         while True:
             if node.proc.poll() is not None:
-                tail = node.log.read_text(errors="replace").strip().splitlines()[-3:]
+                try:
+                    tail = node.log.read_text(errors="replace").strip().splitlines()[-3:]
+                except OSError as exc:  # e.g. the lab's directory removed meanwhile
+                    tail = [f"(no log: {exc})"]
                 raise LabError(f"BIRD of {node.name} exited: {' | '.join(tail)}")
             if node.sock.exists():
                 try:

@@ -165,7 +165,7 @@ class ClusterLab:
         if self.renderer == "imitation":
             return LabAgent(self.lab, workload_free=self.dedicated_nodes)
         from calico_rr.adapters.calico_bin import locate
-        from calico_rr.adapters.lab.confd import ConfdFleet, create_ipam
+        from calico_rr.adapters.lab.confd import ConfdFleet, create_ipam, kubernetes_datastore
 
         binaries = locate()
         self.calico = binaries.as_dict()
@@ -173,12 +173,15 @@ class ClusterLab:
         self.progress(f"starting {len(self.lab.nodes)} confd ({binaries.label})")
         create_ipam(self.admin, self.lab, self.dedicated_nodes)
         fleet = ConfdFleet(
-            self.lab, binaries, self.cp.admin_kubeconfig, fast_sessions=self.confd_fast_sessions
+            self.lab,
+            binaries,
+            kubernetes_datastore(self.cp.admin_kubeconfig),
+            fast_sessions=self.confd_fast_sessions,
         )
         fleet.start()
         self._stack.append(fleet.stop)
         agent = ConfdAgent(self.lab, fleet, workload_free=self.dedicated_nodes).start()
-        self._stack.append(agent.stop)
+        self._stack.append(agent.close)
         return agent
 
     # -- helpers --------------------------------------------------------------
