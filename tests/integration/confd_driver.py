@@ -1,40 +1,63 @@
 """Driving a confd lab with Calico resources written by hand (issue 13 items 3-4).
 
-The lab's confd processes render what the API server holds, as on calico-node;
-these helpers write a list of Calico documents there (nodes outside it deleted,
+The lab's confd processes render what the datastore holds, as on calico-node.
+These helpers write a list of Calico documents there (the API server:
+:func:`write_docs`; etcd: :func:`write_etcd`; nodes outside the list deleted,
 BGPPeers replaced, the BGPConfiguration applied), wait until confd has rendered
-them, and start the BIRDs of the configuration's nodes.  Used with a
-``ClusterLab(renderer="confd")`` whose agent loop is stopped (the test starts
-and stops BIRDs itself).
+them, start the BIRDs of the configuration's nodes, and compare BIRD with the
+verifier (:func:`run_config`).  The lab's agent loop is stopped: the test starts
+and stops BIRDs itself.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.kube.client import api_path
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.confd import ConfdAgent
+from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.adapters.lab.runner import ClusterLab
+from calico_rr.core.calico_version import CalicoVersion
+from calico_rr.core.etcd_layout import RESOURCE_ROOT, encode_document, node_to_calico
+from calico_rr.core.kube import node_from_k8s
 from calico_rr.core.labcheck import expected_sessions
 from calico_rr.core.resources import parse_resources
 from calico_rr.core.sessions import SessionGraph, build_session_graph
 from calico_rr.core.twins import twin_pairs
 
 __all__ = [
-    "confd_agent",
+    "Rig",
     "node_names",
     "pair_states",
+    "rig",
+    "run_config",
     "start_config",
     "wait_rendered",
     "write_docs",
+    "write_etcd",
 ]
 
 
-def confd_agent(lab: ClusterLab) -> ConfdAgent:
+@dataclass(frozen=True)
+class Rig:
+    """A confd lab on either datastore: its agent, network, the Calico release
+    confd is, and the lab watcher's error list (for failure messages)."""
+
+    agent: ConfdAgent
+    net: LabNetwork
+    release: CalicoVersion | None
+    errors: list[str]
+
+
+def rig(lab: ClusterLab) -> Rig:
+    """The rig of a ``ClusterLab(renderer="confd")`` (Kubernetes datastore)."""
     assert isinstance(lab.agent, ConfdAgent)
-    return lab.agent
+    return Rig(lab.agent, lab.lab, lab.release, lab.watcher.errors)
 
 
 def node_names(docs: list[dict[str, Any]]) -> list[str]:
@@ -44,7 +67,7 @@ def node_names(docs: list[dict[str, Any]]) -> list[str]:
 def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
     """The configuration in the API server, as Calico's CRDs store it; the BIRDs
     of nodes that leave are stopped (running ones are reloaded by confd)."""
-    agent = confd_agent(lab)
+    agent = rig(lab).agent
     admin, group = lab.admin, lab.api_group
     wanted = {d["metadata"]["name"]: d["metadata"] for d in docs if d["kind"] == "Node"}
     for node in lab.lab.nodes:
@@ -73,11 +96,33 @@ def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
             admin.apply(path, {**doc, "apiVersion": group}, force=True)
 
 
-def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -> list[str]:
+def write_etcd(r: Rig, client: EtcdClient, docs: list[dict[str, Any]]) -> None:
+    """The configuration in etcd as Calico v3 documents (a Kubernetes Node's
+    BGP annotations become the v3 Node's ``spec.bgp``, as calicoctl in etcdv3
+    mode stores them); the BIRDs of nodes that leave are stopped."""
+    wanted: dict[str, bytes] = {}
+    for doc in docs:
+        if doc["kind"] == "Node":
+            doc = node_to_calico(node_from_k8s(doc))
+        key, value = encode_document({**doc, "apiVersion": "projectcalico.org/v3"})
+        wanted[key] = value
+    names = set(node_names(docs))
+    for node in r.net.nodes:
+        if node.name not in names and node.running:
+            r.agent.kill(node)
+    kinds = ("nodes/", "bgppeers/", "bgpconfigurations/")
+    for kv in client.list(RESOURCE_ROOT).kvs:
+        if kv.key[len(RESOURCE_ROOT) :].startswith(kinds) and kv.key not in wanted:
+            client.delete(kv.key)
+    for key, value in wanted.items():
+        client.put(key, value)
+
+
+def wait_rendered(r: Rig, docs: list[dict[str, Any]], timeout: float) -> list[str]:
     """Wait until the lab's view holds ``docs`` and confd has rendered them; the
     differences between confd's peers and the imitation's ([] when equal)."""
-    agent = confd_agent(lab)
-    state = parse_resources(docs, calico=lab.release).state
+    agent = r.agent
+    state = parse_resources(docs, calico=r.release).state
     want = expected_sessions(build_session_graph(state))
     names = sorted(node_names(docs))
     deadline = time.monotonic() + timeout
@@ -88,12 +133,12 @@ def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -
         graph = agent.graph
         files = [
             tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in agent.fleet.files(n))
-            for n in map(lab.lab.node, names)
+            for n in map(r.net.node, names)
         ]
         caught_up = graph is not None and sorted(n.name for n in graph.nodes) == names
         caught_up = caught_up and graph is not None and expected_sessions(graph) == want
         if not caught_up and graph is not None:
-            diffs = [_behind(lab, names, want, graph)]
+            diffs = [_behind(r, names, want, graph)]
         key = (caught_up, files)
         if key != last:
             last, quiet_since = key, time.monotonic()
@@ -107,9 +152,7 @@ def wait_rendered(lab: ClusterLab, docs: list[dict[str, Any]], timeout: float) -
     return diffs
 
 
-def _behind(
-    lab: ClusterLab, names: list[str], want: set[frozenset[str]], graph: SessionGraph
-) -> str:
+def _behind(r: Rig, names: list[str], want: set[frozenset[str]], graph: SessionGraph) -> str:
     """How the lab's view differs from the configuration written (for a failure)."""
     seen = {n.name for n in graph.nodes}
     have = expected_sessions(graph)
@@ -118,11 +161,11 @@ def _behind(
         f"the lab's view has not caught up: nodes {len(seen)} of {len(names)} "
         f"(extra {extra}, missing {missing}), "
         f"sessions {len(have & want)} of {len(want)} plus {len(have - want)} others; "
-        f"watcher errors {lab.watcher.errors[-3:]}"
+        f"watcher errors {r.errors[-3:]}"
     )
 
 
-def start_config(lab: ClusterLab, docs: list[dict[str, Any]]) -> float:
+def start_config(r: Rig, docs: list[dict[str, Any]]) -> float:
     """Start the BIRDs of the configuration's nodes that are not running (their
     confd files are written); the monotonic time they were started.
 
@@ -132,26 +175,62 @@ def start_config(lab: ClusterLab, docs: list[dict[str, Any]]) -> float:
     can refuse such a pair's connections for good depending on what ran before
     (doctor warns: twin-protocols), so only a cold start has one outcome to
     compare with the verifier."""
-    agent = confd_agent(lab)
-    if twin_pairs(parse_resources(docs, calico=lab.release).state).count:
+    agent = r.agent
+    if twin_pairs(parse_resources(docs, calico=r.release).state).count:
         for name in node_names(docs):
-            if lab.lab.node(name).running:
-                agent.kill(lab.lab.node(name), clean=True)
+            if r.net.node(name).running:
+                agent.kill(r.net.node(name), clean=True)
     agent.held_down.difference_update(node_names(docs))
     since = time.monotonic()
     agent.start_ready()
     return since
 
 
-def pair_states(lab: ClusterLab, a: str, b: str) -> str:
+def pair_states(r: Rig, a: str, b: str) -> str:
     """Both ends' BIRD state text for the session between ``a`` and ``b``."""
-    agent = confd_agent(lab)
     ends = []
     for me, other in ((a, b), (b, a)):
-        node = lab.lab.node(me)
+        node = r.net.node(me)
         try:
-            info = agent.sessions(node).get(other, "no protocol")
+            info = r.agent.sessions(node).get(other, "no protocol")
         except BirdError as exc:
             info = f"birdc failed: {exc}"
         ends.append(f"{me}->{other} {info!r}" + ("" if node.running else " (not running)"))
     return ", ".join(ends)
+
+
+def _check(r: Rig, tag: str, st: dict[str, Any], failures: list[str]) -> None:
+    if not (st["converged"] and st["matches_verifier"]):
+        failures.append(f"{tag}: converged={st['converged']} {st['comparison'].describe()}")
+        for a, b in st["sessions_down"][:5]:
+            failures.append(f"  not Established: {pair_states(r, a, b)}")
+
+
+def run_config(
+    r: Rig,
+    seed: int,
+    docs: list[dict[str, Any]],
+    write: Callable[[list[dict[str, Any]]], None],
+    timeout: float,
+) -> list[str]:
+    """One configuration: ``write(docs)`` puts it in the datastore; then confd
+    against the imitation, and BIRD against the verifier healthy and with each
+    RR stopped in turn (``timeout`` per state); the failures ([] when none)."""
+    write(docs)
+    diffs = wait_rendered(r, docs, timeout)
+    if diffs:
+        return [f"seed {seed}: confd and the imitation render different peers:", *diffs]
+    # BIRDs already running were reconfigured by confd's reload, as on calico-node
+    since = start_config(r, docs)
+    failures: list[str] = []
+    _check(r, f"seed {seed} healthy", r.agent.wait(timeout, since=since), failures)
+    if failures:
+        return failures  # its RR states would only repeat the failure, a timeout each
+    state = parse_resources(docs, calico=r.release).state
+    rrs = sorted(n.name for n in state.nodes if n.cluster_id is not None and n.ip is not None)
+    for rr in rrs:
+        r.agent.kill(r.net.node(rr), clean=True)
+        st = r.agent.wait(timeout, down=frozenset({rr}))
+        _check(r, f"seed {seed} {rr} stopped", st, failures)
+        r.agent.restart(r.net.node(rr))
+    return failures

@@ -33,7 +33,7 @@ from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import random_config
 
-from .confd_driver import start_config, wait_rendered, write_docs
+from .confd_driver import rig, start_config, wait_rendered, write_docs
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +75,9 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
 
         def apply_confd(docs: list[dict[str, Any]], stable: float = 1.5) -> dict[str, Any]:
             write_docs(cl, docs)
-            diffs = wait_rendered(cl, docs, TIMEOUT)
+            diffs = wait_rendered(rig(cl), docs, TIMEOUT)
             assert diffs == [], "confd and the imitation differ:\n" + "\n".join(diffs)
-            since = start_config(cl, docs)
+            since = start_config(rig(cl), docs)
             return cl.agent.wait(TIMEOUT, stable=stable, since=since)
 
         yield Bench("confd", cl.lab, cl.agent, apply_confd)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from functools import partial
 
 import pytest
 
@@ -41,14 +41,7 @@ from calico_rr.core.bird import BgpTimers
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
 
-from .confd_driver import (
-    confd_agent,
-    node_names,
-    pair_states,
-    start_config,
-    wait_rendered,
-    write_docs,
-)
+from .confd_driver import node_names, rig, run_config, write_docs
 
 pytestmark = pytest.mark.integration
 
@@ -68,40 +61,6 @@ def lab() -> Iterator[ClusterLab]:
         yield lab
 
 
-def _check(lab: ClusterLab, tag: str, st: dict[str, Any], failures: list[str]) -> None:
-    if not (st["converged"] and st["matches_verifier"]):
-        failures.append(f"{tag}: converged={st['converged']} {st['comparison'].describe()}")
-        for a, b in st["sessions_down"][:5]:
-            failures.append(f"  not Established: {pair_states(lab, a, b)}")
-
-
-def _run_config(lab: ClusterLab, seed: int, docs: list[dict[str, Any]]) -> list[str]:
-    """One configuration: confd against the imitation, then BIRD against the
-    verifier healthy and with each RR stopped; the failures."""
-    agent = confd_agent(lab)
-    write_docs(lab, docs)
-    diffs = wait_rendered(lab, docs, STATE_TIMEOUT)
-    if diffs:
-        return [f"seed {seed}: confd and the imitation render different peers:", *diffs]
-    # BIRDs already running were reconfigured by confd's reload, as on calico-node
-    since = start_config(lab, docs)
-    failures: list[str] = []
-    _check(lab, f"seed {seed} healthy", agent.wait(STATE_TIMEOUT, since=since), failures)
-    if failures:
-        return failures  # its RR states would only repeat the failure, 40 s each
-    previous = None
-    for rr in sorted(lab.cluster_ids()):
-        if previous is not None:
-            agent.restart(lab.lab.node(previous))
-        agent.kill(lab.lab.node(rr), clean=True)
-        st = agent.wait(STATE_TIMEOUT, down=frozenset({rr}))
-        _check(lab, f"seed {seed} {rr} stopped", st, failures)
-        previous = rr
-    if previous is not None:
-        agent.restart(lab.lab.node(previous))
-    return failures
-
-
 def test_random_configs_on_confd_match_verifier(lab: ClusterLab) -> None:
     pool = [(n.name, n.ip) for n in lab.lab.nodes]
     failures: list[str] = []
@@ -109,7 +68,7 @@ def test_random_configs_on_confd_match_verifier(lab: ClusterLab) -> None:
     for seed in range(CONFIGS):
         docs = random_config(seed, pool, min_nodes=12, max_nodes=20, extended=True)
         start = time.monotonic()
-        failed = _run_config(lab, seed, docs)
+        failed = run_config(rig(lab), seed, docs, partial(write_docs, lab), STATE_TIMEOUT)
         failures += failed
         print(f"seed {seed}: {time.monotonic() - start:.1f} s, {len(failed)} failures", flush=True)
         config = config_shapes(docs, lab.release)
