@@ -4,7 +4,6 @@ real BIRD; the configuration written as Calico v3 documents under
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +13,11 @@ import pytest
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
-from calico_rr.core.config import PlanConfig
 from calico_rr.core.etcd_layout import encode_document, resource_key
-from calico_rr.core.planner import plan
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.model import ANN_IPV4
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.lab import ensure_lab_tools
+
+from .lab_docs import planned_v3_docs
 
 pytestmark = pytest.mark.integration
 
@@ -34,27 +31,10 @@ def setup() -> Iterator[tuple[EtcdServer, LabNetwork]]:
         yield etcd, lab
 
 
-def _plan_docs(lab: LabNetwork) -> list[dict[str, Any]]:
-    from calico_rr.core.etcd_layout import node_to_calico
-
-    nodes = [
-        dataclasses.replace(
-            n, name=ln.name, ip=ln.ip, annotations={**n.annotations, ANN_IPV4: f"{ln.ip}/16"}
-        )
-        for n, ln in zip(synthetic_cluster(SIZE, zones=2), lab.nodes, strict=True)
-    ]
-    p = plan(nodes, PlanConfig(topology="single", api_group="projectcalico.org/v3"))
-    return [
-        *(node_to_calico(n) for n in p.applied_nodes()),
-        *p.bgppeers(),
-        p.bgp_configuration(),
-    ]
-
-
 def test_bird_follows_etcd(setup: tuple[EtcdServer, LabNetwork]) -> None:
     etcd, lab = setup
     client = etcd.client()
-    docs = _plan_docs(lab)
+    docs = planned_v3_docs(lab)
     for doc in docs:
         key, value = encode_document(doc)
         client.put(key, value)

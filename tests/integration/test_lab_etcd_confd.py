@@ -18,26 +18,24 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 import pytest
 
 from calico_rr.adapters.calico_bin import CalicoBinaries, locate
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.lab.confd import ConfdAgent, ConfdFleet, etcd_ipam
 from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.core.bird import BgpTimers
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.etcd_layout import encode_document, node_to_calico
-from calico_rr.core.planner import plan
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.model import ANN_IPV4
+from calico_rr.core.etcd_layout import encode_document
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
 
 from .confd_driver import Rig, run_config, write_etcd
+from .lab_docs import planned_v3_docs
 
 pytestmark = pytest.mark.integration
 
@@ -63,20 +61,36 @@ def setup() -> Iterator[EtcdConfdLab]:
         yield EtcdConfdLab(etcd, lab, binaries)
 
 
-def _plan_docs(lab: LabNetwork) -> list[dict[str, Any]]:
-    """A single-cluster layout for the lab's nodes as Calico v3 documents."""
-    nodes = [
-        dataclasses.replace(
-            n, name=ln.name, ip=ln.ip, annotations={**n.annotations, ANN_IPV4: f"{ln.ip}/16"}
-        )
-        for n, ln in zip(synthetic_cluster(SIZE, zones=2), lab.nodes, strict=True)
-    ]
-    p = plan(nodes, PlanConfig(topology="single", api_group="projectcalico.org/v3"))
-    return [
-        *(node_to_calico(n) for n in p.applied_nodes()),
-        *p.bgppeers(),
-        p.bgp_configuration(),
-    ]
+@contextmanager
+def _confd_on_etcd(setup: EtcdConfdLab, *, start_birds: bool) -> Iterator[tuple[Rig, EtcdClient]]:
+    """confd on every lab node against etcd (the IPAM keys written), the lab's view
+    following etcd; BIRDs start as confd's files appear, or (``start_birds``
+    false) only when the test starts them.  Everything stopped on the way out."""
+    etcd, lab, release = setup.etcd, setup.lab, setup.binaries.release
+    for node in lab.nodes:  # what a test before left running
+        if node.running:
+            lab.stop_bird(node, kill=False)
+    client = etcd.client()
+    for key, value in etcd_ipam(lab, ()):
+        client.put(key, value)
+    fleet = ConfdFleet(lab, setup.binaries, etcd.env(), fast_sessions=BgpTimers())
+    agent = ConfdAgent(lab, fleet)
+    watcher = EtcdWatcher(agent, client, calico=release)
+    try:
+        fleet.start()
+        if start_birds:
+            agent.start()
+        else:
+            agent.held_down.update(n.name for n in lab.nodes)
+        watcher.start()
+        assert watcher.synced.wait(30)
+        yield Rig(agent, lab, release, watcher.errors), client
+        assert fleet.dead() == []
+    finally:
+        agent.close()
+        watcher.stop()
+        fleet.stop()
+        client.close()
 
 
 def _converged(agent: ConfdAgent, since: float, down: frozenset[str] = frozenset()) -> None:
@@ -87,22 +101,13 @@ def _converged(agent: ConfdAgent, since: float, down: frozenset[str] = frozenset
 
 
 def test_confd_renders_from_etcd(setup: EtcdConfdLab) -> None:
-    etcd, lab = setup.etcd, setup.lab
-    client = etcd.client()
-    docs = _plan_docs(lab)
-    for doc in docs:
-        client.put(*encode_document(doc))
-    for key, value in etcd_ipam(lab, ()):
-        client.put(key, value)
-    fleet = ConfdFleet(lab, setup.binaries, etcd.env(), fast_sessions=BgpTimers())
-    agent = ConfdAgent(lab, fleet)
-    watcher = EtcdWatcher(agent, client, calico=setup.binaries.release)
-    try:
+    lab = setup.lab
+    docs = planned_v3_docs(lab)
+    with _confd_on_etcd(setup, start_birds=True) as (r, client):
+        agent = r.agent
         t0 = time.monotonic()
-        fleet.start()
-        watcher.start()
-        agent.start()
-        assert watcher.synced.wait(30)
+        for doc in docs:
+            client.put(*encode_document(doc))
         _converged(agent, t0)
         st = agent.status()
         assert st["nodes"] == SIZE
@@ -134,34 +139,14 @@ def test_confd_renders_from_etcd(setup: EtcdConfdLab) -> None:
         _converged(agent, time.monotonic(), down=frozenset({rr}))
         agent.restart(lab.node(rr))
         _converged(agent, time.monotonic())
-        assert fleet.dead() == []
-    finally:
-        agent.close()
-        watcher.stop()
-        fleet.stop()
-        client.close()
 
 
 def test_random_configs_on_confd_over_etcd(setup: EtcdConfdLab) -> None:
-    etcd, lab, release = setup.etcd, setup.lab, setup.binaries.release
-    for node in lab.nodes:  # what the test before left running
-        if node.running:
-            lab.stop_bird(node, kill=False)
-    client = etcd.client()
-    for key, value in etcd_ipam(lab, ()):
-        client.put(key, value)
-    fleet = ConfdFleet(lab, setup.binaries, etcd.env(), fast_sessions=BgpTimers())
-    agent = ConfdAgent(lab, fleet)
-    agent.held_down.update(n.name for n in lab.nodes)  # each configuration starts its own
-    watcher = EtcdWatcher(agent, client, calico=release)
-    r = Rig(agent, lab, release, watcher.errors)
-    pool = [(n.name, n.ip) for n in lab.nodes]
+    pool = [(n.name, n.ip) for n in setup.lab.nodes]
+    release = setup.binaries.release
     failures: list[str] = []
     shapes: Counter[str] = Counter()
-    try:
-        fleet.start()
-        watcher.start()
-        assert watcher.synced.wait(30)
+    with _confd_on_etcd(setup, start_birds=False) as (r, client):
         for seed in range(CONFIGS):
             docs = random_config(seed, pool, min_nodes=8, max_nodes=SIZE, extended=True)
             start = time.monotonic()
@@ -169,12 +154,6 @@ def test_random_configs_on_confd_over_etcd(setup: EtcdConfdLab) -> None:
             failures += failed
             print(f"seed {seed}: {time.monotonic() - start:.1f} s, {len(failed)} failures")
             shapes.update(config_shapes(docs, release))
-        assert fleet.dead() == []
-    finally:
-        agent.close()
-        watcher.stop()
-        fleet.stop()
-        client.close()
     assert failures == [], "\n".join(failures)
     # the configurations vary: broken and working ones, eBGP, Manual, RRs
     assert 2 <= shapes["broken"] <= CONFIGS - 2, shapes

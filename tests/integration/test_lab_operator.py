@@ -2,8 +2,9 @@
 the route sampler.
 
 16 emulated nodes (+4 spare) in 3 zones, Kubernetes Nodes in a real API server,
-the lab agent playing calico-node (configs from the API server, session states
-back into CalicoNodeStatus, which gates the operator's make-before-break), the
+BIRD configured from the API server by Calico's confd (with the session shim) or
+by the project's imitation of it, the lab agent reporting session states back
+into CalicoNodeStatus (which gates the operator's make-before-break), the
 operator as the unprivileged ``calico-rr`` user.  Steps: migrate from the full
 mesh, scale up, scale down, an RR's BIRD killed and restarted, an RR cordoned, a
 topology switch, `calico-rr uninstall` back to the full mesh.  After every step
