@@ -908,7 +908,8 @@ def doctor(
         typer.Option(
             "--resources",
             help="Check a dump instead of a live cluster ('-' = stdin): `kubectl get nodes,"
-            "ippools,bgpconfigurations,bgppeers,felixconfigurations,deployments -A -o yaml`.",
+            "ippools,bgpconfigurations,bgppeers,felixconfigurations,clusterinformations,"
+            "deployments -A -o yaml`.",
         ),
     ] = None,
     session_budget: Annotated[

@@ -137,3 +137,62 @@ def test_cli_verify_bad_version(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["verify", "--resources", str(path), "--calico-version", "x"])
     assert res.exit_code == 2
     assert "--calico-version" in res.output
+
+
+def _cluster_info(version: object, group: str = "crd.projectcalico.org/v1") -> dict[str, Any]:
+    """What calico-node writes: its release in ClusterInformation default."""
+    return {
+        "apiVersion": group,
+        "kind": "ClusterInformation",
+        "metadata": {"name": "default"},
+        "spec": {"calicoVersion": version, "clusterType": "k8s,bgp,kubeadm,kdd"},
+    }
+
+
+@pytest.mark.parametrize("group", ["crd.projectcalico.org/v1", "projectcalico.org/v3"])
+def test_the_dump_says_which_release_reads_it(group: str) -> None:
+    """No --calico-version: the release ClusterInformation default records is used."""
+    parsed = parse_resources([*_docs(), _cluster_info("v3.28.1", group)])
+    assert {p.name: p for p in parsed.state.peers}["to-rr"].reverse_peering is ReversePeering.AUTO
+    assert (
+        parsed.notes[0] == "read as Calico v3.28.1, the release ClusterInformation default records"
+    )
+    assert not any("ignored ClusterInformation" in n for n in parsed.notes)
+    # a release that honours the field reads it
+    newer = parse_resources([*_docs(), _cluster_info("v3.31.0", group)])
+    assert {p.name: p for p in newer.state.peers}["to-rr"].reverse_peering is ReversePeering.MANUAL
+
+
+def test_the_release_asked_for_wins_over_the_dump() -> None:
+    parsed = parse_resources([*_docs(), _cluster_info("v3.28.1")], calico=CalicoVersion(3, 31, 0))
+    assert {p.name: p for p in parsed.state.peers}["to-rr"].reverse_peering is ReversePeering.MANUAL
+    assert parsed.notes == (
+        "read as Calico v3.31.0 as asked; ClusterInformation default records v3.28.1",
+    )
+    same = parse_resources([*_docs(), _cluster_info("v3.28.5")], calico=CalicoVersion(3, 28, 5))
+    assert not any("ClusterInformation" in n for n in same.notes)
+
+
+@pytest.mark.parametrize("version", ["master", "v2.6.0", 3.28, "", None])
+def test_an_unreadable_recorded_release_is_noted_not_fatal(version: object) -> None:
+    parsed = parse_resources([*_docs(), _cluster_info(version)])
+    # read as the newest Calico: Manual kept
+    assert {p.name: p for p in parsed.state.peers}["to-rr"].reverse_peering is ReversePeering.MANUAL
+    notes = [n for n in parsed.notes if "ClusterInformation" in n]
+    if isinstance(version, str) and version:
+        assert notes == [
+            f"ClusterInformation default: calicoVersion {version!r} is not a Calico v3 release; "
+            "read as the newest Calico"
+        ]
+    else:
+        assert notes == []
+
+
+def test_cli_verify_reads_the_dump_as_its_own_release(tmp_path: Path) -> None:
+    path = tmp_path / "res.json"
+    items = [*_docs(), _cluster_info("v3.28.1")]
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    res = CliRunner().invoke(app, ["verify", "--resources", str(path), "--json"])
+    out = json.loads(res.stdout)
+    assert res.exit_code == 0 and out["reachable"] is True, out  # v3.28 peers back
+    assert "read as Calico v3.28.1, the release ClusterInformation default records" in out["notes"]

@@ -654,3 +654,15 @@ def test_diagnose_rejects_a_budget_below_one() -> None:
     inv = inventory_from_documents(as_list(mesh_nodes(2)))
     with pytest.raises(InputError, match="session-budget"):
         diagnose(inv, session_budget=0)
+
+
+def test_a_dump_is_read_as_the_release_its_cluster_information_records() -> None:
+    info = {
+        "apiVersion": V1,
+        "kind": "ClusterInformation",
+        "metadata": {"name": "default"},
+        "spec": {"calicoVersion": "v3.28.1"},
+    }
+    inv = inventory_from_documents(as_list(*rr_cluster(5), info))
+    assert "read as Calico v3.28.1, the release ClusterInformation default records" in inv.notes
+    assert not any(n.startswith("ignored") and "ClusterInformation" in n for n in inv.notes)

@@ -12,16 +12,23 @@ Rules:
   do not know the field (their CRDs prune it, their confd ignores it) and always
   add the reverse peering of a ``peerSelector`` peering: measured here with
   confd from the release-v3.28 branch (docs/CALICO.md).
+
+Which release: the one asked for (``--calico-version``), else the one the cluster
+records.  calico-node writes its version into ClusterInformation ``default``
+(``spec.calicoVersion``), so a dump that holds it says how to read itself
+(:func:`reading_release`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = ["REVERSE_PEERING_SINCE", "CalicoVersion", "parse_calico_version"]
+__all__ = ["REVERSE_PEERING_SINCE", "CalicoVersion", "parse_calico_version", "reading_release"]
 
 _VERSION = re.compile(r"^v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[-+].*)?$")
 
@@ -55,3 +62,31 @@ def parse_calico_version(text: str) -> CalicoVersion:
             field="--calico-version",
         )
     return CalicoVersion(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+def reading_release(
+    asked: CalicoVersion | None, info: Mapping[str, Any] | None
+) -> tuple[CalicoVersion | None, str | None]:
+    """The release to read a set of resources as, and a note saying why (or None).
+
+    ``asked`` (``--calico-version``) wins; else ``spec.calicoVersion`` of the
+    ClusterInformation ``default`` document ``info`` (calico-node records its own
+    release there); else None, the newest Calico.  A value that is not a v3
+    release is noted and left aside."""
+    spec = info.get("spec") if info is not None else None
+    text = spec.get("calicoVersion") if isinstance(spec, Mapping) else None
+    if not isinstance(text, str) or not text.strip():
+        return asked, None
+    try:
+        found = parse_calico_version(text)
+    except InputError:
+        fallback = asked if asked is not None else "the newest Calico"
+        return asked, (
+            f"ClusterInformation default: calicoVersion {safe_repr(text)} is not a Calico v3 "
+            f"release; read as {fallback}"
+        )
+    if asked is None:
+        return found, f"read as Calico {found}, the release ClusterInformation default records"
+    if asked != found:
+        return asked, f"read as Calico {asked} as asked; ClusterInformation default records {found}"
+    return asked, None

@@ -116,8 +116,8 @@ EXAMPLES = 5
 
 #: A `kubectl get nodes,ippools,... -A -o yaml` command that makes a valid dump.
 DUMP_COMMAND = (
-    "kubectl get nodes,ippools,bgpconfigurations,bgppeers,felixconfigurations,deployments "
-    "-A -o yaml"
+    "kubectl get nodes,ippools,bgpconfigurations,bgppeers,felixconfigurations,"
+    "clusterinformations,deployments -A -o yaml"
 )
 
 
@@ -322,8 +322,8 @@ def inventory_from_documents(docs: Iterable[Any], *, where: str = "input") -> In
             net = _subnet(raw)
             if net is not None:
                 subnets[name] = net
-        elif kind in ("BGPPeer", "BGPConfiguration") and calico:
-            bgp.append(loc)
+        elif kind in ("BGPPeer", "BGPConfiguration", "ClusterInformation") and calico:
+            bgp.append(loc)  # (ClusterInformation: the release that reads the rest)
             if kind == "BGPConfiguration" and name == "default":
                 value = _spec(obj, f"BGPConfiguration {name}").get("nodeToNodeMeshEnabled")
                 mesh_field = value if isinstance(value, bool) else None

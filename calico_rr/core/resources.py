@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from calico_rr.core.calico_version import REVERSE_PEERING_SINCE, CalicoVersion
+from calico_rr.core.calico_version import REVERSE_PEERING_SINCE, CalicoVersion, reading_release
 from calico_rr.core.kube import check_string_map, position, type_name
 from calico_rr.core.selector import SelectorError, parse_selector
 from calico_rr.core.values import cluster_id as parse_cluster_id
@@ -527,7 +527,9 @@ def parse_resources(
     docs: Iterable[Any], *, where: str = "input", calico: CalicoVersion | None = None
 ) -> ParsedResources:
     """Read decoded resource documents into a :class:`CalicoState`, as the Calico
-    release ``calico`` reads them (None: the newest; ``core.calico_version``).
+    release ``calico`` reads them (None: the release a ClusterInformation
+    ``default`` among the documents records, else the newest;
+    ``core.calico_version.reading_release``).
 
     ``where`` names the source (a file name) in error messages.  Nodes and BGPPeers
     come out sorted by name.  Raises :class:`InputError` on a malformed document,
@@ -549,6 +551,10 @@ def parse_objects(
     peers: dict[str, BGPPeer] = {}
     config = BGPConfig()
     notes: list[str] = list(group_notes)
+    info = next((loc.obj for loc in resolved if _is_cluster_info(loc)), None)
+    calico, release_note = reading_release(calico, info)
+    if release_note is not None:
+        notes.append(release_note)
 
     for loc in resolved:
         kind, api, name, doc = loc.kind, loc.api, loc.name, loc.obj
@@ -584,6 +590,8 @@ def parse_objects(
                 notes.append(f"ignored BGPConfiguration {name} (only 'default' is read)")
                 continue
             config = _bgp_config(doc)
+        elif _is_cluster_info(loc):
+            continue  # read above: the release to read as
         elif kind in ("Node", "BGPPeer", "BGPConfiguration"):
             notes.append(f"ignored {kind} {name} (apiVersion {safe_repr(api)} is not read)")
         else:
@@ -597,6 +605,10 @@ def parse_objects(
         ),
         notes=tuple(one_line(n) for n in notes),
     )
+
+
+def _is_cluster_info(loc: Located) -> bool:
+    return loc.kind == "ClusterInformation" and loc.api in CALICO_GROUPS and loc.name == "default"
 
 
 def _as_read_by(peer: BGPPeer, calico: CalicoVersion | None, notes: list[str]) -> BGPPeer:

@@ -185,3 +185,27 @@ def test_cluster_without_calico_is_bad_input() -> None:
     assert result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert "serves no Calico API group" in line
+
+
+def test_live_doctor_reads_as_the_release_the_cluster_records(
+    cluster: tuple[ControlPlane, KubeClient],
+) -> None:
+    """calico-node records its release in ClusterInformation default: the live
+    inventory reads the cluster as that release (core.calico_version)."""
+    from calico_rr.adapters.kube.inventory import load_live
+
+    _, admin = cluster
+    assert not any("ClusterInformation" in n for n in load_live(admin).notes)
+    path = api_path(V1, "clusterinformations")
+    info = {
+        "apiVersion": V1,
+        "kind": "ClusterInformation",
+        "metadata": {"name": "default"},
+        "spec": {"calicoVersion": "v3.28.1", "clusterType": "k8s,bgp,kdd"},
+    }
+    admin.create(path, info)
+    try:
+        notes = load_live(admin).notes
+    finally:
+        admin.delete(api_path(V1, "clusterinformations", "default"))
+    assert "read as Calico v3.28.1, the release ClusterInformation default records" in notes

@@ -31,7 +31,9 @@ def load_dump(path: str) -> Inventory:
 
 def live_documents(client: KubeClient) -> list[dict[str, Any]]:
     """One ``List`` of Nodes, the Calico BGP objects and IPPools (in the API group
-    Calico itself would use), and every ``calico-typha`` Deployment."""
+    Calico itself would use), ClusterInformation ``default`` (which release reads
+    them, ``core.calico_version.reading_release``) and every ``calico-typha``
+    Deployment."""
     try:
         served = client.served_groups()
         if "crd.projectcalico.org" not in served and "projectcalico.org" not in served:
@@ -46,6 +48,10 @@ def live_documents(client: KubeClient) -> list[dict[str, Any]]:
         for plural in CALICO_PLURALS:
             objs, _ = client.list(api_path(group, plural))
             items.extend(objs)
+        # the Calico release, as calico-node records it (None: not installed that way)
+        info = client.get(api_path(group, "clusterinformations", "default"))
+        if info is not None:
+            items.append(info)
         deployments, _ = client.list(
             api_path("apps/v1", "deployments"), field_selector=f"metadata.name={TYPHA_NAME}"
         )
