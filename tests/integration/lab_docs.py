@@ -10,21 +10,26 @@ from calico_rr.core.config import PlanConfig
 from calico_rr.core.etcd_layout import node_to_calico
 from calico_rr.core.planner import plan
 from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.model import ANN_IPV4
+from calico_rr.model import ANN_IPV4, Node
 
-__all__ = ["planned_v3_docs"]
+__all__ = ["lab_nodes", "planned_v3_docs"]
 
 
-def planned_v3_docs(lab: LabNetwork) -> list[dict[str, Any]]:
-    """The planner's single-cluster layout for the lab's nodes (two zones): v3 Nodes with the
-    RR cluster IDs in ``spec.bgp``, the BGPPeers and the BGPConfiguration."""
-    nodes = [
+def lab_nodes(lab: LabNetwork, zones: int = 2) -> list[Node]:
+    """A synthetic cluster (``zones`` zones) on the lab's node names and addresses."""
+    return [
         dataclasses.replace(
             n, name=ln.name, ip=ln.ip, annotations={**n.annotations, ANN_IPV4: f"{ln.ip}/16"}
         )
-        for n, ln in zip(synthetic_cluster(len(lab.nodes), zones=2), lab.nodes, strict=True)
+        for n, ln in zip(synthetic_cluster(len(lab.nodes), zones=zones), lab.nodes, strict=True)
     ]
-    p = plan(nodes, PlanConfig(topology="single", api_group="projectcalico.org/v3"))
+
+
+def planned_v3_docs(lab: LabNetwork) -> list[dict[str, Any]]:
+    """The planner's single-cluster layout for the lab's nodes (two zones): v3
+    Nodes with the RR cluster IDs in ``spec.bgp``, the BGPPeers and the
+    BGPConfiguration."""
+    p = plan(lab_nodes(lab), PlanConfig(topology="single", api_group="projectcalico.org/v3"))
     return [
         *(node_to_calico(n) for n in p.applied_nodes()),
         *p.bgppeers(),
