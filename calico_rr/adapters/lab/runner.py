@@ -71,7 +71,7 @@ class ClusterLab:
         dedicated: int = 0,
         progress: Progress = _quiet,
         timeout: float = 180.0,
-        renderer: str = "imitation",
+        renderer: str = "confd",
         confd_fast_sessions: BgpTimers | None = None,
     ) -> None:
         if renderer not in RENDERERS:
