@@ -36,9 +36,10 @@ def _no_workload_loss(step: dict[str, Any]) -> None:
     assert step["route_losses_on_workload_nodes"] == 0, step["loss_examples_on_workload_nodes"]
 
 
-@pytest.mark.parametrize("renderer", ["imitation", "confd"])
-def test_dedicated_route_reflectors_no_workload_node_ever_loses_a_route(renderer: str) -> None:
-    with ClusterLab(14, spare=2, zones=3, dedicated=5, timeout=150, renderer=renderer) as lab:
+def test_dedicated_route_reflectors_no_workload_node_ever_loses_a_route() -> None:
+    """On Calico's confd with its own templates, timers and graceful restart (the
+    claim rests on Calico's code; the imitation's run of it was dropped for CI time)."""
+    with ClusterLab(14, spare=2, zones=3, dedicated=5, timeout=150, renderer="confd") as lab:
         dedicated = lab.dedicated_nodes
         mesh = lab.wait_bird(since=time.monotonic())
         assert mesh["converged"], mesh

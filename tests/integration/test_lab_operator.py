@@ -7,12 +7,13 @@ by the project's imitation of it, the lab agent reporting session states back
 into CalicoNodeStatus (which gates the operator's make-before-break), the
 operator as the unprivileged ``calico-rr`` user.  Steps: migrate from the full
 mesh, scale up, scale down, an RR's BIRD killed and restarted, an RR cordoned, a
-topology switch, `calico-rr uninstall` back to the full mesh.  After every step
-BIRD's tables equal the verifier's prediction with every session Established,
-and no node lost a route it had — except:
+topology switch, a zone down and back, `calico-rr uninstall` back to the full
+mesh.  After every step BIRD's tables equal the verifier's prediction with every
+session Established, and no node lost a route it had — except:
 
 * the killed node's own block and its own table (allowed by the issue);
-* deleted nodes (they are gone);
+* deleted nodes (they are gone), and the nodes of a zone taken down (their BIRDs
+  killed) as observers and as origins;
 * nodes whose RR cluster ID appeared, went or changed in the step: BIRD
   restarts a session whose ``rr client`` / ``rr cluster id`` options change,
   so such a node's sessions drop for a moment (measured here: well under 2 s).
@@ -30,6 +31,7 @@ import pytest
 from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.bird import BgpTimers
+from calico_rr.model import ZONE_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +133,29 @@ def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:
     assert lab.watcher.errors == []
     assert lab.watcher.status_writes > 0  # sessions reported through CalicoNodeStatus
 
+    # a whole zone goes down (its BIRDs killed, its Nodes NotReady): the operator
+    # moves the RR role off it; nobody outside the zone loses a route of a node
+    # outside it (but for the promoted RRs' own sessions), then the zone comes back
+    lost = _zone_members(lab, lab.route_reflectors()[0])
+    assert 0 < len(lost) < len(lab.members)
+
+    def zone_down() -> None:
+        for name in lost:
+            lab.kill_bird(name)
+            lab.set_ready(name, False)
+
+    steps["zone down"] = lab.step("zone down", zone_down, down=lost)
+    _check(steps["zone down"], losses=True)
+    assert not lost & set(lab.route_reflectors())
+
+    def zone_up() -> None:
+        for name in lost:
+            lab.set_ready(name, True)
+            lab.restart_bird(name)
+
+    steps["zone up"] = lab.step("zone up", zone_up, ignore_origins=lost)
+    _check(steps["zone up"], losses=True)
+
     # `calico-rr uninstall` with the operator running: mesh back first, then our
     # peerings go; only the former RRs (whose cluster ID goes) may blink
     lab.set_topology({"waitTimeout": "10s"})
@@ -141,3 +166,15 @@ def test_operator_transitions_on_real_bird(lab: ClusterLab) -> None:
     n = len(lab.members)
     assert steps["uninstall"]["sessions_established"] == n * (n - 1) // 2  # the full mesh
     assert set(steps["uninstall"]["role_changed_nodes"]) == set(rrs_before)
+
+
+def _zone_members(lab: ClusterLab, node: str) -> frozenset[str]:
+    """The nodes in ``node``'s zone (its topology.kubernetes.io/zone label)."""
+    labels = {
+        name: (obj.get("metadata") or {}).get("labels") or {}
+        for name, obj in lab.watcher.informers["nodes"].items().items()
+    }
+    zone = labels[node][ZONE_LABEL]
+    return frozenset(
+        name for name, lab_labels in labels.items() if lab_labels.get(ZONE_LABEL) == zone
+    )
