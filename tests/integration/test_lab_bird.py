@@ -115,7 +115,7 @@ def test_topology_on_bird(
     bench: Bench, agent: LabAgent, lab: LabNetwork, topology: str, size: int, cfg: dict[str, Any]
 ) -> None:
     st = bench.apply(_plan_docs(lab, size, topology, **cfg))
-    assert st["converged"], st["comparison"].describe()
+    assert st["converged"], (st["comparison"].describe(), st["sessions_down"][:5])
     assert st["nodes"] == size
     assert st["sessions_established"] == st["sessions_expected"] > 0
     assert st["bird_reachable"] and st["missing_pairs"] == 0
