@@ -8,8 +8,10 @@ The checks are the Kubernetes confd lab's: confd's peers equal the imitation's
 (``core.bird``) for the same state, and BIRD's tables equal the verifier's
 prediction, healthy, after a change in etcd, and with a route reflector stopped;
 then the same on random configurations from the extended generator, written as
-Calico v3 documents (issue 13 item 4 on etcd).  The templates carry the session
-shim (``confd.shim_fast_sessions``; docs/LAB.md).
+Calico v3 documents (issue 13 item 4 on etcd); last, the etcd operator's
+transitions under the route sampler, with RRs on workload nodes and on dedicated
+nodes.  The templates carry the session shim (``confd.shim_fast_sessions``;
+docs/LAB.md), except in the dedicated run, which is Calico's own.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from calico_rr.adapters.etcd.operator import EtcdOperator, uninstall
 from calico_rr.adapters.lab.confd import ConfdAgent, ConfdFleet, etcd_ipam
 from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
+from calico_rr.adapters.lab.runner import DEDICATED_LABEL
 from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.core.bird import BgpTimers
-from calico_rr.core.etcd_layout import RESOURCE_ROOT, encode_document, node_to_calico
+from calico_rr.core.etcd_layout import encode_document, node_to_calico
+from calico_rr.model import ZONE_LABEL
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
@@ -53,6 +57,8 @@ TIMEOUT = 60.0
 #: random configurations on etcd (60 run on the Kubernetes datastore)
 CONFIGS = 12
 STATE_TIMEOUT = 40.0
+#: the session shim (docs/LAB.md); None runs Calico's own templates and timers
+SHIM = BgpTimers()
 
 
 @dataclasses.dataclass
@@ -71,21 +77,29 @@ def setup() -> Iterator[EtcdConfdLab]:
 
 
 @contextmanager
-def _confd_on_etcd(setup: EtcdConfdLab, *, start_birds: bool) -> Iterator[tuple[Rig, EtcdClient]]:
-    """confd on every lab node against etcd (the IPAM keys written), the lab's view
-    following etcd; BIRDs start as confd's files appear, or (``start_birds``
-    false) only when the test starts them.  Everything stopped on the way out."""
+def _confd_on_etcd(
+    setup: EtcdConfdLab,
+    *,
+    start_birds: bool,
+    workload_free: frozenset[str] = frozenset(),
+    shim: BgpTimers | None = SHIM,
+) -> Iterator[tuple[Rig, EtcdClient]]:
+    """confd on every lab node against etcd (the IPAM keys written: a pod block
+    for every node outside ``workload_free``), the lab's view following etcd;
+    BIRDs start as confd's files appear, or (``start_birds`` false) only when the
+    test starts them.  ``shim`` None: Calico's own templates and timers.
+    Everything stopped on the way out."""
     etcd, lab, release = setup.etcd, setup.lab, setup.binaries.release
     for node in lab.nodes:  # what a test before left running
         if node.running:
             lab.stop_bird(node, kill=False)
     client = etcd.client()
-    for kv in client.list(RESOURCE_ROOT).kvs:  # what a test before left in etcd
+    for kv in client.list("/calico/").kvs:  # what a test before left: resources, IPAM, Felix
         client.delete(kv.key)
-    for key, value in etcd_ipam(lab, ()):
+    for key, value in etcd_ipam(lab, workload_free):
         client.put(key, value)
-    fleet = ConfdFleet(lab, setup.binaries, etcd.env(), fast_sessions=BgpTimers())
-    agent = ConfdAgent(lab, fleet)
+    fleet = ConfdFleet(lab, setup.binaries, etcd.env(), fast_sessions=shim)
+    agent = ConfdAgent(lab, fleet, workload_free=workload_free)
     watcher = EtcdWatcher(agent, client, calico=release)
     try:
         fleet.start()
@@ -207,61 +221,158 @@ def _no_loss_outside(sampler: RouteSampler, skip: frozenset[str]) -> None:
     assert isinstance(sweeps, int) and sweeps >= 5 and report["sampler_errors"] == []
 
 
-def test_operator_on_etcd_with_confd(setup: EtcdConfdLab) -> None:
-    """The etcd operator on real BGP (issue 13 item 3 on etcd), with confd in
-    etcdv3 mode rendering every BIRD and the route sampler watching: migrate a
-    mesh of Calico v3 Nodes to a single cluster, an RR's BIRD crashes and comes
-    back, single -> multi, and ``uninstall`` back to the mesh with the operator
-    still running.  As in test_lab_operator.py: after each step BIRD equals the
-    verifier; no node outside those whose RR role changed loses any route; a
-    promoted RR's own sessions are down < 3 s; the migration is gated by the
-    session states written into CalicoNodeStatus, not by the 60 s wait."""
+#: the label the etcd test puts on a Calico Node to keep it off RR duty (etcd has
+#: no cordon; docs/ETCD.md: ``incompatibleNodeLabels``)
+DRAINED = "lab.calico-rr/drained"
+#: dedicated RR nodes of the 12 (7 workload nodes; at least one per zone)
+DEDICATED = 5
+
+
+def _label(client: EtcdClient, name: str, key: str, value: str | None) -> None:
+    """Set (``value``) or remove (None) one label of the Calico v3 Node ``name``."""
+    doc = next(
+        d
+        for d in cluster_documents(client)
+        if d["kind"] == "Node" and d["metadata"]["name"] == name
+    )
+    labels = dict(doc["metadata"].get("labels") or {})
+    if value is None:
+        labels.pop(key, None)
+    else:
+        labels[key] = value
+    client.put(*encode_document({**doc, "metadata": {**doc["metadata"], "labels": labels}}))
+
+
+def _wait_pass(op: EtcdOperator, since: float, timeout: float) -> None:
+    """Until a reconcile pass that started after ``since`` has ended Steady."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = op.stats
+        if stats.last_start > since and stats.last_end > stats.last_start:
+            assert stats.last_phase == "Steady", stats.last_message
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no operator pass after the change: {op.stats.last_message}")
+
+
+@pytest.mark.parametrize("dedicated", [0, DEDICATED], ids=["workload-rrs", "dedicated-rrs"])
+def test_operator_on_etcd_with_confd(setup: EtcdConfdLab, dedicated: int) -> None:
+    """The etcd operator on real BGP (issue 13 item 3 on etcd, with and without
+    dedicated RR nodes), confd in etcdv3 mode rendering every BIRD and the route
+    sampler watching: migrate a mesh of Calico v3 Nodes to a single cluster, an
+    RR's BIRD crashes and comes back, an RR is drained (etcd's stand-in for
+    cordon: a label named in ``incompatibleNodeLabels``) and undrained, a whole
+    zone goes down and back (BIRDs killed, Felix reports gone), single -> multi,
+    and ``uninstall`` back to the mesh with the operator still running.  After
+    each step BIRD equals the verifier.
+
+    * RRs on workload nodes (the session shim, as test_lab_operator.py): no node
+      outside those whose RR role changed loses any route; a promoted RR's own
+      sessions are down < 3 s; the migration is gated by the session states
+      written into CalicoNodeStatus, not by the 60 s wait.
+    * ``dedicated`` RR nodes (``dedicatedNodeLabel``; no pod block), on Calico's
+      own templates, timers and graceful restart: no workload node loses any
+      route of any other workload node, and only dedicated nodes change role."""
     lab = setup.lab
-    with _confd_on_etcd(setup, start_birds=True) as (r, client):
-        for node in lab_nodes(lab, zones=3):  # the mesh: no BGPConfiguration, no BGPPeer
+    free = frozenset(n.name for n in lab.nodes[SIZE - dedicated :]) if dedicated else frozenset()
+    nodes = [
+        dataclasses.replace(n, labels={**n.labels, DEDICATED_LABEL: ""}) if n.name in free else n
+        for n in lab_nodes(lab, zones=3)
+    ]
+    zone_of = {n.name: n.labels[ZONE_LABEL] for n in nodes}
+    shim = None if dedicated else SHIM
+    mesh = SIZE * (SIZE - 1) // 2
+    with _confd_on_etcd(setup, start_birds=True, workload_free=free, shim=shim) as (r, client):
+        for node in nodes:  # the mesh: no BGPConfiguration, no BGPPeer; Felix: Ready
             client.put(*encode_document(node_to_calico(node, uid=f"uid-{node.name}")))
-            client.put(felix_report_key(node.name), felix_report())  # Felix: Ready
+            client.put(felix_report_key(node.name), felix_report())
         _converged(r.agent, time.monotonic())
-        mesh = r.agent.status()["sessions_expected"]
-        assert mesh == SIZE * (SIZE - 1) // 2
+        assert r.agent.status()["sessions_expected"] == mesh
 
-        write_config(client, {"topology": "single", "waitTimeout": "60s"})
+        spec: dict[str, object] = {"topology": "single", "waitTimeout": "60s"}
+        spec["incompatibleNodeLabels"] = [DRAINED]
+        if dedicated:
+            spec["dedicatedNodeLabel"] = DEDICATED_LABEL
+        write_config(client, spec)
         op = EtcdOperator(setup.etcd.client(), identity="lab-0", env={})
+        changed_all: set[str] = set()
+
+        def step(
+            action: Callable[[], object],
+            down: frozenset[str] = frozenset(),
+            back: frozenset[str] = frozenset(),
+        ) -> RouteSampler:
+            """``back``: nodes returning from down, whose own blocks may blink as
+            their sessions come back (the killed node's exception)."""
+            sampler, changed = _step(r, client, action, down=down)
+            changed_all.update(changed)
+            _no_loss_outside(sampler, (free or changed) | down | back)
+            if dedicated:
+                assert set(_cluster_ids(client)) <= free
+            return sampler
+
+        def operate(change: Callable[[], object], moves: bool = True) -> Callable[[], None]:
+            """``change``, then wait for the operator: Steady again after a move,
+            or (``moves`` false: nothing to move) a whole pass after the change."""
+
+            def run() -> None:
+                since = time.monotonic()
+                change()
+                if moves:
+                    seconds.append(wait_steady(op, client, timeout=120, since=since))
+                else:
+                    _wait_pass(op, since, timeout=60)
+
+            return run
+
         seconds: list[float] = []
-
-        def migrate() -> None:
-            since = time.monotonic()
-            op.start()
-            seconds.append(wait_steady(op, client, timeout=120, since=since))
-
         try:
-            sampler, changed = _step(r, client, migrate)
-            assert len(changed) >= 2 and r.agent.status()["sessions_expected"] < mesh // 2
-            _no_loss_outside(sampler, changed)
-            longest = sampler.report()["loss_seconds_max"]
-            assert isinstance(longest, float) and longest < 3.0  # the promoted RRs' own
+            sampler = step(operate(op.start))
+            rrs = sorted(_cluster_ids(client))
+            assert len(rrs) >= 2 and r.agent.status()["sessions_expected"] < mesh // 2
             assert seconds[0] < 60  # gated by CalicoNodeStatus, not the fallback wait
             assert not [e for e in r.errors if "status report" in e], r.errors
+            if not dedicated:
+                longest = sampler.report()["loss_seconds_max"]
+                assert isinstance(longest, float) and longest < 3.0  # the promoted RRs' own
 
             # an RR's BIRD crashes (SIGKILL) and comes back: nobody else loses a route
-            rr = lab.node(sorted(_cluster_ids(client))[0])
-            sampler, _ = _step(r, client, lambda: r.agent.kill(rr), down=frozenset({rr.name}))
-            _no_loss_outside(sampler, frozenset({rr.name}))
-            sampler, _ = _step(r, client, lambda: r.agent.restart(rr))
-            _no_loss_outside(sampler, frozenset({rr.name}))
+            victim = lab.node(rrs[0])
+            step(lambda: r.agent.kill(victim), down=frozenset({victim.name}))
+            step(lambda: r.agent.restart(victim), back=frozenset({victim.name}))
 
-            def switch() -> None:
-                since = time.monotonic()
-                write_config(client, {"topology": "multi", "waitTimeout": "60s"})
-                wait_steady(op, client, timeout=120, since=since)
+            drained = rrs[-1]
+            step(operate(lambda: _label(client, drained, DRAINED, "true")))
+            assert drained not in _cluster_ids(client)
+            step(operate(lambda: _label(client, drained, DRAINED, None), moves=False))
 
-            sampler, changed = _step(r, client, switch)
-            _no_loss_outside(sampler, changed)
+            zone = zone_of[sorted(_cluster_ids(client))[0]]
+            lost = frozenset(n for n, z in zone_of.items() if z == zone)
+
+            def zone_down() -> None:
+                for name in lost:
+                    r.agent.kill(lab.node(name))
+                    client.delete(felix_report_key(name))
+
+            step(operate(zone_down), down=lost)
+            assert not lost & set(_cluster_ids(client))
+
+            def zone_up() -> None:
+                for name in lost:
+                    client.put(felix_report_key(name), felix_report())
+                    r.agent.restart(lab.node(name))
+
+            step(operate(zone_up, moves=False), back=lost)
+
+            step(operate(lambda: write_config(client, {**spec, "topology": "multi"})))
+            assert len(set(_cluster_ids(client).values())) >= 2  # several clusters
 
             # uninstall with the operator still running: back to the full mesh
-            sampler, changed = _step(r, client, lambda: uninstall(client, env={}, timeout=120))
-            _no_loss_outside(sampler, changed)
+            step(lambda: uninstall(client, env={}, timeout=120))
             assert _cluster_ids(client) == {}
             assert r.agent.status()["sessions_expected"] == mesh
+            assert changed_all  # roles moved ...
+            if dedicated:
+                assert changed_all <= free  # ... only on dedicated nodes
         finally:
             op.stop()
