@@ -41,11 +41,11 @@ from typing import Any
 
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.net import LabNetwork
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.planner import plan
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import CalicoState, Node
 from calico_rr.testing.lab import ensure_lab_tools
 

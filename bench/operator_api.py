@@ -71,8 +71,8 @@ from calico_rr.adapters.kube.demo import (
     is_lease,
     is_write,
 )
-from calico_rr.core.opconfig import CONFIG_NAME
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.operator.settings import CONFIG_NAME
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.controlplane import OPERATOR_USER, audit_request, free_port

@@ -70,8 +70,8 @@ from calico_rr.adapters.etcd.demo import (
     writes,
     zone_leases,
 )
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.testing.etcd import EtcdServer
 

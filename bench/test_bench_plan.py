@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.planner import plan
-from calico_rr.core.summary import plan_graph
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_graph
 
 CASES = [
     (500, 3, 0, "auto"),

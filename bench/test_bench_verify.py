@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.planner import plan
-from calico_rr.core.summary import plan_graph
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.verify import verify
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_graph
 
 
 def _graph(nodes: int, topology: str, zones: int = 3, racks: int = 0) -> Any:

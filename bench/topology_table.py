@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.planner import plan
-from calico_rr.core.summary import summarize
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import summarize
 
 CASES = [
     (500, 0, 0, "single", None),

@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from calico_rr.core.config import (
+from calico_rr.core.planning.config import (
     API_GROUPS,
     RACK_LABEL,
     LinearSizing,
@@ -35,7 +35,7 @@ from calico_rr.model import ZONE_LABEL, Node
 
 if typing.TYPE_CHECKING:
     from calico_rr.adapters.etcd.client import EtcdClient
-    from calico_rr.core.safety import Verdict
+    from calico_rr.core.operator.safety import Verdict
 
 app = typer.Typer(
     add_completion=False,
@@ -179,7 +179,7 @@ def load_inputs(
     max_restart_time: str | None,
 ) -> Inputs:
     """Flags -> (nodes, notes, config).  Raises CalicoRRError on bad input."""
-    from calico_rr.core.synthetic import synthetic_cluster
+    from calico_rr.core.planning.synthetic import synthetic_cluster
 
     sizing: Sizing = (
         parse_steps(steps) if steps else LinearSizing(ratio=ratio, minimum=min_rrs, maximum=max_rrs)
@@ -306,10 +306,10 @@ def plan(
 
     Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
     nodes would be cut off, and why, on stderr); 2: bad input."""
-    from calico_rr.core.planner import plan as make_plan
-    from calico_rr.core.safety import gate_plan
-    from calico_rr.core.summary import plan_graph, summarize
-    from calico_rr.core.verify import verify as run_verify
+    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.operator.safety import gate_plan
+    from calico_rr.core.planning.planner import plan as make_plan
+    from calico_rr.core.report.summary import plan_graph, summarize
 
     # A bad --plot path fails before anything is computed or written.
     plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
@@ -426,8 +426,8 @@ def render(
 
     Nothing is written unless the safety gate passes: every node with a BGP address
     keeps a route to every other (exit 1 and the cut-off nodes on stderr otherwise)."""
-    from calico_rr.core.planner import plan as make_plan
-    from calico_rr.core.safety import gate_plan
+    from calico_rr.core.operator.safety import gate_plan
+    from calico_rr.core.planning.planner import plan as make_plan
 
     def run() -> tuple[list[dict[str, Any]], Verdict, tuple[str, ...]]:
         inputs = load_inputs(**plan_args)
@@ -517,7 +517,7 @@ def verify(
 
     Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
     """
-    from calico_rr.core.verify import verify as run_verify
+    from calico_rr.core.bgp.verify import verify as run_verify
 
     def run() -> tuple[dict[str, Any], list[str], bool]:
         graph, notes = _graph_for_verify(plan_args, resources, calico_version)
@@ -551,14 +551,14 @@ def verify(
 def _graph_for_verify(
     plan_args: dict[str, Any], resources: str | None, calico_version: str | None = None
 ) -> tuple[Any, list[str]]:
-    from calico_rr.core.calico_version import parse_calico_version
-    from calico_rr.core.sessions import build_session_graph
+    from calico_rr.core.bgp.calico_version import parse_calico_version
+    from calico_rr.core.bgp.sessions import build_session_graph
 
     calico = parse_calico_version(calico_version) if calico_version is not None else None
 
     if resources is None:
-        from calico_rr.core.planner import plan as make_plan
-        from calico_rr.core.summary import plan_graph
+        from calico_rr.core.planning.planner import plan as make_plan
+        from calico_rr.core.report.summary import plan_graph
 
         inputs = load_inputs(**plan_args)
         notes = list(inputs.notes)
@@ -569,7 +569,7 @@ def _graph_for_verify(
     if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
         raise InputError("give either --resources or a cluster to plan (--nodes/--nodes-file)")
     from calico_rr.adapters.nodes_io import read_documents
-    from calico_rr.core.resources import parse_resources
+    from calico_rr.core.bgp.resources import parse_resources
 
     where = "standard input" if resources == "-" else resources  # as nodes_io names it
     parsed = parse_resources(read_documents(resources), where=where, calico=calico)
@@ -620,7 +620,7 @@ def _plot_format(path: str) -> str:
 
 def _comparison(inputs: Inputs, own_size: int, sizes_text: str | None) -> Any:
     """The topologies compared on synthetic clusters shaped like the planned one."""
-    from calico_rr.core.compare import (
+    from calico_rr.core.report.series import (
         DEFAULT_SIZES,
         ClusterShape,
         compare,
@@ -665,10 +665,10 @@ def report(
     from calico_rr.adapters.files import write_atomic
     from calico_rr.adapters.plots import check_writable, comparison_figure, diagram_figure
     from calico_rr.adapters.report_html import ReportPage, render_html
-    from calico_rr.core.diagram import group_diagram
-    from calico_rr.core.planner import plan as make_plan
-    from calico_rr.core.summary import plan_graph, summarize
-    from calico_rr.core.verify import verify as run_verify
+    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.planning.planner import plan as make_plan
+    from calico_rr.core.report.diagram import group_diagram
+    from calico_rr.core.report.summary import plan_graph, summarize
 
     def run() -> str:
         if not output.lower().endswith((".html", ".htm")):
@@ -930,7 +930,7 @@ def doctor(
     Exit code 0: no error-severity finding; 1: at least one; 2: bad input.  See
     docs/DOCTOR.md for every check."""
     from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
-    from calico_rr.core.doctor import diagnose
+    from calico_rr.core.doctor.checks import diagnose
 
     def check() -> tuple[list[Any], Any]:
         if resources is not None and kubeconfig is not None:
@@ -970,7 +970,7 @@ def doctor(
 def _print_findings(findings: list[Any], inventory: Any) -> None:
     from rich.text import Text
 
-    from calico_rr.core.doctor import summary_counts
+    from calico_rr.core.doctor.checks import summary_counts
 
     console = Console()
     state = inventory.state
@@ -1088,7 +1088,7 @@ def lab(
         str,
         typer.Option(
             help="Who renders each node's BIRD config: 'confd' (Calico's own, built by "
-            "scripts/calico-build.sh) or 'imitation' (the project's core.bird)."
+            "scripts/calico-build.sh) or 'imitation' (the project's core.lab.bird)."
         ),
     ] = "confd",
     cleanup: Annotated[

@@ -4,10 +4,10 @@ Two families of types live here:
 
 * :class:`Node` - a Kubernetes node as the *planner* sees it: health, labels,
   annotations, age.  Built by ``adapters.nodes_io`` (from a NodeList file) or by
-  ``core.synthetic`` (generated clusters), later by the operator's cache.
+  ``core.planning.synthetic`` (generated clusters), later by the operator's cache.
 * :class:`CalicoNode`, :class:`BGPPeer`, :class:`BGPConfig` - Calico's BGP objects
   as calico-node reads them (domain.md section 2), independent of the datastore
-  and of the API group.  Built by ``core.resources`` from resource dicts; the
+  and of the API group.  Built by ``core.bgp.resources`` from resource dicts; the
   session graph and the verifier only ever look at these.
 
 Everything is immutable and hashable where it is cheap to be; mappings are plain
@@ -117,7 +117,7 @@ class BGPPeer:
 
     Local side: ``node`` (one node by name), or ``node_selector``, or neither (= all
     nodes).  Remote side: ``peer_ip`` (+ ``as_number``) or ``peer_selector``.
-    Selectors are kept as source text; ``core.selector`` parses them.
+    Selectors are kept as source text; ``core.bgp.selector`` parses them.
     """
 
     name: str

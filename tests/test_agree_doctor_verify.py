@@ -1,9 +1,9 @@
 """`verify` and `doctor` read the same input the same way (issue 14, items 5 and 6).
 
-Both go through ``core.resources`` (``iter_objects``, ``resolve_api_groups``,
+Both go through ``core.bgp.resources`` (``iter_objects``, ``resolve_api_groups``,
 ``parse_objects``): the same objects accepted, the same object read from a dump of
 both API groups, the same error naming the same place for a bad one; the node reader
-of ``plan``/``render`` (``core.kube.nodes_from_documents``) counts places the same
+of ``plan``/``render`` (``core.formats.kube.nodes_from_documents``) counts places the same
 way.  And no input makes any of them raise anything but an InputError.
 """
 
@@ -20,9 +20,10 @@ import yaml
 from typer.testing import CliRunner
 
 from calico_rr.cli import app
-from calico_rr.core.doctor import diagnose, inventory_from_documents
-from calico_rr.core.kube import nodes_from_documents, position
-from calico_rr.core.resources import parse_resources
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.doctor.checks import diagnose
+from calico_rr.core.doctor.inventory import inventory_from_documents
+from calico_rr.core.formats.kube import nodes_from_documents, position
 from calico_rr.errors import CalicoRRError, InputError
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 

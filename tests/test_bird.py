@@ -1,4 +1,4 @@
-"""BIRD 1.6 config rendering (calico_rr.core.bird): structure only, no BIRD binary."""
+"""BIRD 1.6 config rendering (calico_rr.core.lab.bird): structure only, no BIRD binary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.bird import (
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.lab.bird import (
     BgpTimers,
     BirdNode,
     BirdPeer,
@@ -15,8 +17,6 @@ from calico_rr.core.bird import (
     protocol_names,
     render_bird_config,
 )
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, CalicoState
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

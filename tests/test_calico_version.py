@@ -1,4 +1,4 @@
-"""Calico's version as an input (issue 13 item 6): core.calico_version and the
+"""Calico's version as an input (issue 13 item 6): core.bgp.calico_version and the
 verifier's reading of ``reversePeering`` per release."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from calico_rr.cli import app
-from calico_rr.core.calico_version import (
+from calico_rr.core.bgp.calico_version import (
     REVERSE_PEERING_SINCE,
     CalicoVersion,
     parse_calico_version,
 )
-from calico_rr.core.resources import parse_resources
+from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, ReversePeering
 

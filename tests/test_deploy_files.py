@@ -182,7 +182,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies_and_nothing_else() -> Non
     for source in copied:
         assert (REPO / source).exists(), source
         assert not _dockerignored(source, patterns), source
-    assert not _dockerignored("calico_rr/core/planner.py", patterns)
+    assert not _dockerignored("calico_rr/core/planning/planner.py", patterns)
     for left_out in (
         ".venv/bin/python",
         ".git/HEAD",

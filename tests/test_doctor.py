@@ -13,14 +13,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from calico_rr.cli import app
-from calico_rr.core.doctor import (
-    TYPHA_MAX,
-    Finding,
-    Severity,
-    diagnose,
-    inventory_from_documents,
-    typha_replicas_wanted,
-)
+from calico_rr.core.doctor.checks import Finding, Severity, diagnose
+from calico_rr.core.doctor.inventory import inventory_from_documents
+from calico_rr.core.operator.typha import MAX_REPLICAS as TYPHA_MAX
+from calico_rr.core.operator.typha import replicas_wanted as typha_replicas_wanted
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, ZONE_LABEL
 

@@ -1,4 +1,4 @@
-"""core.etcd_layout: Calico's etcd keys and v3 documents <-> the core's data (pure)."""
+"""core.formats.etcd: Calico's etcd keys and v3 documents <-> the core's data (pure)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL, PlanConfig
-from calico_rr.core.opconfig import OperatorSettings
-from calico_rr.core.reconcile import Decision, Observed, Phase, reconcile
-from calico_rr.core.resources import calico_node_from_k8s_dict, parse_resources
-from calico_rr.core.safety import check
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.resources import calico_node_from_k8s_dict, parse_resources
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.operator.reconcile import Decision, Observed, Phase, reconcile
+from calico_rr.core.operator.safety import check
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, PlanConfig
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, MANAGED_BY_LABEL, Node
 
@@ -187,7 +187,7 @@ def test_kdd_view_agrees_with_calicos_own_reading(
     name: str, ip: str | None, plen: int, asn: int | None, cid: str | None, labels: dict[str, str]
 ) -> None:
     """What the planner sees of an etcd node (KDD-named annotations) is what
-    calico-node reads from the v3 document (core.resources on the raw document)."""
+    calico-node reads from the v3 document (core.bgp.resources on the raw document)."""
     bgp: dict[str, Any] = {}
     if ip is not None:
         bgp["ipv4Address"] = f"{ip}/{plen}"

@@ -40,16 +40,17 @@ from hypothesis import strategies as st
 from calico_rr.adapters.kube.inventory import load_dump
 from calico_rr.adapters.nodes_io import load_nodes, read_documents
 from calico_rr.core import limits
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.doctor import diagnose, inventory_from_documents
-from calico_rr.core.kube import node_to_k8s, nodes_from_documents
-from calico_rr.core.opconfig import ENV_VARS, SPEC_FIELDS, settings_from_spec
-from calico_rr.core.planner import plan
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.selector import Selector, expr_depth, parse_selector, to_text
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.core.summary import plan_graph
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.selector import Selector, expr_depth, parse_selector, to_text
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.doctor.checks import diagnose
+from calico_rr.core.doctor.inventory import inventory_from_documents
+from calico_rr.core.formats.kube import node_to_k8s, nodes_from_documents
+from calico_rr.core.operator.settings import ENV_VARS, SPEC_FIELDS, settings_from_spec
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_graph
 from calico_rr.errors import CalicoRRError
 from calico_rr.model import Node
 
@@ -847,8 +848,8 @@ def test_found_notes_on_skipped_kinds_are_one_line(docs: list[Any]) -> None:
 
 def test_found_deep_etcd_value_is_an_input_error() -> None:
     # The etcd adapters decode Calico's documents with json.loads: a value nested
-    # 100,000 levels deep raised RecursionError (calico_rr.core.etcd_layout).
-    from calico_rr.core.etcd_layout import decode_document
+    # 100,000 levels deep raised RecursionError (calico_rr.core.formats.etcd).
+    from calico_rr.core.formats.etcd import decode_document
 
     value = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
     ok, _ = outcome(decode_document, "/calico/resources/v3/projectcalico.org/bgppeers/p", value, 1)

@@ -1,4 +1,4 @@
-"""Tests for calico_rr.core.kube: Kubernetes Node objects <-> model.Node."""
+"""Tests for calico_rr.core.formats.kube: Kubernetes Node objects <-> model.Node."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.core.kube import (
+from calico_rr.core.formats.kube import (
     format_timestamp,
     node_from_k8s,
     node_to_k8s,

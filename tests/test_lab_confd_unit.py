@@ -19,7 +19,7 @@ from calico_rr.adapters.lab.confd import (
     shim_ipam_template,
 )
 from calico_rr.adapters.lab.net import LabError
-from calico_rr.core.bird import BgpTimers
+from calico_rr.core.lab.bird import BgpTimers
 
 
 def test_node_confdir_rewrites_paths_and_adds_only_the_shim(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from calico_rr.adapters.lab.birdctl import BirdControl, BirdError, parse_protocols, parse_routes
 from calico_rr.adapters.lab.net import node_ip, pod_block
-from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.lab.prediction import compare, expected_sessions, predicted_routes
 from calico_rr.testing.random_configs import config_shapes, random_config
 
 ROUTES = [

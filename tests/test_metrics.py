@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.metrics import SessionMetrics, Stats, session_metrics, sessions_by_label
-from calico_rr.core.sessions import SessionGraph, build_session_graph
+from calico_rr.core.bgp.metrics import SessionMetrics, Stats, session_metrics, sessions_by_label
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.model import BGPConfig, BGPPeer, CalicoNode, CalicoState, ReversePeering
 
 

@@ -14,8 +14,8 @@ import yaml
 from calico_rr.adapters import nodes_io
 from calico_rr.adapters.nodes_io import load_nodes, read_documents
 from calico_rr.core import limits
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import InputError
 from calico_rr.model import Taint
 

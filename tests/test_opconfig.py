@@ -1,4 +1,5 @@
-"""calico_rr.core.opconfig: RouteReflectorConfig spec and ROUTE_REFLECTOR_* variables -> settings.
+"""calico_rr.core.operator.settings: RouteReflectorConfig spec and ROUTE_REFLECTOR_*
+variables -> settings.
 
 Also checks that the CRD and the deploy manifests agree with the Python side (the
 same patterns and bounds, parseable examples), so neither can drift alone.
@@ -16,15 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.core.config import (
-    RACK_LABEL,
-    ApiGroup,
-    LinearSizing,
-    PlanConfig,
-    Step,
-    SteppingSizing,
-)
-from calico_rr.core.opconfig import (
+from calico_rr.core.operator.settings import (
     CONFIG_NAME,
     CRD_GROUP,
     CRD_KIND,
@@ -39,7 +32,15 @@ from calico_rr.core.opconfig import (
     env_spec,
     settings_from_spec,
 )
-from calico_rr.core.typha import TyphaSettings
+from calico_rr.core.operator.typha import TyphaSettings
+from calico_rr.core.planning.config import (
+    RACK_LABEL,
+    ApiGroup,
+    LinearSizing,
+    PlanConfig,
+    Step,
+    SteppingSizing,
+)
 from calico_rr.core.values import DURATION_PATTERN, QUAD_PATTERN, parse_duration
 from calico_rr.errors import ConfigError
 from calico_rr.model import ZONE_LABEL

@@ -15,19 +15,19 @@ from typer.testing import CliRunner
 from calico_rr.adapters.plots import comparison_figure, diagram_figure
 from calico_rr.adapters.report_html import ReportPage, render_html
 from calico_rr.cli import app, summary_rows
-from calico_rr.core.compare import (
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.diagram import group_diagram
+from calico_rr.core.report.series import (
     COMPARED,
     ClusterShape,
     compare,
     parse_sizes,
     sizes_with,
 )
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.diagram import group_diagram
-from calico_rr.core.planner import plan
-from calico_rr.core.summary import plan_graph, summarize
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.verify import verify
+from calico_rr.core.report.summary import plan_graph, summarize
 from calico_rr.errors import InputError
 
 runner = CliRunner()

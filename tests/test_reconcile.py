@@ -1,7 +1,7 @@
-"""The pure reconcile (calico_rr.core.reconcile), driven on an in-memory cluster.
+"""The pure reconcile (calico_rr.core.operator.reconcile), driven on an in-memory cluster.
 
 Every test checks *every* intermediate state - after each single write - for
-reachability among the running nodes (core.safety, the verifier's rules), and
+reachability among the running nodes (core.operator.safety, the verifier's rules), and
 the crash tests stop a batch after every possible number of writes and let a
 fresh reconcile pick up from what the "cluster" shows.
 """
@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL, PlanConfig
-from calico_rr.core.opconfig import OperatorSettings
-from calico_rr.core.reconcile import (
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.selector import parse_selector
+from calico_rr.core.bgp.twins import twin_pairs
+from calico_rr.core.operator.reconcile import (
     COMPANION_LABEL,
     MARKER,
     NodeBGPStatus,
@@ -26,10 +27,9 @@ from calico_rr.core.reconcile import (
     sessions_confirmed,
     uninstall,
 )
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.selector import parse_selector
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.twins import twin_pairs
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL, PlanConfig
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
 from calico_rr.testing.sim import Crash, SimCluster, status_all_established
 
@@ -52,7 +52,7 @@ def safe(sim: SimCluster, what: str) -> None:
     fresh = set() if sim.mesh_enabled else {n for n, ns in sim.nodes.items() if not ns.owned_labels}
     report = sim.safety(sim.down() | fresh)
     assert report.ok, f"after {what}: {report.describe()}"
-    # nor does any step leave a pair with two BIRD protocols on both ends (core.twins)
+    # nor does any step leave a pair with two BIRD protocols on both ends (core.bgp.twins)
     twins = twin_pairs(parse_resources(sim.calico_documents()).state)
     assert twins.count == 0, f"after {what}: twin protocols {twins}"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.resources import ParsedResources, calico_node_from_k8s_dict, parse_resources
+from calico_rr.core.bgp.resources import ParsedResources, calico_node_from_k8s_dict, parse_resources
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, BGPConfig, ReversePeering
 
@@ -97,7 +97,7 @@ def test_non_string_label_is_rejected() -> None:
     doc["metadata"]["labels"]["x"] = True
     with pytest.raises(InputError, match="got a boolean True") as err:
         parse_resources([doc])
-    assert err.value.field == 'metadata.labels["x"]'  # spelt as core.kube spells it
+    assert err.value.field == 'metadata.labels["x"]'  # spelt as core.formats.kube spells it
 
 
 @pytest.mark.parametrize("api", [V1, V3])
@@ -345,7 +345,7 @@ def test_lists_none_other_kinds_and_sorting() -> None:
 def test_malformed_documents_name_position_and_source(
     doc: Any, field: str | None, message: str
 ) -> None:
-    # Documents count from 1, empty ones included (core.kube.position).
+    # Documents count from 1, empty ones included (core.formats.kube.position).
     with pytest.raises(InputError, match=message) as err:
         parse_resources([None, k8s_node("ok"), doc], where="nodes.yaml")
     assert err.value.obj == "document 3 of nodes.yaml"

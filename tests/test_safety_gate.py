@@ -1,6 +1,6 @@
 """Issue 14: no path that writes or prints resources to apply may cut a node off.
 
-``render`` and ``plan`` pass the same gate (core.safety.gate_plan) the operator
+``render`` and ``plan`` pass the same gate (core.operator.safety.gate_plan) the operator
 uses before it switches the mesh off; ``verify`` never calls an empty
 configuration verified; ``--force`` overrides and says so; a failed write leaves
 the previous file as it was; usage errors are one line.
@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from calico_rr.adapters.files import write_atomic
 from calico_rr.cli import app
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.opconfig import settings_from_spec
-from calico_rr.core.planner import plan
-from calico_rr.core.safety import gate_plan
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.operator.safety import gate_plan
+from calico_rr.core.operator.settings import settings_from_spec
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import CalicoRRError, ConfigError
 from calico_rr.model import ANN_IPV4
 
@@ -163,7 +163,7 @@ def test_verify_of_nothing_is_not_verified(tmp_path: Path) -> None:
 
 
 def test_operator_blocks_with_the_same_explanation() -> None:
-    from calico_rr.core.reconcile import _mesh_off_blocker
+    from calico_rr.core.operator.reconcile import _mesh_off_blocker
 
     down = [replace(n, conditions={"Ready": "False"}) for n in synthetic_cluster(6)]
     why = _mesh_off_blocker(plan(down, PlanConfig()))

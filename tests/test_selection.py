@@ -1,11 +1,11 @@
-from calico_rr.core.config import SLOT_LABEL, PlanConfig
-from calico_rr.core.selection import (
+from calico_rr.core.planning.candidates import (
     SlotRequest,
     fill_slots,
     healthy,
     ineligibility,
     label_matches,
 )
+from calico_rr.core.planning.config import SLOT_LABEL, PlanConfig
 from calico_rr.model import Node, Taint
 
 READY = {"Ready": "True"}

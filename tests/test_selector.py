@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_rr.core import limits
-from calico_rr.core.selector import (
+from calico_rr.core.bgp.selector import (
     All,
     And,
     Compare,
@@ -273,7 +273,7 @@ def test_length_limit() -> None:
 
 
 def test_the_longest_selector_calico_rr_writes_parses() -> None:
-    # A peerSelector naming 1,000 RR slots (MAX_ROUTE_REFLECTORS in core.config).
+    # A peerSelector naming 1,000 RR slots (MAX_ROUTE_REFLECTORS in core.planning.config).
     text = "calico-rr.io/rr-slot in {" + ", ".join(f"'r{i}'" for i in range(1000)) + "}"
     assert len(text) * 2 <= limits.MAX_SELECTOR_CHARS
     assert parse_selector(text).matches({"calico-rr.io/rr-slot": "r999"})

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.selector import parse_selector
-from calico_rr.core.sessions import (
+from calico_rr.core.bgp.selector import parse_selector
+from calico_rr.core.bgp.sessions import (
     HALF_OPEN_LIMIT,
     HalfOpen,
     SessionGraph,

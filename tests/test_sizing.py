@@ -1,7 +1,13 @@
 import pytest
 
-from calico_rr.core.config import LinearSizing, PlanConfig, Step, SteppingSizing, parse_steps
-from calico_rr.core.sizing import interleave, rr_count, zone_slots
+from calico_rr.core.planning.config import (
+    LinearSizing,
+    PlanConfig,
+    Step,
+    SteppingSizing,
+    parse_steps,
+)
+from calico_rr.core.planning.sizing import interleave, rr_count, zone_slots
 from calico_rr.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""Tests for calico_rr.core.synthetic: deterministic generated clusters."""
+"""Tests for calico_rr.core.planning.synthetic: deterministic generated clusters."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.kube import node_from_k8s, node_to_k8s
+from calico_rr.core.formats.kube import node_from_k8s, node_to_k8s
 from calico_rr.core.limits import MAX_NODES
-from calico_rr.core.synthetic import ADDRESSES, synthetic_cluster, synthetic_ip, zone_name
+from calico_rr.core.planning.synthetic import ADDRESSES, synthetic_cluster, synthetic_ip, zone_name
 from calico_rr.errors import ConfigError
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 
@@ -22,7 +22,7 @@ START = 1704067200.0
 
 
 def _healthy(node: Node) -> bool:
-    """The domain.md section 6 health rules, restated independently of core.selection."""
+    """The domain.md section 6 health rules, restated independently of core.planning.candidates."""
     return (
         node.ready
         and not node.unschedulable

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.config import ROLE_LABEL, PlanConfig
-from calico_rr.core.metrics import sessions_by_label
-from calico_rr.core.planner import Plan, plan
-from calico_rr.core.selection import healthy
-from calico_rr.core.sessions import SessionGraph
-from calico_rr.core.summary import plan_graph, summarize
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.metrics import sessions_by_label
+from calico_rr.core.bgp.sessions import SessionGraph
+from calico_rr.core.planning.candidates import healthy
+from calico_rr.core.planning.config import ROLE_LABEL, PlanConfig
+from calico_rr.core.planning.planner import Plan, plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_graph, summarize
 from calico_rr.model import Node
 
 TOPOLOGIES = ["single", "multi", "quorum", "hierarchy", "auto"]

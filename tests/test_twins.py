@@ -1,10 +1,10 @@
-"""core.twins: node pairs with two BIRD protocols to each other on both ends."""
+"""core.bgp.twins: node pairs with two BIRD protocols to each other on both ends."""
 
 from __future__ import annotations
 
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.selector import parse_selector
-from calico_rr.core.twins import twin_pairs
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.selector import parse_selector
+from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.model import (
     BGPConfig,
     BGPPeer,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from calico_rr.adapters.kube.client import ApiError, KubeClient
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.opconfig import OperatorSettings, settings_from_spec
-from calico_rr.core.typha import (
+from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
+from calico_rr.core.operator.typha import (
     MAX_REPLICAS,
     MIN_REPLICAS,
     KeeperState,

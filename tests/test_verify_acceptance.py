@@ -16,13 +16,13 @@ import yaml
 from typer.testing import CliRunner
 
 from calico_rr.cli import app
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.planner import plan
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.core.summary import plan_graph
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.verify import verify
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_graph
 
 V1 = "crd.projectcalico.org/v1"
 

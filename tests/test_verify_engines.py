@@ -15,9 +15,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.sessions import SessionGraph
-from calico_rr.core.verify import exact, fast, verify
-from calico_rr.core.verify.model import (
+from calico_rr.core.bgp.sessions import SessionGraph
+from calico_rr.core.bgp.verify import exact, fast, verify
+from calico_rr.core.bgp.verify.rules import (
     ARRIVAL_OF,
     Arrival,
     Propagation,

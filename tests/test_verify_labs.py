@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import SessionGraph, build_session_graph
-from calico_rr.core.verify import exact, fast, verify
-from calico_rr.core.verify.model import Propagation, class_graph
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.bgp.verify import exact, fast, verify
+from calico_rr.core.bgp.verify.rules import Propagation, class_graph
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
 
 AS = 64512

@@ -1,4 +1,4 @@
-"""The BGP rules of the verifier (calico_rr.core.verify.model), one rule at a time."""
+"""The BGP rules of the verifier (calico_rr.core.bgp.verify.rules), one rule at a time."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.core.sessions import NodeClass, SessionGraph, SessionKind
-from calico_rr.core.verify.model import (
+from calico_rr.core.bgp.sessions import NodeClass, SessionGraph, SessionKind
+from calico_rr.core.bgp.verify.rules import (
     Arrival,
     accepts,
     class_graph,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calico_rr.core.metrics import Stats
-from calico_rr.core.sessions import SessionGraph
-from calico_rr.core.verify import class_graph, exact, fast, report, verify
+from calico_rr.core.bgp.metrics import Stats
+from calico_rr.core.bgp.sessions import SessionGraph
+from calico_rr.core.bgp.verify import class_graph, exact, fast, report, verify
 
 AS = 64512
 

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from calico_rr.core.calico_version import CalicoVersion, parse_calico_version
+from calico_rr.core.bgp.calico_version import CalicoVersion, parse_calico_version
 from calico_rr.errors import CalicoRRError
 
 __all__ = [

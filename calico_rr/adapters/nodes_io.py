@@ -1,7 +1,7 @@
 """Reading Kubernetes nodes from a file or stdin.
 
 ``kubectl get nodes -o yaml`` (or ``-o json``) output goes in; :class:`~calico_rr.model.Node`
-values come out via the pure :mod:`calico_rr.core.kube`.  This module only does the I/O
+values come out via the pure :mod:`calico_rr.core.formats.kube`.  This module only does the I/O
 and the decoding, and turns every failure into an :class:`~calico_rr.errors.InputError`
 that names the file (and the line, for YAML and JSON syntax errors).
 
@@ -27,7 +27,7 @@ from typing import IO, Any
 import yaml
 
 from calico_rr.core import limits
-from calico_rr.core.kube import nodes_from_documents
+from calico_rr.core.formats.kube import nodes_from_documents
 from calico_rr.errors import InputError
 from calico_rr.model import Node
 
@@ -47,7 +47,7 @@ class _Loader(_BaseLoader):
 
     YAML 1.1 turns ``2024-01-02T03:04:05Z`` into a datetime, which JSON cannot
     encode; Kubernetes treats timestamps as strings (kubectl quotes them), so keep
-    them as such and let core.kube parse them.  ``!!binary``, ``!!set``, ``!!omap``
+    them as such and let core.formats.kube parse them.  ``!!binary``, ``!!set``, ``!!omap``
     and ``!!pairs`` (bytes, sets, pair lists) are refused, and so are numbers longer
     than MAX_NUMBER_CHARS.  The resolver and constructor tables are per class, so
     this does not change yaml.SafeLoader itself.

@@ -1,6 +1,6 @@
 """Drawing: the topology comparison (``plan --plot``) and the group-level session picture.
 
-The numbers come from the pure core (``core.compare``, ``core.diagram``); this module
+The numbers come from the pure core (``core.report.series``, ``core.report.diagram``); this module
 only draws them with matplotlib and returns the image as bytes (PNG or SVG).  It uses
 matplotlib's object API (``Figure``) on the Agg canvas, never ``pyplot``: no global
 state, no GUI backend, safe in a server.  matplotlib is imported inside the functions
@@ -16,8 +16,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from calico_rr.core.compare import METRICS, Comparison
-from calico_rr.core.diagram import LINK_KINDS, Diagram
+from calico_rr.core.report.diagram import LINK_KINDS, Diagram
+from calico_rr.core.report.series import METRICS, Comparison
 from calico_rr.errors import InputError
 
 if TYPE_CHECKING:

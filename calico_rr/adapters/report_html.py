@@ -19,7 +19,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from calico_rr.core.compare import METRICS, Comparison
+from calico_rr.core.report.series import METRICS, Comparison
 
 __all__ = ["ReportPage", "render_html"]
 

@@ -5,7 +5,7 @@ a hostile or broken input (a 30,000-level nesting, a YAML alias bomb, an endless
 stdin, a selector of 5,000 ``(``) ends in one :class:`~calico_rr.errors.InputError`
 line instead of a segfault, a RecursionError or an exhausted memory (issue 14).
 The readers that enforce them: :mod:`calico_rr.adapters.nodes_io` (files and stdin)
-and :mod:`calico_rr.core.selector` (selectors).
+and :mod:`calico_rr.core.bgp.selector` (selectors).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Final
 #: in ``kubectl get nodes -o yaml`` is about 12 KB (kubelet reports up to 50 images,
 #: plus managedFields) and about 20 KB in kubectl's indented JSON: a 50,000-node
 #: dump is ~0.6 GB of YAML or ~1.0 GB of JSON, both within 1 GiB.  The synthetic
-#: nodes of calico_rr.core.synthetic are ~650 bytes of YAML each (50,000: 32 MB).
+#: nodes of calico_rr.core.planning.synthetic are ~650 bytes of YAML each (50,000: 32 MB).
 #: PyYAML needs about 0.35 s and 0.4 GB of memory per 1,000 real nodes, so a larger
 #: input would take minutes and tens of GB before anything is planned.
 MAX_INPUT_BYTES: Final = 1024**3
@@ -51,7 +51,7 @@ MAX_NUMBER_CHARS: Final = 100
 
 #: Characters of one selector.  The longest selector calico-rr writes is a
 #: peerSelector naming every RR slot: ~8 KB for 1,000 RRs (the most
-#: core.config allows).  Calico's own are a few dozen characters.
+#: core.planning.config allows).  Calico's own are a few dozen characters.
 MAX_SELECTOR_CHARS: Final = 16 * 1024
 
 #: ``(`` and ``!`` nested in a selector (``!(a || !(b))`` is 3).  Real selectors
@@ -61,8 +61,8 @@ MAX_SELECTOR_CHARS: Final = 16 * 1024
 MAX_SELECTOR_NESTING: Final = 64
 
 #: Depth of a selector's syntax tree (Not/And/Or inside each other), checked for
-#: every :class:`~calico_rr.core.selector.Selector`, parsed or built in code.  A
+#: every :class:`~calico_rr.core.bgp.selector.Selector`, parsed or built in code.  A
 #: parsed selector within MAX_SELECTOR_NESTING reaches at most 2 * 64 + 3 levels (a
 #: parenthesis can open an Or holding an And); the margin covers the few levels
-#: core.reconcile wraps around a parsed selector (its companion selectors).
+#: core.operator.reconcile wraps around a parsed selector (its companion selectors).
 MAX_SELECTOR_TREE_DEPTH: Final = 2 * MAX_SELECTOR_NESTING + 8

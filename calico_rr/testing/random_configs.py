@@ -21,11 +21,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from calico_rr.core.calico_version import CalicoVersion
-from calico_rr.core.labcheck import predicted_routes
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.core.twins import twin_pairs
+from calico_rr.core.bgp.calico_version import CalicoVersion
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.twins import twin_pairs
+from calico_rr.core.lab.prediction import predicted_routes
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 
 __all__ = ["config_shapes", "random_config"]
@@ -177,7 +177,7 @@ def config_shapes(
     """What one configuration exercises, for tests that the generator's shapes
     occur: 1 or 0 per shape (``broken``: some node misses some block, as the
     verifier reading as ``calico`` predicts; ``twins``: some pair has twin BIRD
-    protocols on both ends, ``core.twins``), and its ``nodes`` and ``rrs``."""
+    protocols on both ends, ``core.bgp.twins``), and its ``nodes`` and ``rrs``."""
     state = parse_resources(docs, calico=calico).state
     graph = build_session_graph(state)
     held = predicted_routes(graph)

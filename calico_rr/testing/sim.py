@@ -1,4 +1,4 @@
-"""An in-memory cluster that executes :class:`~calico_rr.core.reconcile.Decision`
+"""An in-memory cluster that executes :class:`~calico_rr.core.operator.reconcile.Decision`
 batches one write at a time, for unit and property tests of the pure reconcile.
 
 It models exactly what the reconcile relies on from the API server:
@@ -17,8 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from calico_rr.core.opconfig import OperatorSettings
-from calico_rr.core.reconcile import (
+from calico_rr.core.operator.reconcile import (
     Decision,
     NodeApply,
     NodeBGPStatus,
@@ -27,8 +26,9 @@ from calico_rr.core.reconcile import (
     Phase,
     reconcile,
 )
-from calico_rr.core.safety import Safety, check
-from calico_rr.core.selection import healthy
+from calico_rr.core.operator.safety import Safety, check
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.planning.candidates import healthy
 from calico_rr.model import ANN_IPV4, Node
 
 Checker = Callable[["SimCluster", str], None]
@@ -206,8 +206,8 @@ def _bind(fn: Callable[[Any], object], arg: Any) -> Callable[[], None]:
 def status_all_established(sim: SimCluster) -> dict[str, NodeBGPStatus]:
     """CalicoNodeStatus as calico-node would report it if every configured
     session between running nodes came up (for NodeStatus-mode tests)."""
-    from calico_rr.core.resources import parse_resources
-    from calico_rr.core.sessions import build_session_graph
+    from calico_rr.core.bgp.resources import parse_resources
+    from calico_rr.core.bgp.sessions import build_session_graph
 
     graph = build_session_graph(parse_resources(sim.calico_documents()).state)
     live = {n for n, ns in sim.nodes.items() if healthy(ns.node)}

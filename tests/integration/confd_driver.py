@@ -22,13 +22,13 @@ from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.calico_version import CalicoVersion
-from calico_rr.core.etcd_layout import RESOURCE_ROOT, encode_document, node_to_calico
-from calico_rr.core.kube import node_from_k8s
-from calico_rr.core.labcheck import expected_sessions
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import SessionGraph, build_session_graph
-from calico_rr.core.twins import twin_pairs
+from calico_rr.core.bgp.calico_version import CalicoVersion
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.bgp.twins import twin_pairs
+from calico_rr.core.formats.etcd import RESOURCE_ROOT, encode_document, node_to_calico
+from calico_rr.core.formats.kube import node_from_k8s
+from calico_rr.core.lab.prediction import expected_sessions
 
 __all__ = [
     "Rig",
@@ -178,7 +178,7 @@ def start_config(r: Rig, docs: list[dict[str, Any]]) -> float:
     confd files are written); the monotonic time they were started.
 
     When the configuration has twin protocols on both ends of a pair
-    (``core.twins``: the mesh on and BGPPeers between non-RR nodes), the running
+    (``core.bgp.twins``: the mesh on and BGPPeers between non-RR nodes), the running
     BIRDs are stopped first and all start cold: reconfigured into twins, BIRD 1.6
     can refuse such a pair's connections for good depending on what ran before
     (doctor warns: twin-protocols), so only a cold start has one outcome to

@@ -6,10 +6,10 @@ import dataclasses
 from typing import Any
 
 from calico_rr.adapters.lab.net import LabNetwork
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.etcd_layout import node_to_calico
-from calico_rr.core.planner import plan
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats.etcd import node_to_calico
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, Node
 
 __all__ = ["lab_nodes", "planned_v3_docs"]

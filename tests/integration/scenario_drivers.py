@@ -46,10 +46,10 @@ from calico_rr.adapters.etcd.operator import EtcdOperator
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import RR_LABEL
-from calico_rr.core.kube import format_timestamp
-from calico_rr.core.safety import Safety, check
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.operator.safety import Safety, check
+from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
 from calico_rr.testing import ControlPlane
 from calico_rr.testing.etcd import EtcdServer

@@ -38,11 +38,11 @@ import pytest
 import yaml
 
 from calico_rr.adapters.calico_bin import CalicoBinaries, locate
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.opconfig import settings_from_spec
-from calico_rr.core.planner import Plan, plan
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.operator.settings import settings_from_spec
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import Plan, plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.core.values import parse_duration
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from calico_rr.testing import ControlPlane, apply_crds, request

@@ -1,6 +1,6 @@
 """The RouteReflectorConfig CRD and the RBAC manifest against a real kube-apiserver.
 
-Checks that admission rejects what ``calico_rr.core.opconfig`` rejects (each bad
+Checks that admission rejects what ``calico_rr.core.operator.settings`` rejects (each bad
 spec is also fed to the Python parser), that the status subresource and printer
 columns work, and that ``deploy/rbac.yaml`` gives the operator's identity (the
 client-certificate user ``calico-rr``) what it needs and nothing more.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from calico_rr.core.opconfig import (
+from calico_rr.core.operator.settings import (
     CONFIG_NAME,
     CRD_GROUP,
     CRD_KIND,

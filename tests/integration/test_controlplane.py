@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.planner import Plan, plan
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import Plan, plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane, apply_crds, request
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane, apply_crds, request
 from calico_rr.testing.controlplane import free_port
 from calico_rr.testing.etcd import EtcdServer

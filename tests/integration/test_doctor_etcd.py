@@ -20,9 +20,9 @@ import pytest
 
 from calico_rr.adapters.etcd import EtcdClient
 from calico_rr.adapters.etcd.inventory import etcd_documents, load_etcd
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.doctor import diagnose
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.doctor.checks import diagnose
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import InputError
 from calico_rr.testing.etcd import EtcdServer
 

@@ -24,7 +24,7 @@ from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import create_nodes, wait_steady
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.cli import app
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
 
@@ -191,7 +191,7 @@ def test_live_doctor_reads_as_the_release_the_cluster_records(
     cluster: tuple[ControlPlane, KubeClient],
 ) -> None:
     """calico-node records its release in ClusterInformation default: the live
-    inventory reads the cluster as that release (core.calico_version)."""
+    inventory reads the cluster as that release (core.bgp.calico_version)."""
     from calico_rr.adapters.kube.inventory import load_live
 
     _, admin = cluster

@@ -26,8 +26,8 @@ import pytest
 
 from calico_rr.adapters.etcd import EtcdClient
 from calico_rr.adapters.etcd.client import EtcdAuthError, WatchEvent, prefix_end
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing.controlplane import free_port, issue_cert
 from calico_rr.testing.etcd import EtcdServer
 

@@ -25,9 +25,9 @@ from calico_rr.adapters.etcd import (
     WatchEvent,
     etcd_settings,
 )
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import GROUP_LABEL
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.planning.config import GROUP_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing.controlplane import free_port
 from calico_rr.testing.etcd import EtcdServer
 

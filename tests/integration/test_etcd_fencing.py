@@ -14,9 +14,9 @@ import pytest
 
 from calico_rr.adapters.etcd import Conflict, EtcdClient, Fence, Fenced
 from calico_rr.adapters.etcd.operator import EtcdOperator
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import RR_LABEL
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.planning.config import RR_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.operator import EtcdOperator
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import create_nodes, ready_status
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import RR_LABEL
-from calico_rr.core.safety import check
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.operator.safety import check
+from calico_rr.core.planning.config import RR_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.manifests import install_operator_rbac

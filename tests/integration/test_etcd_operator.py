@@ -3,7 +3,7 @@
 The tests act as the cluster (creating and deleting Calico Nodes, Felix liveness
 reports, a user's objects) with their own etcd client, run EtcdOperators in-process,
 and judge the result from the documents read back from etcd the way calico-node
-reads them (core.safety).  etcd comes from scripts/controlplane-build.sh; a missing
+reads them (core.operator.safety).  etcd comes from scripts/controlplane-build.sh; a missing
 binary fails these tests, it never skips them.
 """
 
@@ -25,10 +25,10 @@ import pytest
 
 from calico_rr.adapters.etcd import EtcdClient, EtcdUnavailable, KeyValue
 from calico_rr.adapters.etcd.operator import EtcdOperator, request_uninstall
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
-from calico_rr.core.safety import Safety, check
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.operator.safety import Safety, check
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.testing.controlplane import free_port
 from calico_rr.testing.etcd import EtcdServer

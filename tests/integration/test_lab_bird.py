@@ -24,11 +24,11 @@ from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.bird import BgpTimers
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.planner import plan
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.lab.bird import BgpTimers
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import random_config
@@ -53,7 +53,7 @@ class Bench:
 
 @pytest.fixture(scope="module", params=["imitation", "confd"])
 def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    """``imitation``: the agent renders each case (``core.bird``) straight from the
+    """``imitation``: the agent renders each case (``core.lab.bird``) straight from the
     documents.  ``confd``: the case goes to the API server and Calico's confd
     renders it, with the session shim (docs/LAB.md); its peers must equal the
     imitation's before BIRD starts."""

@@ -5,7 +5,7 @@ One 16-node lab per topology (the planner's rendered resources applied without
 the operator; a second plan on the same lab would leave the first one's
 annotations behind).  For each: every session Established, every node holds
 every other node's block, BIRD equals the verifier node by node; and the peers
-confd rendered equal the peers the project's imitation (``core.bird``) would
+confd rendered equal the peers the project's imitation (``core.lab.bird``) would
 render for the same state.  The CLI runs once with the confd renderer.
 """
 
@@ -25,10 +25,10 @@ from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.kube.client import api_path
 from calico_rr.adapters.lab.confd import SHIM_LINE, ConfdAgent, parse_neighbors
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.calico_version import REVERSE_PEERING_SINCE
-from calico_rr.core.labcheck import expected_sessions
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import build_session_graph
+from calico_rr.core.bgp.calico_version import REVERSE_PEERING_SINCE
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.lab.prediction import expected_sessions
 from calico_rr.model import ANN_CLUSTER_ID
 from calico_rr.testing.lab import ensure_lab_tools
 
@@ -152,7 +152,7 @@ def test_cli_lab_on_confd() -> None:
 def test_reverse_peering_manual_follows_calico_version() -> None:
     """``reversePeering: Manual`` (Calico >= v3.30.3) kept by the newer CRDs the lab
     installs: confd v3.28 ignores it and peers back, and the verifier told the
-    lab's Calico version predicts exactly that (core.calico_version); read as the
+    lab's Calico version predicts exactly that (core.bgp.calico_version); read as the
     newest Calico, the same objects would cut every client off."""
     ensure_lab_tools()
     binaries = locate()

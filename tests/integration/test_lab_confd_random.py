@@ -9,17 +9,17 @@ set selectors, ``reversePeering: Manual``, the mesh on beside RRs; many broken):
    deleted and their BIRD stopped); confd reloads the running BIRDs, as on
    calico-node;
 2. once confd has rendered it, the peers in each node's ``bird.cfg`` must equal
-   the peers the project's imitation (``core.bird``) renders for the same state,
+   the peers the project's imitation (``core.lab.bird``) renders for the same state,
    or the test prints the difference;
 3. the configuration's BIRDs start, and BIRD's tables must equal the verifier's
    prediction node by node, then again with each route reflector stopped in turn.
    A configuration with twin protocols (the mesh on and BGPPeers between non-RR
-   nodes, ``core.twins``) starts cold: reconfigured into one, BIRD 1.6 can keep
+   nodes, ``core.bgp.twins``) starts cold: reconfigured into one, BIRD 1.6 can keep
    such a pair down for good (found here: configuration 52 after 51; doctor
    warns ``twin-protocols``; docs/LAB.md).
 
 The verifier reads the objects as this confd's Calico release does
-(``core.calico_version``: v3.28 ignores ``reversePeering: Manual``).  The
+(``core.bgp.calico_version``: v3.28 ignores ``reversePeering: Manual``).  The
 templates carry the session shim (``confd.shim_fast_sessions``: the lab's timers,
 no graceful restart on BGP sessions; docs/LAB.md "Session shim"): with Calico's
 own, a state takes 2-40 s to settle and 60 configurations would not fit CI.
@@ -37,7 +37,7 @@ import pytest
 from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.bird import BgpTimers
+from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.testing.lab import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
 

@@ -18,7 +18,7 @@ import pytest
 
 from calico_rr.adapters.kube.demo import CONFIG_PATH
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.opconfig import CONFIG_NAME
+from calico_rr.core.operator.settings import CONFIG_NAME
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
-from calico_rr.core.etcd_layout import encode_document, resource_key
+from calico_rr.core.formats.etcd import encode_document, resource_key
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.lab import ensure_lab_tools
 

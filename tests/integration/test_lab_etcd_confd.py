@@ -5,7 +5,7 @@ renders every lab node's BIRD configuration from Calico v3 documents under
 them) and the IPAM keys under ``/calico/ipam/v2/``; real BIRD runs it.
 
 The checks are the Kubernetes confd lab's: confd's peers equal the imitation's
-(``core.bird``) for the same state, and BIRD's tables equal the verifier's
+(``core.lab.bird``) for the same state, and BIRD's tables equal the verifier's
 prediction, healthy, after a change in etcd, and with a route reflector stopped;
 then the same on random configurations from the extended generator, written as
 Calico v3 documents (issue 13 item 4 on etcd); last, the etcd operator's
@@ -40,8 +40,8 @@ from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.adapters.lab.runner import DEDICATED_LABEL
 from calico_rr.adapters.lab.sampler import RouteSampler
-from calico_rr.core.bird import BgpTimers
-from calico_rr.core.etcd_layout import encode_document, node_to_calico
+from calico_rr.core.formats.etcd import encode_document, node_to_calico
+from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.model import ZONE_LABEL
 from calico_rr.testing.etcd import EtcdServer
 from calico_rr.testing.lab import ensure_lab_tools

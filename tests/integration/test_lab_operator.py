@@ -30,7 +30,7 @@ import pytest
 
 from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.runner import ClusterLab
-from calico_rr.core.bird import BgpTimers
+from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.model import ZONE_LABEL
 
 pytestmark = pytest.mark.integration

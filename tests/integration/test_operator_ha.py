@@ -31,9 +31,9 @@ import pytest
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import CONFIG_PATH, WRITE_VERBS, create_nodes
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL
-from calico_rr.core.opconfig import CONFIG_NAME
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.operator.settings import CONFIG_NAME
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, Node
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.controlplane import free_port

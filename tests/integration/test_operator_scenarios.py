@@ -5,7 +5,7 @@ with the ``projectcalico.org/v3`` ones (the operator must pick the group by
 Calico's own rule).  The operator runs in-process as the unprivileged
 ``calico-rr`` user with the RBAC from deploy/; the tests act as the cluster
 (creating nodes, failing them) with the admin user, and read the result back the
-way calico-node would (core.safety / the verifier).
+way calico-node would (core.operator.safety / the verifier).
 
 Calico's own client judges the end state too (issue 13 item 5, docs/CALICO.md): after
 each ``crd.projectcalico.org-v1`` scenario, pass or fail, the ``cluster`` fixture stops
@@ -41,9 +41,9 @@ from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
-from calico_rr.core.safety import Safety, check
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.operator.safety import Safety, check
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL, Node
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.faults import FaultTransport

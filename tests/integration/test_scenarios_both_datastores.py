@@ -4,7 +4,7 @@ Every test takes ``d``, a :class:`~tests.integration.scenario_drivers.Driver` fo
 ``kubernetes`` (a real kube-apiserver + etcd; the operator runs as the unprivileged
 ``calico-rr`` user) or ``etcdv3`` (a real etcd with client-certificate TLS; the operator
 is ``EtcdOperator``).  The tests act as the cluster through the driver and judge what the
-datastore holds afterwards the way calico-node reads it (core.safety): after every step
+datastore holds afterwards the way calico-node reads it (core.operator.safety): after every step
 every running node reaches every other one, and the layout is the expected one.
 
 Scenarios: scale up and down, an RR failing (NotReady, cordoned, deleted), a zone lost
@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 
 from calico_rr.adapters.calico_bin import locate
-from calico_rr.core.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
-from calico_rr.core.reconcile import BRIDGE_LABEL, COMPANION_LABEL
-from calico_rr.core.safety import Safety
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.operator.reconcile import BRIDGE_LABEL, COMPANION_LABEL
+from calico_rr.core.operator.safety import Safety
+from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.etcd import EtcdServer

@@ -29,7 +29,7 @@ import pytest
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.demo import create_nodes
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing import ControlPlane, apply_crds
 from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
 

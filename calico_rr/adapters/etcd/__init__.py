@@ -2,7 +2,7 @@
 settings from Calico's environment variables (``config``), leader election on an
 etcd lease (``leader``) and what ``calico-rr doctor`` reads from etcd
 (``inventory``).  The Calico key layout and document conversions are pure and live
-in ``calico_rr.core.etcd_layout``.  See docs/ETCD.md."""
+in ``calico_rr.core.formats.etcd``.  See docs/ETCD.md."""
 
 from calico_rr.adapters.etcd.client import (
     Compacted,

@@ -41,13 +41,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from calico_rr.adapters.demo_keys import demo_result
 from calico_rr.adapters.etcd.client import EtcdClient, EventType, WatchEvent
 from calico_rr.adapters.etcd.operator import DEFAULT_PREFIX, EtcdOperator
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.opconfig import CONFIG_NAME
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.safety import check
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.verify import verify
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.operator.safety import check
+from calico_rr.core.operator.settings import CONFIG_NAME
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 
 if TYPE_CHECKING:

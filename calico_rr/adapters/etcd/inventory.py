@@ -1,7 +1,7 @@
 """What ``calico-rr doctor`` reads from Calico's etcd datastore -> Inventory.
 
 The same pure function as for a dump or a live Kubernetes cluster
-(:func:`calico_rr.core.doctor.inventory_from_documents`) gets the Calico v3 documents
+(:func:`calico_rr.core.doctor.inventory.inventory_from_documents`) gets the Calico v3 documents
 a ``calicoctl get nodes,bgpconfigurations,bgppeers,ippools -o yaml`` would print,
 read straight from their keys.  Typha does not exist on etcd clusters, so its checks
 stay silent (the inventory holds Calico Nodes, not Kubernetes Nodes).
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from calico_rr.adapters.etcd.client import EtcdClient
-from calico_rr.core import etcd_layout as L
-from calico_rr.core.doctor import Inventory, inventory_from_documents
+from calico_rr.core.doctor.inventory import Inventory, inventory_from_documents
+from calico_rr.core.formats import etcd as L
 
 __all__ = ["DOCTOR_PLURALS", "etcd_documents", "load_etcd"]
 

@@ -1,4 +1,4 @@
-"""The operator on Calico's etcd datastore: caches in, core.reconcile, CAS writes out.
+"""The operator on Calico's etcd datastore: caches in, core.operator.reconcile, CAS writes out.
 
 Data flow::
 
@@ -59,11 +59,11 @@ from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS, ReconcileLoop, conditions
-from calico_rr.core import etcd_layout as L
-from calico_rr.core import reconcile as core
-from calico_rr.core.config import ApiGroup
-from calico_rr.core.kube import format_timestamp
-from calico_rr.core.opconfig import CONFIG_NAME, settings_from_spec
+from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.operator import reconcile as core
+from calico_rr.core.operator.settings import CONFIG_NAME, settings_from_spec
+from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError, InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX, Node
 

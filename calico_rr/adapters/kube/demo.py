@@ -18,13 +18,13 @@ from typing import Any
 from calico_rr.adapters.demo_keys import demo_result
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.kube import node_to_k8s
-from calico_rr.core.opconfig import CONFIG_NAME
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.safety import check
-from calico_rr.core.sessions import build_session_graph
-from calico_rr.core.synthetic import synthetic_cluster
-from calico_rr.core.verify import verify
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.formats.kube import node_to_k8s
+from calico_rr.core.operator.safety import check
+from calico_rr.core.operator.settings import CONFIG_NAME
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})

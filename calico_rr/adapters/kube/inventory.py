@@ -1,7 +1,7 @@
 """What ``calico-rr doctor`` reads: a resource dump or a live cluster -> Inventory.
 
 Both sources end in the same pure function,
-:func:`calico_rr.core.doctor.inventory_from_documents`: the live loader LISTs the
+:func:`calico_rr.core.doctor.inventory.inventory_from_documents`: the live loader LISTs the
 objects a ``kubectl get nodes,ippools,bgpconfigurations,bgppeers,... -A -o yaml``
 dump would hold and hands them over as one ``List``, so a cluster and its dump give
 the same findings.
@@ -14,7 +14,7 @@ from typing import Any
 from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
 from calico_rr.adapters.kube.operator import choose_api_group
 from calico_rr.adapters.nodes_io import read_documents
-from calico_rr.core.doctor import TYPHA_NAME, Inventory, inventory_from_documents
+from calico_rr.core.doctor.inventory import TYPHA_NAME, Inventory, inventory_from_documents
 from calico_rr.errors import InputError
 
 __all__ = ["live_documents", "load_dump", "load_live"]
@@ -32,7 +32,7 @@ def load_dump(path: str) -> Inventory:
 def live_documents(client: KubeClient) -> list[dict[str, Any]]:
     """One ``List`` of Nodes, the Calico BGP objects and IPPools (in the API group
     Calico itself would use), ClusterInformation ``default`` (which release reads
-    them, ``core.calico_version.reading_release``) and every ``calico-typha``
+    them, ``core.bgp.calico_version.reading_release``) and every ``calico-typha``
     Deployment."""
     try:
         served = client.served_groups()

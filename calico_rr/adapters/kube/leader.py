@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, api_path
-from calico_rr.core.kube import parse_timestamp
+from calico_rr.core.formats.kube import parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,10 @@ from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS, ReconcileLoop, conditions
-from calico_rr.core import reconcile as core
-from calico_rr.core import typha
-from calico_rr.core.config import ApiGroup
-from calico_rr.core.kube import format_timestamp, node_from_k8s
-from calico_rr.core.opconfig import (
+from calico_rr.core.formats.kube import format_timestamp, node_from_k8s
+from calico_rr.core.operator import reconcile as core
+from calico_rr.core.operator import typha
+from calico_rr.core.operator.settings import (
     CONFIG_NAME,
     CRD_GROUP,
     CRD_KIND,
@@ -52,6 +51,7 @@ from calico_rr.core.opconfig import (
     OperatorSettings,
     settings_from_spec,
 )
+from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError, InputError
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
 
@@ -331,7 +331,7 @@ class Operator(ReconcileLoop):
         self._keep_typha(settings)
         return decision
 
-    # -- the Typha keeper (core/typha.py) -------------------------------------------------
+    # -- the Typha keeper (core/operator/typha.py) -------------------------------------------------
 
     def _keep_typha(self, settings: OperatorSettings) -> None:
         """Scale the Typha Deployment to its target through its scale subresource.
@@ -339,7 +339,7 @@ class Operator(ReconcileLoop):
         Off (the default): no request at all.  On: one GET of the Deployment when the
         node count or the settings changed, when a pending change is due, else at
         most every TYPHA_POLL seconds; a PATCH of ``deployments/<name>/scale`` only
-        when core.typha says so and nobody else owns the Deployment."""
+        when core.operator.typha says so and nobody else owns the Deployment."""
         cfg = self.informers["config"].get(self.config_name)
         if cfg is None or not self.is_leader:
             return

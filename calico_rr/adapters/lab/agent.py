@@ -3,7 +3,7 @@
 :class:`LabAgent` does for every lab node what calico-node's confd does for its
 own node (domain.md 2): read the Calico state, compute the node's peerings and
 session kinds (the same session graph the verifier uses), render the node's BIRD
-configuration (``calico_rr.core.bird``) and reload BIRD only when the file
+configuration (``calico_rr.core.lab.bird``) and reload BIRD only when the file
 changes.  One agent object serves all the lab's nodes (they share the datastore
 view), but each node's config depends on that node alone and each BIRD is
 reloaded on its own, as each calico-node would.
@@ -28,12 +28,18 @@ from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode
-from calico_rr.core.bird import BgpTimers, BirdNode, bird_nodes, protocol_names, render_bird_config
-from calico_rr.core.calico_version import CalicoVersion
-from calico_rr.core.kube import format_timestamp
-from calico_rr.core.labcheck import compare, expected_sessions, predicted_routes
-from calico_rr.core.resources import parse_resources
-from calico_rr.core.sessions import SessionGraph, build_session_graph
+from calico_rr.core.bgp.calico_version import CalicoVersion
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.lab.bird import (
+    BgpTimers,
+    BirdNode,
+    bird_nodes,
+    protocol_names,
+    render_bird_config,
+)
+from calico_rr.core.lab.prediction import compare, expected_sessions, predicted_routes
 from calico_rr.errors import InputError
 from calico_rr.model import CalicoState
 

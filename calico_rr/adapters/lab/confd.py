@@ -22,7 +22,7 @@ confdir, changed only where paths and one BIRD-fork attribute demand it
 * optionally (``fast_sessions``, off by default) the second shim, on
   ``bgp_template`` only: Calico's session timers (connect delay 2 s, retry 5 s,
   error wait 5-30 s) become the imitation lab's
-  (:class:`~calico_rr.core.bird.BgpTimers`) and ``graceful restart`` is dropped
+  (:class:`~calico_rr.core.lab.bird.BgpTimers`) and ``graceful restart`` is dropped
   from BGP sessions.  This confd makes both ends of a node-specific session
   active; on stock BIRD 1.6 a connection collision on an Established,
   graceful-restart session is taken for a peer restart, and such pairs flap for
@@ -52,7 +52,7 @@ from calico_rr.adapters.calico_bin import CalicoBinaries
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode, die_with_parent
-from calico_rr.core.bird import BgpTimers, bird_nodes
+from calico_rr.core.lab.bird import BgpTimers, bird_nodes
 from calico_rr.model import CalicoState
 
 __all__ = [
@@ -393,7 +393,7 @@ class ConfdAgent(LabAgent):
         return out
 
     def imitation_peers(self) -> dict[str, dict[str, tuple[str, ...]]]:
-        """What the imitation (``core.bird``) would render for the current state:
+        """What the imitation (``core.lab.bird``) would render for the current state:
         node -> peer address -> :func:`peer_key`."""
         with self._lock:
             graph, state = self.graph, self.state

@@ -28,10 +28,10 @@ from calico_rr.adapters.etcd.client import (
 from calico_rr.adapters.lab.agent import LabAgent, bgp_status
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError
-from calico_rr.core.calico_version import CalicoVersion
-from calico_rr.core.etcd_layout import RESOURCE_ROOT, decode_document, encode_document
-from calico_rr.core.kube import format_timestamp
-from calico_rr.core.resources import parse_resources
+from calico_rr.core.bgp.calico_version import CalicoVersion
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.formats.etcd import RESOURCE_ROOT, decode_document, encode_document
+from calico_rr.core.formats.kube import format_timestamp
 from calico_rr.errors import InputError
 
 __all__ = ["EtcdWatcher"]

@@ -30,12 +30,12 @@ from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
-from calico_rr.core.bird import BgpTimers
-from calico_rr.core.calico_version import CalicoVersion
-from calico_rr.core.config import PlanConfig
-from calico_rr.core.opconfig import CONFIG_NAME
-from calico_rr.core.planner import plan
-from calico_rr.core.synthetic import synthetic_cluster
+from calico_rr.core.bgp.calico_version import CalicoVersion
+from calico_rr.core.lab.bird import BgpTimers
+from calico_rr.core.operator.settings import CONFIG_NAME
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
 
 __all__ = ["DEDICATED_LABEL", "RENDERERS", "ClusterLab", "run_lab"]
@@ -152,7 +152,7 @@ class ClusterLab:
             self.nodes[i] = dataclasses.replace(n, labels={**n.labels, DEDICATED_LABEL: "true"})
         self.dedicated_nodes = frozenset(n.name for n in self.nodes[first : self.size])
         self.agent = self._agent()
-        # confd of an older Calico reads the resources its own way (core.calico_version)
+        # confd of an older Calico reads the resources its own way (core.bgp.calico_version)
         self.watcher = KubeWatcher(self.agent, self.admin, self.api_group, calico=self.release)
         self.watcher.start()
         self._stack.append(self.watcher.stop)

@@ -1,0 +1,3 @@
+"""The BGP side: Calico resources read as calico-node reads them (selector,
+resources, calico_version), the session graph BIRD would run (sessions, twins),
+its figures (metrics) and the verifier (verify)."""

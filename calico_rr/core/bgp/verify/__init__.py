@@ -1,0 +1,25 @@
+"""The verifier: does every node get a route to every other node's prefix?
+
+It reads the session graph calico-node would build from the rendered resources
+(``core.bgp.sessions.build_session_graph``), never the planner's intent, and applies
+BIRD's route-reflection rules to it (domain.md sections 2-3):
+
+* :mod:`.rules` - the BGP rules (export, receive, pruning) and the result protocol;
+* :mod:`.exact` - the per-node reference engine (hundreds of nodes, cross-checks);
+* :mod:`.fast` - the per-class engine (thousands of nodes, failure sweeps);
+* :mod:`.report` - :func:`verify`, which runs an engine on the graph and on its
+  failure scenarios and returns a :class:`VerifyReport`.
+"""
+
+from calico_rr.core.bgp.verify.report import Engine, KFailure, VerifyReport, ZoneFailure, verify
+from calico_rr.core.bgp.verify.rules import Propagation, class_graph
+
+__all__ = [
+    "Engine",
+    "KFailure",
+    "Propagation",
+    "VerifyReport",
+    "ZoneFailure",
+    "class_graph",
+    "verify",
+]

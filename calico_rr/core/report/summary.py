@@ -1,0 +1,63 @@
+"""The figures ``calico-rr plan`` reports, measured on the rendered resources.
+
+The plan is rendered, the result is read back exactly as calico-node would read
+it (``resources.parse_resources``), the session graph is built from that
+(``sessions.build_session_graph``) and every number comes from the graph - never
+from what the planner meant to do.  A planner bug therefore shows up in these
+figures (and in the verifier) instead of hiding behind them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from calico_rr.core.bgp.metrics import session_metrics
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.planning.planner import Plan
+
+
+def plan_graph(plan: Plan) -> SessionGraph:
+    """The BGP session graph calico-node would build from the plan's resources."""
+    parsed = parse_resources(plan.calico_documents(), where="rendered plan")
+    return build_session_graph(parsed.state)
+
+
+def summarize(
+    plan: Plan,
+    *,
+    notes: Sequence[str] = (),
+    graph: SessionGraph | None = None,
+    verification: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    graph = graph if graph is not None else plan_graph(plan)
+    # BGPPeer objects counted on the rendered stream, like everything else here.
+    metrics = session_metrics(graph, bgppeer_objects=len(plan.bgppeers())).to_dict()
+    n = metrics["nodes"]
+    out: dict[str, Any] = {
+        "nodes": n,
+        "topology": plan.topology,
+        "route_reflectors": metrics["route_reflectors"],
+        "redundancy": plan.layout.redundancy,
+        "cluster_ids": metrics["cluster_ids"],
+        "total_sessions": metrics["total_sessions"],
+        "full_mesh_sessions": n * (n - 1) // 2,
+        "bgppeer_objects": metrics["bgppeer_objects"],
+        "sessions_per_rr": metrics["sessions_per_rr"],
+        "clients_per_rr": metrics["clients_per_rr"],
+        "rr_peers_per_rr": metrics["rr_peers_per_rr"],
+        "sessions_per_client": metrics["sessions_per_client"],
+        "clients_without_rr": metrics["clients_without_rr"],
+        "eligible_nodes": len(plan.view.eligible),
+        "ineligible_nodes": len(plan.ineligible),
+        "nodes_without_ip": len(graph.no_ip),
+        "node_changes": len(plan.node_changes()),
+        "shape": dict(plan.layout.shape),
+        "auto_reason": plan.auto_reason,
+        "warnings": list(plan.warnings),
+        "notes": list(notes),
+    }
+    if verification is not None:
+        out["verification"] = verification
+    return out
