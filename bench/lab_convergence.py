@@ -47,7 +47,7 @@ from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import CalicoState, Node
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 
 MESH = "mesh"
 

@@ -8,7 +8,7 @@ Run::
 What it does (every number about API traffic comes from the API server's audit
 log, user ``calico-rr``, never from the operator's own counters):
 
-1. starts etcd + kube-apiserver with auditing (``calico_rr.testing``), installs
+1. starts etcd + kube-apiserver with auditing (``calico_rr.sandbox``), installs
    Calico's CRDs, ours and the operator's RBAC, creates ``--nodes`` Ready nodes
    (8 threads, one admin client) and the ``RouteReflectorConfig`` ``default``
    (topology auto, ``waitTimeout: 2s``);
@@ -74,9 +74,9 @@ from calico_rr.adapters.kube.demo import (
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
-from calico_rr.testing import ControlPlane, apply_crds
-from calico_rr.testing.controlplane import OPERATOR_USER, audit_request, free_port
-from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.controlplane import OPERATOR_USER, audit_request, free_port
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
 #: Targets (docs/PERFORMANCE.md, "Operator at 5000 nodes").
 MAX_WRITES_PER_JOIN = 3

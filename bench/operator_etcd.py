@@ -9,7 +9,7 @@ What it does (every request count is etcd's own - ``grpc_server_started_total`` 
 gRPC method on etcd's ``/metrics`` - minus the requests the benchmark's own client
 sent, which it counts as it sends them; never the operator's own counters):
 
-1. starts a real etcd with client-certificate TLS (``calico_rr.testing.etcd``),
+1. starts a real etcd with client-certificate TLS (``calico_rr.sandbox.etcd``),
    writes ``--nodes`` Calico Node documents (create-only compare-and-swap, 8
    threads) each with a Felix liveness report (one lease per zone: Ready), and the
    RouteReflectorConfig ``/calico-rr/config/default`` (topology auto,
@@ -73,7 +73,7 @@ from calico_rr.adapters.etcd.demo import (
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.etcd import EtcdServer
 
 
 def _kube_bench() -> ModuleType:

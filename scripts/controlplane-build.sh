@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (or reuse) the kube-apiserver and etcd binaries used by the integration
-# tests (calico_rr/testing/controlplane.py).  See docs/CONTROLPLANE.md.
+# tests (calico_rr/sandbox/controlplane.py).  See docs/CONTROLPLANE.md.
 #
 # The last line on stdout is the directory holding `kube-apiserver` and `etcd`.
 # Everything else (progress, timings) goes to stderr.

@@ -1,17 +1,4 @@
-"""Test helpers that need real external parts (see docs/CONTROLPLANE.md)."""
-
-from calico_rr.testing.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    apply_crds,
-    build_binaries,
-    request,
-)
-
-__all__ = [
-    "ControlPlane",
-    "ControlPlaneError",
-    "apply_crds",
-    "build_binaries",
-    "request",
-]
+"""Test support imported by the tests and benchmarks only, never by the package
+(tests/test_layering.py): fault injection (faults), an in-memory cluster that
+executes decisions (sim) and random Calico configurations (random_configs).  What
+``demo`` and ``lab`` start locally is product code: :mod:`calico_rr.sandbox`."""

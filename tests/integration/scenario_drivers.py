@@ -5,13 +5,13 @@ are written once against :class:`Driver`, which acts as the cluster (nodes join,
 are cordoned and deleted; a user edits their own objects), runs operator replicas, and
 reads the result back the way calico-node does.  Two implementations:
 
-* :class:`KubeDriver`: a real kube-apiserver + etcd (``calico_rr.testing.ControlPlane``,
+* :class:`KubeDriver`: a real kube-apiserver + etcd (``calico_rr.sandbox.ControlPlane``,
   Calico's ``crd.projectcalico.org/v1`` CRDs, our CRD and the deploy/ RBAC); the
   operator (``Operator``) runs as the unprivileged ``calico-rr`` user, the driver acts
   as the admin.  Readiness is the Node's ``Ready`` condition, cordon is
   ``spec.unschedulable``.
 * :class:`EtcdDriver`: a real etcd with client-certificate TLS
-  (``calico_rr.testing.etcd.EtcdServer``) holding Calico's v3 documents; the operator is
+  (``calico_rr.sandbox.etcd.EtcdServer``) holding Calico's v3 documents; the operator is
   ``EtcdOperator``.  Readiness is Felix's liveness report
   ``/calico/felix/v2/no-region/host/<node>/status`` (present = Ready; the driver writes
   one for every node it adds), the config is the key ``/calico-rr/config/default``.
@@ -51,8 +51,8 @@ from calico_rr.core.formats.kube import format_timestamp
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
-from calico_rr.testing import ControlPlane
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox import ControlPlane
+from calico_rr.sandbox.etcd import EtcdServer
 
 __all__ = [
     "CORDON_LABEL",
@@ -487,7 +487,7 @@ class KubeDriver(Driver):
         return None if obj is None else json.dumps(obj, sort_keys=True)
 
     def set_config(self, spec: dict[str, Any]) -> None:
-        from calico_rr.testing.manifests import apply_documents
+        from calico_rr.sandbox.manifests import apply_documents
 
         apply_documents(
             self.plane,

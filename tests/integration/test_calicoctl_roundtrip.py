@@ -45,7 +45,7 @@ from calico_rr.core.planning.planner import Plan, plan
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.core.values import parse_duration
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from calico_rr.testing import ControlPlane, apply_crds, request
+from calico_rr.sandbox import ControlPlane, apply_crds, request
 
 from .calicoctl import KINDS, Ctl, roundtrip
 

@@ -27,7 +27,7 @@ from calico_rr.core.operator.settings import (
     settings_from_spec,
 )
 from calico_rr.errors import ConfigError
-from calico_rr.testing import ControlPlane, apply_crds, request
+from calico_rr.sandbox import ControlPlane, apply_crds, request
 
 pytestmark = pytest.mark.integration
 

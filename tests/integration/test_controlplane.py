@@ -1,4 +1,4 @@
-"""Integration tests against a real kube-apiserver + etcd (calico_rr.testing).
+"""Integration tests against a real kube-apiserver + etcd (calico_rr.sandbox).
 
 Run with ``pytest tests/integration -m integration``.  The binaries are built on
 first use by scripts/controlplane-build.sh (cached afterwards); a missing binary
@@ -18,7 +18,7 @@ from calico_rr.core.formats.kube import node_to_k8s
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import Plan, plan
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing import ControlPlane, apply_crds, request
+from calico_rr.sandbox import ControlPlane, apply_crds, request
 
 pytestmark = pytest.mark.integration
 

@@ -33,9 +33,9 @@ import pytest
 import yaml
 
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing import ControlPlane, apply_crds, request
-from calico_rr.testing.controlplane import free_port
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox import ControlPlane, apply_crds, request
+from calico_rr.sandbox.controlplane import free_port
+from calico_rr.sandbox.etcd import EtcdServer
 
 from .test_etcd_operator import Cluster
 

@@ -24,7 +24,7 @@ from calico_rr.core.doctor.checks import diagnose
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import InputError
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.etcd import EtcdServer
 
 from .test_etcd_operator import Cluster
 

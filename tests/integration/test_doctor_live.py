@@ -25,8 +25,8 @@ from calico_rr.adapters.kube.demo import create_nodes, wait_steady
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.cli import app
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing import ControlPlane, apply_crds
-from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
 pytestmark = pytest.mark.integration
 

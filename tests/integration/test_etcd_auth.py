@@ -28,8 +28,8 @@ from calico_rr.adapters.etcd import EtcdClient
 from calico_rr.adapters.etcd.client import EtcdAuthError, WatchEvent, prefix_end
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing.controlplane import free_port, issue_cert
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.controlplane import free_port, issue_cert
+from calico_rr.sandbox.etcd import EtcdServer
 
 from .test_etcd_operator import Cluster
 

@@ -28,8 +28,8 @@ from calico_rr.adapters.etcd import (
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.config import GROUP_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing.controlplane import free_port
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.controlplane import free_port
+from calico_rr.sandbox.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration
 

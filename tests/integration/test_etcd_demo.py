@@ -28,7 +28,7 @@ from calico_rr.adapters.etcd.demo import (
     reads_not_leader,
     writes,
 )
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration
 

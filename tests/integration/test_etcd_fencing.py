@@ -17,7 +17,7 @@ from calico_rr.adapters.etcd.operator import EtcdOperator
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from calico_rr.core.formats import etcd as L
 from calico_rr.core.operator.safety import check
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.testing import ControlPlane
-from calico_rr.testing.etcd import EtcdServer
-from calico_rr.testing.manifests import install_operator_rbac
+from calico_rr.sandbox import ControlPlane
+from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.manifests import install_operator_rbac
 
 pytestmark = pytest.mark.integration
 

@@ -30,8 +30,8 @@ from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
-from calico_rr.testing.controlplane import free_port
-from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.controlplane import free_port
+from calico_rr.sandbox.etcd import EtcdServer
 
 pytestmark = pytest.mark.integration
 

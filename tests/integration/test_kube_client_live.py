@@ -1,4 +1,4 @@
-"""KubeClient and Informer against a real kube-apiserver + etcd (calico_rr.testing).
+"""KubeClient and Informer against a real kube-apiserver + etcd (calico_rr.sandbox).
 
 Run with ``pytest tests/integration/test_kube_client_live.py -m integration``.
 
@@ -32,7 +32,7 @@ from calico_rr.adapters.kube import (
     KubeClient,
     api_path,
 )
-from calico_rr.testing import ControlPlane, request
+from calico_rr.sandbox import ControlPlane, request
 from calico_rr.testing.faults import fault_client
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,7 @@ from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 from calico_rr.testing.random_configs import random_config
 
 from .confd_driver import rig, start_config, wait_rendered, write_docs

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from calico_rr.adapters.lab.net import REGISTRY
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 
 from .procs import pids_of
 

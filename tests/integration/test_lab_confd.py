@@ -30,7 +30,7 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.lab.prediction import expected_sessions
 from calico_rr.model import ANN_CLUSTER_ID
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 
 from .procs import pids_of
 

@@ -38,7 +38,7 @@ from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.lab.bird import BgpTimers
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
 
 from .confd_driver import node_names, rig, run_config, write_docs

@@ -14,8 +14,8 @@ from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.core.formats.etcd import encode_document, resource_key
-from calico_rr.testing.etcd import EtcdServer
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 
 from .lab_docs import planned_v3_docs
 

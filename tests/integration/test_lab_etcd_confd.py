@@ -43,8 +43,8 @@ from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.core.formats.etcd import encode_document, node_to_calico
 from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.model import ZONE_LABEL
-from calico_rr.testing.etcd import EtcdServer
-from calico_rr.testing.lab import ensure_lab_tools
+from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
 from calico_rr.testing.random_configs import config_shapes, random_config
 
 from .confd_driver import Rig, run_config, write_etcd

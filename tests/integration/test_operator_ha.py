@@ -1,5 +1,5 @@
 """The operator's high availability, its process and its uninstall, on a real
-kube-apiserver + etcd (calico_rr.testing).
+kube-apiserver + etcd (calico_rr.sandbox).
 
 One control plane for the module (audit log on, Calico's crd.projectcalico.org/v1
 CRDs, our CRD and RBAC), 20 synthetic nodes and a RouteReflectorConfig
@@ -35,9 +35,9 @@ from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, Node
-from calico_rr.testing import ControlPlane, apply_crds
-from calico_rr.testing.controlplane import free_port
-from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.controlplane import free_port
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
 pytestmark = pytest.mark.integration
 

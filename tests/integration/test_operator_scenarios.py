@@ -45,9 +45,9 @@ from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL, Node
-from calico_rr.testing import ControlPlane, apply_crds
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 from calico_rr.testing.faults import FaultTransport
-from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
 
 from .calicoctl import Ctl, roundtrip
 from .scenario_drivers import WriteBudget

@@ -39,9 +39,9 @@ from calico_rr.core.operator.safety import Safety
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL
-from calico_rr.testing import ControlPlane, apply_crds
-from calico_rr.testing.etcd import EtcdServer
-from calico_rr.testing.manifests import calico_crds, install_operator_rbac
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.manifests import calico_crds, install_operator_rbac
 
 from .calicoctl import Ctl, roundtrip
 from .scenario_drivers import Driver, EtcdDriver, KubeDriver, RunningOperator

@@ -2,7 +2,7 @@
 
 The flow of the Kubernetes demo (calico_rr/adapters/kube/demo.py) on Calico's
 etcdv3 datastore: starts a real etcd with client-certificate TLS
-(calico_rr.testing.etcd; the binary is built once and cached), writes N synthetic
+(calico_rr.sandbox.etcd; the binary is built once and cached), writes N synthetic
 Calico Node documents across zones with the full mesh on (no BGPConfiguration:
 the mesh is on by default) and a Felix liveness report for each node, writes the
 RouteReflectorConfig to ``/calico-rr/config/default``, runs the
@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -49,9 +49,7 @@ from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
-
-if TYPE_CHECKING:
-    from calico_rr.testing.etcd import EtcdServer
+from calico_rr.sandbox.etcd import EtcdServer
 
 __all__ = [
     "CONFIG_KEY",
@@ -366,8 +364,6 @@ def run_demo(
 ) -> dict[str, Any]:
     """The demo; the result has the keys of ``demo_keys.DEMO_KEYS`` (docs/ETCD.md
     says what the request counts mean on etcd)."""
-    from calico_rr.testing.etcd import EtcdServer
-
     result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
     progress("starting etcd with TLS (the binary is built on first use, then cached)")
     with EtcdServer() as server:

@@ -1,6 +1,6 @@
 """``calico-rr demo``: the operator end to end on a local control plane.
 
-Starts etcd + kube-apiserver (calico_rr.testing; binaries built once and
+Starts etcd + kube-apiserver (calico_rr.sandbox; binaries built once and
 cached), installs Calico's CRDs and ours, creates N synthetic nodes across
 zones with the full mesh on, runs the operator (as the unprivileged
 ``calico-rr`` user, with the deploy/ RBAC) to convergence, verifies what is in
@@ -26,6 +26,8 @@ from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 CONFIG_PATH = "/apis/calico-rr.io/v1alpha1/routereflectorconfigs"
@@ -118,9 +120,6 @@ def run_demo(
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
-    from calico_rr.testing import ControlPlane, apply_crds
-    from calico_rr.testing.manifests import apply_documents, calico_crds, install_operator_rbac
-
     result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
     progress("starting kube-apiserver + etcd (binaries are built on first use, then cached)")
     with ControlPlane(audit=True) as cp:

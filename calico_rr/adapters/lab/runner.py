@@ -2,7 +2,7 @@
 without the operator, and transitions watched by the route sampler.
 
 :class:`ClusterLab` puts the pieces together: a local kube-apiserver + etcd
-(``calico_rr.testing.ControlPlane``, as ``calico-rr demo`` uses), Calico's CRDs
+(``calico_rr.sandbox.ControlPlane``, as ``calico-rr demo`` uses), Calico's CRDs
 and ours, one lab namespace + BIRD per node (:class:`LabNetwork`), Kubernetes
 Nodes carrying the lab addresses, and the agent watching the API server
 (:class:`KubeWatcher`) — so BIRD follows exactly what is written in the API
@@ -37,6 +37,9 @@ from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
+from calico_rr.sandbox import ControlPlane, apply_crds
+from calico_rr.sandbox.lab_tools import ensure_lab_tools
+from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
 __all__ = ["DEDICATED_LABEL", "RENDERERS", "ClusterLab", "run_lab"]
 
@@ -120,10 +123,6 @@ class ClusterLab:
                 self.progress(f"cleanup: {exc}")
 
     def _start(self) -> None:
-        from calico_rr.testing import ControlPlane, apply_crds
-        from calico_rr.testing.lab import ensure_lab_tools
-        from calico_rr.testing.manifests import calico_crds, install_operator_rbac
-
         ensure_lab_tools()
         total = self.size + self.spare
         self.progress(f"building the lab network: {total} namespaces, one BIRD each")
@@ -241,8 +240,6 @@ class ClusterLab:
         return st
 
     def start_operator(self, spec: dict[str, Any]) -> None:
-        from calico_rr.testing.manifests import apply_documents
-
         doc = {
             "apiVersion": "calico-rr.io/v1alpha1",
             "kind": "RouteReflectorConfig",

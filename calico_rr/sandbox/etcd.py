@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.config import EtcdSettings
-from calico_rr.testing.controlplane import (
+from calico_rr.sandbox.controlplane import (
     ControlPlaneError,
     build_binaries,
     die_with_parent,

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from calico_rr.testing.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, request
+from calico_rr.sandbox.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, request
 
 DEPLOY = REPO_ROOT / "deploy"
 #: Calico's CRDs, beside the repo (../shared/calico/crds), or $CALICO_RR_CALICO_CRDS.
@@ -81,7 +81,7 @@ def apply_documents(cp: ControlPlane, docs: Iterable[dict[str, Any]]) -> int:
 
 def install_operator_rbac(cp: ControlPlane) -> None:
     """Our CRD and RBAC (deploy/), so the ``calico-rr`` user can run the operator."""
-    from calico_rr.testing.controlplane import apply_crds
+    from calico_rr.sandbox.controlplane import apply_crds
 
     apply_crds(cp, DEPLOY / "crds")
     docs = [d for d in documents(DEPLOY / "rbac.yaml")]

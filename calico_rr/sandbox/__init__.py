@@ -1,0 +1,19 @@
+"""Local parts `demo`, `lab` and the tests start: a real kube-apiserver + etcd
+(controlplane, manifests), a real etcd with TLS (etcd) and the lab's BIRD tools
+(lab_tools).  Product code: the package's own commands run them (docs/CONTROLPLANE.md)."""
+
+from calico_rr.sandbox.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    apply_crds,
+    build_binaries,
+    request,
+)
+
+__all__ = [
+    "ControlPlane",
+    "ControlPlaneError",
+    "apply_crds",
+    "build_binaries",
+    "request",
+]
