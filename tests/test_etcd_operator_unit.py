@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from calico_rr.adapters.etcd import Compacted, EtcdClient, EventType, KeyValue, ListResult
+from calico_rr.adapters.etcd.cache import PrefixCache
 from calico_rr.adapters.etcd.client import WatchEvent
-from calico_rr.adapters.etcd.operator import PrefixCache, merge_foreign_metadata
+from calico_rr.adapters.etcd.ports import merge_foreign_metadata
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from calico_rr.adapters.kube.operator import (
-    choose_api_group,
-    node_bgp_status,
-    node_state,
-    owned_fields,
-)
+from calico_rr.adapters.kube.operator import choose_api_group, node_state, owned_fields
+from calico_rr.adapters.kube.ports import node_bgp_status
 
 
 def test_api_group_follows_calicos_rule() -> None:

@@ -18,7 +18,6 @@ transition record), so a replacement process resumes where the last one died.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -28,28 +27,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from calico_rr.adapters.controller import Controller
 from calico_rr.adapters.kube.client import (
     ApiError,
-    Conflict,
     KubeClient,
-    NotFound,
     api_path,
 )
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
+from calico_rr.adapters.kube.ports import CONFIG_API, FINALIZER, KubeStatus, KubeStore, KubeWriter
 from calico_rr.adapters.observe import Health, OperatorMetrics
-from calico_rr.adapters.runtime import WRITE_WORKERS, ReconcileLoop, conditions
-from calico_rr.core.formats.kube import format_timestamp, node_from_k8s
+from calico_rr.adapters.runtime import WRITE_WORKERS
+from calico_rr.core.formats.kube import node_from_k8s
 from calico_rr.core.operator import reconcile as core
 from calico_rr.core.operator import typha
 from calico_rr.core.operator.settings import (
     CONFIG_NAME,
-    CRD_GROUP,
     CRD_KIND,
     CRD_PLURAL,
-    CRD_VERSION,
     OperatorSettings,
-    settings_from_spec,
 )
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError, InputError
@@ -57,8 +53,6 @@ from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
 
 log = logging.getLogger(__name__)
 
-FINALIZER = f"{CRD_GROUP}/uninstall"
-CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 #: The Typha keeper reads its Deployment at most this often while the node count
 #: and its settings stay the same (and nothing is due).
@@ -102,20 +96,7 @@ def node_state(obj: dict[str, Any], manager: str) -> core.NodeState:
     return core.NodeState(node, owned_l, owned_a, str(uid) if uid else None)
 
 
-def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
-    spec = obj.get("spec") or {}
-    bgp = (obj.get("status") or {}).get("bgp")
-    if not isinstance(bgp, Mapping):
-        return str(spec.get("node") or ""), core.NodeBGPStatus(False)
-    up = frozenset(
-        str(p.get("peerIP"))
-        for p in bgp.get("peersV4") or []
-        if isinstance(p, Mapping) and p.get("state") == "Established"
-    )
-    return str(spec.get("node") or ""), core.NodeBGPStatus(True, up)
-
-
-class Operator(ReconcileLoop):
+class Operator(Controller):
     """One operator replica.  ``start()`` runs it in background threads."""
 
     log = log
@@ -146,12 +127,14 @@ class Operator(ReconcileLoop):
         self._init_loop()
         self.api_group: ApiGroup = "crd.projectcalico.org/v1"
         self.node_status_supported = False
-        self._last_event: tuple[str, str] | None = None
         self._typha_state = typha.KeeperState()
         #: (node count, settings) of the keeper's last read, and when to read again
         self._typha_read: tuple[tuple[int, typha.TyphaSettings], float] | None = None
         self.informers: dict[str, Informer] = {}
         self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="write")
+        self.store = KubeStore(self)
+        self.writer = KubeWriter(self)
+        self.status_sink = KubeStatus(self)
         if client.on_request is None:
             client.on_request = self.metrics.on_request
         self.elector: LeaderElector | None = None
@@ -245,91 +228,13 @@ class Operator(ReconcileLoop):
         self._typha_read = None
         self._wake.set()
 
-    def _configured_debounce(self) -> float:
-        cfg = self.informers["config"].get(self.config_name)
-        spec = (cfg or {}).get("spec")
-        return settings_from_spec(spec, env=self.env, api_group=self.api_group).debounce
-
-    # -- one reconcile -----------------------------------------------------------------
+    # -- the pass (adapters/controller.py) --------------------------------------------
 
     def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
-        cfg = self.informers["bgpconfig"].get("default")
-        mesh = (cfg or {}).get("spec", {}).get("nodeToNodeMeshEnabled")
-        statuses: dict[str, core.NodeBGPStatus] = {}
-        cns_names: set[str] = set()
-        if "cns" in self.informers:
-            for name, obj in self.informers["cns"].items().items():
-                cns_names.add(name)
-                node, status = node_bgp_status(obj)
-                statuses[node] = status
-        return core.Observed(
-            nodes=self.informers["nodes"].items(),
-            peers=self.informers["bgppeers"].items(),
-            mesh_enabled=mesh is not False,
-            transition=transition,
-            node_status=statuses,
-            node_status_objects=frozenset(cns_names),
-            node_status_supported=self.node_status_supported,
-            now=self.clock(),
-        )
+        return self.store.observed(transition)
 
-    def reconcile_once(self) -> core.Decision | None:
-        start = time.perf_counter()
-        self.stats.last_start = time.monotonic()
-        cfg = self.informers["config"].get(self.config_name)
-        if cfg is None:
-            self._record("NoConfig", f"no {CRD_KIND} named {self.config_name!r}: idle")
-            return None
-        status = dict(cfg.get("status") or {})
-        decision: core.Decision | None
-        try:
-            if (cfg.get("metadata") or {}).get("deletionTimestamp"):
-                decision = self._uninstall_step(cfg, status)
-            else:
-                decision = self._reconcile_config(cfg, status)
-            self._failures = 0
-            self.metrics.reconciles.labels("ok").inc()
-        except ApiError as exc:
-            delay = self._pass_failed(str(exc))
-            log.warning("reconcile failed: %s; retrying in %.1fs", exc, delay)
-            with contextlib.suppress(ApiError):
-                self._write_status(cfg, status, phase="Error", message=str(exc), degraded=str(exc))
-            return None
-        except Exception as exc:  # a bug must not kill the loop: report, back off, retry
-            msg = f"internal error: {type(exc).__name__}: {exc}"
-            delay = self._pass_failed(msg)
-            log.exception("reconcile crashed; retrying in %.1fs", delay)
-            with contextlib.suppress(Exception):
-                self._write_status(cfg, status, phase="Error", message=msg, degraded=msg)
-            return None
-        finally:
-            self.metrics.reconcile_seconds.observe(time.perf_counter() - start)
-            self.stats.reconciles += 1
-            self.stats.last_end = time.monotonic()
-        return decision
-
-    def _reconcile_config(
-        self, cfg: dict[str, Any], status: dict[str, Any]
-    ) -> core.Decision | None:
-        if FINALIZER not in ((cfg.get("metadata") or {}).get("finalizers") or []):
-            self._add_finalizer(cfg)
-        try:
-            settings = settings_from_spec(cfg.get("spec"), env=self.env, api_group=self.api_group)
-        except ConfigError as exc:
-            self._record("InvalidConfig", str(exc))
-            self._write_status(
-                cfg, status, phase="InvalidConfig", message=str(exc), invalid=str(exc)
-            )
-            self._event(cfg, "Warning", "InvalidConfig", str(exc))
-            return None
-        obs = self.observed(status.get("transition"))
-        decision = core.reconcile(obs, settings)
-        if "meshBefore" not in status:
-            status["meshBefore"] = obs.mesh_enabled
-        self._execute(decision, cfg, status, settings)
-        self._after(decision, cfg, status, obs)
+    def after_pass(self, settings: OperatorSettings) -> None:
         self._keep_typha(settings)
-        return decision
 
     # -- the Typha keeper (core/operator/typha.py) -------------------------------------------------
 
@@ -349,7 +254,7 @@ class Operator(ReconcileLoop):
             self._typha_state = typha.KeeperState()
             self._typha_read = None
             if old is not None and not settings.paused:
-                self._patch_status(cfg, {"typha": None})
+                self.status_sink.write({"typha": None}, end_pass=False)
             return
         nodes = len(self.informers["nodes"])
         key = (nodes, ts)
@@ -414,310 +319,9 @@ class Operator(ReconcileLoop):
         self._typha_read = (key, time.monotonic() + next_read)
         if {k: v for k, v in new.items() if v is not None} == (old or {}):
             return
-        self._patch_status(cfg, {"typha": new})
+        self.status_sink.write({"typha": new}, end_pass=False)
         if reason:
-            self._event(cfg, etype, reason, str(new["message"]))
-
-    def _uninstall_step(self, cfg: dict[str, Any], status: dict[str, Any]) -> core.Decision:
-        try:
-            settings = settings_from_spec(cfg.get("spec"), env=self.env, api_group=self.api_group)
-        except ConfigError:
-            settings = settings_from_spec({}, env={}, api_group=self.api_group)
-        obs = self.observed(status.get("transition"))
-        mesh_before = status.get("meshBefore")
-        decision = core.uninstall(
-            obs, settings, mesh_before=mesh_before if isinstance(mesh_before, bool) else None
-        )
-        self._execute(decision, cfg, status, settings)
-        if decision.phase == core.Phase.UNINSTALLED and not decision.writes:
-            self._remove_finalizer(cfg)
-            self._event(cfg, "Normal", "Uninstalled", "mesh restored, calico-rr objects removed")
-        else:
-            self._record(decision.phase.value, decision.message)
-            if decision.requeue_after is not None:
-                self._requeue(decision.requeue_after)
-            elif decision.writes:
-                self._wake.set()
-        return decision
-
-    # -- executing a decision ------------------------------------------------------------
-
-    def _execute(
-        self,
-        d: core.Decision,
-        cfg: dict[str, Any],
-        status: dict[str, Any],
-        settings: OperatorSettings,
-    ) -> None:
-        g = settings.plan.api_group
-        if not self.is_leader:
-            return  # lost the Lease since the pass began: the new leader takes over
-        if d.transition_set and d.transition is not None:
-            status["transition"] = d.transition
-            self._patch_status(
-                cfg, {"transition": d.transition, "meshBefore": status.get("meshBefore")}
-            )
-        peers = self.informers["bgppeers"]
-        for obj in d.peer_applies:
-            name = str(obj["metadata"]["name"])
-            result = self.client.apply(api_path(g, "bgppeers", name), obj)
-            peers.store(result)
-            self._count("bgppeer")
-        nodes = self.informers["nodes"]
-        conflicts: list[str] = []
-
-        def apply_node(change: core.NodeApply) -> None:
-            path = api_path("v1", "nodes", change.name)
-            try:
-                result = self.client.apply(path, change.body())
-            except NotFound:
-                return  # the node left meanwhile; its DELETED event is on the way
-            except ApiError as exc:
-                if exc.status in (409, 422) and "uid" in exc.message:
-                    return  # deleted (or deleted and re-created) since our snapshot
-                if isinstance(exc, Conflict):
-                    conflicts.append(f"{change.name}: {exc.message}")
-                    return
-                # Without a uid an apply to a deleted node would create it, which our
-                # RBAC forbids (403): the node is gone, not our permission.
-                if exc.status == 403 and self.client.get(path) is None:
-                    return
-                raise
-            nodes.store(result)
-            self._count("node")
-            self.health.beat()  # a long batch is progress, not a hung loop
-
-        # Node writes of one batch are independent (each node's apply is atomic and
-        # every subset of the batch is a safe state), so they go out in parallel.
-        if len(d.node_applies) > 1:
-            for future in [self._pool.submit(apply_node, c) for c in d.node_applies]:
-                future.result()  # re-raises the first API error: the pass fails
-        else:
-            for change in d.node_applies:
-                apply_node(change)
-        for name in d.peer_deletes:
-            self.client.delete(api_path(g, "bgppeers", name))
-            peers.forget(name)
-            self._count("bgppeer-delete")
-        if "cns" in self.informers:
-            cns = self.informers["cns"]
-            for obj in d.node_status_applies:
-                name = str(obj["metadata"]["name"])
-                cns.store(self.client.apply(api_path(g, "caliconodestatuses", name), obj))
-                self._count("caliconodestatus")
-            for name in d.node_status_deletes:
-                self.client.delete(api_path(g, "caliconodestatuses", name))
-                cns.forget(name)
-                self._count("caliconodestatus-delete")
-        if d.mesh is not None:
-            body = {
-                "apiVersion": g,
-                "kind": "BGPConfiguration",
-                "metadata": {"name": "default"},
-                "spec": {"nodeToNodeMeshEnabled": d.mesh},
-            }
-            # The one field we take over from whoever set it; its old value is in
-            # status.meshBefore and is restored on uninstall.
-            result = self.client.apply(
-                api_path(g, "bgpconfigurations", "default"), body, force=True
-            )
-            self.informers["bgpconfig"].store(result)
-            self._count("bgpconfiguration")
-            self._event(
-                cfg,
-                "Normal",
-                "MeshEnabled" if d.mesh else "MeshDisabled",
-                "node-to-node mesh " + ("switched on" if d.mesh else "switched off"),
-            )
-        if d.transition_set and d.transition is None:
-            status["transition"] = None
-        if conflicts:
-            msg = "fields owned by another manager: " + "; ".join(conflicts[:3])
-            self._event(cfg, "Warning", "Conflict", msg)
-            status["_degraded"] = msg
-
-    def _after(
-        self, d: core.Decision, cfg: dict[str, Any], status: dict[str, Any], obs: core.Observed
-    ) -> None:
-        counts = core.summary_counts(d, obs)
-        self.metrics.route_reflectors.set(counts["routeReflectors"])
-        self.metrics.bgppeers.set(len(self.informers["bgppeers"]))
-        self.metrics.nodes.set(len(obs.nodes))
-        self.metrics.transitions.set(counts["inTransition"])
-        if d.plan is not None:
-            self._session_metrics(d)
-        degraded = status.pop("_degraded", None)
-        if d.phase == core.Phase.BLOCKED:
-            degraded = d.message
-        warnings = list(d.plan.warnings) if d.plan is not None else []
-        if not degraded and warnings and any("no node" in w for w in warnings):
-            degraded = "; ".join(warnings)
-        self._write_status(
-            cfg,
-            status,
-            phase=d.phase.value,
-            message=d.message,
-            degraded=degraded,
-            topology=d.plan.topology if d.plan is not None else None,
-            rrs=counts["routeReflectors"],
-            mesh=(obs.mesh_enabled if d.mesh is None else d.mesh),
-        )
-        prev_phase = self.stats.last_phase
-        self._record(d.phase.value, d.message)
-        self._track_steady(d.phase)
-        if d.phase.value != prev_phase and d.phase in (
-            core.Phase.MAKING,
-            core.Phase.BREAKING,
-            core.Phase.MESH_OFF,
-        ):
-            self._event(cfg, "Normal", d.phase.value, d.message)
-        if d.requeue_after is not None:
-            self._requeue(d.requeue_after)
-        elif d.writes or d.transition_set:
-            self._wake.set()  # continue with the next batch on fresh caches
-
-    _session_key: object = None
-
-    def _session_metrics(self, d: core.Decision) -> None:
-        """Sessions per RR, recomputed only when the RR set or the rules change."""
-        assert d.plan is not None
-        layout = d.plan.layout
-        key = (tuple(sorted(layout.holders.items())), layout.rules, len(d.plan.nodes))
-        if key == self._session_key:
-            return
-        self._session_key = key
-        try:
-            expected = core.expected_sessions(d.plan)
-        except Exception:  # metrics must never break the reconcile
-            log.exception("session metrics failed")
-            return
-        counts = [len(v) for v in expected.values()] or [0]
-        self.metrics.sessions_per_rr.labels("min").set(min(counts))
-        self.metrics.sessions_per_rr.labels("max").set(max(counts))
-        self.metrics.sessions_per_rr.labels("mean").set(sum(counts) / len(counts))
-
-    # -- status, events, finalizer ---------------------------------------------------------
-
-    def _config_path(self, cfg: Mapping[str, Any]) -> str:
-        return api_path(CONFIG_API, CRD_PLURAL, str(cfg["metadata"]["name"]))
-
-    def _patch_status(self, cfg: dict[str, Any], fields: Mapping[str, Any]) -> None:
-        result = self.client.patch(
-            self._config_path(cfg) + "/status", {"status": dict(fields)}, patch_type="merge"
-        )
-        self.informers["config"].store(result)
-        self._count("status")
-
-    def _write_status(
-        self,
-        cfg: dict[str, Any],
-        status: dict[str, Any],
-        *,
-        phase: str,
-        message: str,
-        degraded: str | None = None,
-        invalid: str | None = None,
-        topology: str | None = None,
-        rrs: int | None = None,
-        mesh: bool | None = None,
-    ) -> None:
-        old = dict(cfg.get("status") or {})
-        if phase == core.Phase.APPLYING.value and old.get("phase") == core.Phase.STEADY.value:
-            # A join or an RR replaced in steady state: one node write, no status churn.
-            phase, message = core.Phase.STEADY.value, str(old.get("message", message))
-        new: dict[str, Any] = {
-            "observedGeneration": (cfg.get("metadata") or {}).get("generation"),
-            "phase": phase,
-            "message": message[:1000],
-            "transition": status.get("transition"),
-        }
-        if "meshBefore" in status:
-            new["meshBefore"] = status["meshBefore"]
-        if topology is not None:
-            new["topology"] = topology
-        if rrs is not None:
-            new["routeReflectors"] = rrs
-            new["bgpPeers"] = sum(
-                1
-                for p in self.informers["bgppeers"].items().values()
-                if core.COMPANION_LABEL not in ((p.get("metadata") or {}).get("labels") or {})
-                and core.BRIDGE_LABEL not in ((p.get("metadata") or {}).get("labels") or {})
-            )
-        if mesh is not None:
-            new["meshEnabled"] = mesh
-        new["conditions"] = conditions(
-            old.get("conditions"),
-            phase=phase,
-            message=message,
-            degraded=degraded,
-            invalid=invalid,
-            now=self.clock(),
-            reason=_reason,
-            extra={"observedGeneration": new["observedGeneration"]},
-        )
-        # A None value deletes the field (merge patch); absent stays absent.
-        new = {k: v for k, v in new.items() if v is not None or k in old}
-        merged = {**old, **new}
-        if merged == old:
-            return
-        self._patch_status(cfg, new)
-
-    def _event(self, cfg: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
-        key = (reason, message)
-        if key == self._last_event:
-            return  # the same news again is noise
-        self._last_event = key
-        meta = cfg.get("metadata") or {}
-        now = format_timestamp(float(int(time.time())))
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'config')}.", "namespace": "default"},
-            "involvedObject": {
-                "apiVersion": CONFIG_API,
-                "kind": CRD_KIND,
-                "name": meta.get("name"),
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": etype,
-            "source": {"component": "calico-rr"},
-            "reportingComponent": "calico-rr",
-            "reportingInstance": self.identity,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            self.client.create(api_path("v1", "events", namespace="default"), body)
-        except ApiError as exc:
-            log.warning("could not record event %s: %s", reason, exc)
-
-    def _add_finalizer(self, cfg: dict[str, Any]) -> None:
-        meta = cfg.get("metadata") or {}
-        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
-        patch = {
-            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
-        }
-        result = self.client.patch(self._config_path(cfg), patch, patch_type="merge")
-        self.informers["config"].store(result)
-        cfg.update(result)
-
-    def _remove_finalizer(self, cfg: dict[str, Any]) -> None:
-        meta = cfg.get("metadata") or {}
-        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        patch = {
-            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
-        }
-        with contextlib.suppress(NotFound):
-            self.client.patch(self._config_path(cfg), patch, patch_type="merge")
-
-
-def _reason(text: str) -> str:
-    """A CamelCase condition reason (the API requires ``^[A-Za-z]([A-Za-z0-9_,:]*...)$``)."""
-    clean = "".join(ch for ch in text.title() if ch.isalnum())
-    return clean or "Unknown"
+            self.status_sink.event(etype, reason, str(new["message"]))
 
 
 def uninstall(

@@ -1,0 +1,269 @@
+"""The Kubernetes datastore's ports for the one controller (adapters/controller.py):
+informers in, server-side apply out, the RouteReflectorConfig status subresource
+and Events.
+
+Each port reads the operator's informers and client when called (not when
+built), so a test may swap them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from calico_rr.adapters.controller import ConfigRecord, NotLeader
+from calico_rr.adapters.kube.client import ApiError, Conflict, NotFound, api_path
+from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.operator import reconcile as core
+from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
+from calico_rr.core.planning.config import ApiGroup
+
+if TYPE_CHECKING:
+    from calico_rr.adapters.kube.operator import Operator
+
+__all__ = ["CONFIG_API", "FINALIZER", "KubeStatus", "KubeStore", "KubeWriter", "condition_reason"]
+
+log = logging.getLogger(__name__)
+
+FINALIZER = f"{CRD_GROUP}/uninstall"
+CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
+
+
+def condition_reason(text: str) -> str:
+    """A CamelCase condition reason (the API requires ``^[A-Za-z]([A-Za-z0-9_,:]*...)$``)."""
+    clean = "".join(ch for ch in text.title() if ch.isalnum())
+    return clean or "Unknown"
+
+
+def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
+    """(node name, BGP sessions) of a CalicoNodeStatus object."""
+    spec = obj.get("spec") or {}
+    bgp = (obj.get("status") or {}).get("bgp")
+    if not isinstance(bgp, Mapping):
+        return str(spec.get("node") or ""), core.NodeBGPStatus(False)
+    up = frozenset(
+        str(p.get("peerIP"))
+        for p in bgp.get("peersV4") or []
+        if isinstance(p, Mapping) and p.get("state") == "Established"
+    )
+    return str(spec.get("node") or ""), core.NodeBGPStatus(True, up)
+
+
+class KubeStore:
+    errors: tuple[type[Exception], ...] = (ApiError,)
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+
+    @property
+    def api_group(self) -> ApiGroup:
+        return self.op.api_group
+
+    def _config(self) -> dict[str, Any] | None:
+        cfg: dict[str, Any] | None = self.op.informers["config"].get(self.op.config_name)
+        return cfg
+
+    def config(self) -> ConfigRecord | None:
+        cfg = self._config()
+        if cfg is None:
+            return None
+        meta = cfg.get("metadata") or {}
+        generation = meta.get("generation")
+        return ConfigRecord(
+            cfg.get("spec"),
+            generation if isinstance(generation, int) else None,
+            bool(meta.get("deletionTimestamp")),
+        )
+
+    def no_config(self) -> str:
+        return f"no {CRD_KIND} named {self.op.config_name!r}: idle"
+
+    def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
+        informers = self.op.informers
+        cfg = informers["bgpconfig"].get("default")
+        mesh = (cfg or {}).get("spec", {}).get("nodeToNodeMeshEnabled")
+        statuses: dict[str, core.NodeBGPStatus] = {}
+        cns_names: set[str] = set()
+        if "cns" in informers:
+            for name, obj in informers["cns"].items().items():
+                cns_names.add(name)
+                node, status = node_bgp_status(obj)
+                statuses[node] = status
+        return core.Observed(
+            nodes=informers["nodes"].items(),
+            peers=informers["bgppeers"].items(),
+            mesh_enabled=mesh is not False,
+            transition=transition,
+            node_status=statuses,
+            node_status_objects=frozenset(cns_names),
+            node_status_supported=self.op.node_status_supported,
+            now=self.op.clock(),
+        )
+
+    def plain_peer_count(self) -> int:
+        plain = 0
+        for peer in self.op.informers["bgppeers"].items().values():
+            labels = (peer.get("metadata") or {}).get("labels") or {}
+            if core.COMPANION_LABEL not in labels and core.BRIDGE_LABEL not in labels:
+                plain += 1
+        return plain
+
+
+class KubeWriter:
+    """Server-side apply with one field manager, each result stored in its informer."""
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+
+    def _config_path(self) -> str:
+        return api_path(CONFIG_API, CRD_PLURAL, self.op.config_name)
+
+    def check_leader(self) -> None:
+        if not self.op.is_leader:
+            raise NotLeader("lost the Lease: writing nothing more")
+
+    def prepare(self, config: ConfigRecord) -> None:
+        cfg = self.op.informers["config"].get(self.op.config_name) or {}
+        meta = cfg.get("metadata") or {}
+        if FINALIZER in (meta.get("finalizers") or []):
+            return
+        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
+        patch = {
+            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
+        }
+        result = self.op.client.patch(self._config_path(), patch, patch_type="merge")
+        self.op.informers["config"].store(result)
+
+    def _path(self, plural: str, name: str) -> str:
+        return api_path(self.op.api_group, plural, name)
+
+    def apply_peer(self, obj: dict[str, Any], conflicts: list[str]) -> None:
+        name = str(obj["metadata"]["name"])
+        self.op.informers["bgppeers"].store(self.op.client.apply(self._path("bgppeers", name), obj))
+        self.op._count("bgppeer")
+
+    def delete_peer(self, name: str, conflicts: list[str]) -> None:
+        self.op.client.delete(self._path("bgppeers", name))
+        self.op.informers["bgppeers"].forget(name)
+        self.op._count("bgppeer-delete")
+
+    def apply_node(self, change: core.NodeApply, conflicts: list[str]) -> None:
+        path = api_path("v1", "nodes", change.name)
+        client = self.op.client
+        try:
+            result = client.apply(path, change.body())
+        except NotFound:
+            return  # the node left meanwhile; its DELETED event is on the way
+        except ApiError as exc:
+            if exc.status in (409, 422) and "uid" in exc.message:
+                return  # deleted (or deleted and re-created) since our snapshot
+            if isinstance(exc, Conflict):
+                conflicts.append(f"{change.name}: {exc.message}")
+                return
+            # Without a uid an apply to a deleted node would create it, which our
+            # RBAC forbids (403): the node is gone, not our permission.
+            if exc.status == 403 and client.get(path) is None:
+                return
+            raise
+        self.op.informers["nodes"].store(result)
+        self.op._count("node")
+        self.op.health.beat()  # a long batch is progress, not a hung loop
+
+    def apply_node_status(self, obj: dict[str, Any], conflicts: list[str]) -> None:
+        if "cns" not in self.op.informers:
+            return
+        name = str(obj["metadata"]["name"])
+        path = self._path("caliconodestatuses", name)
+        self.op.informers["cns"].store(self.op.client.apply(path, obj))
+        self.op._count("caliconodestatus")
+
+    def delete_node_status(self, name: str, conflicts: list[str]) -> None:
+        if "cns" not in self.op.informers:
+            return
+        self.op.client.delete(self._path("caliconodestatuses", name))
+        self.op.informers["cns"].forget(name)
+        self.op._count("caliconodestatus-delete")
+
+    def set_mesh(self, mesh: bool) -> None:
+        body = {
+            "apiVersion": self.op.api_group,
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeToNodeMeshEnabled": mesh},
+        }
+        # The one field we take over from whoever set it; its old value is in
+        # status.meshBefore and is restored on uninstall.
+        path = self._path("bgpconfigurations", "default")
+        self.op.informers["bgpconfig"].store(self.op.client.apply(path, body, force=True))
+        self.op._count("bgpconfiguration")
+
+    def finish_uninstall(self) -> bool:
+        """Our finalizer off the config: the API server then deletes it."""
+        cfg = self.op.informers["config"].get(self.op.config_name) or {}
+        meta = cfg.get("metadata") or {}
+        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        patch = {
+            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
+        }
+        with contextlib.suppress(NotFound):
+            self.op.client.patch(self._config_path(), patch, patch_type="merge")
+        return True
+
+
+class KubeStatus:
+    """The config's status subresource (merge patches) and core/v1 Events."""
+
+    generation_in_conditions = True
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+        self._last_event: tuple[str, str] | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return self.op.informers["config"].get(self.op.config_name) or {}
+
+    def reason(self, text: str) -> str:
+        return condition_reason(text)
+
+    def current(self) -> dict[str, Any]:
+        return dict(self._config().get("status") or {})
+
+    def write(self, fields: Mapping[str, Any], *, end_pass: bool) -> None:
+        path = api_path(CONFIG_API, CRD_PLURAL, self.op.config_name) + "/status"
+        result = self.op.client.patch(path, {"status": dict(fields)}, patch_type="merge")
+        self.op.informers["config"].store(result)
+        self.op._count("status")
+
+    def event(self, etype: str, reason: str, message: str) -> None:
+        key = (reason, message)
+        if key == self._last_event:
+            return  # the same news again is noise
+        self._last_event = key
+        meta = self._config().get("metadata") or {}
+        now = format_timestamp(float(int(time.time())))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'config')}.", "namespace": "default"},
+            "involvedObject": {
+                "apiVersion": CONFIG_API,
+                "kind": CRD_KIND,
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": etype,
+            "source": {"component": "calico-rr"},
+            "reportingComponent": "calico-rr",
+            "reportingInstance": self.op.identity,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.op.client.create(api_path("v1", "events", namespace="default"), body)
+        except ApiError as exc:
+            log.warning("could not record event %s: %s", reason, exc)
