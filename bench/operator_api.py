@@ -40,27 +40,15 @@ more, or a burst not coalesced (reconcile passes > burst/5).  A join slower than
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import os
-import signal
-import statistics
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import (
@@ -75,26 +63,20 @@ from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.sandbox import ControlPlane, apply_crds
-from calico_rr.sandbox.controlplane import OPERATOR_USER, audit_request, free_port
+from calico_rr.sandbox.controlplane import OPERATOR_USER, audit_request
 from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
-#: Targets (docs/PERFORMANCE.md, "Operator at 5000 nodes").
-MAX_WRITES_PER_JOIN = 3
-MAX_JOIN_SECONDS = 1.0
-MAX_RSS_MB = 200.0
-#: A burst must be coalesced into fewer passes than this fraction of its size.
-MAX_BURST_PASSES_FRACTION = 0.2
-
-CREATE_THREADS = 8
-POLL = 0.05
-#: Nothing (no operator write, no reconcile pass) for this long = the operator is
-#: idle.  Longer than debounce (0.2 s) + a reconcile pass at 5000 nodes, so the
-#: follow-up pass after a write always falls inside it.
-QUIET = 1.5
-BURST_QUIET = 2.5
-
-Progress = Callable[[str], None]
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared module
+import operator_common as common
+from operator_common import (
+    BURST_QUIET,
+    CREATE_THREADS,
+    POLL,
+    QUIET,
+    OperatorProcess,
+    Progress,
+    machine,
+)
 
 # -- the audit log, read incrementally ---------------------------------------------------
 
@@ -159,137 +141,6 @@ def verbs(events: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 # -- the operator process -----------------------------------------------------------------
-
-
-def _status_kb(pid: int, key: str) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return None
-
-
-@dataclass
-class OperatorProcess:
-    """``calico-rr run`` in a subprocess, with an RSS sampler and /metrics reader."""
-
-    kubeconfig: Path
-    log_file: Path
-    port: int = field(default_factory=free_port)
-    popen: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    rss_peak_kb: int = 0
-    rss_samples: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _sampler: threading.Thread | None = None
-
-    def command(self) -> list[str]:
-        exe = Path(sys.executable).parent / "calico-rr"
-        head = [str(exe)] if exe.exists() else [sys.executable, "-m", "calico_rr.cli"]
-        return [
-            *head,
-            "run",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--namespace",
-            "calico-rr",
-            "--port",
-            str(self.port),
-            "--identity",
-            "bench",
-        ]
-
-    def start(self) -> None:
-        log = self.log_file.open("wb")
-        self.started = time.monotonic()
-        self.popen = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self._sampler = threading.Thread(target=self._sample, name="rss", daemon=True)
-        self._sampler.start()
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            rss = _status_kb(self.pid, "VmRSS")
-            if rss is not None:
-                self.rss_peak_kb = max(self.rss_peak_kb, rss)
-                self.rss_samples += 1
-            self._stop.wait(0.1)
-
-    def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            raise RuntimeError(
-                f"operator exited with status {self.popen.returncode}:\n{self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def memory(self) -> dict[str, float]:
-        rss = _status_kb(self.pid, "VmRSS") or 0
-        hwm = _status_kb(self.pid, "VmHWM") or 0
-        peak = max(self.rss_peak_kb, hwm)
-        return {
-            "rss_mb": round(rss / 1024, 1),
-            "rss_peak_sampled_mb": round(self.rss_peak_kb / 1024, 1),
-            "vm_hwm_mb": round(hwm / 1024, 1),
-            "rss_peak_mb": round(peak / 1024, 1),
-            "samples": self.rss_samples,
-        }
-
-    def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-        """The /metrics samples: name -> {sorted label pairs: value}."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-        return out
-
-    def counter(self, name: str, **labels: str) -> float:
-        """Sum of ``name`` over the samples matching ``labels`` (0 when absent)."""
-        try:
-            samples = self.metrics().get(name, {})
-        except (OSError, urllib.error.URLError):
-            self.check_alive()
-            return 0.0
-        return sum(
-            v for k, v in samples.items() if all(dict(k).get(a) == b for a, b in labels.items())
-        )
-
-    def ready(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(15)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
 
 
 # -- the benchmark ------------------------------------------------------------------------
@@ -468,7 +319,10 @@ def run_bench(
         apply_crds(cp, calico_crds())
         install_operator_rbac(cp)
         admin = KubeClient.from_kubeconfig(cp.admin_kubeconfig)
-        op = OperatorProcess(cp.operator_kubeconfig, cp.directory / "operator.log")
+        op = OperatorProcess(
+            ("--kubeconfig", str(cp.operator_kubeconfig), "--namespace", "calico-rr"),
+            cp.directory / "operator.log",
+        )
         bench = Bench(cp, admin, op, AuditTail(cp.audit_log), timeout, progress)
         progress(f"creating {nodes} nodes in {zones} zones ({CREATE_THREADS} threads)")
         t = time.monotonic()
@@ -509,62 +363,15 @@ def _measure(
     joins: int,
     burst: int,
 ) -> None:
-    op, audit, progress = bench.op, bench.audit, bench.progress
-    while not op.ready():
-        op.check_alive()
-        if time.monotonic() - op.started > bench.timeout:
-            raise TimeoutError("operator never ready")
-        time.sleep(0.05)
-    result["seconds_to_ready"] = round(time.monotonic() - op.started, 2)
-    progress(f"operator ready (caches synced) after {result['seconds_to_ready']}s")
-    result["seconds_to_converge"] = round(bench.wait_converged(), 2)
-    bench.wait_settled(None, QUIET)
+    audit = bench.audit
+    common.converge(bench, result)
     sync_mark = audit.poll()
     sync_ops = audit.since(0)
-    st = bench.status()
-    result["topology"] = st.get("topology")
-    result["route_reflectors"] = st.get("routeReflectors")
-    result["bgppeers"] = st.get("bgpPeers")
-    result["initial_sync"] = {
-        "requests_by_verb": verbs(sync_ops),
-        "writes": sum(1 for e in sync_ops if is_write(e)),
-        "reconcile_duration": reconcile_duration(op),
-        "memory": op.memory(),
-    }
-    progress(
-        f"converged in {result['seconds_to_converge']}s: topology {result['topology']}, "
-        f"{result['route_reflectors']} RRs, {result['initial_sync']['writes']} writes"
-    )
-
-    join_results = []
-    for i in range(joins):
-        r = bench.join(cluster[nodes + i])
-        join_results.append(r)
-        progress(f"join {i + 1}/{joins} {r['node']}: {r['writes']} write(s), {r['latency_s']}s")
-    writes = [r["writes"] for r in join_results]
-    latencies = [r["latency_s"] for r in join_results]
-    result["join"] = {
-        "each": join_results,
-        "writes_max": max(writes, default=0),
-        "writes_median": statistics.median(writes) if writes else 0,
-        "latency_s_max": max(latencies, default=0.0),
-        "latency_s_median": round(statistics.median(latencies), 3) if latencies else 0.0,
-    }
-
-    if burst:
-        progress(f"burst: creating {burst} nodes at once")
-        result["burst_result"] = bench.burst(cluster[nodes + joins : nodes + joins + burst])
-        b = result["burst_result"]
-        progress(
-            f"burst of {burst}: {b['reconciles']} reconcile passes, {b['writes']} writes, "
-            f"settled {b['seconds_to_settle']}s after the first create"
-        )
-
+    sync = {"requests_by_verb": verbs(sync_ops), "writes": sum(1 for e in sync_ops if is_write(e))}
+    common.initial_sync(bench, result, bench.status(), sync)
+    common.joins_and_burst(bench, result, cluster[nodes:], joins, burst)
     after = audit.since(sync_mark)
-    st = bench.status()
-    result["final_status"] = {
-        k: st.get(k) for k in ("phase", "meshEnabled", "topology", "routeReflectors", "bgpPeers")
-    }
+    common.final_status(result, bench.status())
     result["after_sync"] = {
         "requests_by_verb": verbs(after),
         "lists": sum(1 for e in after if e.get("verb") == "list"),
@@ -572,138 +379,31 @@ def _measure(
         "lease_writes": sum(1 for e in after if is_lease(e) and e.get("verb") in WRITE_VERBS),
     }
     result["operator_api_requests_total"] = len(audit.since(0))
-    result["reconcile_duration"] = reconcile_duration(op)
+    result["reconcile_duration"] = common.reconcile_duration(bench.op)
 
 
-def reconcile_duration(op: OperatorProcess) -> dict[str, float]:
-    """Reconcile passes so far and their mean duration (the operator's histogram)."""
-    samples = op.metrics()
-    count = sum(samples.get("calico_rr_reconcile_duration_seconds_count", {}).values())
-    total = sum(samples.get("calico_rr_reconcile_duration_seconds_sum", {}).values())
-    return {
-        "passes": int(count),
-        "seconds_sum": round(total, 2),
-        "seconds_mean": round(total / count, 3) if count else 0.0,
-    }
-
-
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[common.Target]:
     """Each target: name, value, limit, ok, and whether missing it fails the run."""
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, value: Any, limit: Any, ok: bool, fatal: bool = True) -> None:
-        out.append({"name": name, "value": value, "limit": limit, "ok": ok, "fatal": fatal})
-
-    join = result.get("join") or {}
-    if result.get("joins"):
-        w = join.get("writes_max", 0)
-        add("writes per join (max)", w, f"<= {MAX_WRITES_PER_JOIN}", w <= MAX_WRITES_PER_JOIN)
-        lat = join.get("latency_s_max", 0.0)
-        add(
-            "join latency, s (max)",
-            lat,
-            f"<= {MAX_JOIN_SECONDS}",
-            lat <= MAX_JOIN_SECONDS,
-            fatal=bool(result.get("strict")),
-        )
     lists = (result.get("after_sync") or {}).get("lists", 0)
-    add("LISTs after the initial sync", lists, "0", lists == 0)
-    rss = (result.get("memory") or {}).get("rss_peak_mb", 0.0)
-    add("operator peak RSS, MB", rss, f"< {MAX_RSS_MB:.0f}", rss < MAX_RSS_MB)
-    b = result.get("burst_result")
-    if b:
-        limit = MAX_BURST_PASSES_FRACTION * b["nodes"]
-        add(
-            "reconcile passes for the burst",
-            b["reconciles"],
-            f"< {limit:g}",
-            b["reconciles"] < limit,
-        )
-    return out
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "python": sys.version.split()[0],
-    }
+    return [
+        *common.join_targets(result, "writes per join (max)"),
+        common.target("LISTs after the initial sync", lists, "0", lists == 0),
+        *common.resource_targets(result),
+    ]
 
 
 def summary(result: dict[str, Any]) -> str:
-    j = result.get("join") or {}
-    b = result.get("burst_result") or {}
     a = result.get("after_sync") or {}
-    m = result.get("memory") or {}
-    lines = [
-        f"operator_api: {result['nodes']} nodes, {result['zones']} zones "
-        f"({result['machine']['nproc']} CPUs, {result['machine']['cpu']}; shared machine)",
-        f"  converged in {result.get('seconds_to_converge')}s -> {result.get('topology')}, "
-        f"{result.get('route_reflectors')} RRs; initial sync "
-        f"{(result.get('initial_sync') or {}).get('writes')} writes",
-        f"  joins: writes max {j.get('writes_max')} median {j.get('writes_median')}; "
-        f"latency max {j.get('latency_s_max')}s median {j.get('latency_s_median')}s",
-    ]
-    if b:
-        last = b["seconds_first_create_to_last_write"]
-        lines.append(
-            f"  burst {b['nodes']}: {b['reconciles']} reconciles, {b['writes']} writes"
-            + (f", last write {last}s after the first create" if last is not None else "")
-        )
-    lines.append(
-        f"  after sync: {a.get('lists')} LIST, {a.get('watches')} WATCH; peak RSS "
-        f"{m.get('rss_peak_mb')} MB (VmHWM {m.get('vm_hwm_mb')} MB); "
-        f"total {result.get('seconds_total')}s"
+    return common.summary(
+        result,
+        f"operator_api: {result['nodes']} nodes, {result['zones']} zones",
+        "writes",
+        f"{a.get('lists')} LIST, {a.get('watches')} WATCH",
     )
-    for t in result.get("targets", []):
-        mark = "ok  " if t["ok"] else ("FAIL" if t["fatal"] else "WARN")
-        lines.append(f"  [{mark}] {t['name']}: {t['value']} (target {t['limit']})")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--nodes", type=int, default=5000)
-    parser.add_argument("--zones", type=int, default=3)
-    parser.add_argument("--joins", type=int, default=10)
-    parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument(
-        "--topology", default="auto", help="spec.topology (auto picks by size; default auto)"
-    )
-    parser.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    parser.add_argument("--strict", action="store_true", help="a slow join fails the run")
-    arg_list = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(arg_list)
-
-    def progress(line: str) -> None:
-        print(f"[operator_api] {line}", file=sys.stderr, flush=True)
-
-    result = run_bench(
-        nodes=args.nodes,
-        zones=args.zones,
-        joins=args.joins,
-        burst=args.burst,
-        topology=args.topology,
-        timeout=args.timeout,
-        progress=progress,
-    )
-    result["strict"] = args.strict
-    result["targets"] = targets(result)
-    result["command"] = " ".join([".venv/bin/python", "bench/operator_api.py", *arg_list])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    print(summary(result), file=sys.stderr)
-    return 0 if all(t["ok"] or not t["fatal"] for t in result["targets"]) else 1
+    return common.main(__file__, __doc__, run_bench, targets, summary, argv)
 
 
 if __name__ == "__main__":

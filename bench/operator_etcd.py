@@ -43,18 +43,14 @@ shared machine), an error with ``--strict``.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
-import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from calico_rr.adapters.etcd.client import EtcdClient, EtcdError, EventType, WatchEvent
@@ -75,57 +71,17 @@ from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
 from calico_rr.sandbox.etcd import EtcdServer
 
-
-def _kube_bench() -> ModuleType:
-    """bench/operator_api.py (its operator process, machine info), loaded once."""
-    name = "bench_operator_api"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("operator_api.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-KUBE = _kube_bench()
-
-#: Targets (docs/PERFORMANCE.md, "Operator at 5000 nodes (etcd)"), as on Kubernetes.
-MAX_WRITES_PER_JOIN = 3
-MAX_JOIN_SECONDS = 1.0
-MAX_RSS_MB = 200.0
-MAX_BURST_PASSES_FRACTION = 0.2
-
-CREATE_THREADS = 8
-POLL = 0.05
-#: Nothing (no operator write, no reconcile pass) for this long = the operator is idle.
-QUIET = 1.5
-BURST_QUIET = 2.5
-
-Progress = Callable[[str], None]
-
-
-@dataclass
-class EtcdOperatorProcess(KUBE.OperatorProcess):  # type: ignore[misc,name-defined]
-    """``calico-rr run --datastore-type etcdv3`` in a subprocess (``kubeconfig`` unused)."""
-
-    etcd_args: tuple[str, ...] = ()
-
-    def command(self) -> list[str]:
-        exe = Path(sys.executable).parent / "calico-rr"
-        head = [str(exe)] if exe.exists() else [sys.executable, "-m", "calico_rr.cli"]
-        return [
-            *head,
-            "run",
-            "--datastore-type",
-            "etcdv3",
-            *self.etcd_args,
-            "--port",
-            str(self.port),
-            "--identity",
-            "bench",
-        ]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared module
+import operator_common as common
+from operator_common import (
+    BURST_QUIET,
+    CREATE_THREADS,
+    POLL,
+    QUIET,
+    OperatorProcess,
+    Progress,
+    machine,
+)
 
 
 def etcd_args(server: EtcdServer) -> tuple[str, ...]:
@@ -380,7 +336,7 @@ def run_bench(
         "joins": joins,
         "burst": burst,
         "topology_requested": topology,
-        "machine": KUBE.machine(),
+        "machine": machine(),
     }
     t_begin = time.monotonic()
     cluster = synthetic_cluster(nodes + joins + burst, zones=zones)
@@ -390,10 +346,9 @@ def run_bench(
         sent = SentRequests()
         admin = server.client(timeout=30.0, on_request=sent)
         ledger = RequestLedger(EtcdRequestCounter.for_server(server), sent)
-        op = EtcdOperatorProcess(
-            kubeconfig=server.directory,
-            log_file=server.directory / "operator.log",
-            etcd_args=etcd_args(server),
+        op = OperatorProcess(
+            ("--datastore-type", "etcdv3", *etcd_args(server)),
+            server.directory / "operator.log",
         )
         leases = zone_leases(admin, cluster)
         bench = Bench(server, admin, ledger, op, leases, timeout, progress)
@@ -443,65 +398,21 @@ def _measure(
     burst: int,
     start_mark: Mark,
 ) -> None:
-    op, ledger, progress = bench.op, bench.ledger, bench.progress
-    while not op.ready():
-        op.check_alive()
-        if time.monotonic() - op.started > bench.timeout:
-            raise TimeoutError("operator never ready")
-        time.sleep(0.05)
-    result["seconds_to_ready"] = round(time.monotonic() - op.started, 2)
-    progress(f"operator ready (caches synced) after {result['seconds_to_ready']}s")
-    result["seconds_to_converge"] = round(bench.wait_converged(), 2)
-    bench.wait_settled(None, QUIET)
+    op, ledger = bench.op, bench.ledger
+    common.converge(bench, result)
     sync_mark = ledger.quiet_mark()
     sync_lists_counted = op.counter("calico_rr_api_requests_total", verb="list")
     sync = RequestLedger.between(start_mark, sync_mark)
-    st = status(bench.admin)
-    result["topology"] = st.get("topology")
-    result["route_reflectors"] = st.get("routeReflectors")
-    result["bgppeers"] = st.get("bgpPeers")
-    result["initial_sync"] = {
-        "requests_by_method": dict(sorted(sync.items())),
-        "writes": writes(sync),
-        "reconcile_duration": KUBE.reconcile_duration(op),
-        "memory": op.memory(),
-    }
-    progress(
-        f"converged in {result['seconds_to_converge']}s: topology {result['topology']}, "
-        f"{result['route_reflectors']} RRs, {result['initial_sync']['writes']} writes"
-    )
+    requests = {"requests_by_method": dict(sorted(sync.items())), "writes": writes(sync)}
+    common.initial_sync(bench, result, status(bench.admin), requests)
 
-    join_results = []
-    for i in range(joins):
-        r = bench.join(cluster[nodes + i])
-        join_results.append(r)
-        progress(f"join {i + 1}/{joins} {r['node']}: {r['writes']} write(s), {r['latency_s']}s")
-    w = [r["writes"] for r in join_results]
-    lat = [r["latency_s"] for r in join_results]
-    result["join"] = {
-        "each": join_results,
-        "writes_max": max(w, default=0),
-        "writes_median": statistics.median(w) if w else 0,
-        "latency_s_max": max(lat, default=0.0),
-        "latency_s_median": round(statistics.median(lat), 3) if lat else 0.0,
-        "reads_not_leader_max": max((r["reads_not_leader"] for r in join_results), default=0),
-    }
+    def not_leader(each: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"reads_not_leader_max": max((r["reads_not_leader"] for r in each), default=0)}
 
-    if burst:
-        progress(f"burst: writing {burst} nodes at once")
-        result["burst_result"] = bench.burst(cluster[nodes + joins : nodes + joins + burst])
-        b = result["burst_result"]
-        progress(
-            f"burst of {burst}: {b['reconciles']} reconcile passes, {b['writes']} writes, "
-            f"settled {b['seconds_to_settle']}s after the first create"
-        )
-
+    common.joins_and_burst(bench, result, cluster[nodes:], joins, burst, not_leader)
     end_mark = ledger.quiet_mark()
     after = RequestLedger.between(sync_mark, end_mark)
-    st = status(bench.admin)
-    result["final_status"] = {
-        k: st.get(k) for k in ("phase", "meshEnabled", "topology", "routeReflectors", "bgpPeers")
-    }
+    common.final_status(result, status(bench.admin))
     result["after_sync"] = {
         "requests_by_method": dict(sorted(after.items())),
         "lists": reads_not_leader(after),
@@ -515,115 +426,36 @@ def _measure(
     result["operator_etcd_requests_total"] = sum(
         RequestLedger.between(start_mark, end_mark).values()
     )
-    result["reconcile_duration"] = KUBE.reconcile_duration(op)
+    result["reconcile_duration"] = common.reconcile_duration(op)
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(result: dict[str, Any]) -> list[common.Target]:
     """Each target: name, value, limit, ok, and whether missing it fails the run."""
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, value: Any, limit: Any, ok: bool, fatal: bool = True) -> None:
-        out.append({"name": name, "value": value, "limit": limit, "ok": ok, "fatal": fatal})
-
-    join = result.get("join") or {}
-    if result.get("joins"):
-        w = join.get("writes_max", 0)
-        add("etcd writes per join (max)", w, f"<= {MAX_WRITES_PER_JOIN}", w <= MAX_WRITES_PER_JOIN)
-        lat = join.get("latency_s_max", 0.0)
-        add(
-            "join latency, s (max)",
-            lat,
-            f"<= {MAX_JOIN_SECONDS}",
-            lat <= MAX_JOIN_SECONDS,
-            fatal=bool(result.get("strict")),
-        )
     after = result.get("after_sync") or {}
-    lists = after.get("lists", 0)
-    add("reads after the initial sync (not leader renewals)", lists, "0", lists == 0)
-    watches = after.get("watches", 0)
-    add("watch streams opened after the initial sync", watches, "0", watches == 0, fatal=False)
-    rss = (result.get("memory") or {}).get("rss_peak_mb", 0.0)
-    add("operator peak RSS, MB", rss, f"< {MAX_RSS_MB:.0f}", rss < MAX_RSS_MB)
-    b = result.get("burst_result")
-    if b:
-        limit = MAX_BURST_PASSES_FRACTION * b["nodes"]
-        add(
-            "reconcile passes for the burst",
-            b["reconciles"],
-            f"< {limit:g}",
-            b["reconciles"] < limit,
-        )
-    return out
+    lists, watches = after.get("lists", 0), after.get("watches", 0)
+    return [
+        *common.join_targets(result, "etcd writes per join (max)"),
+        common.target("reads after the initial sync (not leader renewals)", lists, "0", lists == 0),
+        common.target(
+            "watch streams opened after the initial sync", watches, "0", watches == 0, fatal=False
+        ),
+        *common.resource_targets(result),
+    ]
 
 
 def summary(result: dict[str, Any]) -> str:
-    j = result.get("join") or {}
-    b = result.get("burst_result") or {}
     a = result.get("after_sync") or {}
-    m = result.get("memory") or {}
-    lines = [
+    return common.summary(
+        result,
         f"operator_etcd: {result['nodes']} nodes, {result['zones']} zones, etcd "
-        f"{result.get('etcd_version')} ({result['machine']['nproc']} CPUs, "
-        f"{result['machine']['cpu']}; shared machine)",
-        f"  converged in {result.get('seconds_to_converge')}s -> {result.get('topology')}, "
-        f"{result.get('route_reflectors')} RRs; initial sync "
-        f"{(result.get('initial_sync') or {}).get('writes')} writes",
-        f"  joins: etcd writes max {j.get('writes_max')} median {j.get('writes_median')}; "
-        f"latency max {j.get('latency_s_max')}s median {j.get('latency_s_median')}s",
-    ]
-    if b:
-        last = b["seconds_first_create_to_last_write"]
-        lines.append(
-            f"  burst {b['nodes']}: {b['reconciles']} reconciles, {b['writes']} writes"
-            + (f", last write {last}s after the first create" if last is not None else "")
-        )
-    lines.append(
-        f"  after sync: {a.get('lists')} reads (not leader), {a.get('watches')} WATCH; "
-        f"peak RSS {m.get('rss_peak_mb')} MB (VmHWM {m.get('vm_hwm_mb')} MB); "
-        f"total {result.get('seconds_total')}s"
+        f"{result.get('etcd_version')}",
+        "etcd writes",
+        f"{a.get('lists')} reads (not leader), {a.get('watches')} WATCH",
     )
-    for t in result.get("targets", []):
-        mark = "ok  " if t["ok"] else ("FAIL" if t["fatal"] else "WARN")
-        lines.append(f"  [{mark}] {t['name']}: {t['value']} (target {t['limit']})")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--nodes", type=int, default=5000)
-    parser.add_argument("--zones", type=int, default=3)
-    parser.add_argument("--joins", type=int, default=10)
-    parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument(
-        "--topology", default="auto", help="spec.topology (auto picks by size; default auto)"
-    )
-    parser.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    parser.add_argument("--strict", action="store_true", help="a slow join fails the run")
-    arg_list = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(arg_list)
-
-    def progress(line: str) -> None:
-        print(f"[operator_etcd] {line}", file=sys.stderr, flush=True)
-
-    result = run_bench(
-        nodes=args.nodes,
-        zones=args.zones,
-        joins=args.joins,
-        burst=args.burst,
-        topology=args.topology,
-        timeout=args.timeout,
-        progress=progress,
-    )
-    result["strict"] = args.strict
-    result["targets"] = targets(result)
-    result["command"] = " ".join([".venv/bin/python", "bench/operator_etcd.py", *arg_list])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    print(summary(result), file=sys.stderr)
-    return 0 if all(t["ok"] or not t["fatal"] for t in result["targets"]) else 1
+    return common.main(__file__, __doc__, run_bench, targets, summary, argv)
 
 
 if __name__ == "__main__":

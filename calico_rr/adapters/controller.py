@@ -185,6 +185,10 @@ class Controller(ReconcileLoop):
     def _settings(self, spec: Any) -> OperatorSettings:
         return settings_from_spec(spec, env=self.env, api_group=self.store.api_group)
 
+    def lists(self) -> int:
+        """The full LISTs the datastore's caches made so far (a re-list counts)."""
+        raise NotImplementedError
+
     def after_pass(self, settings: OperatorSettings) -> None:
         """What a datastore adds after a pass that reconciled (Kubernetes: Typha)."""
 

@@ -2,7 +2,7 @@
 Kubernetes demo that ``make demo`` runs, on a real kube-apiserver).
 
 The etcd demo prints the same JSON keys as the Kubernetes demo (both CLI runs are
-compared, and both match ``demo_keys.DEMO_KEYS``), and what it prints is true:
+compared, and both match ``demo.DEMO_KEYS``), and what it prints is true:
 converged, verified, the joined node labelled with one write, the zone failure
 re-converged with the survivors reaching each other, no re-list after the sync.
 The request counting it relies on (etcd's own gRPC counters minus the driver's
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.demo_keys import DEMO_KEYS, VERIFICATION_KEYS, ZONE_FAILURE_KEYS
+from calico_rr.adapters.demo import DEMO_KEYS, VERIFICATION_KEYS, ZONE_FAILURE_KEYS
 from calico_rr.adapters.etcd.demo import (
     EtcdRequestCounter,
     RequestLedger,

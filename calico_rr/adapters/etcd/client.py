@@ -47,11 +47,9 @@ from __future__ import annotations
 
 import base64
 import builtins
-import contextlib
 import json
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
@@ -64,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from calico_rr.adapters.stream import ResponseStream
 from calico_rr.errors import CalicoRRError, ConfigError
 
 if TYPE_CHECKING:
@@ -935,7 +934,7 @@ class EtcdClient:
             self._watches.discard(w)
 
 
-class Watch(Iterator[WatchEvent | Progress]):
+class Watch(ResponseStream, Iterator[WatchEvent | Progress]):
     """An open watch.  Iterating yields :class:`WatchEvent` and :class:`Progress`.
 
     ``next_revision`` is where a new watch must start to continue exactly after what
@@ -954,62 +953,14 @@ class Watch(Iterator[WatchEvent | Progress]):
         prefix: str,
         start_revision: int,
     ) -> None:
+        super().__init__(response, client._forget)
         self._client = client
-        self._response = response
         self.endpoint = endpoint
         self.prefix = prefix
         self.next_revision = start_revision
         self.watch_id: int | None = None
         self._lines: Iterator[str] | None = None
         self._pending: list[WatchEvent] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._finished = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __iter__(self) -> Watch:
-        return self
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-        self._finish()
-
-    def close(self) -> None:
-        """Stop the watch: thread-safe, idempotent, returns at once."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._finished:
-                return
-            stream = self._response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                # The plain socket's shutdown (also for an SSLSocket): wakes the reader
-                # without touching the SSL state the reading thread is using.  The
-                # connection is this watch's own, never pooled.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-    def _finish(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-        with contextlib.suppress(Exception):
-            self._response.close()
-        self._client._forget(self)
 
     def _open(self) -> None:
         """Read up to etcd's "created" answer."""

@@ -31,21 +31,17 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from calico_rr.adapters.demo_keys import demo_result
+from calico_rr.adapters import demo
 from calico_rr.adapters.etcd.client import EtcdClient, EventType, WatchEvent
 from calico_rr.adapters.etcd.operator import DEFAULT_PREFIX, EtcdOperator
-from calico_rr.core.bgp.resources import parse_resources
-from calico_rr.core.bgp.sessions import build_session_graph
-from calico_rr.core.bgp.verify import verify
 from calico_rr.core.formats import etcd as L
-from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
@@ -315,39 +311,58 @@ def _short(key: str) -> str:
 
 def wait_steady(op: EtcdOperator, admin: EtcdClient, timeout: float, since: float = 0.0) -> float:
     """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        st = status(admin)
-        steady = op.stats.steady_since
-        if (
-            st.get("phase") == "Steady"
-            and st.get("meshEnabled") is False
-            and steady is not None
-            and steady >= since
-        ):
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise TimeoutError(f"operator not steady after {timeout:.0f}s: {op.stats.last_message}")
+    return demo.wait_steady(op, lambda: status(admin), timeout, since)
 
 
 def wait_node_handled(op: EtcdOperator, name: str, since: float, timeout: float) -> float:
     """Seconds from ``since`` until a reconcile pass that started after the node
     reached the operator's cache has ended, leaving the layout Steady."""
     key = L.resource_key("nodes", name)
-    seen: float | None = None
-    while time.monotonic() - since < timeout:
-        if seen is None and op.caches["nodes"].get(key) is not None:
-            seen = time.monotonic()
-        stats = op.stats
-        if (
-            seen is not None
-            and stats.last_start > seen
-            and stats.last_end > stats.last_start
-            and stats.last_phase == "Steady"
-        ):
-            return stats.last_end - since
-        time.sleep(0.002)
-    raise TimeoutError(f"node {name} not handled in {timeout:.0f}s: {op.stats.last_message}")
+    seen = lambda: op.caches["nodes"].get(key) is not None  # noqa: E731
+    return demo.wait_node_handled(op, seen, name, since, timeout)
+
+
+@dataclass
+class EtcdSite:
+    """The demo's view of etcd: requests counted by etcd itself (docs/ETCD.md)."""
+
+    admin: EtcdClient
+    ledger: RequestLedger
+    op: EtcdOperator
+    leases: Mapping[str, int]
+    own: set[int]
+    where: str = "etcd"
+    _sync_mark: Mark | None = None
+
+    def status(self) -> dict[str, Any]:
+        return status(self.admin)
+
+    def documents(self) -> list[dict[str, Any]]:
+        return cluster_documents(self.admin)
+
+    def seen(self, name: str) -> bool:
+        return self.op.caches["nodes"].get(L.resource_key("nodes", name)) is not None
+
+    def mark_sync(self) -> None:
+        self._sync_mark = self.ledger.quiet_mark()
+
+    def join(self, nodes: Sequence[Node], wait: Callable[[], float]) -> tuple[int, list[str]]:
+        before = self.ledger.quiet_mark()
+        start_rev = self.admin.list(STATUS_KEY).revision + 1
+        self.own |= create_nodes(self.admin, nodes, self.leases)
+        wait()
+        time.sleep(0.5)  # let a trailing write (a follow-up pass) land
+        requests = self.ledger.since(before)
+        end_rev = self.admin.list(STATUS_KEY).revision
+        return writes(requests), describe_writes(self.admin, start_rev, end_rev, self.own)
+
+    def fail_zone(self, zone: str, names: Sequence[str]) -> None:
+        """Felix stops on the zone's nodes: their reports go with the zone's lease."""
+        self.admin.revoke(self.leases[zone])
+
+    def lists_after_sync(self) -> int:
+        assert self._sync_mark is not None
+        return reads_not_leader(self.ledger.between(self._sync_mark, self.ledger.quiet_mark()))
 
 
 # -- the demo ---------------------------------------------------------------------------
@@ -362,7 +377,7 @@ def run_demo(
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
-    """The demo; the result has the keys of ``demo_keys.DEMO_KEYS`` (docs/ETCD.md
+    """The demo; the result has the keys of ``demo.DEMO_KEYS`` (docs/ETCD.md
     says what the request counts mean on etcd)."""
     result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
     progress("starting etcd with TLS (the binary is built on first use, then cached)")
@@ -383,7 +398,8 @@ def run_demo(
             start_mark = ledger.mark()
             t0 = time.monotonic()
             op.start()
-            _run(op, admin, ledger, result, cluster, nodes, zones, leases, own, timeout, progress)
+            site = EtcdSite(admin, ledger, op, leases, own)
+            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress)
             result["api_requests_total"] = sum(ledger.since(start_mark).values())
             result["seconds_total"] = round(time.monotonic() - t0, 1)
         finally:
@@ -391,79 +407,4 @@ def run_demo(
                 op.stop()
                 op.client.close()
             admin.close()
-    return demo_result(result)
-
-
-def _run(
-    op: EtcdOperator,
-    admin: EtcdClient,
-    ledger: RequestLedger,
-    result: dict[str, Any],
-    cluster: list[Node],
-    nodes: int,
-    zones: int,
-    leases: Mapping[str, int],
-    own: set[int],
-    timeout: float,
-    progress: Callable[[str], None],
-) -> None:
-    progress("operator running; waiting for convergence (mesh switched off last)")
-    seconds = wait_steady(op, admin, timeout)
-    result["seconds_to_converge"] = round(seconds, 2)
-    result["converged"] = True
-    sync_lists = op.lists()
-    sync_mark = ledger.quiet_mark()
-    docs = cluster_documents(admin)
-    graph = build_session_graph(parse_resources(docs, where="etcd").state)
-    report = verify(graph)
-    result["verified"] = report.reachable and report.single_rr_failure_tolerant
-    result["verification"] = {
-        "reachable": report.reachable,
-        "single_rr_failure_tolerant": report.single_rr_failure_tolerant,
-        "sessions": report.sessions,
-    }
-    st = status(admin)
-    result["topology"] = st.get("topology")
-    result["route_reflectors"] = st.get("routeReflectors")
-    peers = [d for d in docs if d.get("kind") == "BGPPeer"]
-    result["bgppeer_objects"] = len(peers)
-    progress(
-        f"converged in {seconds:.1f}s: {result['route_reflectors']} RRs, "
-        f"{len(peers)} BGPPeers, verified={result['verified']}"
-    )
-
-    # One node joins: the operator's writes, counted by etcd.
-    before = ledger.quiet_mark()
-    start_rev = admin.list(STATUS_KEY).revision + 1
-    mark = time.monotonic()
-    own |= create_nodes(admin, cluster[nodes:], leases)
-    joined = cluster[nodes].name
-    join_seconds = wait_node_handled(op, joined, mark, timeout)
-    time.sleep(0.5)  # let a trailing write (a follow-up pass) land
-    join_requests = ledger.since(before)
-    end_rev = admin.list(STATUS_KEY).revision
-    result["api_writes_per_node_join"] = writes(join_requests)
-    result["join_writes"] = describe_writes(admin, start_rev, end_rev, own)
-    result["seconds_to_converge_after_join"] = round(join_seconds, 3)
-    progress(f"node {joined} joined: {result['api_writes_per_node_join']} write(s)")
-
-    # A zone fails: its Felix reports disappear (lease revoked); its nodes go NotReady.
-    zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0] if zones else ""
-    lost = [n.name for n in cluster if zones and n.labels.get(ZONE_LABEL) == zone]
-    if lost:
-        progress(f"zone {zone} fails: Felix stops on its {len(lost)} nodes")
-        mark = time.monotonic()
-        admin.revoke(leases[zone])
-        seconds = wait_steady(op, admin, timeout, since=mark)
-        safety = check(cluster_documents(admin), down=lost)
-        result["zone_failure"] = {
-            "zone": zone,
-            "failed_nodes": len(lost),
-            "seconds_to_reconverge": round(seconds, 2),
-            "surviving_nodes_reach_each_other": safety.ok,
-        }
-        result["verified"] = result["verified"] and safety.ok
-        progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
-    after = ledger.between(sync_mark, ledger.quiet_mark())
-    result["api_lists_after_sync"] = reads_not_leader(after)
-    result["operator_lists_after_sync"] = op.lists() - sync_lists
+    return demo.demo_result(result)

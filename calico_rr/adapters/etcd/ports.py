@@ -11,27 +11,56 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from calico_rr.adapters.controller import ConfigRecord, NotLeader, PassEnded
 from calico_rr.adapters.etcd.cache import Entry, PrefixCache
-from calico_rr.adapters.etcd.client import Conflict, EtcdError, Fence, Fenced
+from calico_rr.adapters.etcd.client import Conflict, EtcdClient, EtcdError, Fence, Fenced
+from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
+from calico_rr.adapters.etcd.leader import EtcdLeaderElector
+from calico_rr.adapters.observe import Health
+from calico_rr.adapters.runtime import Stats
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.operator import reconcile as core
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX
 
-if TYPE_CHECKING:
-    from calico_rr.adapters.etcd.operator import EtcdOperator
-
 __all__ = ["API_GROUP", "EtcdStatus", "EtcdStore", "EtcdWriter", "merge_foreign_metadata"]
 
 log = logging.getLogger(__name__)
 
 API_GROUP: ApiGroup = "projectcalico.org/v3"
+
+
+class Host(Protocol):
+    """What the ports use of the operator that holds them (etcd/operator.py)."""
+
+    client: EtcdClient
+    caches: dict[str, PrefixCache]
+    config_key: str
+    status_key: str
+    elector: EtcdLeaderElector | None
+    kube_health: KubeNodeHealth | None
+    node_status_supported: bool
+    health: Health
+    stats: Stats
+    clock: Callable[[], float]
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def operator_config(self) -> tuple[Any, int]: ...
+
+    def ready_nodes(self) -> frozenset[str] | None: ...
+
+    def docs(self, plural: str) -> dict[str, Entry]: ...
+
+    def _count(self, kind: str) -> None: ...
+
+    def _requeue(self, delay: float) -> None: ...
 
 
 def _ours(key: str) -> bool:
@@ -60,7 +89,7 @@ class EtcdStore:
     api_group: ApiGroup = API_GROUP
     errors: tuple[type[Exception], ...] = (EtcdError,)
 
-    def __init__(self, op: EtcdOperator) -> None:
+    def __init__(self, op: Host) -> None:
         self.op = op
 
     def config(self) -> ConfigRecord | None:
@@ -126,7 +155,7 @@ class EtcdStore:
 class EtcdWriter:
     """Compare-and-swap on the mod revision the cache holds, fenced on our lease."""
 
-    def __init__(self, op: EtcdOperator) -> None:
+    def __init__(self, op: Host) -> None:
         self.op = op
 
     # -- leadership --------------------------------------------------------------------
@@ -294,7 +323,7 @@ class EtcdStatus:
         """Condition reasons as the phases read (no CamelCase rule on etcd)."""
         return text
 
-    def __init__(self, op: EtcdOperator, writer: EtcdWriter) -> None:
+    def __init__(self, op: Host, writer: EtcdWriter) -> None:
         self.op = op
         self.writer = writer
 

@@ -50,7 +50,6 @@ import json
 import logging
 import os
 import random
-import socket
 import ssl
 import tempfile
 import threading
@@ -63,6 +62,7 @@ from urllib.parse import quote
 
 import httpx
 
+from calico_rr.adapters.stream import ResponseStream
 from calico_rr.errors import InputError
 
 __all__ = [
@@ -326,7 +326,7 @@ class WatchEvent:
     object: dict[str, Any]
 
 
-class Watch(Iterator[WatchEvent]):
+class Watch(ResponseStream, Iterator[WatchEvent]):
     """An open watch stream; iterate it for :class:`WatchEvent` values.
 
     The iterator ends normally when the server closes the stream (timeoutSeconds)
@@ -337,59 +337,10 @@ class Watch(Iterator[WatchEvent]):
     """
 
     def __init__(self, client: KubeClient, response: httpx.Response, path: str) -> None:
+        super().__init__(response, client._forget_watch)
         self._client = client
-        self._response = response
         self._path = path
         self._lines: Iterator[str] | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self._finished = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __iter__(self) -> Watch:
-        return self
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-        self._finish()
-
-    def close(self) -> None:
-        """Stop the watch (thread-safe, idempotent, does not block)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._finished:
-                return  # the response is released already; its socket is not ours
-            stream = self._response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                # socket.socket.shutdown, not SSLSocket.shutdown: wake the reader
-                # without touching the SSL object that the reading thread is using.
-                # The watch connection is never pooled ("Connection: close"), so
-                # this cannot hit another request.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-    def _finish(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-        with contextlib.suppress(Exception):
-            self._response.close()
-        self._client._forget_watch(self)
 
     def __next__(self) -> WatchEvent:
         if self._finished:

@@ -12,20 +12,17 @@ log, not by the operator.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from calico_rr.adapters.demo_keys import demo_result
+from calico_rr.adapters import demo
 from calico_rr.adapters.kube.client import KubeClient, api_path
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.core.bgp.resources import parse_resources
-from calico_rr.core.bgp.sessions import build_session_graph
-from calico_rr.core.bgp.verify import verify
 from calico_rr.core.formats.kube import node_to_k8s
-from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
+from calico_rr.model import ANN_IPV4, Node
 from calico_rr.sandbox import ControlPlane, apply_crds
 from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
@@ -93,22 +90,60 @@ def cluster_documents(admin: KubeClient, api_group: str) -> list[dict[str, Any]]
     return [*nodes, *peers, *configs]
 
 
+def _config_status(admin: KubeClient) -> dict[str, Any]:
+    cfg = admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
+    return dict(cfg.get("status") or {})
+
+
 def wait_steady(op: Operator, admin: KubeClient, timeout: float, since: float = 0.0) -> float:
     """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        cfg = admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
-        status = cfg.get("status") or {}
-        steady = op.stats.steady_since
-        if (
-            status.get("phase") == "Steady"
-            and status.get("meshEnabled") is False
-            and steady is not None
-            and steady >= since
-        ):
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise TimeoutError(f"operator not steady after {timeout:.0f}s: {op.stats.last_message}")
+    return demo.wait_steady(op, lambda: _config_status(admin), timeout, since)
+
+
+def wait_node_handled(op: Operator, name: str, since: float, timeout: float) -> float:
+    """Seconds from ``since`` until a reconcile pass that started after the node
+    reached the operator's cache has ended, leaving the layout Steady."""
+    seen = lambda: op.informers["nodes"].get(name) is not None  # noqa: E731
+    return demo.wait_node_handled(op, seen, name, since, timeout)
+
+
+@dataclass
+class KubeSite:
+    """The demo's view of the Kubernetes API: API requests from the audit log."""
+
+    cp: ControlPlane
+    admin: KubeClient
+    op: Operator
+    where: str = "cluster"
+    _audit_sync: int = 0
+
+    def status(self) -> dict[str, Any]:
+        return _config_status(self.admin)
+
+    def documents(self) -> list[dict[str, Any]]:
+        return cluster_documents(self.admin, self.op.api_group)
+
+    def seen(self, name: str) -> bool:
+        return self.op.informers["nodes"].get(name) is not None
+
+    def mark_sync(self) -> None:
+        self._audit_sync = len(self.cp.audit_events("calico-rr"))
+
+    def join(self, nodes: Sequence[Node], wait: Callable[[], float]) -> tuple[int, list[str]]:
+        before = len(self.cp.audit_events("calico-rr"))
+        create_nodes(self.admin, nodes)
+        wait()
+        time.sleep(0.5)  # let any trailing write show up in the audit log
+        writes = [describe(e) for e in self.cp.audit_events("calico-rr")[before:] if is_write(e)]
+        return len(writes), writes
+
+    def fail_zone(self, zone: str, names: Sequence[str]) -> None:
+        for name in names:
+            self.admin.patch(api_path("v1", "nodes", name) + "/status", ready_status(False))
+
+    def lists_after_sync(self) -> int:
+        audit = self.cp.audit_events("calico-rr")
+        return sum(1 for e in audit[self._audit_sync :] if e.get("verb") == "list")
 
 
 def run_demo(
@@ -146,75 +181,13 @@ def run_demo(
         t0 = time.monotonic()
         op.start()
         try:
-            progress("operator running; waiting for convergence (mesh switched off last)")
-            seconds = wait_steady(op, admin, timeout)
-            result["seconds_to_converge"] = round(seconds, 2)
-            result["converged"] = True
-            sync_lists = op.lists()
-            audit_sync = len(cp.audit_events("calico-rr"))
-            docs = cluster_documents(admin, op.api_group)
-            graph = build_session_graph(parse_resources(docs, where="cluster").state)
-            report = verify(graph)
-            result["verified"] = report.reachable and report.single_rr_failure_tolerant
-            result["verification"] = {
-                "reachable": report.reachable,
-                "single_rr_failure_tolerant": report.single_rr_failure_tolerant,
-                "sessions": report.sessions,
-            }
-            cfg = admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
-            status = cfg.get("status") or {}
-            result["topology"] = status.get("topology")
-            result["route_reflectors"] = status.get("routeReflectors")
-            peers = [d for d in docs if d.get("kind") == "BGPPeer"]
-            result["bgppeer_objects"] = len(peers)
-            progress(
-                f"converged in {seconds:.1f}s: {result['route_reflectors']} RRs, "
-                f"{len(peers)} BGPPeers, verified={result['verified']}"
-            )
-
-            # One node joins: count the operator's writes at the API server.
-            before = len(cp.audit_events("calico-rr"))
-            mark = time.monotonic()
-            create_nodes(admin, cluster[nodes:])
-            joined = cluster[nodes].name
-            join_seconds = wait_node_handled(op, joined, mark, timeout)
-            time.sleep(0.5)  # let any trailing write show up in the audit log
-            join_writes = [
-                describe(e) for e in cp.audit_events("calico-rr")[before:] if is_write(e)
-            ]
-            result["api_writes_per_node_join"] = len(join_writes)
-            result["join_writes"] = join_writes
-            result["seconds_to_converge_after_join"] = round(join_seconds, 3)
-            progress(f"node {joined} joined: {result['api_writes_per_node_join']} write(s)")
-
-            # A zone fails: its nodes go NotReady; the RRs there are replaced.
-            zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0] if zones else ""
-            lost = [n.name for n in cluster if zones and n.labels.get(ZONE_LABEL) == zone]
-            if lost:
-                progress(f"zone {zone} fails: {len(lost)} nodes NotReady")
-                mark = time.monotonic()
-                for name in lost:
-                    admin.patch(api_path("v1", "nodes", name) + "/status", ready_status(False))
-                seconds = wait_steady(op, admin, timeout, since=mark)
-                safety = check(cluster_documents(admin, op.api_group), down=lost)
-                result["zone_failure"] = {
-                    "zone": zone,
-                    "failed_nodes": len(lost),
-                    "seconds_to_reconverge": round(seconds, 2),
-                    "surviving_nodes_reach_each_other": safety.ok,
-                }
-                result["verified"] = result["verified"] and safety.ok
-                progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
-            audit = cp.audit_events("calico-rr")
-            result["api_lists_after_sync"] = sum(
-                1 for e in audit[audit_sync:] if e.get("verb") == "list"
-            )
-            result["operator_lists_after_sync"] = op.lists() - sync_lists
-            result["api_requests_total"] = len(audit)
+            site = KubeSite(cp, admin, op)
+            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress)
+            result["api_requests_total"] = len(cp.audit_events("calico-rr"))
             result["seconds_total"] = round(time.monotonic() - t0, 1)
         finally:
             op.stop()
-    return demo_result(result)
+    return demo.demo_result(result)
 
 
 def _ref(event: dict[str, Any]) -> dict[str, Any]:
@@ -238,22 +211,3 @@ def describe(event: dict[str, Any]) -> str:
     ref = _ref(event)
     sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
     return f"{event.get('verb')} {ref.get('resource')}{sub} {ref.get('name', '')}".strip()
-
-
-def wait_node_handled(op: Operator, name: str, since: float, timeout: float) -> float:
-    """Seconds from ``since`` until a reconcile pass that started after the node
-    reached the operator's cache has ended, leaving the layout Steady."""
-    seen: float | None = None
-    while time.monotonic() - since < timeout:
-        if seen is None and op.informers["nodes"].get(name) is not None:
-            seen = time.monotonic()
-        stats = op.stats
-        if (
-            seen is not None
-            and stats.last_start > seen
-            and stats.last_end > stats.last_start
-            and stats.last_phase == "Steady"
-        ):
-            return stats.last_end - since
-        time.sleep(0.002)
-    raise TimeoutError(f"node {name} not handled in {timeout:.0f}s: {op.stats.last_message}")

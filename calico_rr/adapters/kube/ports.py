@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from calico_rr.adapters.controller import ConfigRecord, NotLeader
-from calico_rr.adapters.kube.client import ApiError, Conflict, NotFound, api_path
+from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, NotFound, api_path
+from calico_rr.adapters.kube.informer import Informer
+from calico_rr.adapters.observe import Health
 from calico_rr.core.formats.kube import format_timestamp
 from calico_rr.core.operator import reconcile as core
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
-
-if TYPE_CHECKING:
-    from calico_rr.adapters.kube.operator import Operator
 
 __all__ = ["CONFIG_API", "FINALIZER", "KubeStatus", "KubeStore", "KubeWriter", "condition_reason"]
 
@@ -29,6 +28,24 @@ log = logging.getLogger(__name__)
 
 FINALIZER = f"{CRD_GROUP}/uninstall"
 CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
+
+
+class Host(Protocol):
+    """What the ports use of the operator that holds them (kube/operator.py)."""
+
+    client: KubeClient
+    informers: dict[str, Informer]
+    config_name: str
+    api_group: ApiGroup
+    node_status_supported: bool
+    identity: str
+    health: Health
+    clock: Callable[[], float]
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def _count(self, kind: str) -> None: ...
 
 
 def condition_reason(text: str) -> str:
@@ -54,7 +71,7 @@ def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
 class KubeStore:
     errors: tuple[type[Exception], ...] = (ApiError,)
 
-    def __init__(self, op: Operator) -> None:
+    def __init__(self, op: Host) -> None:
         self.op = op
 
     @property
@@ -114,7 +131,7 @@ class KubeStore:
 class KubeWriter:
     """Server-side apply with one field manager, each result stored in its informer."""
 
-    def __init__(self, op: Operator) -> None:
+    def __init__(self, op: Host) -> None:
         self.op = op
 
     def _config_path(self) -> str:
@@ -217,7 +234,7 @@ class KubeStatus:
 
     generation_in_conditions = True
 
-    def __init__(self, op: Operator) -> None:
+    def __init__(self, op: Host) -> None:
         self.op = op
         self._last_event: tuple[str, str] | None = None
 

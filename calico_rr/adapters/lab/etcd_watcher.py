@@ -1,9 +1,11 @@
 """The lab agent fed from Calico's etcd datastore (etcdv3 mode) instead of the
 Kubernetes API: what calico-node does on a cluster that keeps Calico's data in etcd.
 
-One LIST of ``/calico/resources/v3/projectcalico.org/`` then a WATCH from the
-next revision; a compacted revision re-lists.  Calico Nodes (``spec.bgp``),
-BGPPeers and BGPConfigurations go to :class:`LabAgent`; every CalicoNodeStatus
+The documents under ``/calico/resources/v3/projectcalico.org/`` are kept by a
+:class:`~calico_rr.adapters.etcd.cache.PrefixCache`, the operator's own cache (one
+LIST, then a WATCH from the next revision; a compacted revision re-lists).
+Calico Nodes (``spec.bgp``), BGPPeers and BGPConfigurations go to
+:class:`LabAgent`; every CalicoNodeStatus
 naming a lab node gets that node's BIRD session states in its ``status``,
 written with compare-and-swap on the document's mod revision (a concurrent
 writer wins and the report is retried on the next round).
@@ -17,14 +19,8 @@ import threading
 import time
 from typing import Any
 
-from calico_rr.adapters.etcd.client import (
-    Compacted,
-    Conflict,
-    EtcdClient,
-    EtcdError,
-    EventType,
-    WatchEvent,
-)
+from calico_rr.adapters.etcd.cache import PrefixCache
+from calico_rr.adapters.etcd.client import Conflict, EtcdClient, KeyValue
 from calico_rr.adapters.lab.agent import LabAgent, bgp_status
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError
@@ -59,19 +55,27 @@ class EtcdWatcher:
         self.status_period = status_period
         self.errors: list[str] = []
         self.applied = 0
-        self.lists = 0
         self.status_writes = 0
-        self.synced = threading.Event()
-        self._docs: dict[str, tuple[int, dict[str, Any]]] = {}  # key -> (mod rev, doc)
-        self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._watch: Any = None
         self._threads: list[threading.Thread] = []
         self._status_sent: dict[str, Any] = {}
+        self.cache = PrefixCache(
+            client,
+            RESOURCE_ROOT,
+            name="lab",
+            decode=self._decode,
+            on_event=lambda _key, _existed, _exists: self._dirty.set(),
+        )
+        self.synced = self.cache.synced
+
+    @property
+    def lists(self) -> int:
+        return self.cache.lists
 
     def start(self) -> EtcdWatcher:
-        for target in (self._watch_loop, self._apply_loop, self._status_loop):
+        self.cache.start()
+        for target in (self._apply_loop, self._status_loop):
             t = threading.Thread(target=target, name=f"lab-etcd-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -80,9 +84,7 @@ class EtcdWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
-        watch = self._watch
-        if watch is not None:
-            watch.close()
+        self.cache.stop()
         for t in self._threads:
             t.join(timeout=10)
 
@@ -93,70 +95,32 @@ class EtcdWatcher:
             self.errors.append(message)
         log.warning("lab etcd watcher: %s", message)
 
-    def _store(self, key: str, value: bytes, revision: int) -> None:
+    def _decode(self, kv: KeyValue) -> dict[str, Any]:
         try:
-            doc = decode_document(key, value, revision)
+            return decode_document(kv.key, kv.value, kv.mod_revision)
         except InputError as exc:  # calico-node skips what it cannot read
             self._note(str(exc))
-            with self._lock:
-                self._docs.pop(key, None)
-            return
-        with self._lock:
-            self._docs[key] = (revision, doc)
-
-    def _list(self) -> int:
-        result = self.client.list(RESOURCE_ROOT)
-        self.lists += 1
-        with self._lock:
-            self._docs.clear()
-        for kv in result.kvs:
-            self._store(kv.key, kv.value, kv.mod_revision)
-        self.synced.set()
-        self._dirty.set()
-        return result.revision
-
-    def _handle(self, event: WatchEvent) -> None:
-        if event.type is EventType.DELETE:
-            with self._lock:
-                self._docs.pop(event.kv.key, None)
-        else:
-            self._store(event.kv.key, event.kv.value, event.kv.mod_revision)
-        self._dirty.set()
-
-    def _watch_loop(self) -> None:
-        revision = 0
-        while not self._stop.is_set():
-            try:
-                if revision == 0:
-                    revision = self._list()
-                self._watch = self.client.watch(RESOURCE_ROOT, revision + 1)
-                for item in self._watch:
-                    if self._stop.is_set():
-                        return
-                    revision = max(revision, getattr(item, "revision", revision))
-                    if isinstance(item, WatchEvent):
-                        self._handle(item)
-            except Compacted:
-                revision = 0  # re-list: the change history we needed is gone
-            except EtcdError as exc:
-                if self._stop.is_set():
-                    return
-                self._note(f"watch: {exc}")
-                self._stop.wait(0.5)
+            raise
 
     def documents(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [doc for _, doc in self._docs.values() if doc.get("kind") in _STATE_KINDS]
+        return [
+            e.value
+            for e in self.cache.entries().values()
+            if e.value is not None and e.value.get("kind") in _STATE_KINDS
+        ]
 
     def _apply_loop(self) -> None:
         while not self._stop.is_set():
-            self._dirty.wait()
+            # the first state once synced (an empty datastore has no event), then
+            # each change
+            if not self._dirty.wait(0.2) and self.applied:
+                continue
             if self._stop.is_set():
                 return
-            time.sleep(self.coalesce)
-            self._dirty.clear()
             if not self.synced.is_set():
                 continue
+            time.sleep(self.coalesce)
+            self._dirty.clear()
             try:
                 state = parse_resources(self.documents(), where="etcd", calico=self.calico).state
                 self.agent.apply(state)
@@ -176,12 +140,11 @@ class EtcdWatcher:
     def report_status(self) -> int:
         """Session states into every CalicoNodeStatus naming a lab node (CAS)."""
         lab_nodes = {n.name: n for n in self.agent.lab.nodes}
-        with self._lock:
-            statuses = [
-                (key, rev, doc)
-                for key, (rev, doc) in self._docs.items()
-                if doc.get("kind") == "CalicoNodeStatus"
-            ]
+        statuses = [
+            (key, e.kv.mod_revision, e.value)
+            for key, e in self.cache.entries().items()
+            if e.value is not None and e.value.get("kind") == "CalicoNodeStatus"
+        ]
         writes = 0
         for key, rev, doc in statuses:
             node = lab_nodes.get(str((doc.get("spec") or {}).get("node") or ""))

@@ -1,0 +1,227 @@
+"""``calico-rr demo`` on either datastore: the flow (:func:`run_flow` over a
+:class:`DemoSite` each datastore provides) and the keys of its JSON.
+
+Both demos print one JSON object with exactly these keys (``zone_failure`` only
+when there are zones, timings only once reached); :func:`demo_result` puts them
+in this order and refuses a key that is not listed, so the two demos cannot drift
+apart silently.  What each key means on each datastore: docs/OPERATOR.md
+(``calico-rr demo``) and docs/ETCD.md (``calico-rr demo --datastore etcdv3``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from calico_rr.adapters.controller import Controller
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify import verify
+from calico_rr.core.operator.safety import check
+from calico_rr.model import ZONE_LABEL, Node
+
+__all__ = [
+    "DEMO_KEYS",
+    "VERIFICATION_KEYS",
+    "ZONE_FAILURE_KEYS",
+    "DemoSite",
+    "demo_result",
+    "run_flow",
+    "wait_node_handled",
+    "wait_steady",
+]
+
+DEMO_KEYS: Final = (
+    "nodes",
+    "zones",
+    "converged",
+    "verified",
+    "seconds_to_converge",
+    "verification",
+    "topology",
+    "route_reflectors",
+    "bgppeer_objects",
+    "api_writes_per_node_join",
+    "join_writes",
+    "seconds_to_converge_after_join",
+    "zone_failure",
+    "api_lists_after_sync",
+    "operator_lists_after_sync",
+    "api_requests_total",
+    "seconds_total",
+)
+#: ``verification``: what the verifier says about the converged layout.
+VERIFICATION_KEYS: Final = ("reachable", "single_rr_failure_tolerant", "sessions")
+#: ``zone_failure``: one zone's nodes fail, the operator re-converges.
+ZONE_FAILURE_KEYS: Final = (
+    "zone",
+    "failed_nodes",
+    "seconds_to_reconverge",
+    "surviving_nodes_reach_each_other",
+)
+
+
+def demo_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """``result`` in the order of :data:`DEMO_KEYS`; ValueError on a key not listed
+    there (or in the nested key lists)."""
+    unknown = set(result) - set(DEMO_KEYS)
+    for key, allowed in (("verification", VERIFICATION_KEYS), ("zone_failure", ZONE_FAILURE_KEYS)):
+        nested = result.get(key)
+        if isinstance(nested, Mapping):
+            unknown |= {f"{key}.{k}" for k in set(nested) - set(allowed)}
+    if unknown:
+        raise ValueError(f"demo result keys not in demo.DEMO_KEYS: {sorted(unknown)}")
+    return {key: result[key] for key in DEMO_KEYS if key in result}
+
+
+# -- the flow both demos run ----------------------------------------------------------------
+
+
+class DemoSite(Protocol):
+    """What the demo's flow needs from a datastore with the operator running on it."""
+
+    #: where documents are read from, for messages ("cluster", "etcd")
+    where: str
+
+    @property
+    def op(self) -> Controller: ...
+
+    def status(self) -> Mapping[str, Any]:
+        """The operator's status as an admin reads it."""
+        ...
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Nodes, BGPPeers and BGPConfigurations as calico-node reads them."""
+        ...
+
+    def seen(self, name: str) -> bool:
+        """Has the node reached the operator's cache?"""
+        ...
+
+    def mark_sync(self) -> None:
+        """Requests from now on are "after the initial sync"."""
+        ...
+
+    def join(self, nodes: Sequence[Node], wait: Callable[[], float]) -> tuple[int, list[str]]:
+        """Create ``nodes``, ``wait`` until the operator handled them; the operator's
+        writes for it (count, descriptions)."""
+        ...
+
+    def fail_zone(self, zone: str, names: Sequence[str]) -> None:
+        """The zone's nodes go NotReady (as the datastore tells readiness)."""
+        ...
+
+    def lists_after_sync(self) -> int:
+        """Full reads the operator sent after the initial sync, as the server counts."""
+        ...
+
+
+def wait_steady(
+    op: Controller, status: Callable[[], Mapping[str, Any]], timeout: float, since: float = 0.0
+) -> float:
+    """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        st = status()
+        steady = op.stats.steady_since
+        if (
+            st.get("phase") == "Steady"
+            and st.get("meshEnabled") is False
+            and steady is not None
+            and steady >= since
+        ):
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise TimeoutError(f"operator not steady after {timeout:.0f}s: {op.stats.last_message}")
+
+
+def wait_node_handled(
+    op: Controller, seen: Callable[[], bool], name: str, since: float, timeout: float
+) -> float:
+    """Seconds from ``since`` until a reconcile pass that started after the node
+    reached the operator's cache has ended, leaving the layout Steady."""
+    seen_at: float | None = None
+    while time.monotonic() - since < timeout:
+        if seen_at is None and seen():
+            seen_at = time.monotonic()
+        stats = op.stats
+        if (
+            seen_at is not None
+            and stats.last_start > seen_at
+            and stats.last_end > stats.last_start
+            and stats.last_phase == "Steady"
+        ):
+            return stats.last_end - since
+        time.sleep(0.002)
+    raise TimeoutError(f"node {name} not handled in {timeout:.0f}s: {op.stats.last_message}")
+
+
+def run_flow(
+    site: DemoSite,
+    result: dict[str, Any],
+    cluster: Sequence[Node],
+    nodes: int,
+    zones: int,
+    timeout: float,
+    progress: Callable[[str], None],
+) -> None:
+    """Converge and verify, one node joins, one zone fails: the demo on any datastore."""
+    op = site.op
+    progress("operator running; waiting for convergence (mesh switched off last)")
+    seconds = wait_steady(op, site.status, timeout)
+    result["seconds_to_converge"] = round(seconds, 2)
+    result["converged"] = True
+    sync_lists = op.lists()
+    site.mark_sync()
+    docs = site.documents()
+    report = verify(build_session_graph(parse_resources(docs, where=site.where).state))
+    result["verified"] = report.reachable and report.single_rr_failure_tolerant
+    result["verification"] = {
+        "reachable": report.reachable,
+        "single_rr_failure_tolerant": report.single_rr_failure_tolerant,
+        "sessions": report.sessions,
+    }
+    st = site.status()
+    result["topology"] = st.get("topology")
+    result["route_reflectors"] = st.get("routeReflectors")
+    result["bgppeer_objects"] = sum(1 for d in docs if d.get("kind") == "BGPPeer")
+    progress(
+        f"converged in {seconds:.1f}s: {result['route_reflectors']} RRs, "
+        f"{result['bgppeer_objects']} BGPPeers, verified={result['verified']}"
+    )
+
+    # One node joins: the operator's writes, counted by the server.
+    joined = cluster[nodes].name
+    mark = time.monotonic()
+    took: list[float] = []
+
+    def handled() -> float:
+        took.append(wait_node_handled(op, lambda: site.seen(joined), joined, mark, timeout))
+        return took[0]
+
+    count, described = site.join(cluster[nodes:], handled)
+    result["api_writes_per_node_join"] = count
+    result["join_writes"] = described
+    result["seconds_to_converge_after_join"] = round(took[0], 3)
+    progress(f"node {joined} joined: {count} write(s)")
+
+    # A zone fails: its nodes go NotReady; the RRs there are replaced.
+    zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0] if zones else ""
+    lost = [n.name for n in cluster if zones and n.labels.get(ZONE_LABEL) == zone]
+    if lost:
+        progress(f"zone {zone} fails: {len(lost)} nodes NotReady")
+        mark = time.monotonic()
+        site.fail_zone(zone, lost)
+        seconds = wait_steady(op, site.status, timeout, since=mark)
+        safety = check(site.documents(), down=lost)
+        result["zone_failure"] = {
+            "zone": zone,
+            "failed_nodes": len(lost),
+            "seconds_to_reconverge": round(seconds, 2),
+            "surviving_nodes_reach_each_other": safety.ok,
+        }
+        result["verified"] = result["verified"] and safety.ok
+        progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
+    result["api_lists_after_sync"] = site.lists_after_sync()
+    result["operator_lists_after_sync"] = op.lists() - sync_lists
