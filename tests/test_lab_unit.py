@@ -14,7 +14,7 @@ from calico_rr.adapters.lab.birdctl import BirdControl, BirdError, parse_protoco
 from calico_rr.adapters.lab.net import node_ip, pod_block
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import build_session_graph
-from calico_rr.core.lab.prediction import compare, expected_sessions, predicted_routes
+from calico_rr.core.lab.prediction import compare_routes, expected_sessions, predicted_routes
 from calico_rr.testing.random_configs import config_shapes, random_config
 
 ROUTES = [
@@ -156,15 +156,15 @@ def test_prediction_and_comparison_on_lab_a() -> None:
     }
     pred = predicted_routes(graph)
     assert pred["c3"] == {"rr1", "rr2"} and pred["rr2"] == {"rr1", "c3", "c4"}
-    same = compare(pred, pred)
+    same = compare_routes(pred, pred)
     assert same.matches and same.observed_missing == {("c3", "c4"), ("c4", "c3")}
     # BIRD showing c3 holding c4's block (more than predicted) is a mismatch
     more = dict(pred, c3=pred["c3"] | {"c4"})
-    got = compare(pred, more)
+    got = compare_routes(pred, more)
     assert not got.matches and got.only_bird_holds == {("c3", "c4")}
     assert "in BIRD but not predicted" in got.describe()
     less = dict(pred, rr1=frozenset())
-    got = compare(pred, less)
+    got = compare_routes(pred, less)
     assert got.only_bird_holds == set()
     assert got.only_verifier_holds == {("rr1", "rr2"), ("rr1", "c3"), ("rr1", "c4")}
     assert not got.matches and "predicted but not in BIRD" in got.describe()
@@ -175,11 +175,11 @@ def test_comparison_only_over_blocks_that_are_announced() -> None:
     # rr1 and rr2 run no workloads: only c3's and c4's blocks exist
     pred = predicted_routes(graph, origins=["c3", "c4"])
     assert pred["rr1"] == {"c3", "c4"} and pred["c3"] == frozenset()
-    got = compare(pred, pred, origins=["c3", "c4"])
+    got = compare_routes(pred, pred, origins=["c3", "c4"])
     assert got.matches and got.observed_missing == {("c3", "c4"), ("c4", "c3")}
     # holding rr1's block cannot be asked of anyone: rr1 has none
     assert all(origin in {"c3", "c4"} for _, origin in got.observed_missing)
-    lost = compare(pred, dict(pred, rr2=frozenset({"c3"})), origins=["c3", "c4"])
+    lost = compare_routes(pred, dict(pred, rr2=frozenset({"c3"})), origins=["c3", "c4"])
     assert lost.only_verifier_holds == {("rr2", "c4")}
 
 

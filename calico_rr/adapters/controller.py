@@ -382,7 +382,7 @@ class Controller(ReconcileLoop):
             return
         self._session_key = key
         try:
-            expected = core.expected_sessions(d.plan)
+            expected = core.rr_peer_addresses(d.plan)
         except Exception:  # metrics must never break the reconcile
             log.exception("session metrics failed")
             return

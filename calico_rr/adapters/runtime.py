@@ -10,7 +10,7 @@ leader; what they do with time is the same and lives here once:
   hold back while events keep arriving, up to :data:`MAX_COALESCE`), on a requeue
   time, or every :data:`IDLE_RESYNC` seconds.  A subclass provides ``synced``,
   ``is_leader``, ``reconcile_once`` and ``_configured_debounce``.
-* :class:`Stats`, the phase record (``calico_rr_phase``, log lines on change) and
+* :class:`LoopStats`, the phase record (``calico_rr_phase``, log lines on change) and
   the error backoff (0.4 s doubling to 30 s).
 * :func:`conditions` — Ready / Progressing / Degraded / InvalidConfig from a
   phase, with ``lastTransitionTime`` moving only when a condition's status does.
@@ -34,8 +34,8 @@ __all__ = [
     "IDLE_RESYNC",
     "MAX_COALESCE",
     "WRITE_WORKERS",
+    "LoopStats",
     "ReconcileLoop",
-    "Stats",
     "conditions",
 ]
 
@@ -58,7 +58,7 @@ _PROGRESSING: Final = frozenset(
 
 
 @dataclass
-class Stats:
+class LoopStats:
     reconciles: int = 0
     writes: int = 0
     errors: int = 0
@@ -82,7 +82,7 @@ class ReconcileLoop:
     health: Health
 
     def _init_loop(self) -> None:
-        self.stats = Stats()
+        self.stats = LoopStats()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

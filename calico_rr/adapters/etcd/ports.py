@@ -21,7 +21,7 @@ from calico_rr.adapters.etcd.client import Conflict, EtcdClient, EtcdError, Fenc
 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.observe import Health
-from calico_rr.adapters.runtime import Stats
+from calico_rr.adapters.runtime import LoopStats
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.operator import reconcile as core
 from calico_rr.core.planning.config import ApiGroup
@@ -46,7 +46,7 @@ class Host(Protocol):
     kube_health: KubeNodeHealth | None
     node_status_supported: bool
     health: Health
-    stats: Stats
+    stats: LoopStats
     clock: Callable[[], float]
 
     @property

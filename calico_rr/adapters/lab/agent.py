@@ -39,7 +39,7 @@ from calico_rr.core.lab.bird import (
     protocol_names,
     render_bird_config,
 )
-from calico_rr.core.lab.prediction import compare, expected_sessions, predicted_routes
+from calico_rr.core.lab.prediction import compare_routes, expected_sessions, predicted_routes
 from calico_rr.errors import InputError
 from calico_rr.model import CalicoState
 
@@ -254,7 +254,7 @@ class LabAgent:
         down_pairs = sorted(tuple(sorted(pair)) for pair in set(want) - up)
         origins = [n.name for n in graph.nodes if n.name not in self.workload_free]
         predicted = predicted_routes(graph, origins)
-        cmp = compare(predicted, obs.held, origins)
+        cmp = compare_routes(predicted, obs.held, origins)
         names = sorted(predicted)
         return {
             "nodes": len(names),

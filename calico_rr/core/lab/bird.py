@@ -1,10 +1,11 @@
 """BIRD 1.6 configuration for one emulated Calico node (pure: data in, text out).
 
-The future BGP lab runs one real BIRD 1.6 daemon per Calico node in a network
-namespace and checks that the routes BIRD actually exchanges match what the
-verifier predicts.  This module produces those daemons' configuration files from
-a :class:`~calico_rr.core.bgp.sessions.SessionGraph`, so the lab exercises exactly
-the sessions calico-node would configure.
+The BGP lab runs one real BIRD 1.6 daemon per Calico node in a network namespace,
+configured by Calico's own confd by default.  This module is the project's
+imitation of confd (``calico-rr lab --renderer imitation``, and the second opinion
+the confd lab compares with): it produces the daemons' configuration files from a
+:class:`~calico_rr.core.bgp.sessions.SessionGraph`, the sessions calico-node would
+configure.
 
 Facts of domain.md it encodes:
 

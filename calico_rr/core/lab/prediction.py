@@ -8,7 +8,7 @@ Pure: the session graph and observations in, comparisons out.  The lab adapter
 * :func:`predicted_routes` — for every node, the origins whose pod block it holds
   in its BGP table according to the exact verifier engine (domain.md 3: what a
   node *holds*, which for a route reflector can be more than what it passes on);
-* :func:`compare` — node by node, the pairs where BIRD and the verifier differ.
+* :func:`compare_routes` — node by node, the pairs where BIRD and the verifier differ.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from calico_rr.core.bgp.verify.exact import propagate
 
 __all__ = [
     "LabComparison",
-    "compare",
+    "compare_routes",
     "expected_sessions",
     "missing_pairs",
     "predicted_routes",
@@ -100,7 +100,7 @@ class LabComparison:
         return "; ".join(parts)
 
 
-def compare(
+def compare_routes(
     predicted: Mapping[str, frozenset[str]],
     observed: Mapping[str, frozenset[str]],
     origins: Collection[str] | None = None,

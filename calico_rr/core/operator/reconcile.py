@@ -431,7 +431,7 @@ def _cns_changes(
 # ---------------------------------------------------------------------------
 
 
-def expected_sessions(the_plan: planner.Plan) -> dict[str, frozenset[str]]:
+def rr_peer_addresses(the_plan: planner.Plan) -> dict[str, frozenset[str]]:
     """RR node -> IPs of the healthy nodes it must have Established sessions with
     once ``the_plan`` is in place (read from the rendered resources)."""
     from calico_rr.core.bgp.resources import parse_resources
@@ -472,7 +472,7 @@ def sessions_confirmed(
         if settings.session_check == "Auto" and wait_left <= 0:
             return True, f"no CalicoNodeStatus reports; waited {settings.wait_timeout:g}s"
         return False, "waiting for CalicoNodeStatus reports from the route reflectors"
-    expected = expected_sessions(the_plan)  # the session graph: only once reports exist
+    expected = rr_peer_addresses(the_plan)  # the session graph: only once reports exist
     missing = 0
     first: str | None = None
     for node, ips in expected.items():
@@ -855,8 +855,8 @@ __all__: Sequence[str] = (
     "bridge_peer",
     "cns_name",
     "companion_selector",
-    "expected_sessions",
     "reconcile",
+    "rr_peer_addresses",
     "sessions_confirmed",
     "uninstall",
 )

@@ -106,7 +106,7 @@ class KeeperState:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class KeeperStep:
     """One decision: scale to ``replicas`` (None: leave as is), the next state, and
     ``wait`` seconds until a pending change is due (None: nothing pending)."""
 
@@ -125,11 +125,13 @@ def decide(
     *,
     settle: float,
     cool_down: float,
-) -> Step:
+) -> KeeperStep:
     """The keeper's next step for a Deployment at ``replicas`` in a cluster of ``nodes``."""
     target = target_replicas(nodes)
     if target == replicas:
-        return Step(None, KeeperState(last_change=state.last_change), target, _at(target, nodes))
+        return KeeperStep(
+            None, KeeperState(last_change=state.last_change), target, _at(target, nodes)
+        )
     direction: Direction = "up" if target > replicas else "down"
     since = state.since if state.pending == direction and state.since is not None else now
     if direction == "up":
@@ -140,7 +142,7 @@ def decide(
             due_at = max(due_at, state.last_change + cool_down)
     due = due_at - now
     if due <= 0:
-        return Step(
+        return KeeperStep(
             target,
             KeeperState(last_change=now),
             target,
@@ -150,7 +152,7 @@ def decide(
     # the keeper waits.
     waiting = "settle" if direction == "up" else "cool-down"
     at = format_timestamp(float(math.ceil(due_at)))
-    return Step(
+    return KeeperStep(
         None,
         KeeperState(direction, since, state.last_change),
         target,
@@ -167,7 +169,7 @@ __all__ = [
     "MAX_REPLICAS",
     "MIN_REPLICAS",
     "KeeperState",
-    "Step",
+    "KeeperStep",
     "TyphaSettings",
     "decide",
     "managed_by",
