@@ -1,0 +1,5 @@
+"""``python -m calico_rr.cli``."""
+
+from calico_rr.cli import main
+
+main()

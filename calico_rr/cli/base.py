@@ -1,0 +1,363 @@
+"""What every ``calico-rr`` command shares: the app, the error handling, the
+planning and datastore flags (declared once, given to a command by a decorator)
+and the reading of planning inputs."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from calico_rr.core.planning.config import (
+    API_GROUPS,
+    RACK_LABEL,
+    LinearSizing,
+    PlanConfig,
+    Sizing,
+    parse_steps,
+)
+from calico_rr.errors import CalicoRRError, InputError
+from calico_rr.model import ZONE_LABEL, Node
+
+if typing.TYPE_CHECKING:
+    from calico_rr.adapters.etcd.client import EtcdClient
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Route reflectors for Calico BGP at scale: plan, render, verify, run the operator.",
+)
+
+EXIT_BAD_INPUT = 2
+T = TypeVar("T")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"calico-rr: error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn our errors into exit code 2 with a clear message."""
+    try:
+        return fn()
+    except CalicoRRError as exc:
+        _fail(str(exc))
+    except TimeoutError as exc:  # a wait gave up (uninstall): say so, no traceback
+        typer.echo(f"calico-rr: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+# -- shared options -------------------------------------------------------------
+
+NodesOpt = Annotated[
+    int | None, typer.Option("--nodes", help="Synthetic cluster: number of nodes.")
+]
+NodesFileOpt = Annotated[
+    str | None,
+    typer.Option("--nodes-file", help="Kubernetes NodeList (YAML or JSON, '-' = stdin)."),
+]
+ZonesOpt = Annotated[int, typer.Option(help="Synthetic cluster: number of zones.")]
+RacksOpt = Annotated[
+    int | None,
+    typer.Option(help="Racks: synthetic rack labels, and generated racks for unlabelled nodes."),
+]
+UnhealthyOpt = Annotated[
+    float, typer.Option(help="Synthetic cluster: share of unhealthy nodes, 0 to <1.")
+]
+TopologyOpt = Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")]
+RrsOpt = Annotated[int | None, typer.Option(help="Explicit RR count (overrides sizing).")]
+RedundancyOpt = Annotated[int, typer.Option(help="RRs per client (rack RRs per rack).")]
+RatioOpt = Annotated[float, typer.Option(help="Linear sizing: RRs per ready node.")]
+MinOpt = Annotated[int, typer.Option("--min-rrs", help="Linear sizing: minimum RRs.")]
+MaxOpt = Annotated[int, typer.Option("--max-rrs", help="Linear sizing: maximum RRs.")]
+StepsOpt = Annotated[
+    str | None,
+    typer.Option(help="Stepping sizing instead of linear, e.g. '200:3,1000:5,5000:25'."),
+]
+PerZoneOpt = Annotated[
+    bool, typer.Option("--per-zone-sizing", help="Size each zone on its own node count.")
+]
+BudgetOpt = Annotated[
+    int, typer.Option("--session-budget", help="Per-RR session budget for auto/hierarchy.")
+]
+SpinesOpt = Annotated[int, typer.Option(help="Spine RRs (hierarchy).")]
+ZoneLabelOpt = Annotated[str, typer.Option(help="Zone label ('' = ignore zones).")]
+RackLabelOpt = Annotated[str, typer.Option(help="Rack label (hierarchy).")]
+PreferredOpt = Annotated[
+    str | None, typer.Option(help="Prefer nodes with this label as RRs (key or key=value).")
+]
+DedicatedOpt = Annotated[
+    str | None, typer.Option(help="Only nodes with this label may be RRs (key or key=value).")
+]
+IncompatibleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--incompatible-label",
+        help="Never an RR: key=value, key= (empty value) or key (present). Repeatable.",
+    ),
+]
+ClusterIdOpt = Annotated[
+    str, typer.Option(help="Cluster IDs are allocated after this dotted quad.")
+]
+ApiGroupOpt = Annotated[
+    str, typer.Option(help="BGPPeer/BGPConfiguration API group: v1 (crd.projectcalico.org) or v3.")
+]
+RestartOpt = Annotated[
+    str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write even what the safety gate refuses (a configuration that would cut "
+        "nodes off); for experts, says what it overrides.",
+    ),
+]
+PlotSizesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plot-sizes",
+        help="Cluster sizes to compare, e.g. '100,1000,5000' "
+        "(default: 50,100,200,500,1k,2k,5k,10k and this plan's size).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    nodes: list[Node]
+    notes: list[str]
+    config: PlanConfig
+
+
+def _api_group(text: str) -> str:
+    aliases = {"v1": API_GROUPS[0], "v3": API_GROUPS[1]}
+    return aliases.get(text, text)
+
+
+def load_inputs(
+    *,
+    nodes: int | None,
+    nodes_file: str | None,
+    zones: int,
+    racks: int | None,
+    unhealthy: float,
+    topology: str,
+    rrs: int | None,
+    redundancy: int,
+    ratio: float,
+    min_rrs: int,
+    max_rrs: int,
+    steps: str | None,
+    per_zone_sizing: bool,
+    session_budget: int,
+    spines: int,
+    zone_label: str,
+    rack_label: str,
+    preferred_label: str | None,
+    dedicated_label: str | None,
+    incompatible_label: list[str] | None,
+    cluster_id_base: str,
+    api_group: str,
+    max_restart_time: str | None,
+) -> Inputs:
+    """Flags -> (nodes, notes, config).  Raises CalicoRRError on bad input."""
+    from calico_rr.core.planning.synthetic import synthetic_cluster
+
+    sizing: Sizing = (
+        parse_steps(steps) if steps else LinearSizing(ratio=ratio, minimum=min_rrs, maximum=max_rrs)
+    )
+    config = PlanConfig(
+        topology=topology,  # type: ignore[arg-type]  # validated by PlanConfig
+        redundancy=redundancy,
+        sizing=sizing,
+        rrs=rrs,
+        per_zone_sizing=per_zone_sizing,
+        session_budget=session_budget,
+        zone_label=zone_label or None,
+        rack_label=rack_label,
+        racks=racks if nodes_file is not None else None,
+        spines=spines,
+        preferred_label=preferred_label,
+        dedicated_label=dedicated_label,
+        incompatible_labels=tuple(incompatible_label or ()),
+        cluster_id_base=cluster_id_base,
+        api_group=_api_group(api_group),  # type: ignore[arg-type]
+        max_restart_time=max_restart_time,
+    )
+    if (nodes is None) == (nodes_file is None):
+        raise InputError("give exactly one of --nodes N (synthetic) or --nodes-file PATH")
+    if nodes_file is not None:
+        from calico_rr.adapters.nodes_io import load_nodes
+
+        loaded, notes = load_nodes(nodes_file)
+        return Inputs(loaded, list(notes), config)
+    assert nodes is not None
+    generated = synthetic_cluster(
+        nodes,
+        zones=zones,
+        racks=racks or 0,
+        unhealthy=unhealthy,
+        zone_label=zone_label or ZONE_LABEL,
+        rack_label=rack_label,
+    )
+    return Inputs(generated, [], config)
+
+
+# -- shared plan options ------------------------------------------------------------
+
+#: The flags every planning command takes, in help order, with their defaults.
+PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("nodes", NodesOpt, None),
+    ("nodes_file", NodesFileOpt, None),
+    ("zones", ZonesOpt, 0),
+    ("racks", RacksOpt, None),
+    ("unhealthy", UnhealthyOpt, 0.0),
+    ("topology", TopologyOpt, "auto"),
+    ("rrs", RrsOpt, None),
+    ("redundancy", RedundancyOpt, 3),
+    ("ratio", RatioOpt, 0.005),
+    ("min_rrs", MinOpt, 3),
+    ("max_rrs", MaxOpt, 25),
+    ("steps", StepsOpt, None),
+    ("per_zone_sizing", PerZoneOpt, False),
+    ("session_budget", BudgetOpt, 500),
+    ("spines", SpinesOpt, 3),
+    ("zone_label", ZoneLabelOpt, ZONE_LABEL),
+    ("rack_label", RackLabelOpt, RACK_LABEL),
+    ("preferred_label", PreferredOpt, None),
+    ("dedicated_label", DedicatedOpt, None),
+    ("incompatible_label", IncompatibleOpt, None),
+    ("cluster_id_base", ClusterIdOpt, "244.0.0.0"),
+    ("api_group", ApiGroupOpt, "v1"),
+    ("max_restart_time", RestartOpt, None),
+]
+
+
+def _with_options(
+    fn: Callable[..., None],
+    param: str,
+    options: list[tuple[str, Any, Any]],
+    build: Callable[[dict[str, Any]], Any],
+    *,
+    last: bool = False,
+) -> Callable[..., None]:
+    """Give a command a family of shared flags: typer sees one flat signature (so
+    ``--help`` lists every flag), the command receives them built into one
+    ``param`` argument.  The shared flags come before its own (or after: ``last``)."""
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != param]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        for name, ann, default in options
+    ]
+    names = {name for name, _, _ in options}
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        gathered = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        fn(**{param: build(gathered)}, **kwargs)
+
+    # Annotations are strings under `from __future__ import annotations`: resolve
+    # them, or typer would not see the Annotated option metadata.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    keyword_own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in own
+    ]
+    ordered = keyword_own + shared if last else shared + keyword_own
+    wrapper.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def with_plan_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared planning flags, gathered in one ``plan_args`` dict
+    (for :func:`load_inputs`)."""
+    return _with_options(fn, "plan_args", PLAN_OPTIONS, dict)
+
+
+# -- the operator ------------------------------------------------------------------
+
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(help="kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)."),
+]
+
+
+DatastoreOpt = Annotated[
+    str | None,
+    typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
+]
+EtcdEndpointsOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
+]
+EtcdCaOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
+]
+EtcdCertOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
+]
+EtcdKeyOpt = Annotated[
+    str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
+]
+EtcdUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="etcdv3: etcd user (default: $ETCD_USERNAME); the password is read from "
+        "$ETCD_PASSWORD only."
+    ),
+]
+
+
+#: The flags every command that reaches a datastore takes, after its own.
+DATASTORE_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("datastore_type", DatastoreOpt, None),
+    ("etcd_endpoints", EtcdEndpointsOpt, None),
+    ("etcd_ca_cert_file", EtcdCaOpt, None),
+    ("etcd_cert_file", EtcdCertOpt, None),
+    ("etcd_key_file", EtcdKeyOpt, None),
+    ("etcd_username", EtcdUserOpt, None),
+]
+
+
+@dataclass(frozen=True)
+class Datastore:
+    """Which datastore a command talks to, from its flags over Calico's variables
+    (DATASTORE_TYPE, ETCD_*): the one place a command is wired to one."""
+
+    datastore_type: str | None = None
+    etcd_endpoints: str | None = None
+    etcd_ca_cert_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_key_file: str | None = None
+    etcd_username: str | None = None
+
+    @property
+    def is_etcd(self) -> bool:
+        from calico_rr.adapters.etcd.config import datastore_type as pick_datastore
+
+        return pick_datastore(flag=self.datastore_type) == "etcdv3"
+
+    def etcd_client(self) -> EtcdClient:
+        """A client for Calico's etcd from the --etcd-* flags over the ETCD_* variables."""
+        from calico_rr.adapters.etcd.client import EtcdClient
+        from calico_rr.adapters.etcd.config import etcd_settings
+
+        settings = etcd_settings(
+            endpoints=self.etcd_endpoints,
+            ca_cert_file=self.etcd_ca_cert_file,
+            cert_file=self.etcd_cert_file,
+            key_file=self.etcd_key_file,
+            username=self.etcd_username,
+        )
+        return EtcdClient.from_settings(settings)
+
+
+def with_datastore_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the datastore flags, gathered in one ``datastore`` argument."""
+    return _with_options(fn, "datastore", DATASTORE_OPTIONS, lambda d: Datastore(**d), last=True)

@@ -1,0 +1,123 @@
+"""``calico-rr doctor``: a cluster's configuration against the scale advice."""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from calico_rr.errors import InputError
+
+if typing.TYPE_CHECKING:
+    pass
+
+from calico_rr.cli.base import (
+    Datastore,
+    JsonOpt,
+    KubeconfigOpt,
+    _guard,
+    app,
+    with_datastore_options,
+)
+
+# -- doctor -------------------------------------------------------------------------
+
+
+@app.command()
+@with_datastore_options
+def doctor(
+    datastore: Datastore,
+    kubeconfig: KubeconfigOpt = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            help="Check a dump instead of a live cluster ('-' = stdin): `kubectl get nodes,"
+            "ippools,bgpconfigurations,bgppeers,felixconfigurations,clusterinformations,"
+            "deployments -A -o yaml`.",
+        ),
+    ] = None,
+    session_budget: Annotated[
+        int, typer.Option("--session-budget", help="Sessions one RR may hold (rr-overloaded).")
+    ] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a Calico cluster against the scale advice (mesh, RRs, encapsulation, Typha).
+
+    Reads a dump (--resources), the Kubernetes API, or Calico's etcd
+    (DATASTORE_TYPE=etcdv3 / --datastore-type etcdv3, ETCD_* variables).
+    Exit code 0: no error-severity finding; 1: at least one; 2: bad input.  See
+    docs/DOCTOR.md for every check."""
+    from calico_rr.core.doctor.checks import diagnose
+
+    def check() -> tuple[list[Any], Any]:
+        if resources is not None and kubeconfig is not None:
+            raise InputError("give either --resources FILE or --kubeconfig PATH, not both")
+        if session_budget < 1:
+            raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
+        if resources is None and datastore.is_etcd:
+            if kubeconfig is not None:
+                raise InputError("give either --kubeconfig or the etcd datastore, not both")
+            from calico_rr.adapters.etcd.inventory import load_etcd
+
+            etcd = datastore.etcd_client()
+            with etcd:
+                inventory = load_etcd(etcd)
+        elif resources is not None:
+            from calico_rr.adapters.kube.inventory import load_dump
+
+            inventory = load_dump(resources)
+        else:
+            from calico_rr.adapters.kube.client import KubeClient
+            from calico_rr.adapters.kube.inventory import load_live
+
+            with KubeClient.load(kubeconfig) as client:
+                inventory = load_live(client)
+        return diagnose(inventory, session_budget=session_budget), inventory
+
+    findings, inventory = _guard(check)
+    if as_json:
+        typer.echo(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        _print_findings(findings, inventory)
+    raise typer.Exit(1 if any(f.severity == "error" for f in findings) else 0)
+
+
+def _print_findings(findings: list[Any], inventory: Any) -> None:
+    from rich.text import Text
+
+    from calico_rr.core.doctor.checks import summary_counts
+
+    console = Console()
+    state = inventory.state
+    console.print(
+        f"checked {len(state.nodes)} nodes, {len(state.peers)} BGPPeers, "
+        f"{len(inventory.pools)} IPPools, {len(inventory.deployments)} Deployments "
+        f"({inventory.api_group or 'no Calico API group'}, "
+        f"{'Kubernetes' if inventory.kdd else 'etcd'} datastore)"
+    )
+    if findings:
+        table = Table(title="calico-rr doctor", show_lines=True)
+        table.add_column("Severity", no_wrap=True)
+        table.add_column("Check / object", overflow="fold", ratio=1)
+        table.add_column("Finding / fix", overflow="fold", ratio=3)
+        colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+        for f in findings:
+            sev = f.severity.value
+            check = Text(f.id, style="bold")
+            check.append("\n" + f.object, style="dim")
+            finding = Text(f.message)
+            finding.append("\nfix: " + f.fix, style="green")
+            table.add_row(Text(sev, style=colour[sev]), check, finding)
+        console.print(table)
+    counts = summary_counts(findings)
+    total = ", ".join(
+        f"{n} {sev}{'s' if n != 1 and sev != 'info' else ''}" for sev, n in counts.items()
+    )
+    console.print(total if findings else "no findings", highlight=False)
+    for note in inventory.notes:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)

@@ -1,0 +1,464 @@
+"""``calico-rr plan``, ``render``, ``verify`` and ``report``: the planner, the safety gate
+and the verifier from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from calico_rr.errors import InputError
+
+if typing.TYPE_CHECKING:
+    from calico_rr.core.operator.safety import Verdict
+
+from calico_rr.cli.base import (
+    PLAN_OPTIONS,
+    ForceOpt,
+    Inputs,
+    JsonOpt,
+    PlotSizesOpt,
+    _guard,
+    app,
+    load_inputs,
+    with_plan_options,
+)
+
+# -- plan -----------------------------------------------------------------------
+
+
+@app.command()
+@with_plan_options
+def plan(
+    plan_args: dict[str, Any],
+    as_json: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option(help="Verify the rendered result (reachability, RR failures).")
+    ] = True,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Also draw the topologies compared across cluster sizes (.png or .svg).",
+        ),
+    ] = None,
+    plot_sizes: PlotSizesOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Size and place route reflectors; print the numbers (the talk's table).
+
+    Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
+    nodes would be cut off, and why, on stderr); 2: bad input."""
+    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.operator.safety import gate_plan
+    from calico_rr.core.planning.planner import plan as make_plan
+    from calico_rr.core.report.summary import plan_graph, summarize
+
+    # A bad --plot path fails before anything is computed or written.
+    plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
+    gaps: list[str] = []
+    verdicts: list[Verdict] = []
+
+    def run() -> dict[str, Any]:
+        inputs = load_inputs(**plan_args)
+        made = make_plan(inputs.nodes, inputs.config)
+        graph = plan_graph(made)
+        verdicts.append(gate_plan(made, graph=graph))
+        verification = run_verify(graph).to_dict() if verify else None
+        summary = summarize(made, notes=inputs.notes, graph=graph, verification=verification)
+        summary["safety"] = verdicts[0].to_dict()
+        if plot is not None and plot_fmt is not None:
+            from calico_rr.adapters.files import write_atomic
+            from calico_rr.adapters.plots import comparison_figure
+
+            comparison = _comparison(inputs, summary["nodes"], plot_sizes)
+            write_atomic(plot, comparison_figure(comparison, plot_fmt), field="--plot")
+            gaps.extend(comparison.gap_notes())
+        return summary
+
+    summary = _guard(run)
+    if plot is not None:
+        typer.echo(f"calico-rr: wrote the topology comparison to {plot}", err=True)
+        for gap in gaps:
+            typer.echo(f"calico-rr: plot gap: {gap}", err=True)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    _pass_gate(verdicts[0], force=force, what="this plan")
+
+
+def _stat(s: dict[str, Any]) -> str:
+    if s["min"] == s["max"]:
+        return str(s["min"])
+    return f"{s['min']}-{s['max']} (mean {s['mean']})"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title=f"calico-rr plan: {summary['topology']}", show_header=True)
+    table.add_column("Numbers")
+    table.add_column("", justify="right")
+    for name, value in summary_rows(summary):
+        table.add_row(name, value)
+    console.print(table)
+    if summary.get("auto_reason"):
+        console.print(f"auto: {summary['auto_reason']}")
+    for line in summary.get("shape_notes", []):
+        console.print(line)
+    for w in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows of the `plan` table (also the HTML report's plan table)."""
+    rows = [
+        ("# of nodes", str(summary["nodes"])),
+        ("Topology", summary["topology"]),
+        ("# of RRs", str(summary["route_reflectors"])),
+        ("Redundancy", str(summary["redundancy"])),
+        ("Cluster IDs", str(summary["cluster_ids"])),
+        ("# of clients / RR", _stat(summary["clients_per_rr"])),
+        ("# of RRs / RR", _stat(summary["rr_peers_per_rr"])),
+        ("Connections / RR", _stat(summary["sessions_per_rr"])),
+        ("Connections / client", _stat(summary["sessions_per_client"])),
+        ("Total BGP sessions", str(summary["total_sessions"])),
+        ("Full mesh would need", str(summary["full_mesh_sessions"])),
+        ("BGPPeer objects", str(summary["bgppeer_objects"])),
+    ]
+    safety = summary.get("safety")
+    if isinstance(safety, dict):
+        rows.append(("Safe to apply (gate)", _yes(safety["ok"])))
+    verification = summary.get("verification")
+    if isinstance(verification, dict) and not summary["nodes"]:
+        rows.append(("Every node reaches every node", "no BGP node"))
+    elif isinstance(verification, dict):
+        rows.append(("Every node reaches every node", _yes(verification["reachable"])))
+        rows.append(
+            ("Survives any single RR failure", _yes(verification["single_rr_failure_tolerant"]))
+        )
+        rows.append(("Longest CLUSTER_LIST", str(verification["max_cluster_list"])))
+    return rows
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+# -- render ---------------------------------------------------------------------
+
+
+@app.command()
+@with_plan_options
+def render(
+    plan_args: dict[str, Any],
+    include_nodes: Annotated[
+        bool,
+        typer.Option(
+            "--include-nodes",
+            help="Write every input node whole (its labels plus the plan's), not just changes.",
+        ),
+    ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Write the Calico resources as a YAML stream for `kubectl apply --server-side`.
+
+    Nothing is written unless the safety gate passes: every node with a BGP address
+    keeps a route to every other (exit 1 and the cut-off nodes on stderr otherwise)."""
+    from calico_rr.core.operator.safety import gate_plan
+    from calico_rr.core.planning.planner import plan as make_plan
+
+    def run() -> tuple[list[dict[str, Any]], Verdict, tuple[str, ...]]:
+        inputs = load_inputs(**plan_args)
+        made = make_plan(inputs.nodes, inputs.config)
+        return made.resources(include_nodes=include_nodes), gate_plan(made), made.warnings
+
+    docs, verdict, warnings = _guard(run)
+    for warning in warnings:
+        typer.echo(f"calico-rr: warning: {warning}", err=True)
+    _pass_gate(verdict, force=force, what="this configuration")
+    # Everything is computed before anything is written: bad input writes nothing.
+    text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from calico_rr.adapters.files import write_atomic
+
+        _guard(lambda: write_atomic(output, text.encode("utf-8"), field="--output"))
+
+
+def _pass_gate(verdict: Verdict, *, force: bool, what: str) -> None:
+    """Return when ``verdict`` allows applying (or ``force`` overrides it, said on
+    stderr); else explain the refusal on stderr and exit 1."""
+    if verdict.ok:
+        return
+    lines = verdict.explain().splitlines()
+    if force:
+        typer.echo(
+            f"calico-rr: warning: --force: {what} is written although the safety gate "
+            "refuses it; applying it cuts nodes off:",
+            err=True,
+        )
+        for line in lines:
+            typer.echo(f"calico-rr:   {line}", err=True)
+        return
+    typer.echo(f"calico-rr: refused: applying {what} would cut nodes off:", err=True)
+    for line in lines:
+        typer.echo(f"calico-rr:   {line}", err=True)
+    typer.echo(
+        "calico-rr: nothing to apply was written; fix the input, or pass --force to "
+        "write it anyway",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def _dumper() -> type[yaml.SafeDumper]:
+    return getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+# -- verify ---------------------------------------------------------------------
+
+
+@app.command()
+@with_plan_options
+def verify(
+    plan_args: dict[str, Any],
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources",
+            help="Calico resources to verify (YAML/JSON stream or List: Nodes, Calico Nodes, "
+            "BGPPeers, BGPConfigurations), as `kubectl get nodes,bgppeers,"
+            "bgpconfigurations -o yaml` prints them.  Without it: a synthetic plan.",
+        ),
+    ] = None,
+    fail_rrs: Annotated[
+        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
+    ] = 1,
+    fail_zone: Annotated[
+        list[str] | None,
+        typer.Option("--fail-zone", help="Check the loss of this zone ('all': each). Repeatable."),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="auto | exact | fast.")] = "auto",
+    examples: Annotated[int, typer.Option(help="Missing pairs to list.")] = 10,
+    calico_version: Annotated[
+        str | None,
+        typer.Option(
+            "--calico-version",
+            help="Read --resources as this Calico release does (e.g. v3.28.5); default: "
+            "the newest.  Older releases ignore reversePeering (docs/CALICO.md).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove every node reaches every other node, loop-free, surviving RR failures.
+
+    Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
+    """
+    from calico_rr.core.bgp.verify import verify as run_verify
+
+    def run() -> tuple[dict[str, Any], list[str], bool]:
+        graph, notes = _graph_for_verify(plan_args, resources, calico_version)
+        zone_label = plan_args["zone_label"]
+        zones = _zone_members(graph, zone_label, fail_zone or [])
+        if engine not in ("auto", "exact", "fast"):
+            raise InputError(f"unknown engine {engine!r}; choose auto, exact or fast")
+        if fail_rrs < 1:
+            raise InputError("--fail-rrs must be >= 1")
+        report = run_verify(
+            graph,
+            fail_rrs=fail_rrs,
+            fail_zones=zones or None,
+            engine=engine,  # type: ignore[arg-type]
+            examples=examples,
+        )
+        data = report.to_dict()
+        ok = _verified(data)
+        data["notes"] = notes
+        return data, [*report.to_text(), *(f"note: {n}" for n in notes)], ok
+
+    data, text, ok = _guard(run)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        for line in text:
+            typer.echo(line)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _graph_for_verify(
+    plan_args: dict[str, Any], resources: str | None, calico_version: str | None = None
+) -> tuple[Any, list[str]]:
+    from calico_rr.core.bgp.calico_version import parse_calico_version
+    from calico_rr.core.bgp.sessions import build_session_graph
+
+    calico = parse_calico_version(calico_version) if calico_version is not None else None
+
+    if resources is None:
+        from calico_rr.core.planning.planner import plan as make_plan
+        from calico_rr.core.report.summary import plan_graph
+
+        inputs = load_inputs(**plan_args)
+        notes = list(inputs.notes)
+        if calico is not None:
+            # the planner writes no field whose reading depends on the release
+            notes.append(f"--calico-version {calico} applies to --resources only: ignored")
+        return plan_graph(make_plan(inputs.nodes, inputs.config)), notes
+    if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
+        raise InputError("give either --resources or a cluster to plan (--nodes/--nodes-file)")
+    from calico_rr.adapters.nodes_io import read_documents
+    from calico_rr.core.bgp.resources import parse_resources
+
+    where = "standard input" if resources == "-" else resources  # as nodes_io names it
+    parsed = parse_resources(read_documents(resources), where=where, calico=calico)
+    return build_session_graph(parsed.state), list(parsed.notes)
+
+
+def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, list[int]]:
+    """Zone name -> node indices, for the zones asked for ('all' = every zone)."""
+    if not wanted:
+        return {}
+    members: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        z = node.labels.get(zone_label)
+        if z is not None:
+            members.setdefault(z, []).append(i)
+    if "all" in wanted:
+        return dict(sorted(members.items()))
+    unknown = [z for z in wanted if z not in members]
+    if unknown:
+        raise InputError(
+            f"no node carries {zone_label}={unknown[0]} "
+            f"(zones present: {', '.join(sorted(members)) or 'none'})",
+            field="--fail-zone",
+        )
+    return {z: members[z] for z in wanted}
+
+
+def _verified(data: dict[str, Any]) -> bool:
+    """A verifier report (``to_dict``) says: there are BGP nodes, they reach each other,
+    and every failure checked is tolerated.  No node proves nothing (issue 14)."""
+    ok = bool(data["nodes"] and data["reachable"] and data["single_rr_failure_tolerant"])
+    k = data.get("k_rr_failure")
+    if isinstance(k, dict):
+        ok = ok and bool(k["tolerant"])
+    for zone_result in (data.get("zone_failure") or {}).values():
+        ok = ok and bool(zone_result["tolerant"])
+    return ok
+
+
+# -- plots and the HTML report (docs/REPORT.md) -------------------------------------
+
+
+def _plot_format(path: str) -> str:
+    from calico_rr.adapters.plots import plot_format
+
+    return plot_format(path)
+
+
+def _comparison(inputs: Inputs, own_size: int, sizes_text: str | None) -> Any:
+    """The topologies compared on synthetic clusters shaped like the planned one."""
+    from calico_rr.core.report.series import (
+        DEFAULT_SIZES,
+        ClusterShape,
+        compare,
+        parse_sizes,
+        sizes_with,
+    )
+
+    sizes = parse_sizes(sizes_text) if sizes_text else sizes_with(DEFAULT_SIZES, own_size)
+    shape = ClusterShape.of(inputs.nodes, inputs.config)
+    return compare(inputs.config, sizes=sizes, shape=shape, marked=own_size)
+
+
+def _options_text(plan_args: dict[str, Any]) -> str:
+    """The planning flags that differ from their defaults, as they would be typed."""
+    parts: list[str] = []
+    for name, _, default in PLAN_OPTIONS:
+        value = plan_args.get(name, default)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts.extend(f"{flag} {item}" for item in value)
+        else:
+            parts.append(f"{flag} {value}")
+    return "calico-rr report " + " ".join(parts)
+
+
+@app.command()
+@with_plan_options
+def report(
+    plan_args: dict[str, Any],
+    output: Annotated[str, typer.Argument(metavar="FILE.html", help="The HTML page to write.")],
+    plot_sizes: PlotSizesOpt = None,
+    fail_rrs: Annotated[
+        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
+    ] = 1,
+) -> None:
+    """Write one self-contained HTML page: the plan table, the verification (every RR
+    and every zone failing), the topologies compared across sizes, and a drawing."""
+    from calico_rr.adapters.files import write_atomic
+    from calico_rr.adapters.plots import check_writable, comparison_figure, diagram_figure
+    from calico_rr.adapters.report_html import ReportPage, render_html
+    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.planning.planner import plan as make_plan
+    from calico_rr.core.report.diagram import group_diagram
+    from calico_rr.core.report.summary import plan_graph, summarize
+
+    def run() -> str:
+        if not output.lower().endswith((".html", ".htm")):
+            raise InputError(f"{output}: the report is HTML; name it *.html", field="FILE")
+        check_writable(output, "FILE")
+        if fail_rrs < 1:
+            raise InputError("--fail-rrs must be >= 1")
+        inputs = load_inputs(**plan_args)
+        config = inputs.config
+        made = make_plan(inputs.nodes, config)
+        graph = plan_graph(made)
+        zones = _zone_members(graph, config.zone_label or "", ["all"])
+        checked = run_verify(graph, fail_rrs=fail_rrs, fail_zones=zones if len(zones) > 1 else None)
+        data = checked.to_dict()
+        summary = summarize(made, notes=inputs.notes, graph=graph, verification=data)
+        comparison = _comparison(inputs, summary["nodes"], plot_sizes)
+        diagram = group_diagram(
+            graph,
+            topology=made.topology,
+            zone_label=config.zone_label,
+            rack_label=config.rack_label,
+        )
+        notes = [f"auto: {summary['auto_reason']}"] if summary.get("auto_reason") else []
+        notes += [str(n) for n in summary.get("shape_notes", [])]
+        notes += [f"note: {n}" for n in inputs.notes]
+        page = ReportPage(
+            title=f"calico-rr report: {made.topology}, {summary['nodes']} nodes",
+            options=_options_text(plan_args),
+            table=summary_rows(summary),
+            notes=notes,
+            warnings=[str(w) for w in summary.get("warnings", [])],
+            verification=checked.to_text(),
+            verified=_verified(data),
+            comparison=comparison,
+            comparison_png=comparison_figure(comparison, "png"),
+            diagram_png=diagram_figure(diagram, "png"),
+            diagram_summary=diagram.summary(),
+        )
+        write_atomic(output, render_html(page).encode("utf-8"), field="FILE")
+        return page.title
+
+    title = _guard(run)
+    typer.echo(f"wrote {output} ({title})")
