@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from calico_rr.core.bgp.resources import calico_node_from_k8s_dict, parse_resources
 from calico_rr.core.formats import etcd as L
-from calico_rr.core.operator.reconcile import Decision, Observed, Phase, reconcile
+from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.operator.state import Decision, Observed, Phase
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, PlanConfig
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.errors import InputError

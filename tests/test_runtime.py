@@ -6,7 +6,7 @@ import time
 
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import ReconcileLoop, conditions
-from calico_rr.core.operator import reconcile as core
+from calico_rr.core import operator as core
 from calico_rr.errors import ConfigError
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from calico_rr.adapters.runtime import ReconcileLoop, conditions
-from calico_rr.core.operator import reconcile as core
+from calico_rr.core import operator as core
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError

@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from calico_rr.core.operator.reconcile import Phase
+from calico_rr.core.operator.state import Phase
 
 #: every value of ``calico_rr_phase{phase}``: the reconcile phases, then the
 #: states a pass can end in without a decision

@@ -17,17 +17,17 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from calico_rr.core.operator.reconcile import (
+from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.safety import Safety, check
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.operator.state import (
     Decision,
     NodeApply,
     NodeBGPStatus,
     NodeState,
     Observed,
     Phase,
-    reconcile,
 )
-from calico_rr.core.operator.safety import Safety, check
-from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.planning.candidates import healthy
 from calico_rr.model import ANN_IPV4, Node
 

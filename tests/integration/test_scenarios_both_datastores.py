@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 
 from calico_rr.adapters.calico_bin import locate
-from calico_rr.core.operator.reconcile import BRIDGE_LABEL, COMPANION_LABEL
 from calico_rr.core.operator.safety import Safety
+from calico_rr.core.operator.state import BRIDGE_LABEL, COMPANION_LABEL
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZONE_LABEL

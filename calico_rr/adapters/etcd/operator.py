@@ -56,9 +56,9 @@ from calico_rr.adapters.etcd.ports import (
 )
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS
+from calico_rr.core import operator as core
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats.kube import format_timestamp
-from calico_rr.core.operator import reconcile as core
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.errors import ConfigError, InputError
 from calico_rr.model import Node

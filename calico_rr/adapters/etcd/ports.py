@@ -22,8 +22,8 @@ from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.observe import Health
 from calico_rr.adapters.runtime import LoopStats
+from calico_rr.core import operator as core
 from calico_rr.core.formats import etcd as L
-from calico_rr.core.operator import reconcile as core
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX

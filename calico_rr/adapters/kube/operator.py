@@ -38,8 +38,8 @@ from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.kube.ports import CONFIG_API, FINALIZER, KubeStatus, KubeStore, KubeWriter
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS
+from calico_rr.core import operator as core
 from calico_rr.core.formats.kube import node_from_k8s
-from calico_rr.core.operator import reconcile as core
 from calico_rr.core.operator import typha
 from calico_rr.core.operator.settings import (
     CONFIG_NAME,

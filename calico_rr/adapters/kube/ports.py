@@ -17,8 +17,8 @@ from calico_rr.adapters.controller import ConfigRecord, NotLeader
 from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, NotFound, api_path
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.observe import Health
+from calico_rr.core import operator as core
 from calico_rr.core.formats.kube import format_timestamp
-from calico_rr.core.operator import reconcile as core
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
 

@@ -59,7 +59,7 @@ from typing import Any, Final
 
 from calico_rr.core.bgp.resources import ParsedResources, parse_resources
 from calico_rr.core.formats.kube import format_timestamp, parse_ipv4, parse_timestamp
-from calico_rr.core.operator.reconcile import NodeBGPStatus, NodeState
+from calico_rr.core.operator.state import NodeBGPStatus, NodeState
 from calico_rr.errors import InputError
 from calico_rr.model import (
     ANN_ASN,

@@ -1,3 +1,49 @@
-"""The operator's decisions: its settings (the RouteReflectorConfig spec), one
-level-triggered reconcile step, the safety gate every write passes, and the Typha
-rule it keeps."""
+"""The operator's decisions (pure): its settings (the RouteReflectorConfig spec),
+what it observes and decides (state), the objects it writes beside the plan's
+(peerings), one level-triggered reconcile step (reconcile) and the way back to the
+mesh (uninstall), the safety gate every write passes, and the Typha rule it keeps.
+
+This package is the face the operator's adapters use (``from calico_rr.core
+import operator as core``)."""
+
+from calico_rr.core.operator.peerings import bridge_peer, cns_name, companion_selector
+from calico_rr.core.operator.reconcile import (
+    reconcile,
+    rr_peer_addresses,
+    sessions_confirmed,
+    summary_counts,
+)
+from calico_rr.core.operator.state import (
+    BRIDGE_LABEL,
+    BRIDGE_NAME,
+    COMPANION_LABEL,
+    MARKER,
+    Decision,
+    NodeApply,
+    NodeBGPStatus,
+    NodeState,
+    Observed,
+    Phase,
+)
+from calico_rr.core.operator.uninstall import uninstall
+
+__all__ = [
+    "BRIDGE_LABEL",
+    "BRIDGE_NAME",
+    "COMPANION_LABEL",
+    "MARKER",
+    "Decision",
+    "NodeApply",
+    "NodeBGPStatus",
+    "NodeState",
+    "Observed",
+    "Phase",
+    "bridge_peer",
+    "cns_name",
+    "companion_selector",
+    "reconcile",
+    "rr_peer_addresses",
+    "sessions_confirmed",
+    "summary_counts",
+    "uninstall",
+]

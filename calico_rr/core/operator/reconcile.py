@@ -51,294 +51,45 @@ RR is still peered with every node through the bridge), then our BGPPeers go.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
 from calico_rr.core.bgp.selector import (
-    All,
-    And,
-    Compare,
-    Expr,
-    Has,
-    InSet,
-    Not,
-    Or,
     parse_selector,
-    to_text,
+)
+from calico_rr.core.operator.peerings import (
+    bridge_peer,
+    cns_name,
+    cns_object,
+    companion_peer,
+    is_bridge,
+    is_companion,
+    planner_labels,
+    prev_key,
+    prev_labels,
+    spec_of,
 )
 from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.operator.state import (
+    BRIDGE_NAME,
+    MARKER,
+    PREV,
+    PREV_SUFFIX,
+    Decision,
+    NodeApply,
+    NodeState,
+    Observed,
+    Phase,
+    current_cluster_id,
+    requeue_delay,
+)
 from calico_rr.core.planning import planner, render
 from calico_rr.core.planning.candidates import healthy
-from calico_rr.core.planning.config import OWNED_NODE_LABELS, RR_LABEL
 from calico_rr.model import (
     ANN_CLUSTER_ID,
     ANN_IPV4,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-    PREFIX,
-    Node,
 )
-
-PREV = "prev."
-#: Marks a node in the make state (it carries ``prev.`` copies of its old labels).
-MARKER = f"{PREV}{PREFIX}/transition"
-PREV_SUFFIX = "-prev"
-#: Label on our BGPPeer companions, so they are recognised without parsing names.
-COMPANION_LABEL = f"{PREFIX}/companion-of"
-CNS_PREFIX = "calico-rr-"
-BRIDGE_NAME = "calico-rr-bridge"
-BRIDGE_LABEL = f"{PREFIX}/bridge"
-
-
-class Phase(StrEnum):
-    STEADY = "Steady"  # nothing to write
-    APPLYING = "Applying"  # additive writes (joins, replacements of lost RRs)
-    MAKING = "Making"  # rollout: writing the make state
-    CONFIRMING = "Confirming"  # rollout or mesh-off: waiting for sessions
-    BREAKING = "Breaking"  # rollout: removing old peerings
-    MESH_OFF = "MeshOff"  # switching the node-to-node mesh off
-    BLOCKED = "Blocked"  # the layout cannot carry every route: the mesh stays on
-    UNINSTALLING = "Uninstalling"
-    UNINSTALLED = "Uninstalled"
-    PAUSED = "Paused"
-
-
-# ---------------------------------------------------------------------------
-# What the runtime observes
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NodeState:
-    """A node plus which of its labels/annotations our field manager owns."""
-
-    node: Node
-    owned_labels: frozenset[str] = frozenset()
-    owned_annotations: frozenset[str] = frozenset()
-    #: metadata.uid: applies carry it, so they never create a node that was deleted
-    #: meanwhile (nor touch a new node that reused the name)
-    uid: str | None = None
-
-    def owned_label_values(self) -> dict[str, str]:
-        return {k: self.node.labels[k] for k in self.owned_labels if k in self.node.labels}
-
-    def owned_annotation_values(self) -> dict[str, str]:
-        ann = self.node.annotations
-        return {k: ann[k] for k in self.owned_annotations if k in ann}
-
-
-@dataclass(frozen=True, slots=True)
-class NodeBGPStatus:
-    """A CalicoNodeStatus report: has calico-node written it, and which peers are up."""
-
-    reported: bool
-    established: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    nodes: Mapping[str, NodeState]
-    #: our BGPPeers (managed-by label), name -> object (apiVersion, metadata, spec)
-    peers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: BGPConfiguration ``default`` nodeToNodeMeshEnabled as calico-node reads it
-    mesh_enabled: bool = True
-    #: ``status.transition`` of the RouteReflectorConfig (None: none)
-    transition: Mapping[str, Any] | None = None
-    #: CalicoNodeStatus reports by node name (only objects we created)
-    node_status: Mapping[str, NodeBGPStatus] = field(default_factory=dict)
-    #: names of the CalicoNodeStatus objects we own
-    node_status_objects: frozenset[str] = frozenset()
-    #: CalicoNodeStatus is served (else session checks fall back to waiting)
-    node_status_supported: bool = False
-    now: float = 0.0
-
-
-# ---------------------------------------------------------------------------
-# What it returns
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NodeApply:
-    """A server-side apply of one node: the *complete* set of our fields on it.
-
-    Fields we applied before and leave out here are removed by the API server."""
-
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    uid: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "labels": dict(self.labels)}
-        if self.uid is not None:
-            meta["uid"] = self.uid
-        if self.annotations:
-            meta["annotations"] = dict(self.annotations)
-        return {"apiVersion": "v1", "kind": "Node", "metadata": meta}
-
-
-@dataclass(slots=True)
-class Decision:
-    """The next batch of writes, to be applied in this order:
-
-    ``transition`` (when set to a record) -> ``peer_applies`` -> ``node_applies``
-    -> ``peer_deletes`` -> ``node_status_applies``/``node_status_deletes`` ->
-    ``mesh`` -> ``transition`` (when cleared)."""
-
-    phase: Phase
-    message: str = ""
-    peer_applies: list[dict[str, Any]] = field(default_factory=list)
-    node_applies: list[NodeApply] = field(default_factory=list)
-    peer_deletes: list[str] = field(default_factory=list)
-    node_status_applies: list[dict[str, Any]] = field(default_factory=list)
-    node_status_deletes: list[str] = field(default_factory=list)
-    mesh: bool | None = None
-    #: the transition record to store; ``transition_set`` False: leave as it is
-    transition: dict[str, Any] | None = None
-    transition_set: bool = False
-    #: call again after this many seconds even if nothing changes (waits)
-    requeue_after: float | None = None
-    plan: planner.Plan | None = None
-    #: nodes currently in the make state (carrying ``prev.`` labels)
-    in_transition: int = 0
-
-    @property
-    def writes(self) -> int:
-        return (
-            len(self.peer_applies)
-            + len(self.node_applies)
-            + len(self.peer_deletes)
-            + len(self.node_status_applies)
-            + len(self.node_status_deletes)
-            + (self.mesh is not None)
-        )
-
-    def set_transition(self, record: dict[str, Any] | None) -> None:
-        self.transition = record
-        self.transition_set = True
-
-
-# ---------------------------------------------------------------------------
-# Label and selector helpers
-# ---------------------------------------------------------------------------
-
-
-def prev_key(key: str) -> str:
-    return PREV + key
-
-
-def is_prev_key(key: str) -> bool:
-    return key.startswith(PREV + PREFIX + "/")
-
-
-def _rewrite_keys(expr: Expr, keys: frozenset[str]) -> Expr:
-    """``expr`` with every key in ``keys`` replaced by its ``prev.`` copy."""
-    if isinstance(expr, Has):
-        return Has(prev_key(expr.key)) if expr.key in keys else expr
-    if isinstance(expr, Compare):
-        return Compare(prev_key(expr.key), expr.op, expr.value) if expr.key in keys else expr
-    if isinstance(expr, InSet):
-        if expr.key in keys:
-            return InSet(prev_key(expr.key), expr.values, expr.negated)
-        return expr
-    if isinstance(expr, Not):
-        return Not(_rewrite_keys(expr.expr, keys))
-    if isinstance(expr, And):
-        return And(tuple(_rewrite_keys(p, keys) for p in expr.parts))
-    if isinstance(expr, Or):
-        return Or(tuple(_rewrite_keys(p, keys) for p in expr.parts))
-    return expr
-
-
-def companion_selector(text: str | None) -> str:
-    """``(old) || (marker && old read from prev. keys)``: matches every node the
-    old selector matches now, plus nodes in the make state that matched it
-    before their labels changed."""
-    expr = parse_selector(text or "all()").expr
-    if isinstance(expr, All):
-        return "all()"
-    prev = And((Has(MARKER), _rewrite_keys(expr, frozenset(OWNED_NODE_LABELS))))
-    return to_text(Or((expr, prev)))
-
-
-def _planner_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: labels[k] for k in OWNED_NODE_LABELS if k in labels}
-
-
-def _prev_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if is_prev_key(k)}
-
-
-def _spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
-
-
-def _is_companion(obj: Mapping[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return COMPANION_LABEL in labels
-
-
-def _companion(obj: Mapping[str, Any], api_group: str) -> dict[str, Any]:
-    name = str(obj["metadata"]["name"])
-    spec = dict(_spec_of(obj))
-    spec["nodeSelector"] = companion_selector(spec.get("nodeSelector"))
-    if spec.get("peerSelector") is not None:
-        spec["peerSelector"] = companion_selector(spec["peerSelector"])
-    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, COMPANION_LABEL: name[:63].rstrip("-_.")}
-    return {
-        "apiVersion": api_group,
-        "kind": "BGPPeer",
-        "metadata": {"name": name + PREV_SUFFIX, "labels": labels},
-        "spec": spec,
-    }
-
-
-def bridge_peer(api_group: str) -> dict[str, Any]:
-    """Every node peers with every node carrying our RR label (see module doc)."""
-    return {
-        "apiVersion": api_group,
-        "kind": "BGPPeer",
-        "metadata": {
-            "name": BRIDGE_NAME,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, BRIDGE_LABEL: "true"},
-        },
-        "spec": {"nodeSelector": "all()", "peerSelector": f"has({RR_LABEL})"},
-    }
-
-
-def _is_bridge(obj: Mapping[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return BRIDGE_LABEL in labels
-
-
-def cns_name(node: str) -> str:
-    name = CNS_PREFIX + node
-    if len(name) <= 253:
-        return name
-    digest = hashlib.sha1(node.encode()).hexdigest()[:10]
-    return f"{name[:242]}-{digest}"
-
-
-def cns_object(node: str, api_group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": api_group,
-        "kind": "CalicoNodeStatus",
-        "metadata": {
-            "name": cns_name(node),
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-        },
-        "spec": {"node": node, "classes": ["BGP"], "updatePeriodSeconds": 10},
-    }
-
-
-# ---------------------------------------------------------------------------
-# Desired state
-# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,16 +125,10 @@ def _extra_key(settings: OperatorSettings) -> str | None:
 def _current_labels(ns: NodeState, extra: str | None) -> dict[str, str]:
     """Labels that describe the node's current role: the planner's keys, plus the
     extra RR label when we own it."""
-    out = _planner_labels(ns.node.labels)
+    out = planner_labels(ns.node.labels)
     if extra is not None and extra in ns.owned_labels and extra in ns.node.labels:
         out[extra] = ns.node.labels[extra]
     return out
-
-
-def _current_cid(ns: NodeState) -> str | None:
-    if ANN_CLUSTER_ID in ns.owned_annotations:
-        return ns.node.annotations.get(ANN_CLUSTER_ID)
-    return None
 
 
 def _breaks(
@@ -412,7 +157,7 @@ def _apply_if_changed(
 def _same_peer(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     hl = (have.get("metadata") or {}).get("labels") or {}
     wl = want["metadata"]["labels"]
-    return dict(_spec_of(have)) == dict(want["spec"]) and all(hl.get(k) == v for k, v in wl.items())
+    return dict(spec_of(have)) == dict(want["spec"]) and all(hl.get(k) == v for k, v in wl.items())
 
 
 def _cns_changes(
@@ -500,12 +245,12 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
     extra = _extra_key(settings)
     record = dict(obs.transition or {})
     kind = record.get("kind")
-    companions = {n: p for n, p in obs.peers.items() if _is_companion(p)}
-    bridge = {n for n, p in obs.peers.items() if _is_bridge(p)}
-    old_peers = {n: p for n, p in obs.peers.items() if not _is_companion(p) and n not in bridge}
+    companions = {n: p for n, p in obs.peers.items() if is_companion(p)}
+    bridge = {n for n, p in obs.peers.items() if is_bridge(p)}
+    old_peers = {n: p for n, p in obs.peers.items() if not is_companion(p) and n not in bridge}
     want_bridge = want.peers.pop(BRIDGE_NAME, None)
     prev_of = {
-        n: _prev_labels(ns.node.labels)
+        n: prev_labels(ns.node.labels)
         for n, ns in obs.nodes.items()
         if MARKER in ns.node.labels and MARKER in ns.owned_labels
     }
@@ -514,7 +259,7 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         n
         for n, ns in obs.nodes.items()
         if n not in prev_of
-        and _breaks(current[n], want.labels[n], _current_cid(ns), want.cids.get(n))
+        and _breaks(current[n], want.labels[n], current_cluster_id(ns), want.cids.get(n))
     }
     changed_peers = {
         n for n, p in old_peers.items() if n not in want.peers or not _same_peer(p, want.peers[n])
@@ -559,13 +304,13 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         decision.phase = Phase.CONFIRMING
         decision.message = "layout applied; confirming sessions before switching the mesh off"
         decision.set_transition({"kind": "MeshOff", "madeAt": obs.now})
-        decision.requeue_after = _requeue(settings, 0.0)
+        decision.requeue_after = requeue_delay(settings, 0.0)
         return decision
     ok, why = sessions_confirmed(obs, settings, want.plan, float(made_at))
     if not ok:
         decision.phase = Phase.CONFIRMING
         decision.message = why
-        decision.requeue_after = _requeue(settings, obs.now - float(made_at))
+        decision.requeue_after = requeue_delay(settings, obs.now - float(made_at))
         return decision
     blocked = _mesh_off_blocker(want.plan)
     if blocked is not None:
@@ -624,11 +369,6 @@ def _after_break_blocker(obs: Observed, settings: OperatorSettings, want: _Desir
     return None if report.ok else f"afterwards {report.describe()}"
 
 
-def _requeue(settings: OperatorSettings, waited: float) -> float:
-    left = settings.wait_timeout - waited
-    return max(0.05, min(1.0, left if left > 0 else 1.0))
-
-
 def _rollout(
     obs: Observed,
     settings: OperatorSettings,
@@ -649,7 +389,7 @@ def _rollout(
             make_labels[name] = prev_of[name]
         elif name in breaking:
             ns = obs.nodes[name]
-            prev = {prev_key(k): v for k, v in _planner_labels(ns.node.labels).items()}
+            prev = {prev_key(k): v for k, v in planner_labels(ns.node.labels).items()}
             prev[MARKER] = "true"
             make_labels[name] = prev
     # Companions for every old BGPPeer a make-state node matched, or that changes.
@@ -660,7 +400,7 @@ def _rollout(
     for name, peer in sorted(old_peers.items()):
         if name + PREV_SUFFIX in companions:
             continue
-        spec = _spec_of(peer)
+        spec = spec_of(peer)
         changes = name not in want.peers or not _same_peer(peer, want.peers[name])
         matched = False
         if not changes:
@@ -675,7 +415,7 @@ def _rollout(
     if obs.mesh_enabled and not bridge:
         make.peer_applies.append(bridge_peer(group))
     for name in need_companion:
-        make.peer_applies.append(_companion(old_peers[name], group))
+        make.peer_applies.append(companion_peer(old_peers[name], group))
     for name, peer in sorted(want.peers.items()):
         if name not in old_peers or not _same_peer(old_peers[name], peer):
             make.peer_applies.append(peer)
@@ -686,7 +426,7 @@ def _rollout(
         if name in make_labels:
             labels.update(make_labels[name])
             if cid is None:
-                cid = _current_cid(ns)
+                cid = current_cluster_id(ns)
             if extra is not None and extra in _current_labels(ns, extra):
                 labels.setdefault(extra, ns.node.labels[extra])
         ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
@@ -724,12 +464,12 @@ def _rollout(
         d.set_transition(
             {"kind": "Rollout", "startedAt": record.get("startedAt", obs.now), "madeAt": obs.now}
         )
-        d.requeue_after = _requeue(settings, 0.0)
+        d.requeue_after = requeue_delay(settings, 0.0)
         return d
     ok, why = sessions_confirmed(obs, settings, want.plan, float(made_at))
     if not ok:
         d = Decision(Phase.CONFIRMING, why, plan=want.plan, in_transition=len(make_labels))
-        d.requeue_after = _requeue(settings, obs.now - float(made_at))
+        d.requeue_after = requeue_delay(settings, obs.now - float(made_at))
         return d
     # -- break -----------------------------------------------------------------
     if not obs.mesh_enabled:
@@ -773,90 +513,12 @@ def _rollout(
 # ---------------------------------------------------------------------------
 
 
-def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | None) -> Decision:
-    """Next step of putting the cluster back on the mesh (see module doc): bridge and
-    mesh on first, confirm, then RR nodes give up their roles before clients lose
-    their labels, then our BGPPeers and CalicoNodeStatus objects go, the bridge last.
-
-    The mesh comes back even when it was off before calico-rr (``mesh_before`` is
-    False): the end state must pass the safety gate, and the only configuration
-    the operator can prove reaches every node once its own peerings are gone is
-    the mesh - it does not see a user's own peerings (top-of-rack routers, their
-    own RRs).  The final message tells the user to switch it off again once their
-    own configuration passes ``calico-rr verify``."""
-    record = dict(obs.transition or {})
-    bridge = {n for n, p in obs.peers.items() if _is_bridge(p)}
-    owned_nodes = {n for n, ns in obs.nodes.items() if ns.owned_labels or ns.owned_annotations}
-    others = set(obs.peers) - bridge
-    if not owned_nodes and not others and not obs.node_status_objects:
-        d = Decision(Phase.UNINSTALLED, "nothing of ours is left")
-        d.peer_deletes.extend(sorted(bridge))
-        if obs.transition is not None:
-            d.set_transition(None)
-        if not d.peer_deletes and not d.transition_set:
-            d.message = "uninstalled"
-            if mesh_before is False:
-                d.message += (
-                    "; the node-to-node mesh is on although it was off before calico-rr "
-                    "(calico-rr cannot see your own peerings): switch it off again once "
-                    "`calico-rr verify` passes on your configuration"
-                )
-        return d
-    if not obs.mesh_enabled or not bridge:
-        d = Decision(Phase.UNINSTALLING, "bridge every node to the RRs and switch the mesh on")
-        if not bridge:
-            d.peer_applies.append(bridge_peer(settings.plan.api_group))
-        if not obs.mesh_enabled:
-            d.mesh = True
-        d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
-        d.requeue_after = _requeue(settings, 0.0)
-        return d
-    made_at = record.get("madeAt") if record.get("kind") == "Uninstall" else None
-    if not isinstance(made_at, int | float):
-        d = Decision(Phase.UNINSTALLING, "mesh on; waiting for its sessions")
-        d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
-        d.requeue_after = _requeue(settings, 0.0)
-        return d
-    waited = obs.now - float(made_at)
-    if waited < settings.wait_timeout:
-        d = Decision(
-            Phase.UNINSTALLING,
-            f"mesh on; waiting {settings.wait_timeout - waited:.1f}s before removing peerings",
-        )
-        d.requeue_after = _requeue(settings, waited)
-        return d
-    d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
-    rrs = sorted(n for n in owned_nodes if _current_cid(obs.nodes[n]) is not None)
-    for name in rrs + sorted(owned_nodes - set(rrs)):
-        d.node_applies.append(NodeApply(name, {}, {}, obs.nodes[name].uid))
-    d.peer_deletes.extend(sorted(others))
-    d.node_status_deletes.extend(sorted(obs.node_status_objects))
-    return d
-
-
 def summary_counts(decision: Decision, obs: Observed) -> dict[str, int]:
     """Figures for status and metrics."""
     the_plan = decision.plan
     rrs = len(the_plan.layout.holders) if the_plan is not None else 0
-    peers = sum(1 for p in obs.peers.values() if not _is_companion(p))
+    peers = sum(1 for p in obs.peers.values() if not is_companion(p))
     return {"routeReflectors": rrs, "bgpPeers": peers, "inTransition": decision.in_transition}
 
 
-__all__: Sequence[str] = (
-    "BRIDGE_NAME",
-    "COMPANION_LABEL",
-    "MARKER",
-    "Decision",
-    "NodeApply",
-    "NodeBGPStatus",
-    "NodeState",
-    "Observed",
-    "Phase",
-    "bridge_peer",
-    "cns_name",
-    "companion_selector",
-    "reconcile",
-    "rr_peer_addresses",
-    "sessions_confirmed",
-    "uninstall",
-)
+__all__: Sequence[str] = ("reconcile", "rr_peer_addresses", "sessions_confirmed", "summary_counts")

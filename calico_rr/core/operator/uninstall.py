@@ -1,0 +1,79 @@
+"""Putting a cluster back on the node-to-node mesh (pure): the uninstall's steps
+are the migration's backwards (core.operator.reconcile's module doc)."""
+
+from __future__ import annotations
+
+from calico_rr.core.operator.peerings import (
+    bridge_peer,
+    is_bridge,
+)
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.operator.state import (
+    Decision,
+    NodeApply,
+    Observed,
+    Phase,
+    current_cluster_id,
+    requeue_delay,
+)
+
+
+def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | None) -> Decision:
+    """Next step of putting the cluster back on the mesh (see module doc): bridge and
+    mesh on first, confirm, then RR nodes give up their roles before clients lose
+    their labels, then our BGPPeers and CalicoNodeStatus objects go, the bridge last.
+
+    The mesh comes back even when it was off before calico-rr (``mesh_before`` is
+    False): the end state must pass the safety gate, and the only configuration
+    the operator can prove reaches every node once its own peerings are gone is
+    the mesh - it does not see a user's own peerings (top-of-rack routers, their
+    own RRs).  The final message tells the user to switch it off again once their
+    own configuration passes ``calico-rr verify``."""
+    record = dict(obs.transition or {})
+    bridge = {n for n, p in obs.peers.items() if is_bridge(p)}
+    owned_nodes = {n for n, ns in obs.nodes.items() if ns.owned_labels or ns.owned_annotations}
+    others = set(obs.peers) - bridge
+    if not owned_nodes and not others and not obs.node_status_objects:
+        d = Decision(Phase.UNINSTALLED, "nothing of ours is left")
+        d.peer_deletes.extend(sorted(bridge))
+        if obs.transition is not None:
+            d.set_transition(None)
+        if not d.peer_deletes and not d.transition_set:
+            d.message = "uninstalled"
+            if mesh_before is False:
+                d.message += (
+                    "; the node-to-node mesh is on although it was off before calico-rr "
+                    "(calico-rr cannot see your own peerings): switch it off again once "
+                    "`calico-rr verify` passes on your configuration"
+                )
+        return d
+    if not obs.mesh_enabled or not bridge:
+        d = Decision(Phase.UNINSTALLING, "bridge every node to the RRs and switch the mesh on")
+        if not bridge:
+            d.peer_applies.append(bridge_peer(settings.plan.api_group))
+        if not obs.mesh_enabled:
+            d.mesh = True
+        d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
+        d.requeue_after = requeue_delay(settings, 0.0)
+        return d
+    made_at = record.get("madeAt") if record.get("kind") == "Uninstall" else None
+    if not isinstance(made_at, int | float):
+        d = Decision(Phase.UNINSTALLING, "mesh on; waiting for its sessions")
+        d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
+        d.requeue_after = requeue_delay(settings, 0.0)
+        return d
+    waited = obs.now - float(made_at)
+    if waited < settings.wait_timeout:
+        d = Decision(
+            Phase.UNINSTALLING,
+            f"mesh on; waiting {settings.wait_timeout - waited:.1f}s before removing peerings",
+        )
+        d.requeue_after = requeue_delay(settings, waited)
+        return d
+    d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
+    rrs = sorted(n for n in owned_nodes if current_cluster_id(obs.nodes[n]) is not None)
+    for name in rrs + sorted(owned_nodes - set(rrs)):
+        d.node_applies.append(NodeApply(name, {}, {}, obs.nodes[name].uid))
+    d.peer_deletes.extend(sorted(others))
+    d.node_status_deletes.extend(sorted(obs.node_status_objects))
+    return d
