@@ -63,7 +63,7 @@ __all__ = [
 
 CONFIG_KEY: Final = f"{DEFAULT_PREFIX}config/{CONFIG_NAME}"
 STATUS_KEY: Final = f"{DEFAULT_PREFIX}status/{CONFIG_NAME}"
-#: Felix's liveness report of a host (etcd_layout.felix_status_host reads it back).
+#: Felix's liveness report of a host (core.formats.etcd.felix_status_host reads it back).
 FELIX_REPORT: Final = f"{L.FELIX_STATUS_PREFIX}no-region/host/{{}}/status"
 #: Felix reports live on one lease per zone; nothing expires during a demo.
 FELIX_LEASE_TTL: Final = 3600

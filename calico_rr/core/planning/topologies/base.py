@@ -77,7 +77,7 @@ class ClusterView:
     """The cluster as the topologies see it; built once by the planner."""
 
     nodes: tuple[Node, ...]  # every input node, sorted by name
-    eligible: tuple[Node, ...]  # may be RRs (selection.ineligibility is None)
+    eligible: tuple[Node, ...]  # may be RRs (candidates.ineligibility is None)
     zone_of: Mapping[str, str | None]  # node -> zone (None: no zones in use)
     zones: tuple[str, ...]  # distinct zones, sorted; empty when fewer than two
 
@@ -130,7 +130,7 @@ def fill(
     *,
     rack_of: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
-    """Choose a node for each slot (selection.fill_slots)."""
+    """Choose a node for each slot (candidates.fill_slots)."""
     requests = [SlotRequest(s.id, s.zone, s.rack) for s in slots]
     return fill_slots(
         requests,
