@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from prometheus_client.parser import text_string_to_metric_families
 
 from calico_rr.model import Node
-from calico_rr.sandbox.controlplane import free_port
+from calico_rr.sandbox.process import free_port
 
 #: Targets (docs/PERFORMANCE.md, "Operator at 5000 nodes"), on both datastores.
 MAX_WRITES_PER_JOIN = 3

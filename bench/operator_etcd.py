@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calico_rr.adapters.etcd.client import EtcdClient, EtcdError, EventType, WatchEvent
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.demo import (
     EtcdRequestCounter,
     Mark,
@@ -66,6 +66,8 @@ from calico_rr.adapters.etcd.demo import (
     writes,
     zone_leases,
 )
+from calico_rr.adapters.etcd.errors import EtcdError
+from calico_rr.adapters.etcd.values import EventType, WatchEvent
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node

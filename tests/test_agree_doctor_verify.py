@@ -23,7 +23,8 @@ from calico_rr.cli import app
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.doctor.checks import diagnose
 from calico_rr.core.doctor.inventory import inventory_from_documents
-from calico_rr.core.formats.kube import nodes_from_documents, position
+from calico_rr.core.formats.fields import position
+from calico_rr.core.formats.kube import nodes_from_documents
 from calico_rr.errors import CalicoRRError, InputError
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
 

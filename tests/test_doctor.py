@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from calico_rr.cli import app
-from calico_rr.core.doctor.checks import Finding, Severity, diagnose
+from calico_rr.core.doctor.checks import diagnose
+from calico_rr.core.doctor.findings import Finding, Severity
 from calico_rr.core.doctor.inventory import inventory_from_documents
 from calico_rr.core.operator.typha import MAX_REPLICAS as TYPHA_MAX
 from calico_rr.core.operator.typha import replicas_wanted as typha_replicas_wanted

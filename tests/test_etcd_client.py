@@ -14,19 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.adapters.etcd.client import (
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import (
     Compacted,
     Conflict,
     EtcdAuthError,
-    EtcdClient,
     EtcdError,
     EtcdTLSError,
     EtcdUnavailable,
-    EventType,
-    Progress,
-    WatchEvent,
-    prefix_end,
 )
+from calico_rr.adapters.etcd.values import EventType, Progress, WatchEvent, prefix_end
 from calico_rr.errors import ConfigError
 
 A = "http://a:2379"

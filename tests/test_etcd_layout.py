@@ -13,6 +13,16 @@ from hypothesis import strategies as st
 
 from calico_rr.core.bgp.resources import calico_node_from_k8s_dict, parse_resources
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import (
+    OWNED_FIELDS_ANNOTATION,
+    apply_node,
+    k8s_node_name,
+    node_from_calico,
+    node_state_from_calico,
+    node_to_calico,
+    owned_fields,
+    with_kube_health,
+)
 from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import OperatorSettings
@@ -142,7 +152,7 @@ def test_node_fields_appear_under_the_kdd_names() -> None:
         asNumber=65001,
         routeReflectorClusterID="224.0.0.1",
     )
-    node = L.node_from_calico(doc)
+    node = node_from_calico(doc)
     assert (node.name, node.ip, node.ready) == ("n1", "10.0.0.5", True)
     assert node.labels == {"topology.kubernetes.io/zone": "z1"}
     assert node.annotations == {
@@ -151,11 +161,11 @@ def test_node_fields_appear_under_the_kdd_names() -> None:
         ANN_CLUSTER_ID: "224.0.0.1",
     }
     assert node.created == 1704164645.0
-    assert not L.node_from_calico(doc, ready=False).ready
+    assert not node_from_calico(doc, ready=False).ready
 
 
 def test_node_without_bgp_runs_no_bgp() -> None:
-    node = L.node_from_calico(calico_node("n1"))
+    node = node_from_calico(calico_node("n1"))
     assert node.ip is None and node.annotations == {}
 
 
@@ -169,7 +179,7 @@ def test_node_without_bgp_runs_no_bgp() -> None:
 )
 def test_bad_node_fields_name_the_field(bgp: dict[str, Any], field: str) -> None:
     with pytest.raises(InputError, match=field):
-        L.node_from_calico(calico_node("n1", **bgp))
+        node_from_calico(calico_node("n1", **bgp))
 
 
 ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
@@ -197,14 +207,14 @@ def test_kdd_view_agrees_with_calicos_own_reading(
     if cid is not None:
         bgp["routeReflectorClusterID"] = cid
     doc = calico_node(name, labels=labels, **bgp)
-    node = L.node_from_calico(doc)
+    node = node_from_calico(doc)
     as_kdd = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": dict(node.labels), "annotations": node.annotations},
     }
     assert calico_node_from_k8s_dict(as_kdd) == parse_resources([doc]).state.nodes[0]
-    again = L.node_from_calico(L.node_to_calico(node))
+    again = node_from_calico(node_to_calico(node))
     assert (again.name, again.ip, again.labels, again.annotations, again.created) == (
         node.name,
         node.ip,
@@ -216,17 +226,17 @@ def test_kdd_view_agrees_with_calicos_own_reading(
 
 def test_owned_fields_come_from_our_record() -> None:
     doc = calico_node("n1", labels={GROUP_LABEL: "g1", "user": "x"})
-    assert L.owned_fields(doc) == (frozenset(), frozenset())
-    done = L.apply_node(doc, {GROUP_LABEL: "g1"}, {})
-    state = L.node_state_from_calico(done)
+    assert owned_fields(doc) == (frozenset(), frozenset())
+    done = apply_node(doc, {GROUP_LABEL: "g1"}, {})
+    state = node_state_from_calico(done)
     assert state.owned_labels == {GROUP_LABEL}
     assert state.owned_annotations == frozenset()
     assert state.uid == "uid-n1"
     assert state.node.raw is None
     broken = copy.deepcopy(doc)
-    broken["metadata"]["annotations"] = {L.OWNED_FIELDS_ANNOTATION: "{oops"}
+    broken["metadata"]["annotations"] = {OWNED_FIELDS_ANNOTATION: "{oops"}
     with pytest.raises(InputError, match="must be JSON"):
-        L.owned_fields(broken)
+        owned_fields(broken)
 
 
 # ---------------------------------------------------------------------------
@@ -238,7 +248,7 @@ def test_apply_sets_our_fields_and_keeps_everyone_elses() -> None:
     doc = calico_node("n1", labels={"user": "x"}, ipv4Address="10.0.0.1/24", asNumber=65001)
     doc["metadata"]["annotations"] = {"note": "keep"}
     before = copy.deepcopy(doc)
-    out = L.apply_node(doc, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"})
+    out = apply_node(doc, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"})
     assert doc == before  # the input is not modified
     assert out["metadata"]["labels"] == {"user": "x", RR_LABEL: "true", GROUP_LABEL: "g1"}
     assert out["spec"]["bgp"] == {
@@ -248,20 +258,19 @@ def test_apply_sets_our_fields_and_keeps_everyone_elses() -> None:
     }
     assert out["metadata"]["annotations"]["note"] == "keep"
     assert out["metadata"]["uid"] == "uid-n1"
-    assert L.owned_fields(out) == ({RR_LABEL, GROUP_LABEL}, {ANN_CLUSTER_ID})
+    assert owned_fields(out) == ({RR_LABEL, GROUP_LABEL}, {ANN_CLUSTER_ID})
     assert (
-        L.apply_node(out, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"})
-        == out
+        apply_node(out, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"}) == out
     )
 
 
 def test_apply_removes_what_we_set_before_and_omit_now() -> None:
     doc = calico_node("n1", labels={"user": "x"}, ipv4Address="10.0.0.1/24")
-    rr = L.apply_node(doc, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"})
-    client = L.apply_node(rr, {GROUP_LABEL: "g2"}, {})
+    rr = apply_node(doc, {RR_LABEL: "true", GROUP_LABEL: "g1"}, {ANN_CLUSTER_ID: "224.0.0.1"})
+    client = apply_node(rr, {GROUP_LABEL: "g2"}, {})
     assert client["metadata"]["labels"] == {"user": "x", GROUP_LABEL: "g2"}
     assert "routeReflectorClusterID" not in client["spec"]["bgp"]
-    gone = L.apply_node(client, {}, {})
+    gone = apply_node(client, {}, {})
     assert gone["metadata"]["labels"] == {"user": "x"}
     assert "annotations" not in gone["metadata"]  # the record goes with our last field
     assert gone["spec"] == {"bgp": {"ipv4Address": "10.0.0.1/24"}}
@@ -275,16 +284,16 @@ def test_a_field_someone_else_set_is_a_conflict_never_overwritten() -> None:
         routeReflectorClusterID="1.1.1.1",
     )
     with pytest.raises(L.OwnershipConflict, match=r"calico-rr.io/group.*'mine'"):
-        L.apply_node(doc, {GROUP_LABEL: "g1"}, {})
+        apply_node(doc, {GROUP_LABEL: "g1"}, {})
     with pytest.raises(L.OwnershipConflict, match=r"routeReflectorClusterID is '1\.1\.1\.1'"):
-        L.apply_node(doc, {GROUP_LABEL: "mine"}, {ANN_CLUSTER_ID: "224.0.0.1"})
+        apply_node(doc, {GROUP_LABEL: "mine"}, {ANN_CLUSTER_ID: "224.0.0.1"})
     # The same value is taken over (shared, as server-side apply does) ...
-    shared = L.apply_node(doc, {GROUP_LABEL: "mine"}, {})
-    assert L.owned_fields(shared)[0] == {GROUP_LABEL}
+    shared = apply_node(doc, {GROUP_LABEL: "mine"}, {})
+    assert owned_fields(shared)[0] == {GROUP_LABEL}
     # ... and a cluster ID we never set stays when we write the node without one.
     assert shared["spec"]["bgp"]["routeReflectorClusterID"] == "1.1.1.1"
     with pytest.raises(InputError, match=r"only projectcalico\.org/RouteReflectorClusterID"):
-        L.apply_node(doc, {}, {"other": "x"})
+        apply_node(doc, {}, {"other": "x"})
 
 
 @given(
@@ -308,10 +317,10 @@ def test_apply_sequence_leaves_exactly_the_last_apply(
     doc = calico_node("n1", labels=user, ipv4Address="10.0.0.1/24")
     a1 = {ANN_CLUSTER_ID: cid1} if cid1 else {}
     a2 = {ANN_CLUSTER_ID: cid2} if cid2 else {}
-    out = L.apply_node(L.apply_node(doc, first, a1), second, a2)
+    out = apply_node(apply_node(doc, first, a1), second, a2)
     assert out["metadata"]["labels"] == {**user, **second}
     assert out["spec"]["bgp"].get("routeReflectorClusterID") == cid2
-    assert L.owned_fields(out) == (frozenset(second), frozenset(a2))
+    assert owned_fields(out) == (frozenset(second), frozenset(a2))
 
 
 # ---------------------------------------------------------------------------
@@ -406,7 +415,7 @@ class DocStore:
     def __init__(self, nodes: list[Node]) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         for n in nodes:
-            self.put(L.node_to_calico(n, uid=f"uid-{n.name}"))
+            self.put(node_to_calico(n, uid=f"uid-{n.name}"))
         self.writes = 0
 
     def put(self, doc: dict[str, Any]) -> None:
@@ -419,7 +428,7 @@ class DocStore:
 
     def observed(self, now: float) -> Observed:
         return Observed(
-            nodes={n: L.node_state_from_calico(d) for n, d in self.of("nodes").items()},
+            nodes={n: node_state_from_calico(d) for n, d in self.of("nodes").items()},
             peers={n: d for n, d in self.of("bgppeers").items() if L.is_managed(d)},
             mesh_enabled=L.mesh_enabled(self.of("bgpconfigurations").get("default")),
             now=now,
@@ -431,7 +440,7 @@ class DocStore:
             self.put(L.managed_document(p, self.docs.get(key), uid="u", now=now))
         for a in d.node_applies:
             key = L.resource_key("nodes", a.name)
-            self.put(L.apply_node(self.docs[key], a.labels, a.annotations))
+            self.put(apply_node(self.docs[key], a.labels, a.annotations))
         for name in d.peer_deletes:
             key = L.resource_key("bgppeers", name)
             assert L.is_managed(self.docs[key])
@@ -478,7 +487,7 @@ def test_reconcile_converges_on_etcd_documents_and_leaves_users_alone() -> None:
     assert stored_user_peer == user_peer
     # Every label we set is recorded as ours; nothing else is.
     for name, doc in store.of("nodes").items():
-        owned, owned_ann = L.owned_fields(doc)
+        owned, owned_ann = owned_fields(doc)
         ours = {k for k in doc["metadata"]["labels"] if k.startswith("calico-rr.io/")}
         assert owned == ours, name
         assert (ANN_CLUSTER_ID in owned_ann) == ("routeReflectorClusterID" in doc["spec"]["bgp"])
@@ -486,13 +495,13 @@ def test_reconcile_converges_on_etcd_documents_and_leaves_users_alone() -> None:
 
 def test_k8s_node_name_follows_orch_refs() -> None:
     doc = {"metadata": {"name": "host-1.example.com"}, "spec": {}}
-    assert L.k8s_node_name(doc) == "host-1.example.com"
+    assert k8s_node_name(doc) == "host-1.example.com"
     doc["spec"] = {"orchRefs": [{"orchestrator": "openstack", "nodeName": "x"}]}
-    assert L.k8s_node_name(doc) == "host-1.example.com"
+    assert k8s_node_name(doc) == "host-1.example.com"
     doc["spec"] = {"orchRefs": [{"orchestrator": "k8s", "nodeName": "host-1"}]}
-    assert L.k8s_node_name(doc) == "host-1"
+    assert k8s_node_name(doc) == "host-1"
     doc["spec"] = {"orchRefs": "garbage"}
-    assert L.k8s_node_name(doc) == "host-1.example.com"
+    assert k8s_node_name(doc) == "host-1.example.com"
 
 
 def test_with_kube_health_takes_health_and_keeps_bgp_fields() -> None:
@@ -508,7 +517,7 @@ def test_with_kube_health_takes_health_and_keeps_bgp_fields() -> None:
         unschedulable=True,
         deleting=True,
     )
-    got = L.with_kube_health(calico, kube)
+    got = with_kube_health(calico, kube)
     assert (got.ip, dict(got.labels), dict(got.annotations)) == (
         "10.0.0.1",
         {"zone": "a"},
@@ -516,5 +525,5 @@ def test_with_kube_health_takes_health_and_keeps_bgp_fields() -> None:
     )
     assert dict(got.conditions) == {"Ready": "False"} and got.taints == kube.taints
     assert got.unschedulable and got.deleting and not got.ready
-    missing = L.with_kube_health(calico, None)
+    missing = with_kube_health(calico, None)
     assert dict(missing.conditions) == {"Ready": "Unknown"} and not missing.ready

@@ -10,8 +10,8 @@ from typing import Any, cast
 
 from calico_rr.adapters.etcd import Compacted, EtcdClient, EventType, KeyValue, ListResult
 from calico_rr.adapters.etcd.cache import PrefixCache
-from calico_rr.adapters.etcd.client import WatchEvent
 from calico_rr.adapters.etcd.ports import merge_foreign_metadata
+from calico_rr.adapters.etcd.values import WatchEvent
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 

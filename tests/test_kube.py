@@ -12,14 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_rr.core.formats.kube import (
-    format_timestamp,
-    node_from_k8s,
-    node_to_k8s,
-    nodes_from_documents,
-    parse_ipv4,
-    parse_timestamp,
-)
+from calico_rr.core.formats.kube import node_from_k8s, node_to_k8s, nodes_from_documents
+from calico_rr.core.formats.scalars import format_timestamp, parse_ipv4, parse_timestamp
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_IPV4, Node, Taint
 

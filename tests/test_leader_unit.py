@@ -15,7 +15,9 @@ from typing import Any, cast
 
 import pytest
 
-from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path, make_error
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError, make_error
 from calico_rr.adapters.kube.leader import LeaderElector, micro_time, parse_micro_time
 
 NS = "calico-rr"

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.twins import twin_pairs
+from calico_rr.core.operator.confirm import sessions_confirmed
 from calico_rr.core.operator.peerings import companion_selector
-from calico_rr.core.operator.reconcile import reconcile, sessions_confirmed
+from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import COMPANION_LABEL, MARKER, NodeBGPStatus, Phase
 from calico_rr.core.operator.uninstall import uninstall

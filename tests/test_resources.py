@@ -345,7 +345,7 @@ def test_lists_none_other_kinds_and_sorting() -> None:
 def test_malformed_documents_name_position_and_source(
     doc: Any, field: str | None, message: str
 ) -> None:
-    # Documents count from 1, empty ones included (core.formats.kube.position).
+    # Documents count from 1, empty ones included (core.formats.fields.position).
     with pytest.raises(InputError, match=message) as err:
         parse_resources([None, k8s_node("ok"), doc], where="nodes.yaml")
     assert err.value.obj == "document 3 of nodes.yaml"

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calico_rr.adapters.kube.client import ApiError, KubeClient
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
 from calico_rr.core.operator.typha import (

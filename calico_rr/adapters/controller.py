@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from calico_rr.adapters.election import Elector
 from calico_rr.adapters.runtime import ReconcileLoop, conditions
 from calico_rr.core import operator as core
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
@@ -41,7 +42,6 @@ from calico_rr.errors import ConfigError
 __all__ = [
     "ConfigRecord",
     "Controller",
-    "Elector",
     "NotLeader",
     "PassEnded",
     "StatusSink",
@@ -154,11 +154,6 @@ class StatusSink(Protocol):
     def event(self, etype: str, reason: str, message: str) -> None: ...
 
 
-class Elector(Protocol):
-    @property
-    def is_leader(self) -> bool: ...
-
-
 class Controller(ReconcileLoop):
     """The pass over the ports; a datastore adapter sets ``store``, ``writer``,
     ``status_sink``, ``elector``, ``env``, ``clock``, ``metrics``, ``health``."""
@@ -171,6 +166,8 @@ class Controller(ReconcileLoop):
     clock: Callable[[], float]
     _pool: ThreadPoolExecutor
     _session_key: object = None
+    #: the config's generation seen by the pass under way (status's observedGeneration)
+    _generation: int | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -198,7 +195,7 @@ class Controller(ReconcileLoop):
         start = time.perf_counter()
         self.stats.last_start = time.monotonic()
         status = dict(self.status_sink.current())
-        self._generation: int | None = None
+        self._generation = None
         decision: core.Decision | None = None
         try:
             try:

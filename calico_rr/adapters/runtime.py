@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.core import operator as core
-from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.errors import ConfigError
 
 __all__ = [

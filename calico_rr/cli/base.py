@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from calico_rr.core.planning.config import (
     API_GROUPS,
@@ -40,6 +43,36 @@ T = TypeVar("T")
 def _fail(message: str) -> NoReturn:
     typer.echo(f"calico-rr: error: {message}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stdout, none with --json (stdout is then one JSON object)."""
+
+    def progress(line: str) -> None:
+        if not as_json:
+            typer.echo(line)
+
+    return progress
+
+
+def print_result(
+    result: dict[str, Any],
+    title: str,
+    *,
+    as_json: bool,
+    skip: str,
+    cell: Callable[[Any], str] = str,
+) -> None:
+    """A command's result: one JSON object, or a two-column table of every key but
+    ``skip`` (which the command shows its own way)."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in result.items():
+        if key != skip:
+            table.add_row(key, cell(value))
+    Console().print(table)
 
 
 def _guard(fn: Callable[[], T]) -> T:
@@ -112,6 +145,9 @@ RestartOpt = Annotated[
     str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+FailRrsOpt = Annotated[
+    int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
+]
 ForceOpt = Annotated[
     bool,
     typer.Option(

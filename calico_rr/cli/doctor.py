@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import typing
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from calico_rr.errors import InputError
-
-if typing.TYPE_CHECKING:
-    pass
 
 from calico_rr.cli.base import (
     Datastore,
@@ -23,8 +17,12 @@ from calico_rr.cli.base import (
     app,
     with_datastore_options,
 )
+from calico_rr.errors import InputError
 
-# -- doctor -------------------------------------------------------------------------
+DUMP_HELP = (
+    "Check a dump instead of a live cluster ('-' = stdin): `kubectl get nodes,ippools,"
+    "bgpconfigurations,bgppeers,felixconfigurations,clusterinformations,deployments -A -o yaml`."
+)
 
 
 @app.command()
@@ -32,15 +30,7 @@ from calico_rr.cli.base import (
 def doctor(
     datastore: Datastore,
     kubeconfig: KubeconfigOpt = None,
-    resources: Annotated[
-        str | None,
-        typer.Option(
-            "--resources",
-            help="Check a dump instead of a live cluster ('-' = stdin): `kubectl get nodes,"
-            "ippools,bgpconfigurations,bgppeers,felixconfigurations,clusterinformations,"
-            "deployments -A -o yaml`.",
-        ),
-    ] = None,
+    resources: Annotated[str | None, typer.Option(help=DUMP_HELP)] = None,
     session_budget: Annotated[
         int, typer.Option("--session-budget", help="Sessions one RR may hold (rr-overloaded).")
     ] = 500,

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import typing
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-if typing.TYPE_CHECKING:
-    pass
-
-from calico_rr.cli.base import (
-    JsonOpt,
-    TopologyOpt,
-    _guard,
-    app,
-)
+from calico_rr.cli.base import JsonOpt, TopologyOpt, _guard, app, print_result, progress_printer
 
 
 @app.command()
@@ -64,8 +54,6 @@ def lab(
 ) -> None:
     """Real BIRD 1.6 daemons in network namespaces, driven like calico-node from a
     local API server; compares BIRD's routes with the verifier (needs root)."""
-    import signal
-
     from calico_rr.adapters.lab.net import cleanup_stale
     from calico_rr.adapters.lab.runner import run_lab
 
@@ -73,44 +61,23 @@ def lab(
         removed = _guard(cleanup_stale)
         typer.echo(json.dumps({"removed": removed}) if as_json else f"removed {len(removed)} labs")
         return
-
-    def progress(line: str) -> None:
-        if not as_json:
-            typer.echo(line)
-
-    def on_term(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # unwind: every namespace and daemon is removed
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        result = _guard(
-            lambda: run_lab(
-                nodes=nodes,
-                topology=topology,
-                zones=zones,
-                racks=racks,
-                operator=operator,
-                scenarios=scenarios,
-                dedicated=dedicated,
-                progress=progress,
-                timeout=timeout,
-                renderer=renderer,
-            )
+    progress = progress_printer(as_json)
+    result = _unwinding_on_sigterm(
+        lambda: run_lab(
+            nodes=nodes,
+            topology=topology,
+            zones=zones,
+            racks=racks,
+            operator=operator,
+            scenarios=scenarios,
+            dedicated=dedicated,
+            progress=progress,
+            timeout=timeout,
+            renderer=renderer,
         )
-    except KeyboardInterrupt:
-        typer.echo("calico-rr: interrupted; the lab was removed", err=True)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        table = Table(title="calico-rr lab", show_header=False)
-        for key, value in result.items():
-            if key == "steps":
-                continue
-            table.add_row(key, str(value))
-        Console().print(table)
+    )
+    print_result(result, "calico-rr lab", as_json=as_json, skip="steps")
+    if not as_json:
         for step in result.get("steps", []):
             typer.echo(
                 f"{step['step']}: converged in {step.get('seconds_to_converge')}s, "
@@ -120,3 +87,21 @@ def lab(
     ok = result.get("matches_verifier") and result.get("bird_reachable")
     if not ok or result.get("route_losses_outside_role_changes"):
         raise typer.Exit(1)
+
+
+def _unwinding_on_sigterm(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run`` (errors as _guard reports them) with SIGTERM raising KeyboardInterrupt,
+    as Ctrl-C does: the lab unwinds, removing every namespace and daemon; exit 130."""
+    import signal
+
+    def on_term(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _guard(run)
+    except KeyboardInterrupt:
+        typer.echo("calico-rr: interrupted; the lab was removed", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import typing
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from calico_rr.errors import InputError
-
-if typing.TYPE_CHECKING:
-    pass
 
 from calico_rr.cli.base import (
     Datastore,
@@ -22,8 +13,11 @@ from calico_rr.cli.base import (
     KubeconfigOpt,
     _guard,
     app,
+    print_result,
+    progress_printer,
     with_datastore_options,
 )
+from calico_rr.errors import InputError
 
 
 @app.command()
@@ -67,12 +61,7 @@ def run(
 
     def start() -> Operator | EtcdOperator:
         if datastore.is_etcd:
-            source = (node_health or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
-            if source not in ("felix", "kubernetes"):
-                raise InputError(
-                    f"node health source must be felix or kubernetes, got {source!r}",
-                    field="--node-health / CALICO_RR_NODE_HEALTH",
-                )
+            source = _node_health_source(node_health)
             etcd = datastore.etcd_client()
             kube_health = None
             if source == "kubernetes":
@@ -108,6 +97,17 @@ def run(
     stop.wait()
     op.stop()
     server.shutdown()
+
+
+def _node_health_source(flag: str | None) -> str:
+    """etcdv3: felix or kubernetes, from --node-health over $CALICO_RR_NODE_HEALTH."""
+    source = (flag or os.environ.get("CALICO_RR_NODE_HEALTH") or "felix").lower()
+    if source not in ("felix", "kubernetes"):
+        raise InputError(
+            f"node health source must be felix or kubernetes, got {source!r}",
+            field="--node-health / CALICO_RR_NODE_HEALTH",
+        )
+    return source
 
 
 @app.command()
@@ -168,26 +168,17 @@ def demo(
         typer.echo(f"--datastore {datastore!r}: must be 'kubernetes' or 'etcdv3'", err=True)
         raise typer.Exit(2)
 
-    def progress(line: str) -> None:
-        if not as_json:
-            typer.echo(line)
-
+    progress = progress_printer(as_json)
     result = _guard(
         lambda: run_demo(nodes=nodes, zones=zones, topology=topology, progress=progress)
     )
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        table = Table(title="calico-rr demo", show_header=False)
-        for key, value in result.items():
-            if key == "join_writes":
-                continue
-            text = (
-                ", ".join(f"{k}={v}" for k, v in value.items())
-                if isinstance(value, dict)
-                else str(value)
-            )
-            table.add_row(key, text)
-        Console().print(table)
+    print_result(result, "calico-rr demo", as_json=as_json, skip="join_writes", cell=_cell)
     if not (result.get("converged") and result.get("verified")):
         raise typer.Exit(1)
+
+
+def _cell(value: object) -> str:
+    """A demo result's value in the table: a dict as ``key=value, ...``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

@@ -20,6 +20,7 @@ if typing.TYPE_CHECKING:
 
 from calico_rr.cli.base import (
     PLAN_OPTIONS,
+    FailRrsOpt,
     ForceOpt,
     Inputs,
     JsonOpt,
@@ -230,23 +231,19 @@ def _dumper() -> type[yaml.SafeDumper]:
 
 # -- verify ---------------------------------------------------------------------
 
+RESOURCES_HELP = (
+    "Calico resources to verify (YAML/JSON stream or List: Nodes, Calico Nodes, BGPPeers, "
+    "BGPConfigurations), as `kubectl get nodes,bgppeers,bgpconfigurations -o yaml` prints "
+    "them.  Without it: a synthetic plan."
+)
+
 
 @app.command()
 @with_plan_options
 def verify(
     plan_args: dict[str, Any],
-    resources: Annotated[
-        str | None,
-        typer.Option(
-            "--resources",
-            help="Calico resources to verify (YAML/JSON stream or List: Nodes, Calico Nodes, "
-            "BGPPeers, BGPConfigurations), as `kubectl get nodes,bgppeers,"
-            "bgpconfigurations -o yaml` prints them.  Without it: a synthetic plan.",
-        ),
-    ] = None,
-    fail_rrs: Annotated[
-        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
-    ] = 1,
+    resources: Annotated[str | None, typer.Option(help=RESOURCES_HELP)] = None,
+    fail_rrs: FailRrsOpt = 1,
     fail_zone: Annotated[
         list[str] | None,
         typer.Option("--fail-zone", help="Check the loss of this zone ('all': each). Repeatable."),
@@ -406,9 +403,7 @@ def report(
     plan_args: dict[str, Any],
     output: Annotated[str, typer.Argument(metavar="FILE.html", help="The HTML page to write.")],
     plot_sizes: PlotSizesOpt = None,
-    fail_rrs: Annotated[
-        int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
-    ] = 1,
+    fail_rrs: FailRrsOpt = 1,
 ) -> None:
     """Write one self-contained HTML page: the plan table, the verification (every RR
     and every zone failing), the topologies compared across sizes, and a drawing."""

@@ -9,60 +9,32 @@ with the ``openssl`` command.  See docs/CONTROLPLANE.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import socket
 import ssl
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "controlplane-build.sh"
+from calico_rr.sandbox.pki import issue_cert, make_ca, openssl
+from calico_rr.sandbox.process import (
+    ControlPlaneError,
+    LocalProcess,
+    LocalService,
+    etcd_healthy,
+    free_port,
+)
 
 ADMIN_USER = "admin"
 OPERATOR_USER = "calico-rr"
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-
-_OPENSSL_CONFIG = """\
-[req]
-distinguished_name = dn
-prompt = no
-
-[dn]
-CN = calico-rr-test
-
-[ca_ext]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-
-[server_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-authorityKeyIdentifier = keyid
-
-[client_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-"""
 
 
 # Metadata for every request, logged once the response started (watches) and once
@@ -93,92 +65,6 @@ def audit_request(line: str) -> dict[str, Any] | None:
     return None
 
 
-def die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the test process dies (Linux
-    PR_SET_PDEATHSIG), so a killed test run leaves no API server behind."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass  # not Linux: stop() still cleans up on a normal exit
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be built, started or talked to."""
-
-
-def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
-    """Run the build script and return the directory it prints on its last line.
-
-    The script's progress (stderr) goes to this process's stderr.  Any failure
-    raises ``ControlPlaneError``: callers (tests) must fail, not skip.
-    """
-    from calico_rr.adapters.calico_bin import run_build_script
-
-    try:
-        directory = run_build_script(script, timeout=timeout)
-    except RuntimeError as exc:
-        raise ControlPlaneError(str(exc)) from exc
-    _check_binaries(directory)
-    return directory
-
-
-def _check_binaries(directory: Path) -> None:
-    for name in ("etcd", "kube-apiserver"):
-        path = directory / name
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise ControlPlaneError(f"missing executable {path}")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def openssl(pki: Path, *args: str) -> None:
-    """Run ``openssl args`` in the directory ``pki``; ControlPlaneError on failure."""
-    done = subprocess.run(["openssl", *args], cwd=pki, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
-
-
-def make_ca(pki: Path, extra_sections: str = "") -> None:
-    """A throwaway CA in ``pki`` (``ca.crt``, ``ca.key``) plus ``openssl.cnf``, whose
-    extension sections (``server_ext``, ``client_ext``, then ``extra_sections``)
-    :func:`issue_cert` names."""
-    (pki / "openssl.cnf").write_text(_OPENSSL_CONFIG + extra_sections)
-    openssl(
-        pki,
-        "req", "-x509", "-new", "-nodes", "-config", "openssl.cnf",
-        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-sha256",
-        "-subj", "/CN=calico-rr-test-ca", "-extensions", "ca_ext",
-    )  # fmt: skip
-
-
-def issue_cert(pki: Path, name: str, subject: str, extensions: str, serial: int) -> None:
-    """``name.crt`` / ``name.key`` in ``pki``, signed by :func:`make_ca`'s CA, with the
-    extension section ``extensions`` of its ``openssl.cnf``."""
-    openssl(
-        pki,
-        "req", "-new", "-nodes", "-config", "openssl.cnf",
-        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-    )  # fmt: skip
-    openssl(
-        pki,
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-set_serial", str(serial), "-days", "7", "-sha256",
-        "-extfile", "openssl.cnf", "-extensions", extensions, "-out", f"{name}.crt",
-    )  # fmt: skip
-
-
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """A client identity: certificate, key and the kubeconfig that uses them."""
@@ -189,23 +75,7 @@ class Credentials:
     kubeconfig: Path
 
 
-@dataclass(slots=True)
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_file: Path
-    log: IO[bytes]
-
-    def tail(self, lines: int = 40) -> str:
-        self.log.flush()
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class ControlPlane:
+class ControlPlane(LocalService):
     """etcd + kube-apiserver on 127.0.0.1, for the duration of a ``with`` block.
 
     ``binaries`` is a directory holding ``etcd`` and ``kube-apiserver``; when None,
@@ -213,6 +83,8 @@ class ControlPlane:
     ``audit=True`` turns on the API server's audit log (Metadata level, every
     request); read it with :meth:`audit_events`.
     """
+
+    label = "control plane"
 
     def __init__(
         self,
@@ -224,14 +96,11 @@ class ControlPlane:
         extra_apiserver_args: tuple[str, ...] = (),
         audit: bool = False,
     ) -> None:
-        self._binaries_arg = binaries
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
+        super().__init__(binaries, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.service_cluster_ip_range = service_cluster_ip_range
         self.extra_apiserver_args = extra_apiserver_args
         self.audit = audit
-        self._dir: Path | None = None
-        self._processes: list[_Process] = []
+        self._processes: list[LocalProcess] = []
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._users: dict[str, Credentials] = {}
         self.binaries: Path | None = None
@@ -239,16 +108,6 @@ class ControlPlane:
         self.url = ""
 
     # -- public surface --------------------------------------------------------
-
-    @property
-    def directory(self) -> Path:
-        if self._dir is None:
-            raise ControlPlaneError("control plane is not running")
-        return self._dir
-
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / "pki" / "ca.crt"
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -309,31 +168,8 @@ class ControlPlane:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def __enter__(self) -> ControlPlane:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
-        if self._dir is not None:
-            raise ControlPlaneError("control plane already started")
-        binaries = self._binaries_arg if self._binaries_arg is not None else build_binaries()
-        _check_binaries(binaries)
-        self.binaries = binaries
-        if shutil.which("openssl") is None:
-            raise ControlPlaneError("the openssl command is needed to make certificates")
-        self._dir = Path(tempfile.mkdtemp(prefix="calico-rr-cp-"))
+        self.binaries = self._prepare("calico-rr-cp-", ("etcd", "kube-apiserver"))
         self._make_pki()
         self._start_etcd()
         self._start_apiserver()
@@ -344,42 +180,25 @@ class ControlPlane:
         """Stop every process, last started first (the API server before etcd: it
         shuts down fast only while etcd still answers), then remove the temp dir."""
         for proc in reversed(self._processes):
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.popen.terminate()
-            try:
-                proc.popen.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.popen.kill()
-                proc.popen.wait()
-            proc.log.close()
+            proc.stop(self.stop_timeout)
         self._processes.clear()
         self._contexts.clear()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        self._remove_directory()
 
     # -- pieces ----------------------------------------------------------------
 
-    def _openssl(self, *args: str) -> None:
-        openssl(self.directory / "pki", *args)
-
-    def _issue(self, name: str, subject: str, extensions: str, serial: int) -> None:
-        issue_cert(self.directory / "pki", name, subject, extensions, serial)
-
     def _make_pki(self) -> None:
-        pki = self.directory / "pki"
-        pki.mkdir()
+        pki = self.pki
         make_ca(pki)
-        self._issue("apiserver", "/CN=kube-apiserver", "server_ext", 2)
-        self._issue("admin", f"/O=system:masters/CN={ADMIN_USER}", "client_ext", 3)
-        self._issue(OPERATOR_USER, f"/CN={OPERATOR_USER}", "client_ext", 4)
-        self._openssl(
+        issue_cert(pki, "apiserver", "/CN=kube-apiserver", "server_ext", 2)
+        issue_cert(pki, "admin", f"/O=system:masters/CN={ADMIN_USER}", "client_ext", 3)
+        issue_cert(pki, OPERATOR_USER, f"/CN={OPERATOR_USER}", "client_ext", 4)
+        openssl(
+            pki,
             "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
             "-out", "sa.key",
         )  # fmt: skip
-        self._openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+        openssl(pki, "pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         for user, stem in ((ADMIN_USER, "admin"), (OPERATOR_USER, OPERATOR_USER)):
             self._users[user] = Credentials(
                 user=user,
@@ -388,44 +207,11 @@ class ControlPlane:
                 kubeconfig=self.directory / f"{stem}.kubeconfig",
             )
 
-    def _spawn(self, name: str, args: list[str]) -> _Process:
-        log_file = self.directory / f"{name}.log"
-        log = log_file.open("wb")
-        try:
-            popen = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        except OSError as exc:
-            log.close()
-            raise ControlPlaneError(f"cannot start {name}: {exc}") from exc
-        proc = _Process(name=name, popen=popen, log_file=log_file, log=log)
+    def _run(self, name: str, args: list[str], what: str, ready: Callable[[], bool]) -> None:
+        """Start ``name`` (logging to ``name.log``) and wait until ``ready()``."""
+        proc = LocalProcess(name, args, cwd=self.directory, log_file=self.directory / f"{name}.log")
         self._processes.append(proc)
-        return proc
-
-    def _wait(self, proc: _Process, what: str, ready: Any) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        last = ""
-        while time.monotonic() < deadline:
-            code = proc.popen.poll()
-            if code is not None:
-                raise ControlPlaneError(
-                    f"{proc.name} exited with status {code} before {what}:\n{proc.tail()}"
-                )
-            try:
-                if ready():
-                    return
-            except (OSError, ssl.SSLError, urllib.error.URLError, ValueError) as exc:
-                last = str(exc)
-            time.sleep(0.25)
-        raise ControlPlaneError(
-            f"{proc.name}: no {what} after {self.startup_timeout:.0f}s ({last})\n{proc.tail()}"
-        )
+        proc.wait_ready(what, ready, self.startup_timeout)
 
     def _start_etcd(self) -> None:
         assert self.binaries is not None
@@ -434,7 +220,7 @@ class ControlPlane:
             peer = free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
-        proc = self._spawn(
+        self._run(
             "etcd",
             [
                 str(self.binaries / "etcd"),
@@ -448,18 +234,13 @@ class ControlPlane:
                 "--initial-cluster-state=new",
                 "--log-level=warn",
             ],
+            "healthy",
+            lambda: etcd_healthy(self.etcd_url),
         )
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp:
-                body = json.loads(resp.read() or b"{}")
-            return str(body.get("health")) == "true"
-
-        self._wait(proc, "healthy etcd", healthy)
 
     def _start_apiserver(self) -> None:
         assert self.binaries is not None
-        pki = self.directory / "pki"
+        pki = self.pki
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
         audit_args: list[str] = []
@@ -475,7 +256,7 @@ class ControlPlane:
                 "--audit-log-maxbackup=0",
                 "--audit-log-maxage=0",
             ]
-        proc = self._spawn(
+        self._run(
             "kube-apiserver",
             [
                 str(self.binaries / "kube-apiserver"),
@@ -499,13 +280,9 @@ class ControlPlane:
                 *audit_args,
                 *self.extra_apiserver_args,
             ],
+            "ready (/readyz)",
+            lambda: request(self, "GET", "/readyz")[0] == 200,
         )
-
-        def ready() -> bool:
-            status, _ = request(self, "GET", "/readyz")
-            return status == 200
-
-        self._wait(proc, "ready kube-apiserver (/readyz)", ready)
 
     def _write_kubeconfig(self, creds: Credentials) -> None:
         config = {

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from calico_rr.adapters.lab.net import LabError, require_tools
-from calico_rr.sandbox.controlplane import REPO_ROOT
+from calico_rr.sandbox.process import REPO_ROOT
 
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "lab-install.sh"
 

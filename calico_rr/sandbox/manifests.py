@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from calico_rr.sandbox.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, request
+from calico_rr.sandbox.controlplane import ControlPlane, request
+from calico_rr.sandbox.process import REPO_ROOT, ControlPlaneError
 
 DEPLOY = REPO_ROOT / "deploy"
 #: Calico's CRDs, beside the repo (../shared/calico/crds), or $CALICO_RR_CALICO_CRDS.

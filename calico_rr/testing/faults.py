@@ -1,6 +1,6 @@
 """Fault injection for :class:`~calico_rr.adapters.kube.KubeClient` (tests only).
 
-:class:`FaultTransport` wraps a real httpx transport.  Queue faults with
+:class:`FaultTransport` wraps a real HTTP transport.  Queue faults with
 :meth:`FaultTransport.fail_next`; each request is checked against the queued faults
 in order, and the first one that matches answers the request **instead of** the
 server (the request never reaches it, so an injected 409 changes nothing).  When a
@@ -33,9 +33,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
-from calico_rr.adapters.kube.client import REASONS, KubeClient
+from calico_rr.adapters.http import BaseTransport, ConnectError, Request, Response, SyncByteStream
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import REASONS
 
 __all__ = ["Fault", "FaultTransport", "fault_client", "status_body"]
 
@@ -72,15 +72,15 @@ class Fault:
         )
 
 
-class FaultTransport(httpx.BaseTransport):
-    """An httpx transport that injects queued faults and passes the rest to ``inner``.
+class FaultTransport(BaseTransport):
+    """An HTTP transport that injects queued faults and passes the rest to ``inner``.
 
     Thread-safe.  Counters: :attr:`injected` (faults answered), :attr:`passed`
     (requests forwarded); :attr:`log` keeps ``(method, path?query, status)`` of every
     request (status 0 for an injected connection error).
     """
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
+    def __init__(self, inner: BaseTransport) -> None:
         self.inner = inner
         self.injected = 0
         self.passed = 0
@@ -104,7 +104,7 @@ class FaultTransport(httpx.BaseTransport):
         * ``status`` > 0: an HTTP error with ``body`` (default: a Status object with
           the usual reason for the code, e.g. 409 "Conflict", 410 "Expired").
           ``headers`` are added (e.g. ``{"Retry-After": "0"}``).
-        * ``status`` == 0: a connection error (``httpx.ConnectError``).
+        * ``status`` == 0: a connection error (``ConnectError``).
         * ``watch_gone=True``: HTTP 200 with a single watch ``ERROR`` event carrying a
           410 Status, then the end of the stream, exactly as kube-apiserver reports a
           too-old resourceVersion on a watch (``status`` is ignored).
@@ -139,7 +139,7 @@ class FaultTransport(httpx.BaseTransport):
             self.passed += 1
             return None
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Request) -> Response:
         target = request.url.raw_path.decode("ascii", "replace")
         fault = self._take(request.method, target)
         if fault is None:
@@ -152,15 +152,15 @@ class FaultTransport(httpx.BaseTransport):
             self.log.append((request.method, target, status))
         if fault.watch_gone:
             event = {"type": "ERROR", "object": fault.body or status_body(410)}
-            return httpx.Response(
+            return Response(
                 200,
                 headers={"Content-Type": "application/json", **fault.headers},
                 stream=_OneShot(json.dumps(event).encode() + b"\n"),
                 request=request,
             )
         if fault.status == 0:
-            raise httpx.ConnectError("injected connection error", request=request)
-        return httpx.Response(
+            raise ConnectError("injected connection error", request=request)
+        return Response(
             fault.status,
             headers={"Content-Type": "application/json", **fault.headers},
             content=json.dumps(fault.body or status_body(fault.status)).encode(),
@@ -171,7 +171,7 @@ class FaultTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-class _OneShot(httpx.SyncByteStream):
+class _OneShot(SyncByteStream):
     def __init__(self, data: bytes) -> None:
         self._data = data
 
@@ -184,7 +184,7 @@ def fault_client(kubeconfig: Any, **kw: Any) -> tuple[KubeClient, FaultTransport
     :class:`FaultTransport`; ``kw`` goes to ``KubeClient.from_kubeconfig``."""
     holder: list[FaultTransport] = []
 
-    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+    def wrap(inner: BaseTransport) -> BaseTransport:
         holder.append(FaultTransport(inner))
         return holder[0]
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico_rr.adapters.etcd.client import EtcdClient
-from calico_rr.adapters.kube.client import AlreadyExists, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.errors import AlreadyExists
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabNetwork
@@ -26,7 +27,8 @@ from calico_rr.core.bgp.calico_version import CalicoVersion
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.bgp.twins import twin_pairs
-from calico_rr.core.formats.etcd import RESOURCE_ROOT, encode_document, node_to_calico
+from calico_rr.core.formats.etcd import RESOURCE_ROOT, encode_document
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.formats.kube import node_from_k8s
 from calico_rr.core.lab.prediction import expected_sessions
 

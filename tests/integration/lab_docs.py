@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from calico_rr.adapters.lab.net import LabNetwork
-from calico_rr.core.formats.etcd import node_to_calico
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster

@@ -41,13 +41,15 @@ from typing import Any, Protocol
 import httpx
 
 from calico_rr.adapters.etcd import EtcdClient, EtcdUnavailable, KeyValue
-from calico_rr.adapters.etcd.client import Conflict
+from calico_rr.adapters.etcd.errors import Conflict
 from calico_rr.adapters.etcd.operator import EtcdOperator
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.formats import etcd as L
-from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.formats.etcd_nodes import node_to_calico
+from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Node
@@ -633,7 +635,7 @@ class EtcdDriver(Driver):
     def add_nodes(self, nodes: Iterable[Node], *, sequential: bool = False) -> None:
         # Documents carry the synthetic creation time: the order is the list's anyway.
         for n in nodes:
-            key, value = L.encode_document(L.node_to_calico(n, uid=f"uid-{n.name}"))
+            key, value = L.encode_document(node_to_calico(n, uid=f"uid-{n.name}"))
             self.kv.put_if(key, value, 0)
             self.kv.put(FELIX.format(n.name), b'{"time":"now"}')
 

@@ -34,8 +34,8 @@ import yaml
 
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.sandbox import ControlPlane, apply_crds, request
-from calico_rr.sandbox.controlplane import free_port
 from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.process import free_port
 
 from .test_etcd_operator import Cluster
 

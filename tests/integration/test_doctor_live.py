@@ -20,7 +20,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import create_nodes, wait_steady
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.cli import app

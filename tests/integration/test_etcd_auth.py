@@ -25,11 +25,13 @@ from typing import Any
 import pytest
 
 from calico_rr.adapters.etcd import EtcdClient
-from calico_rr.adapters.etcd.client import EtcdAuthError, WatchEvent, prefix_end
+from calico_rr.adapters.etcd.errors import EtcdAuthError
+from calico_rr.adapters.etcd.values import WatchEvent, prefix_end
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.sandbox.controlplane import free_port, issue_cert
 from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.pki import issue_cert
+from calico_rr.sandbox.process import free_port
 
 from .test_etcd_operator import Cluster
 

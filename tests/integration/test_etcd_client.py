@@ -26,10 +26,11 @@ from calico_rr.adapters.etcd import (
     etcd_settings,
 )
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import apply_node, node_from_calico, node_to_calico
 from calico_rr.core.planning.config import GROUP_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
-from calico_rr.sandbox.controlplane import free_port
 from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def test_crud_with_calico_documents(client: EtcdClient, etcd: EtcdServer) -> Non
     # The settings come from Calico's environment variables, as in production.
     assert etcd_settings(etcd.env()) == etcd.settings()
     node = synthetic_cluster(1)[0]
-    key, value = L.encode_document(L.node_to_calico(node, uid="u1"))
+    key, value = L.encode_document(node_to_calico(node, uid="u1"))
     created = client.put_if(key, value, 0)
     assert (created.key, created.value, created.version) == (key, value, 1)
     assert created.create_revision == created.mod_revision > 0
@@ -78,12 +79,12 @@ def test_crud_with_calico_documents(client: EtcdClient, etcd: EtcdServer) -> Non
     assert got == created
     doc = L.decode_document(key, got.value, got.mod_revision)
     assert doc["metadata"]["resourceVersion"] == str(created.mod_revision)
-    changed = L.apply_node(doc, {GROUP_LABEL: "g1"}, {})
+    changed = apply_node(doc, {GROUP_LABEL: "g1"}, {})
     _, new_value = L.encode_document(changed)
     updated = client.put_if(key, new_value, got.mod_revision)
     assert updated.version == 2 and updated.mod_revision > got.mod_revision
     assert updated.create_revision == created.create_revision
-    assert L.node_from_calico(updated.json()).labels[GROUP_LABEL] == "g1"
+    assert node_from_calico(updated.json()).labels[GROUP_LABEL] == "g1"
     deleted_at = client.delete_if(key, updated.mod_revision)
     assert deleted_at > updated.mod_revision
     assert client.get(key) is None

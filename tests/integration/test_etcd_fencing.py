@@ -15,6 +15,7 @@ import pytest
 from calico_rr.adapters.etcd import Conflict, EtcdClient, Fence, Fenced
 from calico_rr.adapters.etcd.operator import EtcdOperator
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.sandbox.etcd import EtcdServer
@@ -91,7 +92,7 @@ def test_a_leader_that_lost_its_key_unknowingly_cannot_write(
 ) -> None:
     nodes = synthetic_cluster(12, zones=3)
     for n in nodes:
-        key, value = L.encode_document(L.node_to_calico(n, uid=f"uid-{n.name}"))
+        key, value = L.encode_document(node_to_calico(n, uid=f"uid-{n.name}"))
         admin.put_if(key, value, 0)
     config = {
         "apiVersion": "calico-rr.io/v1alpha1",
@@ -121,7 +122,7 @@ def test_a_leader_that_lost_its_key_unknowingly_cannot_write(
 
         # a change that needs writes (a joining multi-topology client gets labels)
         joiner = synthetic_cluster(13, zones=3)[-1]
-        key, value = L.encode_document(L.node_to_calico(joiner, uid="uid-joiner"))
+        key, value = L.encode_document(node_to_calico(joiner, uid="uid-joiner"))
         joined = admin.put_if(key, value, 0)
         status_before = admin.get(STATUS_KEY)
 

@@ -15,9 +15,11 @@ import pytest
 
 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.operator import EtcdOperator
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import create_nodes, ready_status
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.operator.safety import check
 from calico_rr.core.planning.config import RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
@@ -57,7 +59,7 @@ def test_health_from_kubernetes_nodes(planes: tuple[ControlPlane, EtcdServer]) -
     # Kubernetes knows 11 of them; the 12th Calico Node has no Kubernetes Node
     create_nodes(admin_kube, nodes[:11])
     for i, n in enumerate(nodes):
-        doc = L.node_to_calico(n, uid=f"uid-{n.name}")
+        doc = node_to_calico(n, uid=f"uid-{n.name}")
         if i == 0:  # a Calico Node named after the host's FQDN, linked by orchRefs
             doc["metadata"]["name"] = f"{n.name}.example.com"
             doc["spec"]["orchRefs"] = [{"orchestrator": "k8s", "nodeName": n.name}]

@@ -26,12 +26,13 @@ import pytest
 from calico_rr.adapters.etcd import EtcdClient, EtcdUnavailable, KeyValue
 from calico_rr.adapters.etcd.operator import EtcdOperator, request_uninstall
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import node_to_calico, owned_fields
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import Node
-from calico_rr.sandbox.controlplane import free_port
 from calico_rr.sandbox.etcd import EtcdServer
+from calico_rr.sandbox.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ class Cluster:
 
     def add(self, nodes: list[Node]) -> None:
         for n in nodes:
-            key, value = L.encode_document(L.node_to_calico(n, uid=f"uid-{n.name}"))
+            key, value = L.encode_document(node_to_calico(n, uid=f"uid-{n.name}"))
             self.admin.put_if(key, value, 0)
 
     def delete(self, name: str) -> None:
@@ -443,7 +444,7 @@ def test_users_peer_and_labels_untouched(cluster: Cluster) -> None:
     assert c.admin.get(key) == stored  # byte for byte, never rewritten
     assert c.labels(nodes[0].name)["team"] == "blue"
     assert c.labels(rr)["rack.example.com/row"] == "7"
-    owned, _ = L.owned_fields(c.docs("nodes")[rr])
+    owned, _ = owned_fields(c.docs("nodes")[rr])
     assert "rack.example.com/row" not in owned and "team" not in owned
     assert c.safety().ok
 
@@ -535,7 +536,7 @@ def test_uninstall_restores_the_mesh_and_removes_our_objects(cluster: Cluster) -
     assert not c.docs("caliconodestatuses")
     assert L.mesh_enabled(c.docs("bgpconfigurations").get("default"))
     assert not c.rr_nodes()
-    assert all(not L.owned_fields(d)[0] for d in c.docs("nodes").values())
+    assert all(not owned_fields(d)[0] for d in c.docs("nodes").values())
     assert c.safety().ok
 
 

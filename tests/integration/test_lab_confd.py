@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from calico_rr.adapters.calico_bin import locate
-from calico_rr.adapters.kube.client import api_path
+from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.lab.confd import SHIM_LINE, ConfdAgent, parse_neighbors
 from calico_rr.adapters.lab.runner import ClusterLab
 from calico_rr.core.bgp.calico_version import REVERSE_PEERING_SINCE

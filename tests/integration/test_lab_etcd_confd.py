@@ -40,7 +40,8 @@ from calico_rr.adapters.lab.etcd_watcher import EtcdWatcher
 from calico_rr.adapters.lab.net import LabNetwork
 from calico_rr.adapters.lab.runner import DEDICATED_LABEL
 from calico_rr.adapters.lab.sampler import RouteSampler
-from calico_rr.core.formats.etcd import encode_document, node_to_calico
+from calico_rr.core.formats.etcd import encode_document
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.model import ZONE_LABEL
 from calico_rr.sandbox.etcd import EtcdServer

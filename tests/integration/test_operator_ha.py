@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import CONFIG_PATH, WRITE_VERBS, create_nodes
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.operator.settings import CONFIG_NAME
@@ -36,8 +37,8 @@ from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, Node
 from calico_rr.sandbox import ControlPlane, apply_crds
-from calico_rr.sandbox.controlplane import free_port
 from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
+from calico_rr.sandbox.process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,8 @@ import httpx
 import pytest
 
 from calico_rr.adapters.calico_bin import locate
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.operator.safety import Safety, check

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import create_nodes
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.planning.synthetic import synthetic_cluster

@@ -11,15 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calico_rr.adapters.etcd.client import (
-    Compacted,
-    EtcdClient,
-    EtcdError,
-    EventType,
-    KeyValue,
-    Watch,
-    WatchEvent,
-)
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Compacted, EtcdError
+from calico_rr.adapters.etcd.values import EventType, KeyValue, WatchEvent
+from calico_rr.adapters.etcd.watch import Watch
 from calico_rr.errors import InputError
 
 __all__ = ["Entry", "PrefixCache"]

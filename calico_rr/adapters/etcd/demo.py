@@ -39,9 +39,11 @@ from typing import Any, Final
 from prometheus_client.parser import text_string_to_metric_families
 
 from calico_rr.adapters import demo
-from calico_rr.adapters.etcd.client import EtcdClient, EventType, WatchEvent
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.operator import DEFAULT_PREFIX, EtcdOperator
+from calico_rr.adapters.etcd.values import EventType, WatchEvent
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
@@ -203,7 +205,7 @@ def felix_report_key(name: str) -> str:
 def node_document(node: Node) -> dict[str, Any]:
     """The Calico Node of ``node`` with a /24 address, as in the Kubernetes demo."""
     annotated = replace(node, annotations={**node.annotations, ANN_IPV4: f"{node.ip}/24"})
-    return L.node_to_calico(annotated, uid=f"uid-{node.name}")
+    return node_to_calico(annotated, uid=f"uid-{node.name}")
 
 
 def felix_report() -> bytes:

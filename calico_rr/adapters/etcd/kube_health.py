@@ -7,7 +7,7 @@ Node in etcd, while the kubelet keeps the Kubernetes Node's Ready condition, and
 read-only informer on ``/api/v1/nodes`` (one LIST, then WATCH; RBAC: nodes get,
 list, watch) instead of Felix's liveness reports; the layout itself still lives
 in etcd only.  The match is by ``spec.orchRefs`` (``orchestrator: k8s``), else
-by name (:func:`calico_rr.core.formats.etcd.k8s_node_name`).
+by name (:func:`calico_rr.core.formats.etcd_nodes.k8s_node_name`).
 
 The kubelet rewrites a Node's status often (heartbeats, images, addresses): only
 a change of what route-reflector selection reads (conditions, taints, cordon,
@@ -21,7 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.core.formats.kube import node_from_k8s
 from calico_rr.errors import InputError

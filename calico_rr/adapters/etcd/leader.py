@@ -15,9 +15,8 @@ Each replica competes for one key (``/calico-rr/leader`` by default).  A round:
 
 A graceful :meth:`EtcdLeaderElector.stop` revokes the lease, which deletes the key,
 so a follower takes over within one ``retry_period``; a killed leader's lease
-expires after the TTL.  The interface is the one of
-:class:`calico_rr.adapters.kube.leader.LeaderElector`, so the operator runtime can
-use either.
+expires after the TTL.  The election loop is the one both electors share
+(:class:`calico_rr.adapters.election.Elector`).
 """
 
 from __future__ import annotations
@@ -25,16 +24,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from calico_rr.adapters.etcd.client import (
-    Conflict,
-    EtcdClient,
-    EtcdError,
-    LeaseNotFound,
-)
+from calico_rr.adapters.election import Elector
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict, EtcdError, LeaseNotFound
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +39,10 @@ DEFAULT_KEY = "/calico-rr/leader"
 __all__ = ["DEFAULT_KEY", "EtcdLeaderElector"]
 
 
-class EtcdLeaderElector:
+class EtcdLeaderElector(Elector):
+    round_errors = (EtcdError,)
+    step_down_on_loss = True
+
     def __init__(
         self,
         client: EtcdClient,
@@ -58,61 +57,45 @@ class EtcdLeaderElector:
     ) -> None:
         if not identity:
             raise ValueError("identity must not be empty")
-        self.client = client
-        self.key = key
-        self.identity = identity
         self.ttl = max(1, math.ceil(lease_duration))
-        self.lease_duration = float(self.ttl)
-        self.renew_deadline = (
-            renew_deadline if renew_deadline is not None else self.lease_duration * 2 / 3
+        super().__init__(
+            identity=identity,
+            lease_duration=float(self.ttl),
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+            on_change=on_change,
+            monotonic=clock,
         )
-        self.retry_period = retry_period if retry_period is not None else self.lease_duration / 5
         if self.renew_deadline >= self.lease_duration:
             raise ValueError("renew_deadline must be shorter than lease_duration")
-        self.on_change = on_change
-        self.clock = clock
-        #: times this replica took leadership over from another holder
-        self.transitions = 0
+        self.client = client
+        self.key = key
         #: the lease we hold (leader) or hold ready (a follower that lost a race)
         self.lease_id: int | None = None
         #: who held the key when we last looked (None: nobody)
         self.holder: str | None = None
         self._holding = False
-        self._leader = threading.Event()
-        self._stop = threading.Event()
-        self._last_renew = 0.0
-        self._thread: threading.Thread | None = None
 
-    # -- the interface shared with the Kubernetes elector ---------------------------
+    def _holds_lease(self) -> bool:
+        return self.lease_id is not None  # also a follower's lease held ready
 
-    @property
-    def is_leader(self) -> bool:
-        return self._leader.is_set()
+    def _release(self) -> None:
+        """Revoke our lease (deleting the key) so that another replica takes over
+        at once."""
+        assert self.lease_id is not None
+        try:
+            self.client.revoke(self.lease_id)
+        except LeaseNotFound:
+            pass
+        except EtcdError as exc:
+            log.warning("releasing leader lease %x: %s", self.lease_id, exc)
+        self.lease_id = None
 
-    def wait_for_leadership(self, timeout: float | None = None) -> bool:
-        return self._leader.wait(timeout)
-
-    def start(self) -> EtcdLeaderElector:
-        self._thread = threading.Thread(target=self._run, name="etcd-leader-election", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, release: bool = True) -> None:
-        """Stop competing.  ``release``: revoke our lease (deleting the key) so that
-        another replica takes over at once; without it the lease runs out by itself."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(5.0, self.retry_period * 2))
-        if release and self.lease_id is not None:
-            try:
-                self.client.revoke(self.lease_id)
-            except LeaseNotFound:
-                pass
-            except EtcdError as exc:
-                log.warning("releasing leader lease %x: %s", self.lease_id, exc)
-            self.lease_id = None
+    def _stepped_down(self) -> None:
         self._holding = False
-        self._set(False)
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {"identity": self.identity, "key": self.key}
 
     def try_acquire_or_renew(self) -> bool:
         """One election round; True when this replica leads afterwards."""
@@ -169,41 +152,3 @@ class EtcdLeaderElector:
         self.holder = self.identity
         self._holding = True
         return True
-
-    def _set(self, leader: bool) -> None:
-        if leader == self._leader.is_set():
-            return
-        if leader:
-            self._leader.set()
-            log.info("became leader", extra={"identity": self.identity, "key": self.key})
-        else:
-            self._leader.clear()
-            log.warning("lost leadership", extra={"identity": self.identity, "key": self.key})
-        if self.on_change is not None:
-            self.on_change(leader)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = self.clock()
-            try:
-                ok = self.try_acquire_or_renew()
-                failed = False
-            except EtcdError as exc:
-                log.warning("leader election on %s: %s", self.key, exc)
-                ok, failed = False, True
-            except Exception:
-                # Never let the thread die: a dead elector would stay "leader"
-                # while its lease runs out.
-                log.exception("leader election on %s: unexpected error", self.key)
-                ok, failed = False, True
-            if ok:
-                # The lease runs at least TTL from when the keepalive was sent.
-                self._last_renew = started
-                self._set(True)
-            elif not failed or not self._holding:
-                self._set(False)
-            elif self.clock() - self._last_renew > self.renew_deadline:
-                log.warning("no lease renewal for %.1fs: stepping down", self.renew_deadline)
-                self._holding = False
-                self._set(False)
-            self._stop.wait(self.retry_period)

@@ -32,21 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
-from calico_rr.adapters.controller import Controller
 from calico_rr.adapters.etcd.cache import Entry, PrefixCache
-from calico_rr.adapters.etcd.client import (
-    Conflict,
-    EtcdClient,
-    KeyValue,
-)
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict
 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
 from calico_rr.adapters.etcd.ports import (
@@ -54,11 +47,13 @@ from calico_rr.adapters.etcd.ports import (
     EtcdStore,
     EtcdWriter,
 )
+from calico_rr.adapters.etcd.values import KeyValue
 from calico_rr.adapters.observe import Health, OperatorMetrics
-from calico_rr.adapters.runtime import WRITE_WORKERS
+from calico_rr.adapters.wiring import DatastoreOperator
 from calico_rr.core import operator as core
 from calico_rr.core.formats import etcd as L
-from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.formats.etcd_nodes import node_state_from_calico
+from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.errors import ConfigError, InputError
 from calico_rr.model import Node
@@ -94,7 +89,7 @@ def _json_object(kv: KeyValue) -> dict[str, Any] | None:
 def _node_doc(kv: KeyValue) -> NodeDoc:
     doc = L.decode_document(kv.key, kv.value, kv.mod_revision)
     try:
-        state = L.node_state_from_calico(doc)
+        state = node_state_from_calico(doc)
     except InputError as exc:
         # Kept without an address, as on Kubernetes: it runs no BGP as far as we can
         # tell and is never chosen as an RR.
@@ -109,6 +104,10 @@ def _node_doc(kv: KeyValue) -> NodeDoc:
     return NodeDoc(doc, state)
 
 
+#: a cache's ``on_event(key, existed, exists)``
+_OnEvent = Callable[[str, bool, bool], None]
+
+
 def _document(kv: KeyValue) -> dict[str, Any]:
     return L.decode_document(kv.key, kv.value, kv.mod_revision)
 
@@ -118,10 +117,11 @@ def _document(kv: KeyValue) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-class EtcdOperator(Controller):
+class EtcdOperator(DatastoreOperator):
     """One operator replica on etcd.  ``start()`` runs it in background threads."""
 
     log = log
+    loop_name = "etcd-reconcile"
 
     def __init__(
         self,
@@ -142,45 +142,39 @@ class EtcdOperator(Controller):
         self.client = client
         #: node health from the Kubernetes API instead of Felix's reports (optional)
         self.kube_health = kube_health
-        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
-        self.env = dict(os.environ if env is None else env)
-        self.metrics = metrics or OperatorMetrics()
-        self.health = health or Health()
-        self.clock = clock
+        self._init_replica(
+            identity=identity,
+            env=env,
+            metrics=metrics,
+            health=health,
+            clock=clock,
+            writers="etcd-write",
+        )
         self.node_status_supported = node_status_supported
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.config_key = f"{self.prefix}config/{config_name}"
         self.status_key = f"{self.prefix}status/{config_name}"
-        self._init_loop()
-        self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="etcd-write")
         if client.on_request is None:
             client.on_request = lambda op, endpoint, code: self.metrics.on_request(op, "etcd", code)
-        self.caches: dict[str, PrefixCache] = {}
-        for plural in CALICO_PLURALS:
-            self.caches[plural] = PrefixCache(
+        #: (cache, prefix, name, decode, on_event): Calico's kinds, Felix's liveness
+        #: reports (only their keys matter), and our own keys
+        specs: list[tuple[str, str, str, Callable[[KeyValue], Any], _OnEvent]] = [
+            (p, L.plural_prefix(p), p, _node_doc if p == "nodes" else _document, self._on_event)
+            for p in CALICO_PLURALS
+        ]
+        specs.append(("felix", L.FELIX_STATUS_PREFIX, "felix", lambda kv: None, self._on_felix))
+        specs.append(("own", self.prefix, "calico-rr", self._decode_own, self._on_own))
+        self.caches = {
+            key: PrefixCache(
                 client,
-                L.plural_prefix(plural),
-                name=plural,
-                decode=_node_doc if plural == "nodes" else _document,
-                on_event=self._on_event,
-                on_relist=self.metrics.relists.labels(plural).inc,
+                prefix,
+                name=name,
+                decode=decode,
+                on_event=on_event,
+                on_relist=self.metrics.relists.labels(name).inc,
             )
-        self.caches["felix"] = PrefixCache(
-            client,
-            L.FELIX_STATUS_PREFIX,
-            name="felix",
-            decode=lambda kv: None,
-            on_event=self._on_felix,
-            on_relist=self.metrics.relists.labels("felix").inc,
-        )
-        self.caches["own"] = PrefixCache(
-            client,
-            self.prefix,
-            name="calico-rr",
-            decode=self._decode_own,
-            on_event=self._on_own,
-            on_relist=self.metrics.relists.labels("calico-rr").inc,
-        )
+            for key, prefix, name, decode, on_event in specs
+        }
         self.elector: EtcdLeaderElector | None = None
         if leader_election:
             self.elector = EtcdLeaderElector(
@@ -196,38 +190,25 @@ class EtcdOperator(Controller):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> EtcdOperator:
+    def _start_caches(self) -> None:
         for cache in self.caches.values():
             cache.start()
         if self.kube_health is not None:
             self.kube_health.on_change = self._wake.set
             self.kube_health.start()
-        if self.elector is not None:
-            self.elector.start()
-        self._start_loop("etcd-reconcile")
-        return self
 
     def stop(self, *, release: bool = True) -> None:
-        self._stop_loop()
-        if self.elector is not None:
-            self.elector.stop(release=release)
-        for cache in self.caches.values():
-            cache.stop()
+        self._stop_running(release=release)
         if self.kube_health is not None:
             self.kube_health.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def kill(self) -> None:
-        """Stop as a crash would: the leader lease is not released."""
-        self.stop(release=False)
+    def _watched(self) -> list[PrefixCache]:
+        return list(self.caches.values())
 
     @property
     def synced(self) -> bool:
-        kube = self.kube_health is None or self.kube_health.synced
-        return kube and all(c.synced.is_set() for c in self.caches.values())
-
-    def lists(self) -> int:
-        return sum(c.lists for c in self.caches.values())
+        return (self.kube_health is None or self.kube_health.synced) and super().synced
 
     # -- events ------------------------------------------------------------------
 
@@ -248,10 +229,6 @@ class EtcdOperator(Controller):
     def _on_own(self, key: str, existed: bool, exists: bool) -> None:
         if key == self.config_key:
             self._wake.set()
-
-    def _on_leadership(self, leader: bool) -> None:
-        self.metrics.leader.set(1 if leader else 0)
-        self._wake.set()
 
     # -- the observed state ----------------------------------------------------------
 
@@ -280,9 +257,6 @@ class EtcdOperator(Controller):
             for k, e in self.caches[plural].entries().items()
             if e.value is not None
         }
-
-    def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
-        return self.store.observed(transition)
 
     def status(self) -> dict[str, Any]:
         """Our status document as the cache holds it."""
@@ -334,20 +308,11 @@ def uninstall(
     )
     for cache in op.caches.values():
         cache.start()
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if not op.synced:
-                time.sleep(0.05)
-                continue
-            if op.caches["own"].get(op.config_key) is None:
-                return "uninstalled: mesh restored, every calico-rr object removed"
-            op.reconcile_once()
-            wait = poll if op._requeue_at is None else op._requeue_at - time.monotonic()
-            time.sleep(max(0.0, min(poll, wait)))
-            op._requeue_at = None
+        return op._drive_uninstall(
+            lambda: op.caches["own"].get(op.config_key) is None, timeout, poll
+        )
     finally:
         for cache in op.caches.values():
             cache.stop()
         op._pool.shutdown(wait=True)
-    raise TimeoutError(f"uninstall did not finish in {timeout:.0f}s: {op.stats.last_message}")

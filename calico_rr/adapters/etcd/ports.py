@@ -17,13 +17,16 @@ from typing import Any, Protocol
 
 from calico_rr.adapters.controller import ConfigRecord, NotLeader, PassEnded
 from calico_rr.adapters.etcd.cache import Entry, PrefixCache
-from calico_rr.adapters.etcd.client import Conflict, EtcdClient, EtcdError, Fence, Fenced
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict, EtcdError, Fenced
 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 from calico_rr.adapters.etcd.leader import EtcdLeaderElector
+from calico_rr.adapters.etcd.values import Fence
 from calico_rr.adapters.observe import Health
 from calico_rr.adapters.runtime import LoopStats
 from calico_rr.core import operator as core
 from calico_rr.core.formats import etcd as L
+from calico_rr.core.formats import etcd_nodes
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX
@@ -112,8 +115,8 @@ class EtcdStore:
         for name, entry in op.docs("nodes").items():
             state: core.NodeState = entry.value.state
             if kube is not None:
-                k8s = kube.get(L.k8s_node_name(entry.value.doc))
-                state = replace(state, node=L.with_kube_health(state.node, k8s))
+                k8s = kube.get(etcd_nodes.k8s_node_name(entry.value.doc))
+                state = replace(state, node=etcd_nodes.with_kube_health(state.node, k8s))
             elif ready is not None and name not in ready:
                 state = replace(state, node=replace(state.node, conditions={"Ready": "False"}))
             nodes[name] = state
@@ -208,8 +211,9 @@ class EtcdWriter:
         self.op._count(str(doc["kind"]).lower())
         self.op.health.beat()
 
-    def delete(self, cache: PrefixCache, entry: Entry) -> bool:
-        """Delete ``entry``'s key if it is unchanged; False when it changed."""
+    def delete(self, cache: PrefixCache, entry: Entry, *, count: str = "") -> bool:
+        """Delete ``entry``'s key if it is unchanged; False when it changed. A
+        delete that happened is counted under ``count`` (when given)."""
         self.check_leader()
         key = entry.kv.key
         try:
@@ -221,6 +225,8 @@ class EtcdWriter:
         except Conflict as exc:
             self.take_current(cache, entry, exc)
             return exc.current is None  # gone already is what we wanted
+        if count:
+            self.op._count(count)
         return True
 
     def prepare(self, config: ConfigRecord) -> None:
@@ -249,18 +255,8 @@ class EtcdWriter:
         if not L.is_managed(entry.value):
             conflicts.append(f"{plural}/{name}: not created by calico-rr; not deleted")
             return
-        self.check_leader()
-        try:
-            revision = self.op.client.delete_if(key, entry.kv.mod_revision, fence=self.fence())
-        except Fenced as exc:
-            raise self.fenced(exc) from None
-        except Conflict as exc:
-            self.take_current(cache, entry, exc)
-            if exc.current is None:
-                return  # gone already: what we wanted
-            raise PassEnded(str(exc)) from None
-        cache.deleted(key, revision)
-        self.op._count(L.KINDS[plural].lower() + "-delete")
+        if not self.delete(cache, entry, count=L.KINDS[plural].lower() + "-delete"):
+            raise PassEnded(f"{plural}/{name} changed while being deleted")
 
     def apply_peer(self, obj: dict[str, Any], conflicts: list[str]) -> None:
         self._put_managed("bgppeers", obj, conflicts)
@@ -284,7 +280,7 @@ class EtcdWriter:
         if change.uid is not None and (doc.get("metadata") or {}).get("uid") != change.uid:
             return  # another node of the same name now: the next pass decides for it
         try:
-            new = L.apply_node(doc, change.labels, change.annotations)
+            new = etcd_nodes.apply_node(doc, change.labels, change.annotations)
         except L.OwnershipConflict as exc:
             conflicts.append(str(exc))
             return
@@ -328,13 +324,12 @@ class EtcdStatus:
         self.writer = writer
 
     def current(self) -> dict[str, Any]:
-        entry = self.op.caches["own"].get(self.op.status_key)
-        return dict(entry.value) if entry is not None and isinstance(entry.value, dict) else {}
+        return _status_of(self.op.caches["own"].get(self.op.status_key))
 
     def write(self, fields: Mapping[str, Any], *, end_pass: bool) -> None:
-        new = {k: v for k, v in {**self.current(), **fields}.items() if v is not None}
         cache = self.op.caches["own"]
         entry = cache.get(self.op.status_key)
+        new = {k: v for k, v in {**_status_of(entry), **fields}.items() if v is not None}
         self.writer.check_leader()
         value = json.dumps(new, separators=(",", ":"), sort_keys=True).encode()
         revision = entry.kv.mod_revision if entry else 0
@@ -357,3 +352,7 @@ class EtcdStatus:
     def event(self, etype: str, reason: str, message: str) -> None:
         level = logging.WARNING if etype == "Warning" else logging.INFO
         log.log(level, message, extra={"reason": reason, "event": etype})
+
+
+def _status_of(entry: Entry | None) -> dict[str, Any]:
+    return dict(entry.value) if entry is not None and isinstance(entry.value, dict) else {}

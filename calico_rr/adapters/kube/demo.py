@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico_rr.adapters import demo
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.core.formats.kube import node_to_k8s
 from calico_rr.core.operator.settings import CONFIG_NAME

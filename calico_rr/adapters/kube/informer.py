@@ -45,7 +45,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from calico_rr.adapters.kube.client import ApiError, Gone, KubeClient, Watch, WatchEvent
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError, Gone
+from calico_rr.adapters.kube.watch import Watch, WatchEvent
 
 __all__ = ["Informer", "object_key"]
 

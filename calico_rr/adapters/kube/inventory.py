@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError
 from calico_rr.adapters.kube.operator import choose_api_group
 from calico_rr.adapters.nodes_io import read_documents
 from calico_rr.core.doctor.inventory import TYPHA_NAME, Inventory, inventory_from_documents

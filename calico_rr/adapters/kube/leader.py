@@ -20,13 +20,15 @@ follower take over; only the leader reconciles, so a follower writes nothing.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, api_path
-from calico_rr.core.formats.kube import parse_timestamp
+from calico_rr.adapters.election import Elector
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError, Conflict
+from calico_rr.core.formats.scalars import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,9 @@ def parse_micro_time(text: str) -> float:
     return parse_timestamp(text)
 
 
-class LeaderElector:
+class LeaderElector(Elector):
+    round_errors = (ApiError,)
+
     def __init__(
         self,
         client: KubeClient,
@@ -62,78 +66,22 @@ class LeaderElector:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(
+            identity=identity,
+            lease_duration=lease_duration,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+            on_change=on_change,
+            monotonic=monotonic,  # the renew deadline and another holder's expiry
+        )
         self.client = client
         self.path = api_path("coordination.k8s.io/v1", "leases", name, namespace=namespace)
         self.collection = api_path("coordination.k8s.io/v1", "leases", namespace=namespace)
         self.name = name
         self.namespace = namespace
-        self.identity = identity
-        self.lease_duration = lease_duration
-        self.renew_deadline = (
-            renew_deadline if renew_deadline is not None else lease_duration * 2 / 3
-        )
-        self.retry_period = retry_period if retry_period is not None else lease_duration / 5
-        self.on_change = on_change
         self.clock = clock  # wall clock: only for the times written into the Lease
-        self.monotonic = monotonic  # expiry of another holder's Lease
         self._seen_record: tuple[Any, ...] | None = None
         self._seen_at = 0.0
-        self.transitions = 0
-        self._leader = threading.Event()
-        self._stop = threading.Event()
-        self._last_renew = 0.0
-        self._thread: threading.Thread | None = None
-
-    @property
-    def is_leader(self) -> bool:
-        return self._leader.is_set()
-
-    def wait_for_leadership(self, timeout: float | None = None) -> bool:
-        return self._leader.wait(timeout)
-
-    def start(self) -> LeaderElector:
-        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, release: bool = True) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
-        if release and self.is_leader:
-            self._release()
-        self._set(False)
-
-    # -- internals ----------------------------------------------------------------
-
-    def _set(self, leader: bool) -> None:
-        if leader == self._leader.is_set():
-            return
-        if leader:
-            self._leader.set()
-            log.info("became leader", extra={"identity": self.identity})
-        else:
-            self._leader.clear()
-            log.warning("lost leadership", extra={"identity": self.identity})
-        if self.on_change is not None:
-            self.on_change(leader)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ok = self.try_acquire_or_renew()
-            except ApiError as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                ok = False
-            now = self.clock()
-            if ok:
-                self._last_renew = now
-                self._set(True)
-            elif self.is_leader and now - self._last_renew > self.renew_deadline:
-                self._set(False)
-            elif not ok and self.is_leader:
-                pass  # keep leading until the renew deadline
-            self._stop.wait(self.retry_period)
 
     def _spec(self, now: float, lease: dict[str, Any] | None) -> dict[str, Any]:
         old = (lease or {}).get("spec") or {}

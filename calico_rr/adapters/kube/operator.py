@@ -19,25 +19,19 @@ transition record), so a replacement process resumes where the last one died.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from calico_rr.adapters.controller import Controller
-from calico_rr.adapters.kube.client import (
-    ApiError,
-    KubeClient,
-    api_path,
-)
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.kube.ports import CONFIG_API, FINALIZER, KubeStatus, KubeStore, KubeWriter
 from calico_rr.adapters.observe import Health, OperatorMetrics
-from calico_rr.adapters.runtime import WRITE_WORKERS
+from calico_rr.adapters.wiring import DatastoreOperator
 from calico_rr.core import operator as core
 from calico_rr.core.formats.kube import node_from_k8s
 from calico_rr.core.operator import typha
@@ -96,7 +90,7 @@ def node_state(obj: dict[str, Any], manager: str) -> core.NodeState:
     return core.NodeState(node, owned_l, owned_a, str(uid) if uid else None)
 
 
-class Operator(Controller):
+class Operator(DatastoreOperator):
     """One operator replica.  ``start()`` runs it in background threads."""
 
     log = log
@@ -118,20 +112,16 @@ class Operator(Controller):
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
-        self.env = dict(os.environ if env is None else env)
-        self.metrics = metrics or OperatorMetrics()
-        self.health = health or Health()
         self.config_name = config_name
-        self.clock = clock
-        self._init_loop()
+        self._init_replica(
+            identity=identity, env=env, metrics=metrics, health=health, clock=clock, writers="write"
+        )
         self.api_group: ApiGroup = "crd.projectcalico.org/v1"
         self.node_status_supported = False
         self._typha_state = typha.KeeperState()
         #: (node count, settings) of the keeper's last read, and when to read again
         self._typha_read: tuple[tuple[int, typha.TyphaSettings], float] | None = None
         self.informers: dict[str, Informer] = {}
-        self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="write")
         self.store = KubeStore(self)
         self.writer = KubeWriter(self)
         self.status_sink = KubeStatus(self)
@@ -150,36 +140,16 @@ class Operator(Controller):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> Operator:
+    def _start_caches(self) -> None:
         self._discover()
         self._start_informers()
-        if self.elector is not None:
-            self.elector.start()
-        self._start_loop("reconcile")
-        return self
 
     def stop(self, *, release: bool = True) -> None:
-        self._stop_loop()
-        if self.elector is not None:
-            self.elector.stop(release=release)
-        for inf in self.informers.values():
-            inf.stop()
+        self._stop_running(release=release)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def kill(self) -> None:
-        """Stop abruptly, as a crash would: no lease release, no final writes."""
-        self.stop(release=False)
-
-    @property
-    def is_leader(self) -> bool:
-        return self.elector is None or self.elector.is_leader
-
-    @property
-    def synced(self) -> bool:
-        return all(inf.synced.is_set() for inf in self.informers.values())
-
-    def lists(self) -> int:
-        return sum(inf.lists for inf in self.informers.values())
+    def _watched(self) -> list[Informer]:
+        return list(self.informers.values())
 
     # -- discovery and informers -------------------------------------------------------
 
@@ -222,16 +192,12 @@ class Operator(Controller):
             inf.start()
 
     def _on_leadership(self, leader: bool) -> None:
-        self.metrics.leader.set(1 if leader else 0)
         # What the keeper saw while leading before is stale: start its waits again.
         self._typha_state = typha.KeeperState()
         self._typha_read = None
-        self._wake.set()
+        super()._on_leadership(leader)
 
     # -- the pass (adapters/controller.py) --------------------------------------------
-
-    def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
-        return self.store.observed(transition)
 
     def after_pass(self, settings: OperatorSettings) -> None:
         self._keep_typha(settings)
@@ -266,62 +232,67 @@ class Operator(Controller):
             if self._typha_state.pending is not None:  # keep the wake-up for the due time
                 self._requeue(self._typha_read[1] - time.monotonic())
             return
-        where = f"{ts.namespace}/{ts.name}"
-        path = api_path("apps/v1", "deployments", ts.name, namespace=ts.namespace)
-        new: dict[str, Any] = {"deployment": where, "nodes": nodes, "managedBy": None}
-        new["target"] = typha.target_replicas(nodes)
-        reason, etype = "", "Normal"
-        next_read = TYPHA_POLL
-        try:
-            dep = self.client.get(path)
-        except ApiError as exc:
-            dep = None
-            new.update(replicas=None, message=f"cannot read Deployment {where}: {exc}")
-            reason, etype = "TyphaError", "Warning"
-        if dep is not None:
-            replicas = int((dep.get("spec") or {}).get("replicas", 1))
-            new["replicas"] = replicas
-            owner = typha.managed_by(dep)
-            if owner is not None:
-                self._typha_state = typha.KeeperState()
-                new["managedBy"] = owner
-                new["message"] = f"managed by {owner}: calico-rr leaves its replicas alone"
-                reason = "TyphaManagedElsewhere"
-            else:
-                step = typha.decide(
-                    replicas,
-                    nodes,
-                    self.clock(),
-                    self._typha_state,
-                    settle=ts.settle,
-                    cool_down=ts.cool_down,
-                )
-                new["message"] = f"Deployment {where}: {step.message}"
-                if step.replicas is not None:
-                    try:
-                        self.client.patch(path + "/scale", {"spec": {"replicas": step.replicas}})
-                    except ApiError as exc:
-                        new["message"] = f"cannot scale Deployment {where}: {exc}"
-                        reason, etype = "TyphaError", "Warning"
-                    else:
-                        self._typha_state = step.state
-                        new["replicas"] = step.replicas
-                        self._count("typha-scale")
-                        reason = "TyphaScaled"
-                else:
-                    self._typha_state = step.state
-                if step.wait is not None:
-                    next_read = min(next_read, step.wait)
-                    self._requeue(step.wait)
-        elif not reason:
-            new.update(replicas=None, message=f"Deployment {where} not found")
-            reason, etype = "TyphaNotFound", "Warning"
+        new, event, next_read = self._typha_step(ts, nodes)
         self._typha_read = (key, time.monotonic() + next_read)
         if {k: v for k, v in new.items() if v is not None} == (old or {}):
             return
         self.status_sink.write({"typha": new}, end_pass=False)
-        if reason:
-            self.status_sink.event(etype, reason, str(new["message"]))
+        if event is not None:
+            self.status_sink.event(*event, str(new["message"]))
+
+    def _typha_step(
+        self, ts: typha.TyphaSettings, nodes: int
+    ) -> tuple[dict[str, Any], tuple[str, str] | None, float]:
+        """Read the Deployment, and scale it when core.operator.typha says so and
+        nobody else owns it: the status to record, the event to send (type, reason)
+        and the seconds until the next read."""
+        where = f"{ts.namespace}/{ts.name}"
+        path = api_path("apps/v1", "deployments", ts.name, namespace=ts.namespace)
+        new: dict[str, Any] = {"deployment": where, "nodes": nodes, "managedBy": None}
+        new["target"] = typha.target_replicas(nodes)
+        try:
+            dep = self.client.get(path)
+        except ApiError as exc:
+            new.update(replicas=None, message=f"cannot read Deployment {where}: {exc}")
+            return new, ("Warning", "TyphaError"), TYPHA_POLL
+        if dep is None:
+            new.update(replicas=None, message=f"Deployment {where} not found")
+            return new, ("Warning", "TyphaNotFound"), TYPHA_POLL
+        replicas = int((dep.get("spec") or {}).get("replicas", 1))
+        new["replicas"] = replicas
+        owner = typha.managed_by(dep)
+        if owner is not None:
+            self._typha_state = typha.KeeperState()
+            new["managedBy"] = owner
+            new["message"] = f"managed by {owner}: calico-rr leaves its replicas alone"
+            return new, ("Normal", "TyphaManagedElsewhere"), TYPHA_POLL
+        step = typha.decide(
+            replicas,
+            nodes,
+            self.clock(),
+            self._typha_state,
+            settle=ts.settle,
+            cool_down=ts.cool_down,
+        )
+        new["message"] = f"Deployment {where}: {step.message}"
+        event: tuple[str, str] | None = None
+        if step.replicas is None:
+            self._typha_state = step.state
+        else:
+            try:
+                self.client.patch(path + "/scale", {"spec": {"replicas": step.replicas}})
+            except ApiError as exc:
+                new["message"] = f"cannot scale Deployment {where}: {exc}"
+                event = ("Warning", "TyphaError")
+            else:
+                self._typha_state = step.state
+                new["replicas"] = step.replicas
+                self._count("typha-scale")
+                event = ("Normal", "TyphaScaled")
+        if step.wait is None:
+            return new, event, TYPHA_POLL
+        self._requeue(step.wait)
+        return new, event, min(TYPHA_POLL, step.wait)
 
 
 def uninstall(
@@ -348,25 +319,13 @@ def uninstall(
         )
     client.delete(path)
     op._start_informers()
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if not op.synced:
-                time.sleep(0.05)
-                continue
-            if op.informers["config"].get(config_name) is None:
-                return "uninstalled: mesh restored, every calico-rr object removed"
-            op.reconcile_once()
-            time.sleep(
-                poll
-                if op._requeue_at is None
-                else max(0.0, min(poll, op._requeue_at - time.monotonic()))
-            )
-            op._requeue_at = None
+        return op._drive_uninstall(
+            lambda: op.informers["config"].get(config_name) is None, timeout, poll
+        )
     finally:
         for inf in op.informers.values():
             inf.stop()
-    raise TimeoutError(f"uninstall did not finish in {timeout:.0f}s: {op.stats.last_message}")
 
 
 __all__ = ["FINALIZER", "Operator", "choose_api_group", "node_state", "owned_fields", "uninstall"]

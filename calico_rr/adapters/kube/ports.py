@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from calico_rr.adapters.controller import ConfigRecord, NotLeader
-from calico_rr.adapters.kube.client import ApiError, Conflict, KubeClient, NotFound, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError, Conflict, NotFound
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.observe import Health
 from calico_rr.core import operator as core
-from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
 

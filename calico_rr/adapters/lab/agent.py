@@ -8,11 +8,7 @@ changes.  One agent object serves all the lab's nodes (they share the datastore
 view), but each node's config depends on that node alone and each BIRD is
 reloaded on its own, as each calico-node would.
 
-:class:`KubeWatcher` feeds the agent from the Kubernetes API (informers on
-Nodes, BGPPeers and BGPConfigurations, a reload after every change, coalesced)
-and writes every lab node's session state into the ``status`` of the
-CalicoNodeStatus objects that name it — what calico-node does, so the operator's
-make-before-break check sees real BIRD sessions.
+``calico_rr.adapters.lab.watcher`` feeds the agent from either datastore.
 """
 
 from __future__ import annotations
@@ -20,18 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from calico_rr.adapters.kube.client import ApiError, KubeClient, api_path
-from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode
-from calico_rr.core.bgp.calico_version import CalicoVersion
-from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
-from calico_rr.core.formats.kube import format_timestamp
 from calico_rr.core.lab.bird import (
     BgpTimers,
     BirdNode,
@@ -40,10 +31,9 @@ from calico_rr.core.lab.bird import (
     render_bird_config,
 )
 from calico_rr.core.lab.prediction import compare_routes, expected_sessions, predicted_routes
-from calico_rr.errors import InputError
 from calico_rr.model import CalicoState
 
-__all__ = ["KubeWatcher", "LabAgent", "Observation", "bgp_status"]
+__all__ = ["LabAgent", "Observation"]
 
 log = logging.getLogger(__name__)
 
@@ -324,171 +314,3 @@ class LabAgent:
             if kernel != held:
                 bad.append(f"{node.name}: kernel {len(kernel)} blocks, BIRD {len(held)}")
         return bad
-
-
-def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any]:
-    """The ``status.bgp`` of a CalicoNodeStatus for ``node``, from its BIRD."""
-    try:
-        sessions = agent.sessions(node)
-    except BirdError:
-        sessions = {}
-    ip_of = {n.name: n.ip for n in agent.lab.nodes}
-    peers = [
-        {"peerIP": ip_of.get(peer, ""), "type": "NodePeer", "state": _bgp_state(info)}
-        for peer, info in sorted(sessions.items())
-    ]
-    up = sum(1 for p in peers if p["state"] == "Established")
-    return {  # the CRD requires the V6 counters too (the lab is IPv4 only)
-        "numberEstablishedV4": up,
-        "numberNotEstablishedV4": len(peers) - up,
-        "numberEstablishedV6": 0,
-        "numberNotEstablishedV6": 0,
-        "peersV4": peers,
-    }
-
-
-_BGP_STATES = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established"})
-
-
-def _bgp_state(info: str) -> str:
-    """BIRD's protocol info ("Active  Socket: Connection closed") as one of the
-    states CalicoNodeStatus accepts."""
-    first = info.split()[0] if info.split() else ""
-    return first if first in _BGP_STATES else "Idle"
-
-
-def _node_doc_ok(obj: Mapping[str, Any]) -> bool:
-    return isinstance(obj.get("metadata"), Mapping)
-
-
-class KubeWatcher:
-    """Feeds a :class:`LabAgent` from the Kubernetes API; reports sessions back."""
-
-    def __init__(
-        self,
-        agent: LabAgent,
-        client: KubeClient,
-        api_group: str,
-        *,
-        coalesce: float = 0.05,
-        status_period: float = 1.0,
-        calico: CalicoVersion | None = None,
-    ) -> None:
-        self.agent = agent
-        #: the Calico release whose reading the verifier's view follows (None: newest)
-        self.calico = calico
-        self.client = client
-        self.api_group = api_group
-        self.coalesce = coalesce
-        self.status_period = status_period
-        self.errors: list[str] = []
-        self.applied = 0
-        self.status_writes = 0
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._status_sent: dict[str, Any] = {}
-        kinds = {
-            "nodes": api_path("v1", "nodes"),
-            "bgppeers": api_path(api_group, "bgppeers"),
-            "bgpconfigurations": api_path(api_group, "bgpconfigurations"),
-            "caliconodestatuses": api_path(api_group, "caliconodestatuses"),
-        }
-        self.informers = {
-            name: Informer(client, path, name=f"lab-{name}", on_event=self._event)
-            for name, path in kinds.items()
-        }
-
-    def _event(self, _etype: str, _key: str, _value: Any) -> None:
-        self._dirty.set()
-
-    def start(self) -> KubeWatcher:
-        for inf in self.informers.values():
-            inf.start()
-        for target in (self._apply_loop, self._status_loop):
-            t = threading.Thread(target=target, name=f"lab-{target.__name__}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
-        for inf in self.informers.values():
-            inf.stop()
-        for t in self._threads:
-            t.join(timeout=10)
-
-    def wait_synced(self, timeout: float = 30.0) -> None:
-        for inf in self.informers.values():
-            if not inf.synced.wait(timeout):
-                raise LabError(f"informer {inf.name} did not sync")
-
-    def documents(self) -> list[dict[str, Any]]:
-        docs: list[dict[str, Any]] = []
-        kinds = {
-            "nodes": ("v1", "Node"),
-            "bgppeers": (self.api_group, "BGPPeer"),
-            "bgpconfigurations": (self.api_group, "BGPConfiguration"),
-        }
-        for name, (version, kind) in kinds.items():
-            for obj in self.informers[name].items().values():
-                if not _node_doc_ok(obj):
-                    continue
-                doc = dict(obj)
-                doc.setdefault("apiVersion", version)
-                doc.setdefault("kind", kind)
-                docs.append(doc)
-        return docs
-
-    def _apply_loop(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait()
-            if self._stop.is_set():
-                return
-            time.sleep(self.coalesce)
-            self._dirty.clear()
-            if not all(inf.synced.is_set() for inf in self.informers.values()):
-                continue
-            try:
-                state = parse_resources(self.documents(), where="cluster", calico=self.calico).state
-                self.agent.apply(state)
-                self.applied += 1
-            except (InputError, LabError, BirdError) as exc:
-                # calico-node keeps its last good config on bad input; so do we
-                self.errors.append(str(exc))
-                log.warning("lab agent: %s", exc)
-
-    def _status_loop(self) -> None:
-        while not self._stop.wait(self.status_period):
-            try:
-                self.report_status()
-            except Exception as exc:  # keep reporting; say why once per kind
-                message = f"status report: {exc!r}"
-                if message not in self.errors:
-                    self.errors.append(message)
-                log.warning("lab agent %s", message)
-
-    def report_status(self) -> int:
-        """Write session states into the CalicoNodeStatus objects naming lab nodes."""
-        writes = 0
-        lab_nodes = {n.name: n for n in self.agent.lab.nodes}
-        for name, obj in self.informers["caliconodestatuses"].items().items():
-            node = lab_nodes.get(str((obj.get("spec") or {}).get("node") or ""))
-            if node is None:
-                continue
-            bgp = bgp_status(self.agent, node)
-            if self._status_sent.get(name) == bgp:
-                continue
-            body = {"status": {"lastUpdated": format_timestamp(time.time()), "bgp": bgp}}
-            try:
-                self.client.patch(
-                    api_path(self.api_group, "caliconodestatuses", name) + "/status", body
-                )
-            except ApiError as exc:
-                self.errors.append(f"CalicoNodeStatus {name}: {exc}")
-                continue
-            self._status_sent[name] = bgp
-            writes += 1
-        self.status_writes += writes
-        return writes

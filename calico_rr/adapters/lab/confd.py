@@ -49,7 +49,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from calico_rr.adapters.calico_bin import CalicoBinaries
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode, die_with_parent
 from calico_rr.core.lab.bird import BgpTimers, bird_nodes

@@ -14,30 +14,28 @@ writer wins and the report is retried on the next round).
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from calico_rr.adapters.etcd.cache import PrefixCache
-from calico_rr.adapters.etcd.client import Conflict, EtcdClient, KeyValue
-from calico_rr.adapters.lab.agent import LabAgent, bgp_status
-from calico_rr.adapters.lab.birdctl import BirdError
-from calico_rr.adapters.lab.net import LabError
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict
+from calico_rr.adapters.etcd.values import KeyValue
+from calico_rr.adapters.lab.agent import LabAgent
+from calico_rr.adapters.lab.watcher import DatastoreWatcher
 from calico_rr.core.bgp.calico_version import CalicoVersion
-from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.formats.etcd import RESOURCE_ROOT, decode_document, encode_document
-from calico_rr.core.formats.kube import format_timestamp
 from calico_rr.errors import InputError
 
 __all__ = ["EtcdWatcher"]
 
-log = logging.getLogger(__name__)
-
 _STATE_KINDS = frozenset({"Node", "BGPPeer", "BGPConfiguration"})
 
 
-class EtcdWatcher:
+class EtcdWatcher(DatastoreWatcher):
+    where = "etcd"
+    apply_first_sync = True
+
     def __init__(
         self,
         agent: LabAgent,
@@ -47,19 +45,8 @@ class EtcdWatcher:
         status_period: float = 1.0,
         calico: CalicoVersion | None = None,
     ) -> None:
-        self.agent = agent
-        #: the Calico release whose reading the verifier's view follows (None: newest)
-        self.calico = calico
+        super().__init__(agent, coalesce=coalesce, status_period=status_period, calico=calico)
         self.client = client
-        self.coalesce = coalesce
-        self.status_period = status_period
-        self.errors: list[str] = []
-        self.applied = 0
-        self.status_writes = 0
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._status_sent: dict[str, Any] = {}
         self.cache = PrefixCache(
             client,
             RESOURCE_ROOT,
@@ -73,27 +60,14 @@ class EtcdWatcher:
     def lists(self) -> int:
         return self.cache.lists
 
-    def start(self) -> EtcdWatcher:
+    def _start_caches(self) -> None:
         self.cache.start()
-        for target in (self._apply_loop, self._status_loop):
-            t = threading.Thread(target=target, name=f"lab-etcd-{target.__name__}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
+    def _stop_caches(self) -> None:
         self.cache.stop()
-        for t in self._threads:
-            t.join(timeout=10)
 
-    # -- datastore ------------------------------------------------------------
-
-    def _note(self, message: str) -> None:
-        if message not in self.errors:
-            self.errors.append(message)
-        log.warning("lab etcd watcher: %s", message)
+    def _caches_synced(self) -> bool:
+        return self.synced.is_set()
 
     def _decode(self, kv: KeyValue) -> dict[str, Any]:
         try:
@@ -109,58 +83,21 @@ class EtcdWatcher:
             if e.value is not None and e.value.get("kind") in _STATE_KINDS
         ]
 
-    def _apply_loop(self) -> None:
-        while not self._stop.is_set():
-            # the first state once synced (an empty datastore has no event), then
-            # each change
-            if not self._dirty.wait(0.2) and self.applied:
-                continue
-            if self._stop.is_set():
-                return
-            if not self.synced.is_set():
-                continue
-            time.sleep(self.coalesce)
-            self._dirty.clear()
-            try:
-                state = parse_resources(self.documents(), where="etcd", calico=self.calico).state
-                self.agent.apply(state)
-                self.applied += 1
-            except (InputError, LabError, BirdError) as exc:
-                self._note(str(exc))
-
-    # -- status -----------------------------------------------------------------
-
-    def _status_loop(self) -> None:
-        while not self._stop.wait(self.status_period):
-            try:
-                self.report_status()
-            except Exception as exc:  # keep reporting
-                self._note(f"status report: {exc!r}")
-
-    def report_status(self) -> int:
-        """Session states into every CalicoNodeStatus naming a lab node (CAS)."""
-        lab_nodes = {n.name: n for n in self.agent.lab.nodes}
-        statuses = [
-            (key, e.kv.mod_revision, e.value)
+    def _node_statuses(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
+        return [
+            (key, e.value)
             for key, e in self.cache.entries().items()
             if e.value is not None and e.value.get("kind") == "CalicoNodeStatus"
         ]
-        writes = 0
-        for key, rev, doc in statuses:
-            node = lab_nodes.get(str((doc.get("spec") or {}).get("node") or ""))
-            if node is None:
-                continue
-            bgp = bgp_status(self.agent, node)
-            if self._status_sent.get(key) == bgp:
-                continue
-            new = json.loads(json.dumps(doc))
-            new["status"] = {"lastUpdated": format_timestamp(time.time()), "bgp": bgp}
-            _, value = encode_document(new)
-            try:
-                self.client.put_if(key, value, rev)
-            except Conflict:
-                continue  # someone else wrote it: the watch brings the new revision
-            self._status_sent[key] = bgp
-            writes += 1
-        self.status_writes += writes
-        return writes
+
+    def _write_status(self, key: str, doc: Mapping[str, Any], status: dict[str, Any]) -> bool:
+        """Compare-and-swap on the revision the document was decoded at
+        (``decode_document`` keeps it in ``metadata.resourceVersion``)."""
+        new = json.loads(json.dumps(doc))
+        new["status"] = status
+        _, value = encode_document(new)
+        try:
+            self.client.put_if(key, value, int(doc["metadata"]["resourceVersion"]))
+        except Conflict:
+            return False  # someone else wrote it: the watch brings the new revision
+        return True

@@ -19,17 +19,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from calico_rr.adapters.kube.client import KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import (
     CONFIG_PATH,
     create_nodes,
     ready_status,
 )
 from calico_rr.adapters.kube.operator import Operator
-from calico_rr.adapters.lab.agent import KubeWatcher, LabAgent
+from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
+from calico_rr.adapters.lab.watcher import KubeWatcher
 from calico_rr.core.bgp.calico_version import CalicoVersion
 from calico_rr.core.lab.bird import BgpTimers
 from calico_rr.core.operator.settings import CONFIG_NAME
@@ -418,55 +420,63 @@ def run_lab(
             "matches_verifier": mesh["matches_verifier"],
             "seconds_to_converge": mesh["seconds_to_converge"],
         }
-        steps: list[dict[str, Any]] = []
-        if operator:
-            spec: dict[str, Any] = {"topology": topology, "waitTimeout": "60s"}
-            if racks:
-                spec["racks"] = racks
-            steps.append(lab.step("migrate from the full mesh", lambda: lab.start_operator(spec)))
-        else:
-            extra: dict[str, Any] = {"dedicated_label": DEDICATED_LABEL} if dedicated else {}
-            st = lab.apply_plan(topology, racks=racks or None, **extra)
-            steps.append(
-                {
-                    "step": "apply the rendered plan",
-                    **{k: v for k, v in st.items() if k != "comparison"},
-                }
-            )
-        main = steps[0]
+        steps = [_first_step(lab, operator, topology, racks=racks, dedicated=dedicated)]
         if operator and scenarios:
             steps += _scenarios(lab)
-        final = lab.agent.status()
-        if isinstance(lab.agent, ConfdAgent):
-            diffs = lab.agent.peer_differences()
-            result["imitation_peer_differences"] = len(diffs)
-            result["imitation_peer_difference_examples"] = diffs[:5]
-        result.update(
-            {
-                "nodes": final["nodes"],
-                "sessions_expected": final["sessions_expected"],
-                "sessions_established": final["sessions_established"],
-                "bird_reachable": final["bird_reachable"],
-                "missing_pairs": final["missing_pairs"],
-                "matches_verifier": final["matches_verifier"],
-                "seconds_to_converge": main.get("seconds_to_converge"),
-                "route_reflectors": len(lab.route_reflectors()),
-                "kernel_mismatches": lab.agent.kernel_mismatches(),
-                "route_losses": sum(int(s.get("route_losses", 0)) for s in steps),
-                "route_losses_outside_role_changes": sum(
-                    int(s.get("route_losses_outside_role_changes", 0)) for s in steps
-                ),
-                "route_losses_on_workload_nodes": sum(
-                    int(s.get("route_losses_on_workload_nodes", 0)) for s in steps
-                ),
-                "dedicated_nodes": sorted(lab.dedicated_nodes),
-                "steps": steps,
-                "bird_reloads": lab.agent.reloads,
-                "agent_errors": [*lab.watcher.errors, *lab.agent.errors][:5],
-            }
-        )
+        result.update(_outcome(lab, steps))
     result["seconds_total"] = round(time.monotonic() - t_start, 1)
     return result
+
+
+def _first_step(
+    lab: ClusterLab, operator: bool, topology: str, *, racks: int, dedicated: int
+) -> dict[str, Any]:
+    """From the full mesh to ``topology``: the operator migrates the cluster, or
+    (without it) the planner's rendered resources are applied directly."""
+    if operator:
+        spec: dict[str, Any] = {"topology": topology, "waitTimeout": "60s"}
+        if racks:
+            spec["racks"] = racks
+        return lab.step("migrate from the full mesh", lambda: lab.start_operator(spec))
+    extra: dict[str, Any] = {"dedicated_label": DEDICATED_LABEL} if dedicated else {}
+    st = lab.apply_plan(topology, racks=racks or None, **extra)
+    return {"step": "apply the rendered plan", **{k: v for k, v in st.items() if k != "comparison"}}
+
+
+def _outcome(lab: ClusterLab, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the lab ended: BIRD's final state against the verifier, the first
+    step's convergence time and the route losses summed over every step."""
+
+    def total(key: str) -> int:
+        return sum(int(s.get(key, 0)) for s in steps)
+
+    final = lab.agent.status()
+    out: dict[str, Any] = {}
+    if isinstance(lab.agent, ConfdAgent):
+        diffs = lab.agent.peer_differences()
+        out["imitation_peer_differences"] = len(diffs)
+        out["imitation_peer_difference_examples"] = diffs[:5]
+    out.update(
+        {
+            "nodes": final["nodes"],
+            "sessions_expected": final["sessions_expected"],
+            "sessions_established": final["sessions_established"],
+            "bird_reachable": final["bird_reachable"],
+            "missing_pairs": final["missing_pairs"],
+            "matches_verifier": final["matches_verifier"],
+            "seconds_to_converge": steps[0].get("seconds_to_converge"),
+            "route_reflectors": len(lab.route_reflectors()),
+            "kernel_mismatches": lab.agent.kernel_mismatches(),
+            "route_losses": total("route_losses"),
+            "route_losses_outside_role_changes": total("route_losses_outside_role_changes"),
+            "route_losses_on_workload_nodes": total("route_losses_on_workload_nodes"),
+            "dedicated_nodes": sorted(lab.dedicated_nodes),
+            "steps": steps,
+            "bird_reloads": lab.agent.reloads,
+            "agent_errors": [*lab.watcher.errors, *lab.agent.errors][:5],
+        }
+    )
+    return out
 
 
 def _scenarios(lab: ClusterLab) -> list[dict[str, Any]]:

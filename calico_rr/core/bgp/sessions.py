@@ -18,7 +18,7 @@ class of their own so that class-level adjacency stays exact.  This keeps a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from calico_rr.core.bgp.selector import (
@@ -182,6 +182,31 @@ class SessionGraph:
             if i not in gone:
                 new_index[i] = len(nodes)
                 nodes.append(node)
+        classes, adj = self._surviving_classes(new_index)
+        node_class = [0] * len(nodes)
+        for new_c, cls2 in enumerate(classes):
+            for m in cls2.members:
+                node_class[m] = new_c
+        half_open = tuple(
+            HalfOpen(new_index[h.local], new_index[h.peer], h.bgppeer)
+            for h in self.half_open
+            if new_index[h.local] >= 0 and new_index[h.peer] >= 0
+        )
+        return SessionGraph(
+            nodes=tuple(nodes),
+            node_class=tuple(node_class),
+            classes=tuple(classes),
+            adj=tuple(adj),
+            external=self.external,
+            half_open=half_open,
+            no_ip=self.no_ip,
+        )
+
+    def _surviving_classes(
+        self, new_index: list[int]
+    ) -> tuple[list[NodeClass], list[dict[int, SessionKind]]]:
+        """The classes left with members under ``new_index`` (old node index -> new,
+        -1 if gone), renumbered as :meth:`without` describes, and their adjacency."""
         kept: list[tuple[int, tuple[int, ...]]] = []  # (old class, new members)
         for c, cls in enumerate(self.classes):
             members = tuple(new_index[m] for m in cls.members if new_index[m] >= 0)
@@ -201,24 +226,7 @@ class SessionGraph:
                     continue
                 row[new_d] = self.adj[old][d]
             adj.append(row)
-        node_class = [0] * len(nodes)
-        for new_c, cls2 in enumerate(classes):
-            for m in cls2.members:
-                node_class[m] = new_c
-        half_open = tuple(
-            HalfOpen(new_index[h.local], new_index[h.peer], h.bgppeer)
-            for h in self.half_open
-            if new_index[h.local] >= 0 and new_index[h.peer] >= 0
-        )
-        return SessionGraph(
-            nodes=tuple(nodes),
-            node_class=tuple(node_class),
-            classes=tuple(classes),
-            adj=tuple(adj),
-            external=self.external,
-            half_open=half_open,
-            no_ip=self.no_ip,
-        )
+        return classes, adj
 
 
 # ---------------------------------------------------------------------------
@@ -242,7 +250,7 @@ def session_kind(
     return SessionKind.IBGP
 
 
-def _bits(mask: int) -> Iterator[int]:
+def bit_indices(mask: int) -> Iterator[int]:
     """Indices of the set bits of ``mask``, lowest first."""
     while mask:
         low = mask & -mask
@@ -379,15 +387,44 @@ def build_session_graph(state: CalicoState) -> SessionGraph:
     """
     nodes, no_ip = _split_nodes(state)
     peers = state.peers
-    n_peers = len(peers)
-    local_all = (1 << n_peers) - 1
     default_asn = state.default_asn()
-    mesh_on = state.config.mesh_enabled
+    rules = _peer_rules(peers)
+    classes = _group_nodes(nodes, rules, default_asn)
+    local_classes, configures = _configures(
+        classes, len(peers), rules.auto_reverse, state.config.mesh_enabled
+    )
+    adj, one_sided = _sessions(classes, configures)
+    return SessionGraph(
+        nodes=tuple(nodes),
+        node_class=tuple(classes.node_class),
+        classes=tuple(
+            NodeClass(tuple(members), cid, asn)
+            for members, cid, asn in zip(classes.members, classes.cid, classes.asn, strict=True)
+        ),
+        adj=tuple(adj),
+        external=_external(nodes, peers, local_classes, classes.members),
+        half_open=_half_open(peers, classes, one_sided, rules.auto_reverse),
+        no_ip=no_ip,
+    )
 
+
+@dataclass(frozen=True, slots=True)
+class _PeerRules:
+    """The BGPPeers as mask bits (see :func:`build_session_graph` for the layout)."""
+
+    evaluator: _LabelEvaluator  # selector bits (and always-set bits) from labels
+    named: dict[str, int]  # node name -> local bits of BGPPeers naming it in ``node``
+    targeted: dict[str, int]  # peer IP -> remote bits of BGPPeers using it as peerIP
+    auto_reverse: int  # local-space bits of selector peers with reversePeering Auto
+
+
+def _peer_rules(peers: tuple[BGPPeer, ...]) -> _PeerRules:
+    """Check every BGPPeer and compile it into mask bits."""
+    n_peers = len(peers)
     evaluator = _LabelEvaluator()
-    named: dict[str, int] = {}  # node name -> local bits of BGPPeers naming it in ``node``
-    targeted: dict[str, int] = {}  # peer IP -> remote bits of BGPPeers using it as peerIP
-    auto_reverse = 0  # local-space bits of selector peers with reversePeering Auto
+    named: dict[str, int] = {}
+    targeted: dict[str, int] = {}
+    auto_reverse = 0
     for j, peer in enumerate(peers):
         local_bit = 1 << j
         remote_bit = 1 << (n_peers + j)
@@ -413,15 +450,26 @@ def build_session_graph(state: CalicoState) -> SessionGraph:
         else:
             raise InputError("neither peerIP nor peerSelector is set", obj=obj, field="peerIP")
     evaluator.freeze()
+    return _PeerRules(evaluator, named, targeted, auto_reverse)
 
-    # -- group nodes into classes ------------------------------------------------
+
+@dataclass(slots=True)
+class _Classes:
+    """Node classes under construction, indexed by class (see the module docstring)."""
+
+    masks: list[int] = field(default_factory=list)
+    members: list[list[int]] = field(default_factory=list)
+    cid: list[str | None] = field(default_factory=list)
+    asn: list[int] = field(default_factory=list)
+    node_class: list[int] = field(default_factory=list)  # node index -> class
+
+
+def _group_nodes(nodes: list[CalicoNode], rules: _PeerRules, default_asn: int) -> _Classes:
+    """Nodes with the same mask, cluster ID, ASN (and, if a rule addresses them
+    directly, name) form one class, numbered in order of their first member."""
+    classes = _Classes()
     class_of_key: dict[tuple[int, str | None, int, str | None], int] = {}
-    class_masks: list[int] = []
-    class_members: list[list[int]] = []
-    class_cid: list[str | None] = []
-    class_asn: list[int] = []
-    node_class: list[int] = []
-    mask_of = evaluator.mask
+    mask_of, named, targeted = rules.evaluator.mask, rules.named, rules.targeted
     for i, node in enumerate(nodes):
         name, ip = node.name, node.ip
         assert ip is not None  # _split_nodes keeps only nodes with an address
@@ -435,82 +483,84 @@ def build_session_graph(state: CalicoState) -> SessionGraph:
         key = (mask, node.cluster_id, asn, special)
         c = class_of_key.get(key)
         if c is None:
-            c = len(class_masks)
+            c = len(classes.masks)
             class_of_key[key] = c
-            class_masks.append(mask)
-            class_members.append([])
-            class_cid.append(node.cluster_id)
-            class_asn.append(asn)
-        class_members[c].append(i)
-        node_class.append(c)
-    n_classes = len(class_masks)
+            classes.masks.append(mask)
+            classes.members.append([])
+            classes.cid.append(node.cluster_id)
+            classes.asn.append(asn)
+        classes.members[c].append(i)
+        classes.node_class.append(c)
+    return classes
 
-    # -- who configures whom, at class level --------------------------------------
+
+def _configures(
+    classes: _Classes, n_peers: int, auto_reverse: int, mesh_on: bool
+) -> tuple[list[list[int]], list[set[int]]]:
+    """Per BGPPeer, the classes on its local side; and per class, the classes its
+    members configure a peering with."""
+    local_all = (1 << n_peers) - 1
     local_classes: list[list[int]] = [[] for _ in range(n_peers)]
     remote_classes: list[list[int]] = [[] for _ in range(n_peers)]
-    for c, mask in enumerate(class_masks):
-        for j in _bits(mask & local_all):
+    for c, mask in enumerate(classes.masks):
+        for j in bit_indices(mask & local_all):
             local_classes[j].append(c)
-        for j in _bits(mask >> n_peers):
+        for j in bit_indices(mask >> n_peers):
             remote_classes[j].append(c)
     # Mesh: nodes with a cluster ID take no part (calico-node's template skips them).
-    mesh_classes = [c for c in range(n_classes) if mesh_on and class_cid[c] is None]
+    mesh = [c for c, cid in enumerate(classes.cid) if mesh_on and cid is None]
     configures: list[set[int]] = []
-    for c, mask in enumerate(class_masks):
+    for c, mask in enumerate(classes.masks):
         out: set[int] = set()
-        if mesh_on and class_cid[c] is None:
-            out.update(mesh_classes)
-        for j in _bits(mask & local_all):
+        if mesh_on and classes.cid[c] is None:
+            out.update(mesh)
+        for j in bit_indices(mask & local_all):
             out.update(remote_classes[j])
-        for j in _bits((mask >> n_peers) & auto_reverse):
+        for j in bit_indices((mask >> n_peers) & auto_reverse):
             out.update(local_classes[j])  # reverse peering added on the selected node
         configures.append(out)
+    return local_classes, configures
 
+
+def _sessions(
+    classes: _Classes, configures: list[set[int]]
+) -> tuple[list[dict[int, SessionKind]], list[tuple[int, int]]]:
+    """Class adjacency (peerings configured on both sides, with the kind on each
+    side), and the one-sided (local class, peer class) configurations."""
     adj: list[dict[int, SessionKind]] = []
     one_sided: list[tuple[int, int]] = []
-    for c in range(n_classes):
+    cid, asn = classes.cid, classes.asn
+    for c, wanted in enumerate(configures):
         row: dict[int, SessionKind] = {}
-        for d in sorted(configures[c]):
+        for d in sorted(wanted):
             if c not in configures[d]:
                 one_sided.append((c, d))
                 continue
-            if d == c and len(class_members[c]) < 2:
+            if d == c and len(classes.members[c]) < 2:
                 continue  # a node never peers with itself
-            row[d] = session_kind(class_asn[c], class_cid[c], class_asn[d], class_cid[d])
+            row[d] = session_kind(asn[c], cid[c], asn[d], cid[d])
         adj.append(row)
-
-    half_open = _half_open(peers, class_masks, class_members, one_sided, auto_reverse)
-    external = _external(nodes, peers, local_classes, class_members)
-    classes = tuple(
-        NodeClass(tuple(class_members[c]), class_cid[c], class_asn[c]) for c in range(n_classes)
-    )
-    return SessionGraph(
-        nodes=tuple(nodes),
-        node_class=tuple(node_class),
-        classes=classes,
-        adj=tuple(adj),
-        external=external,
-        half_open=half_open,
-        no_ip=no_ip,
-    )
+    return adj, one_sided
 
 
 def _half_open(
     peers: tuple[BGPPeer, ...],
-    class_masks: list[int],
-    class_members: list[list[int]],
+    classes: _Classes,
     one_sided: list[tuple[int, int]],
     auto_reverse: int,
 ) -> tuple[HalfOpen, ...]:
+    """Node-level examples of the one-sided class configurations (at most
+    :data:`HALF_OPEN_LIMIT`), each naming the BGPPeer responsible."""
     n_peers = len(peers)
     local_all = (1 << n_peers) - 1
+    class_masks, class_members = classes.masks, classes.members
     found: list[HalfOpen] = []
     for c, d in one_sided:
         # Name the BGPPeer responsible: a forward rule c -> d, else a reverse one.
         why = class_masks[c] & (class_masks[d] >> n_peers) & local_all
         if not why:
             why = class_masks[d] & (class_masks[c] >> n_peers) & auto_reverse
-        name = peers[next(_bits(why))].name
+        name = peers[next(bit_indices(why))].name
         for a in class_members[c]:
             for b in class_members[d]:
                 if a != b:

@@ -2,9 +2,9 @@
 ``List``, or what an adapter LISTed) read into an :class:`Inventory` (pure).
 
 It reads exactly as ``verify`` does: the same walk over the documents and the same
-positions in messages (:func:`calico_rr.core.bgp.resources.iter_objects`), the same
+positions in messages (:func:`calico_rr.core.bgp.documents.iter_objects`), the same
 rule for an object in both API groups
-(:func:`calico_rr.core.bgp.resources.resolve_api_groups`) and the same parser for the
+(:func:`calico_rr.core.bgp.documents.resolve_api_groups`) and the same parser for the
 BGP part (:func:`calico_rr.core.bgp.resources.parse_objects`); this module only adds
 IPPools, Deployments and the nodes' subnets.
 """
@@ -16,15 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from calico_rr.core.bgp.resources import (
+from calico_rr.core.bgp.documents import (
     CALICO_GROUPS,
     V1_GROUP,
     Located,
     iter_objects,
-    parse_objects,
     resolve_api_groups,
 )
-from calico_rr.core.formats.kube import type_name
+from calico_rr.core.bgp.resources import parse_objects
+from calico_rr.core.formats.fields import type_name
 from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_IPV4, CalicoState
 
@@ -190,7 +190,7 @@ def inventory_from_documents(docs: Iterable[Any], *, where: str = "input") -> In
     single objects, in any mix, read as ``verify`` reads them (module docstring).
     Calico kinds of both API groups are read; the same object in both groups is read
     once, from ``crd.projectcalico.org/v1``, with a note
-    (:func:`calico_rr.core.bgp.resources.resolve_api_groups`).  Kinds the doctor does
+    (:func:`calico_rr.core.bgp.documents.resolve_api_groups`).  Kinds the doctor does
     not use are ignored with a note.  Raises InputError on a malformed object or
     when the input holds no node at all.
     """

@@ -12,34 +12,32 @@ node (or its position in the file when it has no usable name) and the field path
 Field paths use the object's own spelling with 0-based list indices, e.g.
 ``spec.taints[2].effect`` or ``metadata.labels["zone"]``, so they can be pasted into
 ``kubectl get -o jsonpath`` style thinking; positions of whole objects in a file are
-1-based ("item 3 of nodes.yaml"), as a person counts them.
+1-based ("item 3 of nodes.yaml"), as a person counts them.  Positions, maps and
+scalars are read with the helpers every document reader shares
+(:mod:`~calico_rr.core.formats.fields`, :mod:`~calico_rr.core.formats.scalars`).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
-from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, TypeGuard
+from typing import Any
 
+from calico_rr.core.formats.fields import (
+    duplicate,
+    flag,
+    is_map,
+    mapping,
+    position,
+    string_map,
+    type_name,
+)
+from calico_rr.core.formats.scalars import format_timestamp, ipv4_field, timestamp_field
 from calico_rr.core.values import cluster_id, is_dotted_quad
 from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, Node, Taint
 
-__all__ = [
-    "check_string_map",
-    "format_timestamp",
-    "node_from_k8s",
-    "node_to_k8s",
-    "nodes_from_documents",
-    "parse_ipv4",
-    "parse_timestamp",
-    "position",
-    "type_name",
-]
+__all__ = ["node_from_k8s", "node_to_k8s", "nodes_from_documents"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -49,144 +47,8 @@ _SERVER_OWNED_METADATA = frozenset({"resourceVersion", "uid", "managedFields"})
 
 
 # ---------------------------------------------------------------------------
-# Naming things in messages: positions and values
-# ---------------------------------------------------------------------------
-
-
-def position(where: str, document: int, item: int = 0) -> str:
-    """Where an object sits in decoded input, counted as a person counts (1-based).
-
-    Every reader of documents (nodes here, :mod:`calico_rr.core.bgp.resources` for
-    ``verify``, :mod:`calico_rr.core.doctor.inventory`) names objects with this one function,
-    so the same input error gives the same words in every command:
-
-    * ``document 2 of f.yaml``: the second document of a stream (empty ``---``
-      documents count), when the document is the object itself (``item`` 0);
-    * ``item 3 of f.yaml``: the third item of the ``List`` that is the first
-      document, which is what a single-document file, the common case, reads as;
-    * ``item 3 of document 2 of f.yaml``: the same in a later document.
-    """
-    if item <= 0:
-        return f"document {document} of {where}"
-    if document == 1:
-        return f"item {item} of {where}"
-    return f"item {item} of document {document} of {where}"
-
-
-# ---------------------------------------------------------------------------
-# Scalars: IPv4 addresses and RFC 3339 timestamps
-# ---------------------------------------------------------------------------
-
-
-_PREFIX_LENGTHS = frozenset(str(n) for n in range(33))
-
-
-def parse_ipv4(text: str) -> str | None:
-    """The address of ``"10.0.0.5"`` or ``"10.0.0.5/24"``, or None when malformed.
-
-    The prefix form is what calico-node writes into the ``projectcalico.org/IPv4Address``
-    annotation in KDD mode (domain.md section 2); it parses it as a CIDR (prefix
-    length 0-32; a dotted netmask is not CIDR and is refused).
-    """
-    address, slash, prefix = text.partition("/")
-    if slash and prefix not in _PREFIX_LENGTHS:
-        return None
-    return address if is_dotted_quad(address) else None
-
-
-# RFC 3339 section 5.6 "date-time": full date, "T", full time, mandatory offset.
-# datetime.fromisoformat() alone would also accept ISO 8601 forms that are not
-# RFC 3339 (no offset, week dates, "20240102T030405"), so the shape is checked
-# here first; fromisoformat (C code, fast) then checks the ranges (no April 31st).
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
-
-#: datetime's range, so that every value format_timestamp writes parses back.
-_MIN_TS = -62135596800.0  # 0001-01-01T00:00:00Z
-_MAX_TS = 253402300800.0  # 10000-01-01T00:00:00Z (exclusive)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-def parse_timestamp(text: str) -> float:
-    """POSIX seconds of an RFC 3339 date-time such as ``"2024-01-02T03:04:05Z"``.
-
-    Fractions beyond microseconds are truncated.  Raises ValueError when ``text``
-    is not an RFC 3339 date-time.
-    """
-    if _RFC3339.fullmatch(text) is None:
-        raise ValueError("not an RFC 3339 date-time such as 2024-01-02T03:04:05Z")
-    if text[10] == "t" or text[-1] == "z":  # RFC 3339 allows lower case; Python does not
-        text = text.upper()
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError as exc:
-        raise ValueError(f"not a valid date-time ({exc})") from None
-
-
-@lru_cache(maxsize=4096)
-def _day(days: int) -> str:
-    # Nodes of one cluster are created over a few years at most: caching the date
-    # part makes formatting a 50,000-node cluster's timestamps cheap.
-    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
-
-
-def format_timestamp(seconds: float) -> str:
-    """RFC 3339 in UTC with a ``Z``, as the API server writes metav1.Time.
-
-    Kubernetes stores whole seconds; a fractional part is written (microseconds,
-    trailing zeros trimmed) only when ``seconds`` has one.  Raises ValueError
-    outside years 1-9999.
-    """
-    if not _MIN_TS <= seconds < _MAX_TS:  # also false for NaN
-        raise ValueError(f"{seconds!r} is outside years 1-9999")
-    whole = math.floor(seconds)
-    micro = round((seconds - whole) * 1_000_000)
-    if micro == 1_000_000:
-        whole, micro = whole + 1, 0
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{_day(days)}T{hours:02d}:{minutes:02d}:{secs:02d}"
-    if micro:
-        text += "." + f"{micro:06d}".rstrip("0")
-    return text + "Z"
-
-
-# ---------------------------------------------------------------------------
 # Reading one Node
 # ---------------------------------------------------------------------------
-
-
-def type_name(value: object) -> str:
-    """What a decoded value is, in words for a message: "a map", "a list", "null", ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, Mapping):
-        return "a map"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    return type(value).__name__
-
-
-def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # isinstance(x, Mapping) goes through the ABC machinery (~10x slower than a type
-    # check); decoded YAML and JSON only ever produce plain dicts.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _optional_map(parent: Mapping[str, Any], key: str, obj: str, path: str) -> Mapping[str, Any]:
-    """``parent[key]`` as a map; absent or null is an empty map (Kubernetes omitempty)."""
-    value = parent.get(key)
-    if value is None:
-        return _EMPTY
-    if not _is_map(value):
-        raise InputError(f"must be a map, got {type_name(value)}", obj=obj, field=path)
-    return value
 
 
 def _optional_list(parent: Mapping[str, Any], key: str, obj: str, path: str) -> list[Any]:
@@ -196,32 +58,6 @@ def _optional_list(parent: Mapping[str, Any], key: str, obj: str, path: str) -> 
     if not isinstance(value, list):
         raise InputError(f"must be a list, got {type_name(value)}", obj=obj, field=path)
     return value
-
-
-def check_string_map(value: Mapping[Any, Any], obj: str, path: str) -> None:
-    """Raise InputError on the first key or value of ``value`` that is not a string.
-
-    Labels and annotations are Kubernetes' map[string]string; ``verify``
-    (core.bgp.resources) checks them with this function too, so a bad label reads the
-    same in every command.
-    """
-    for k, v in value.items():
-        if not isinstance(k, str):
-            raise InputError(f"key {safe_repr(k)} must be a string", obj=obj, field=path)
-        if not isinstance(v, str):
-            # Typically an unquoted YAML value: `yes`, `true`, `1.0` decode as non-strings.
-            raise InputError(
-                f"must be a string, got {type_name(v)} {safe_repr(v)} (quote it in YAML)",
-                obj=obj,
-                field=f'{path}["{k}"]',
-            )
-
-
-def _string_map(parent: Mapping[str, Any], key: str, obj: str, path: str) -> dict[str, str]:
-    """Labels or annotations: a map of strings to strings (Kubernetes' map[string]string)."""
-    value = _optional_map(parent, key, obj, path)
-    check_string_map(value, obj, path)
-    return dict(value)
 
 
 def _item_string(
@@ -236,26 +72,34 @@ def _item_string(
     return value
 
 
+def _string_pair(
+    item: object, first: str, second: str, path: str, i: int, obj: str
+) -> tuple[str, str]:
+    """``item[first]`` and ``item[second]`` of item ``i`` of the list at ``path``
+    (``status.conditions``, ``spec.taints``, ...): two required strings."""
+    # Fast path first: real nodes carry five or more conditions each, and this
+    # runs for every node of a 50,000-node file.
+    if type(item) is dict:
+        a = item.get(first)
+        b = item.get(second)
+        if type(a) is str and a and type(b) is str and b:
+            return a, b
+    at = f"{path}[{i}]"
+    if not is_map(item):
+        raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=at)
+    return _item_string(item, first, obj, at), _item_string(item, second, obj, at)
+
+
 def _conditions(status: Mapping[str, Any], obj: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for i, item in enumerate(_optional_list(status, "conditions", obj, "status.conditions")):
-        # Fast path first: real nodes carry five or more conditions each, and this
-        # runs for every node of a 50,000-node file.
-        ctype = cstatus = None
-        if type(item) is dict:
-            ctype = item.get("type")
-            cstatus = item.get("status")
-        if not (type(ctype) is str and ctype and type(cstatus) is str and cstatus):
-            path = f"status.conditions[{i}]"
-            if not _is_map(item):
-                raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
-            ctype = _item_string(item, "type", obj, path)
-            cstatus = _item_string(item, "status", obj, path)
+    path = "status.conditions"
+    for i, item in enumerate(_optional_list(status, "conditions", obj, path)):
+        ctype, cstatus = _string_pair(item, "type", "status", path, i, obj)
         if ctype in out:
             # The API server keys conditions by type (patchMergeKey), so a repeat
             # means a hand-edited file; which entry is right cannot be guessed.
             raise InputError(
-                f"condition {ctype!r} listed twice", obj=obj, field=f"status.conditions[{i}].type"
+                f"condition {ctype!r} listed twice", obj=obj, field=f"{path}[{i}].type"
             )
         out[ctype] = cstatus
     return out
@@ -267,54 +111,17 @@ def _taints(spec: Mapping[str, Any], obj: str) -> tuple[Taint, ...]:
         return ()
     out: list[Taint] = []
     for i, item in enumerate(items):
-        path = f"spec.taints[{i}]"
-        if not _is_map(item):
-            raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
-        out.append(
-            Taint(
-                key=_item_string(item, "key", obj, path),
-                effect=_item_string(item, "effect", obj, path),
-                value=_item_string(item, "value", obj, path, required=False),
-            )
-        )
+        key, effect = _string_pair(item, "key", "effect", "spec.taints", i, obj)
+        value = _item_string(item, "value", obj, f"spec.taints[{i}]", required=False)
+        out.append(Taint(key=key, effect=effect, value=value))
     return tuple(out)
-
-
-def _timestamp(metadata: Mapping[str, Any], key: str, obj: str) -> float | None:
-    value = metadata.get(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        # yaml.safe_load turns an *unquoted* timestamp into a datetime; kubectl quotes
-        # them, but hand-written files may not.  Naive means UTC in YAML 1.1.
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
-    if not isinstance(value, str):
-        raise InputError(
-            f"must be an RFC 3339 string, got {type_name(value)}",
-            obj=obj,
-            field=f"metadata.{key}",
-        )
-    try:
-        return parse_timestamp(value)
-    except ValueError as exc:
-        raise InputError(f"{safe_repr(value)}: {exc}", obj=obj, field=f"metadata.{key}") from None
 
 
 def _internal_ipv4(status: Mapping[str, Any], obj: str) -> str | None:
     found: str | None = None
-    for i, item in enumerate(_optional_list(status, "addresses", obj, "status.addresses")):
-        atype = address = None
-        if type(item) is dict:  # fast path, as in _conditions
-            atype = item.get("type")
-            address = item.get("address")
-        if not (type(atype) is str and atype and type(address) is str and address):
-            path = f"status.addresses[{i}]"
-            if not _is_map(item):
-                raise InputError(f"must be a map, got {type_name(item)}", obj=obj, field=path)
-            atype = _item_string(item, "type", obj, path)
-            address = _item_string(item, "address", obj, path)
+    path = "status.addresses"
+    for i, item in enumerate(_optional_list(status, "addresses", obj, path)):
+        atype, address = _string_pair(item, "type", "address", path, i, obj)
         if found is not None or atype != "InternalIP":
             continue
         if is_dotted_quad(address):  # a bare address here, never CIDR
@@ -328,6 +135,25 @@ def _internal_ipv4(status: Mapping[str, Any], obj: str) -> str | None:
                 field=f"status.addresses[{i}].address",
             )
     return found
+
+
+def _metadata_and_name(obj: object, where: str) -> tuple[Mapping[str, Any], str]:
+    """``metadata`` and ``metadata.name`` of a Node object; errors name ``where``."""
+    label = where or "Node object"
+    if not is_map(obj):
+        raise InputError(f"must be a map, got {type_name(obj)}", obj=label)
+    kind = obj.get("kind")
+    if kind is not None and kind != "Node":
+        raise InputError(f"expected kind Node, got {safe_repr(kind)}", obj=label, field="kind")
+    metadata = obj.get("metadata")
+    if not is_map(metadata):
+        what = "missing" if metadata is None else f"must be a map, got {type_name(metadata)}"
+        raise InputError(what, obj=label, field="metadata")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        what = "missing" if name is None else f"must be a non-empty string, got {safe_repr(name)}"
+        raise InputError(what, obj=label, field="metadata.name")
+    return metadata, name
 
 
 def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
@@ -344,56 +170,26 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
     common single-NIC case.  No address at all gives ``ip=None``: such a node runs
     no BGP and is never chosen.
     """
-    label = where or "Node object"
-    if not _is_map(obj):
-        raise InputError(f"must be a map, got {type_name(obj)}", obj=label)
-    kind = obj.get("kind")
-    if kind is not None and kind != "Node":
-        raise InputError(f"expected kind Node, got {safe_repr(kind)}", obj=label, field="kind")
-    metadata = obj.get("metadata")
-    if not _is_map(metadata):
-        what = "missing" if metadata is None else f"must be a map, got {type_name(metadata)}"
-        raise InputError(what, obj=label, field="metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        what = "missing" if name is None else f"must be a non-empty string, got {safe_repr(name)}"
-        raise InputError(what, obj=label, field="metadata.name")
+    metadata, name = _metadata_and_name(obj, where)
     label = f"Node {name}"
-
-    labels = _string_map(metadata, "labels", label, "metadata.labels")
-    annotations = _string_map(metadata, "annotations", label, "metadata.annotations")
-    created = _timestamp(metadata, "creationTimestamp", label)
+    labels = dict(string_map(metadata.get("labels"), label, "metadata.labels"))
+    annotations = dict(string_map(metadata.get("annotations"), label, "metadata.annotations"))
+    created = timestamp_field(metadata, "creationTimestamp", label)
     # Only presence matters for the planner (a node being deleted is never chosen,
     # domain.md section 6), but a garbage value still signals a broken file.
-    deleting = _timestamp(metadata, "deletionTimestamp", label) is not None
+    deleting = timestamp_field(metadata, "deletionTimestamp", label) is not None
 
-    spec = _optional_map(obj, "spec", label, "spec")
-    unschedulable = spec.get("unschedulable")
-    if unschedulable is None:
-        unschedulable = False
-    elif not isinstance(unschedulable, bool):
-        raise InputError(
-            f"must be true or false, got {type_name(unschedulable)} {safe_repr(unschedulable)}",
-            obj=label,
-            field="spec.unschedulable",
-        )
+    spec = mapping(obj.get("spec"), label, "spec")
+    unschedulable = flag(
+        spec, "unschedulable", default=False, obj=label, field="spec.unschedulable"
+    )
     taints = _taints(spec, label)
-
-    status = _optional_map(obj, "status", label, "status")
+    status = mapping(obj.get("status"), label, "status")
     conditions = _conditions(status, label)
-    fallback_ip = _internal_ipv4(status, label)  # validated even when unused
-
+    ip = _internal_ipv4(status, label)  # validated even when the annotation wins
     annotated = annotations.get(ANN_IPV4)
     if annotated is not None:
-        ip = parse_ipv4(annotated)
-        if ip is None:
-            raise InputError(
-                f"{safe_repr(annotated)} is not an IPv4 address such as 10.0.0.5/24",
-                obj=label,
-                field=f'metadata.annotations["{ANN_IPV4}"]',
-            )
-    else:
-        ip = fallback_ip
+        ip = ipv4_field(annotated, label, f'metadata.annotations["{ANN_IPV4}"]')
     # The same check verify and doctor apply (core.values): a plan must not rest on
     # a cluster ID calico-node would refuse.
     cluster_id(
@@ -401,7 +197,6 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
         obj=label,
         field=f'metadata.annotations["{ANN_CLUSTER_ID}"]',
     )
-
     return Node(
         name=name,
         ip=ip,
@@ -419,7 +214,7 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
 def _name_of(obj: Mapping[str, Any]) -> str:
     """``metadata.name`` of an object we skip, for a note ("" when there is none)."""
     meta = obj.get("metadata")
-    name = meta.get("name") if _is_map(meta) else None
+    name = meta.get("name") if is_map(meta) else None
     return name if isinstance(name, str) else ""
 
 
@@ -439,11 +234,7 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
     def add(node: Node, location: str) -> None:
         first = seen.get(node.name)
         if first is not None:
-            raise InputError(
-                f"duplicate node name (first seen as {first}, again as {location})",
-                obj=f"Node {node.name}",
-                field="metadata.name",
-            )
+            raise duplicate("node name", first, location, obj=f"Node {node.name}")
         seen[node.name] = location
         nodes.append(node)
 
@@ -473,7 +264,7 @@ def nodes_from_documents(docs: Iterable[Any], *, where: str) -> tuple[list[Node]
         items = _optional_list(doc, "items", doc_label, "items")
         for i, item in enumerate(items, 1):
             item_label = position(where, d, i)
-            if kind == "List" and _is_map(item):
+            if kind == "List" and is_map(item):
                 item_kind = item.get("kind")
                 if item_kind != "Node":
                     if not isinstance(item_kind, str) or not item_kind:
@@ -597,7 +388,7 @@ def node_to_k8s(
     if node.raw is not None:
         raw = node.raw
         metadata_in = raw.get("metadata")
-        if not _is_map(metadata_in):  # raw came from node_from_k8s: cannot happen
+        if not is_map(metadata_in):  # raw came from node_from_k8s: cannot happen
             raise InputError("must be a map", obj=f"Node {node.name}", field="metadata")
         # Copy metadata without the server-owned fields rather than copy-then-delete:
         # managedFields is often the largest part of a Node object.

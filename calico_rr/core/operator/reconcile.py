@@ -51,17 +51,16 @@ RR is still peered with every node through the bridge), then our BGPPeers go.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from calico_rr.core.bgp.selector import (
     parse_selector,
 )
+from calico_rr.core.operator.confirm import confirm_sessions, node_status_changes
 from calico_rr.core.operator.peerings import (
     bridge_peer,
-    cns_name,
-    cns_object,
     companion_peer,
     is_bridge,
     is_companion,
@@ -82,10 +81,8 @@ from calico_rr.core.operator.state import (
     Observed,
     Phase,
     current_cluster_id,
-    requeue_delay,
 )
 from calico_rr.core.planning import planner, render
-from calico_rr.core.planning.candidates import healthy
 from calico_rr.model import (
     ANN_CLUSTER_ID,
     ANN_IPV4,
@@ -118,6 +115,22 @@ def _desired(obs: Observed, settings: OperatorSettings) -> _Desired:
     return _Desired(the_plan, labels, cids, peers, frozenset(cids))
 
 
+@dataclass(frozen=True, slots=True)
+class _OurPeers:
+    """The BGPPeers the cluster has, by role."""
+
+    companions: dict[str, Mapping[str, Any]]  # a rollout's ``<name>-prev`` copies
+    bridge: set[str]  # the bridge's name, while it exists
+    layout: dict[str, Mapping[str, Any]]  # every other one: the layout's, as it is now
+
+    @classmethod
+    def of(cls, obs: Observed) -> _OurPeers:
+        companions = {n: p for n, p in obs.peers.items() if is_companion(p)}
+        bridge = {n for n, p in obs.peers.items() if is_bridge(p)}
+        layout = {n: p for n, p in obs.peers.items() if not is_companion(p) and n not in bridge}
+        return cls(companions, bridge, layout)
+
+
 def _extra_key(settings: OperatorSettings) -> str | None:
     return settings.rr_label[0] if settings.rr_label is not None else None
 
@@ -145,91 +158,29 @@ def _breaks(
 
 
 def _apply_if_changed(
-    ns: NodeState, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ns: NodeState, labels: Mapping[str, str], cid: str | None
 ) -> NodeApply | None:
-    if ns.owned_label_values() == dict(labels) and ns.owned_annotation_values() == dict(
-        annotations
-    ):
+    """The apply giving ``ns`` these labels and cluster ID, or None if it has them."""
+    annotations = {ANN_CLUSTER_ID: cid} if cid is not None else {}
+    if ns.owned_label_values() == dict(labels) and ns.owned_annotation_values() == annotations:
         return None
-    return NodeApply(ns.node.name, dict(labels), dict(annotations), ns.uid)
+    return NodeApply(ns.node.name, dict(labels), annotations, ns.uid)
+
+
+def _wanted_node_applies(obs: Observed, want: _Desired, names: Iterable[str]) -> list[NodeApply]:
+    """Applies giving the nodes ``names`` (in this order) their wanted labels and IDs."""
+    out: list[NodeApply] = []
+    for name in names:
+        change = _apply_if_changed(obs.nodes[name], want.labels[name], want.cids.get(name))
+        if change is not None:
+            out.append(change)
+    return out
 
 
 def _same_peer(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     hl = (have.get("metadata") or {}).get("labels") or {}
     wl = want["metadata"]["labels"]
     return dict(spec_of(have)) == dict(want["spec"]) and all(hl.get(k) == v for k, v in wl.items())
-
-
-def _cns_changes(
-    obs: Observed, settings: OperatorSettings, rr_nodes: frozenset[str], decision: Decision
-) -> None:
-    use = obs.node_status_supported and settings.session_check != "Wait"
-    want = {cns_name(n): n for n in rr_nodes} if use else {}
-    for name, node in sorted(want.items()):
-        if name not in obs.node_status_objects:
-            decision.node_status_applies.append(cns_object(node, settings.plan.api_group))
-    decision.node_status_deletes.extend(sorted(obs.node_status_objects - set(want)))
-
-
-# ---------------------------------------------------------------------------
-# Session confirmation
-# ---------------------------------------------------------------------------
-
-
-def rr_peer_addresses(the_plan: planner.Plan) -> dict[str, frozenset[str]]:
-    """RR node -> IPs of the healthy nodes it must have Established sessions with
-    once ``the_plan`` is in place (read from the rendered resources)."""
-    from calico_rr.core.bgp.resources import parse_resources
-    from calico_rr.core.bgp.sessions import build_session_graph
-
-    graph = build_session_graph(parse_resources(the_plan.calico_documents()).state)
-    index = graph.index()
-    by_name = {n.name: n for n in the_plan.nodes}
-    rr_names = set(the_plan.layout.holders.values())
-    out: dict[str, frozenset[str]] = {}
-    for name in sorted(rr_names):
-        i = index.get(name)
-        if i is None:
-            continue
-        ips = set()
-        for j in graph.peers(i):
-            peer = by_name.get(graph.nodes[j].name)
-            if peer is not None and peer.ip is not None and healthy(peer):
-                ips.add(peer.ip)
-        out[name] = frozenset(ips)
-    return out
-
-
-def sessions_confirmed(
-    obs: Observed, settings: OperatorSettings, the_plan: planner.Plan, made_at: float
-) -> tuple[bool, str]:
-    """May old peerings go?  (confirmed, why)."""
-    waited = obs.now - made_at
-    wait_left = settings.wait_timeout - waited
-    use_status = obs.node_status_supported and settings.session_check != "Wait"
-    if not use_status:
-        if wait_left <= 0:
-            return True, f"waited {settings.wait_timeout:g}s (no session reports in use)"
-        return False, f"waiting {wait_left:.1f}s more before removing old peerings"
-    rr_names = set(the_plan.layout.holders.values())
-    reports = {n: obs.node_status.get(n) for n in rr_names}
-    if not any(r is not None and r.reported for r in reports.values()):
-        if settings.session_check == "Auto" and wait_left <= 0:
-            return True, f"no CalicoNodeStatus reports; waited {settings.wait_timeout:g}s"
-        return False, "waiting for CalicoNodeStatus reports from the route reflectors"
-    expected = rr_peer_addresses(the_plan)  # the session graph: only once reports exist
-    missing = 0
-    first: str | None = None
-    for node, ips in expected.items():
-        report = reports.get(node)
-        up = report.established if report is not None else frozenset()
-        gap = ips - up
-        if gap:
-            missing += len(gap)
-            first = first or f"{node} -> {sorted(gap)[0]}"
-    if missing:
-        return False, f"{missing} BGP sessions not Established yet (e.g. {first})"
-    return True, "every new BGP session is Established"
 
 
 # ---------------------------------------------------------------------------
@@ -244,10 +195,7 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
     want = _desired(obs, settings)
     extra = _extra_key(settings)
     record = dict(obs.transition or {})
-    kind = record.get("kind")
-    companions = {n: p for n, p in obs.peers.items() if is_companion(p)}
-    bridge = {n for n, p in obs.peers.items() if is_bridge(p)}
-    old_peers = {n: p for n, p in obs.peers.items() if not is_companion(p) and n not in bridge}
+    have = _OurPeers.of(obs)
     want_bridge = want.peers.pop(BRIDGE_NAME, None)
     prev_of = {
         n: prev_labels(ns.node.labels)
@@ -262,33 +210,16 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         and _breaks(current[n], want.labels[n], current_cluster_id(ns), want.cids.get(n))
     }
     changed_peers = {
-        n for n, p in old_peers.items() if n not in want.peers or not _same_peer(p, want.peers[n])
+        n for n, p in have.layout.items() if n not in want.peers or not _same_peer(p, want.peers[n])
     }
-    if prev_of or companions or kind == "Rollout" or breaking or changed_peers:
-        return _rollout(
-            obs, settings, want, record, prev_of, breaking, companions, old_peers, bridge
-        )
+    if prev_of or have.companions or record.get("kind") == "Rollout" or breaking or changed_peers:
+        return _rollout(obs, settings, want, record, have, prev_of, breaking)
 
-    decision = Decision(Phase.APPLYING, plan=want.plan)
-    for name, ns in sorted(obs.nodes.items()):
-        cid = want.cids.get(name)
-        ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
-        change = _apply_if_changed(ns, want.labels[name], ann)
-        if change is not None:
-            decision.node_applies.append(change)
-    if want_bridge is not None and not bridge:
-        decision.peer_applies.append(want_bridge)
-    for name, peer in sorted(want.peers.items()):
-        if name not in old_peers:
-            decision.peer_applies.append(peer)
-    if want_bridge is None:
-        # Mesh off and the layout confirmed before it went off: the bridge can go.
-        decision.peer_deletes.extend(sorted(bridge))
-    _cns_changes(obs, settings, want.rr_nodes, decision)
+    decision = _direct_writes(obs, settings, want, want_bridge, have)
     if decision.writes:
         nodes, peers = len(decision.node_applies), len(decision.peer_applies)
         decision.message = f"applying {nodes} node(s), {peers} BGPPeer(s)"
-        if kind == "MeshOff" and "madeAt" in record:
+        if record.get("kind") == "MeshOff" and "madeAt" in record:
             # New sessions appeared while waiting to switch the mesh off: re-confirm.
             decision.set_transition({"kind": "MeshOff"})
         return decision
@@ -298,29 +229,52 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         if obs.transition is not None:
             decision.set_transition(None)
         return decision
-    # Everything is in place with the mesh still on: confirm, then switch it off.
-    made_at = record.get("madeAt") if kind == "MeshOff" else None
-    if not isinstance(made_at, int | float):
-        decision.phase = Phase.CONFIRMING
-        decision.message = "layout applied; confirming sessions before switching the mesh off"
-        decision.set_transition({"kind": "MeshOff", "madeAt": obs.now})
-        decision.requeue_after = requeue_delay(settings, 0.0)
-        return decision
-    ok, why = sessions_confirmed(obs, settings, want.plan, float(made_at))
-    if not ok:
-        decision.phase = Phase.CONFIRMING
-        decision.message = why
-        decision.requeue_after = requeue_delay(settings, obs.now - float(made_at))
-        return decision
+    return _switch_mesh_off(obs, settings, want, record)
+
+
+def _direct_writes(
+    obs: Observed,
+    settings: OperatorSettings,
+    want: _Desired,
+    want_bridge: dict[str, Any] | None,
+    have: _OurPeers,
+) -> Decision:
+    """The writes of a change that removes no peering: node labels and IDs, new
+    BGPPeers, the bridge while the mesh is on (and its removal once it is off)."""
+    decision = Decision(Phase.APPLYING, plan=want.plan)
+    decision.node_applies = _wanted_node_applies(obs, want, sorted(obs.nodes))
+    if want_bridge is not None and not have.bridge:
+        decision.peer_applies.append(want_bridge)
+    for name, peer in sorted(want.peers.items()):
+        if name not in have.layout:
+            decision.peer_applies.append(peer)
+    if want_bridge is None:
+        # Mesh off and the layout confirmed before it went off: the bridge can go.
+        decision.peer_deletes.extend(sorted(have.bridge))
+    node_status_changes(obs, settings, want.rr_nodes, decision)
+    return decision
+
+
+def _switch_mesh_off(
+    obs: Observed, settings: OperatorSettings, want: _Desired, record: dict[str, Any]
+) -> Decision:
+    """Everything is in place with the mesh still on: confirm, then switch it off."""
+    wait, why = confirm_sessions(
+        obs,
+        settings,
+        want.plan,
+        record,
+        start={"kind": "MeshOff"},
+        message="layout applied; confirming sessions before switching the mesh off",
+    )
+    if wait is not None:
+        return wait
     blocked = _mesh_off_blocker(want.plan)
     if blocked is not None:
-        decision.phase = Phase.BLOCKED
-        decision.message = f"the node-to-node mesh stays on: {blocked}"
-        decision.requeue_after = 5.0
-        return decision
-    decision.phase = Phase.MESH_OFF
-    decision.message = f"{why}; switching the node-to-node mesh off"
-    decision.mesh = False
+        message = f"the node-to-node mesh stays on: {blocked}"
+        return Decision(Phase.BLOCKED, message, plan=want.plan, requeue_after=5.0)
+    message = f"{why}; switching the node-to-node mesh off"
+    decision = Decision(Phase.MESH_OFF, message, plan=want.plan, mesh=False)
     decision.set_transition(None)
     return decision
 
@@ -374,16 +328,62 @@ def _rollout(
     settings: OperatorSettings,
     want: _Desired,
     record: dict[str, Any],
+    have: _OurPeers,
     prev_of: dict[str, dict[str, str]],
     breaking: set[str],
-    companions: Mapping[str, Mapping[str, Any]],
-    old_peers: Mapping[str, Mapping[str, Any]],
-    bridge: set[str],
 ) -> Decision:
-    extra = _extra_key(settings)
-    group = settings.plan.api_group
-    # -- the make state --------------------------------------------------------
-    make_labels: dict[str, dict[str, str]] = {}  # node -> prev.* labels (incl. marker)
+    """Make, confirm, break (see the module docstring): the next step of a rollout."""
+    make_labels = _make_labels(obs, prev_of, breaking)
+    make = _make(obs, settings, want, record, have, make_labels)
+    if make.writes:
+        return make
+    in_transition = len(make_labels)
+    wait, why = confirm_sessions(
+        obs,
+        settings,
+        want.plan,
+        record,
+        start={"kind": "Rollout", "startedAt": record.get("startedAt", obs.now)},
+        message="rollout: new peerings written; confirming their sessions",
+        in_transition=in_transition,
+    )
+    if wait is not None:
+        return wait
+    if not obs.mesh_enabled:
+        # Nothing else carries routes once the old peerings go: the new layout
+        # alone must reach every running node (e.g. a config that leaves no node
+        # eligible as an RR must not remove the RRs that exist).  The make state
+        # (old and new peerings together) stays until the plan is fixed.
+        blocked = _after_break_blocker(obs, settings, want)
+        if blocked is not None:
+            return Decision(
+                Phase.BLOCKED,
+                f"rollout held before removing old peerings: {blocked}",
+                plan=want.plan,
+                in_transition=in_transition,
+                requeue_after=5.0,
+            )
+    brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
+    brk.in_transition = in_transition
+    brk.node_applies = _wanted_node_applies(obs, want, sorted(make_labels))
+    # The replaced BGPPeers go before their companions: a companion found without
+    # its original would be re-created by the next pass (a crash between the two
+    # deletes, repeated, would otherwise never finish the break).
+    brk.peer_deletes.extend(sorted(n for n in have.layout if n not in want.peers))
+    brk.peer_deletes.extend(sorted(have.companions))
+    if not obs.mesh_enabled:
+        brk.peer_deletes.extend(sorted(have.bridge))
+    node_status_changes(obs, settings, want.rr_nodes, brk)
+    brk.set_transition(None)
+    return brk
+
+
+def _make_labels(
+    obs: Observed, prev_of: dict[str, dict[str, str]], breaking: set[str]
+) -> dict[str, dict[str, str]]:
+    """Node -> its ``prev.`` labels (marker included) in the make state: kept from
+    an earlier pass, or a copy of the current planner labels of a breaking node."""
+    make_labels: dict[str, dict[str, str]] = {}
     for name in sorted(obs.nodes):
         if name in prev_of:
             make_labels[name] = prev_of[name]
@@ -392,13 +392,61 @@ def _rollout(
             prev = {prev_key(k): v for k, v in planner_labels(ns.node.labels).items()}
             prev[MARKER] = "true"
             make_labels[name] = prev
-    # Companions for every old BGPPeer a make-state node matched, or that changes.
+    return make_labels
+
+
+def _make(
+    obs: Observed,
+    settings: OperatorSettings,
+    want: _Desired,
+    record: dict[str, Any],
+    have: _OurPeers,
+    make_labels: dict[str, dict[str, str]],
+) -> Decision:
+    """The writes still missing from the make state (none once it is complete)."""
+    group = settings.plan.api_group
+    make = Decision(Phase.MAKING, plan=want.plan, in_transition=len(make_labels))
+    if obs.mesh_enabled and not have.bridge:
+        make.peer_applies.append(bridge_peer(group))
+    for name in _need_companion(want, have, make_labels):
+        make.peer_applies.append(companion_peer(have.layout[name], group))
+    for name, peer in sorted(want.peers.items()):
+        if name not in have.layout or not _same_peer(have.layout[name], peer):
+            make.peer_applies.append(peer)
+    make.node_applies = _make_node_applies(obs, settings, want, make_labels)
+    touched_existing = bool(make.peer_applies) or any(
+        change.name in make_labels for change in make.node_applies
+    )
+    node_status_changes(obs, settings, want.rr_nodes, make)
+    make.node_status_deletes.clear()  # old RRs keep reporting until the break
+    if make.writes:
+        make.message = (
+            f"rollout: keeping old peerings of {len(make_labels)} node(s) while adding new ones"
+        )
+        rolling = record.get("kind") == "Rollout"
+        new_record: dict[str, Any] = {
+            "kind": "Rollout",
+            "startedAt": record.get("startedAt", obs.now) if rolling else obs.now,
+        }
+        # A make state confirmed before keeps its time unless these writes change it.
+        if "madeAt" in record and rolling and not touched_existing:
+            new_record["madeAt"] = record["madeAt"]
+        if new_record != record:
+            make.set_transition(new_record)
+    return make
+
+
+def _need_companion(
+    want: _Desired, have: _OurPeers, make_labels: dict[str, dict[str, str]]
+) -> list[str]:
+    """Old BGPPeers that need a companion and have none yet, sorted: those that
+    change, and those a make-state node matched with its old labels."""
     make_label_sets = [
         {k[len(PREV) :]: v for k, v in prev.items() if k != MARKER} for prev in make_labels.values()
     ]
-    need_companion: list[str] = []
-    for name, peer in sorted(old_peers.items()):
-        if name + PREV_SUFFIX in companions:
+    need: list[str] = []
+    for name, peer in sorted(have.layout.items()):
+        if name + PREV_SUFFIX in have.companions:
             continue
         spec = spec_of(peer)
         changes = name not in want.peers or not _same_peer(peer, want.peers[name])
@@ -409,17 +457,21 @@ def _rollout(
                 sels.append(parse_selector(str(spec["peerSelector"])))
             matched = any(s.matches(ls) for s in sels for ls in make_label_sets)
         if changes or matched:
-            need_companion.append(name)
+            need.append(name)
+    return need
 
-    make = Decision(Phase.MAKING, plan=want.plan, in_transition=len(make_labels))
-    if obs.mesh_enabled and not bridge:
-        make.peer_applies.append(bridge_peer(group))
-    for name in need_companion:
-        make.peer_applies.append(companion_peer(old_peers[name], group))
-    for name, peer in sorted(want.peers.items()):
-        if name not in old_peers or not _same_peer(old_peers[name], peer):
-            make.peer_applies.append(peer)
-    touched_existing = bool(make.peer_applies)
+
+def _make_node_applies(
+    obs: Observed,
+    settings: OperatorSettings,
+    want: _Desired,
+    make_labels: dict[str, dict[str, str]],
+) -> list[NodeApply]:
+    """Every node gets its wanted labels and ID; a node in transition also keeps its
+    ``prev.`` copy, its current cluster ID if the plan takes it away, and our
+    extra RR label if it has it."""
+    extra = _extra_key(settings)
+    out: list[NodeApply] = []
     for name, ns in sorted(obs.nodes.items()):
         labels = dict(want.labels[name])
         cid = want.cids.get(name)
@@ -429,87 +481,14 @@ def _rollout(
                 cid = current_cluster_id(ns)
             if extra is not None and extra in _current_labels(ns, extra):
                 labels.setdefault(extra, ns.node.labels[extra])
-        ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
-        change = _apply_if_changed(ns, labels, ann)
+        change = _apply_if_changed(ns, labels, cid)
         if change is not None:
-            make.node_applies.append(change)
-            if name in make_labels:
-                touched_existing = True
-    _cns_changes(obs, settings, want.rr_nodes, make)
-    make.node_status_deletes.clear()  # old RRs keep reporting until the break
-    if make.writes:
-        make.message = (
-            f"rollout: keeping old peerings of {len(make_labels)} node(s) while adding new ones"
-        )
-        new_record: dict[str, Any] = {
-            "kind": "Rollout",
-            "startedAt": record.get("startedAt", obs.now)
-            if record.get("kind") == "Rollout"
-            else obs.now,
-        }
-        if "madeAt" in record and record.get("kind") == "Rollout" and not touched_existing:
-            new_record["madeAt"] = record["madeAt"]
-        if new_record != record:
-            make.set_transition(new_record)
-        return make
-    # -- confirm ---------------------------------------------------------------
-    made_at = record.get("madeAt") if record.get("kind") == "Rollout" else None
-    if not isinstance(made_at, int | float):
-        d = Decision(
-            Phase.CONFIRMING,
-            "rollout: new peerings written; confirming their sessions",
-            plan=want.plan,
-            in_transition=len(make_labels),
-        )
-        d.set_transition(
-            {"kind": "Rollout", "startedAt": record.get("startedAt", obs.now), "madeAt": obs.now}
-        )
-        d.requeue_after = requeue_delay(settings, 0.0)
-        return d
-    ok, why = sessions_confirmed(obs, settings, want.plan, float(made_at))
-    if not ok:
-        d = Decision(Phase.CONFIRMING, why, plan=want.plan, in_transition=len(make_labels))
-        d.requeue_after = requeue_delay(settings, obs.now - float(made_at))
-        return d
-    # -- break -----------------------------------------------------------------
-    if not obs.mesh_enabled:
-        # Nothing else carries routes once the old peerings go: the new layout
-        # alone must reach every running node (e.g. a config that leaves no node
-        # eligible as an RR must not remove the RRs that exist).  The make state
-        # (old and new peerings together) stays until the plan is fixed.
-        blocked = _after_break_blocker(obs, settings, want)
-        if blocked is not None:
-            d = Decision(
-                Phase.BLOCKED,
-                f"rollout held before removing old peerings: {blocked}",
-                plan=want.plan,
-                in_transition=len(make_labels),
-            )
-            d.requeue_after = 5.0
-            return d
-    brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
-    brk.in_transition = len(make_labels)
-    for name in sorted(make_labels):
-        ns = obs.nodes[name]
-        cid = want.cids.get(name)
-        ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
-        change = _apply_if_changed(ns, want.labels[name], ann)
-        if change is not None:
-            brk.node_applies.append(change)
-    # The replaced BGPPeers go before their companions: a companion found without
-    # its original would be re-created by the next pass (a crash between the two
-    # deletes, repeated, would otherwise never finish the break).
-    brk.peer_deletes.extend(sorted(n for n in old_peers if n not in want.peers))
-    brk.peer_deletes.extend(sorted(companions))
-    if not obs.mesh_enabled:
-        brk.peer_deletes.extend(sorted(bridge))
-    _cns_changes(obs, settings, want.rr_nodes, brk)
-    brk.set_transition(None)
-    return brk
+            out.append(change)
+    return out
 
 
 # ---------------------------------------------------------------------------
-# uninstall
+# status figures
 # ---------------------------------------------------------------------------
 
 
@@ -521,4 +500,4 @@ def summary_counts(decision: Decision, obs: Observed) -> dict[str, int]:
     return {"routeReflectors": rrs, "bgpPeers": peers, "inTransition": decision.in_transition}
 
 
-__all__: Sequence[str] = ("reconcile", "rr_peer_addresses", "sessions_confirmed", "summary_counts")
+__all__: Sequence[str] = ("reconcile", "summary_counts")

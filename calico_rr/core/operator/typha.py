@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from calico_rr.core.formats.kube import format_timestamp
+from calico_rr.core.formats.scalars import format_timestamp
 
 MIN_REPLICAS: Final = 3
 MAX_REPLICAS: Final = 20

@@ -29,7 +29,7 @@ __all__ = ["ADDRESSES", "synthetic_cluster", "synthetic_ip", "zone_name"]
 #: network or broadcast-looking address, and never 10.0.0.0): 256 * 256 * 254.
 ADDRESSES = 256 * 256 * 254
 
-#: Years 1-9999: the range RFC 3339 timestamps (core.formats.kube.format_timestamp) can write.
+#: Years 1-9999: the range RFC 3339 timestamps (core.formats.scalars.format_timestamp) can write.
 _MIN_TS = -62135596800.0
 _MAX_TS = 253402300800.0
 

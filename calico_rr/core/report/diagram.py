@@ -225,7 +225,33 @@ def group_diagram(
     rack_label: str = RACK_LABEL,
 ) -> Diagram:
     """The boxes, links and rows of ``graph`` (see the module docstring)."""
-    # -- boxes: RR classes by cluster ID, other classes one box each ----------------
+    keys, box_of, members = _group_classes(graph)
+    internal, internal_kinds, link_sessions = _count_sessions(graph, box_of, len(keys))
+    boxes = [
+        _make_box(
+            graph, keys[i], members[i], zone_label, rack_label, internal[i], internal_kinds[i]
+        )
+        for i in range(len(keys))
+    ]
+    links = [Link(a, b, n, k) for (a, b, k), n in sorted(link_sessions.items())]
+    spines, rrs, clients = _rows(boxes, links)
+    meshes, links = _meshes((spines, rrs), links)
+    return Diagram(
+        topology=topology,
+        nodes=len(graph.nodes),
+        sessions=graph.total_sessions(),
+        boxes=tuple(boxes),
+        links=tuple(links),
+        meshes=tuple(meshes),
+        rows=tuple(tuple(r) for r in (spines, rrs, clients) if r),
+    )
+
+
+def _group_classes(
+    graph: SessionGraph,
+) -> tuple[list[tuple[str, str]], list[int], list[list[int]]]:
+    """RR classes grouped by cluster ID, other classes one box each:
+    (key of each box, box of each class, node members of each box)."""
     box_key: list[tuple[str, str]] = []
     for c, cls in enumerate(graph.classes):
         box_key.append(("rr", cls.cluster_id) if cls.cluster_id is not None else ("c", str(c)))
@@ -235,10 +261,15 @@ def group_diagram(
     members: list[list[int]] = [[] for _ in keys]
     for c, cls in enumerate(graph.classes):
         members[box_of[c]].extend(cls.members)
+    return keys, box_of, members
 
-    # -- sessions: inside a box, or on a link between two ------------------------------
-    internal = [0] * len(keys)
-    internal_kinds: list[set[str]] = [set() for _ in keys]
+
+def _count_sessions(
+    graph: SessionGraph, box_of: list[int], boxes: int
+) -> tuple[list[int], list[set[str]], dict[tuple[int, int, str], int]]:
+    """Sessions inside each box (count, kinds) and on each link (box a < box b, kind)."""
+    internal = [0] * boxes
+    internal_kinds: list[set[str]] = [set() for _ in range(boxes)]
     link_sessions: dict[tuple[int, int, str], int] = {}
     for c, peers in enumerate(graph.adj):
         for d, kind in peers.items():
@@ -254,16 +285,12 @@ def group_diagram(
                 internal_kinds[a].add(k)
             else:
                 link_sessions[(a, b, k)] = link_sessions.get((a, b, k), 0) + count
+    return internal, internal_kinds, link_sessions
 
-    boxes = [
-        _make_box(
-            graph, keys[i], members[i], zone_label, rack_label, internal[i], internal_kinds[i]
-        )
-        for i in range(len(keys))
-    ]
-    links = [Link(a, b, n, k) for (a, b, k), n in sorted(link_sessions.items())]
 
-    # -- rows: spines, other RRs (by name: slots, racks), clients under their RRs -------
+def _rows(boxes: list[Box], links: list[Link]) -> tuple[list[int], list[int], list[int]]:
+    """Spines, other RRs (by name: slots, racks), then clients under their RRs."""
+
     def by_name(i: int) -> tuple[Any, ...]:
         return (_natural(boxes[i].title), boxes[i].zones)
 
@@ -286,12 +313,15 @@ def group_diagram(
         return (round(centre, 6), boxes[i].zones, _natural(boxes[i].title))
 
     clients = sorted((i for i, b in enumerate(boxes) if not b.is_rr), key=under)
-    rows = tuple(tuple(r) for r in (spines, rrs, clients) if r)
+    return spines, rrs, clients
 
-    # -- meshes: a row whose boxes are all linked pairwise with one kind -----------------
+
+def _meshes(lines: Iterable[list[int]], links: list[Link]) -> tuple[list[Mesh], list[Link]]:
+    """A mesh for each row whose boxes are all linked pairwise with one kind, and
+    the links that are left outside the meshes."""
     meshes: list[Mesh] = []
     by_pair = {(x.a, x.b): x for x in links}
-    for line in (spines, rrs):
+    for line in lines:
         if len(line) < 3:
             continue
         pairs = [(min(p, q), max(p, q)) for n, p in enumerate(line) for q in line[n + 1 :]]
@@ -299,24 +329,10 @@ def group_diagram(
         kinds = {x.kind for x in found if x is not None}
         if all(x is not None for x in found) and len(kinds) == 1:
             inside = set(pairs)
-            meshes.append(
-                Mesh(
-                    tuple(line),
-                    sum(x.sessions for x in found if x is not None),
-                    kinds.pop(),
-                )
-            )
+            sessions = sum(x.sessions for x in found if x is not None)
+            meshes.append(Mesh(tuple(line), sessions, kinds.pop()))
             links = [x for x in links if (x.a, x.b) not in inside]
-
-    return Diagram(
-        topology=topology,
-        nodes=len(graph.nodes),
-        sessions=graph.total_sessions(),
-        boxes=tuple(boxes),
-        links=tuple(links),
-        meshes=tuple(meshes),
-        rows=rows,
-    )
+    return meshes, links
 
 
 def _make_box(

@@ -41,10 +41,10 @@ about 0.7 s for 27 RRs over 5000 nodes (measured).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from calico_rr.core.bgp.sessions import SessionGraph
+from calico_rr.core.bgp.sessions import SessionGraph, bit_indices
 from calico_rr.core.bgp.verify.rules import (
     Arrival,
     Attrs,
@@ -62,13 +62,6 @@ _Row = list[tuple[int, Arrival, Arrival, int]]
 
 #: Above this many attribute bits, subset look-ups scan instead of enumerating.
 _ENUMERATE_BITS = 6
-
-
-def _bit_indices(mask: int) -> Iterator[int]:
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
 
 
 _SUBMASKS: dict[int, tuple[int, ...]] = {}
@@ -164,16 +157,34 @@ def _prepare(graph: SessionGraph) -> _Prepared:
 _States = list[dict[int, dict[Attrs, int]]]
 
 
+#: ``deliver(e, c, back, cl, asp, origins)``: class e receives, over a session of
+#: kind ``back`` on its side, the path (cl, asp) from sender c for those origins.
+_Deliver = Callable[[int, int, Arrival, int, int, int], None]
+
+#: Held paths waiting to be exported, as a heap in order_key order (see there):
+#: (key, holder, sender, arrival, cl, asp).
+_Work = list[tuple[tuple[int, int, int], int, int, Arrival, int, int]]
+
+#: pending[(holder, sender, cl, asp)] = origins queued for export with that path.
+_Pending = dict[tuple[int, int, int, int], int]
+
+
 def _run(prep: _Prepared) -> _States:
     """The least fixpoint of export/receive for every prefix (domain.md section 3)."""
-    enc = prep.enc
-    k = len(enc.sizes)
-    cbit, abit, sizes = enc.cluster_bit, enc.asn_bit, enc.sizes
+    states: _States = [{} for _ in prep.enc.sizes]
+    pending: _Pending = {}
+    work: _Work = []
+    deliver = _deliverer(prep, states, pending, work)
+    _originate(prep, deliver)
+    _export_all(prep, pending, work, deliver)
+    return states
+
+
+def _deliverer(prep: _Prepared, states: _States, pending: _Pending, work: _Work) -> _Deliver:
+    """The receive step: store a path unless one with subset attributes from the
+    same sender already covers its origins, and queue it if the holder passes it on."""
+    cbit = prep.enc.cluster_bit
     sink, has_client, has_ebgp = prep.sink, prep.has_client, prep.has_ebgp
-    states: _States = [{} for _ in range(k)]
-    pending: dict[tuple[int, int, int, int], int] = {}
-    # Expanded in order_key order (see there): (key, holder, sender, arrival, cl, asp).
-    work: list[tuple[tuple[int, int, int], int, int, Arrival, int, int]] = []
 
     def deliver(e: int, c: int, back: Arrival, cl: int, asp: int, bits: int) -> None:
         per = states[e].get(c)
@@ -193,7 +204,14 @@ def _run(prep: _Prepared) -> _States:
             pending[item] = bits
             heapq.heappush(work, (order_key(back, cl, asp), e, c, back, cl, asp))
 
-    # Every origin sends its own prefix to every peer (domain.md section 3).
+    return deliver
+
+
+def _originate(prep: _Prepared, deliver: _Deliver) -> None:
+    """Every origin sends its own prefix to every peer (domain.md section 3)."""
+    enc = prep.enc
+    k = len(enc.sizes)
+    cbit, abit, sizes = enc.cluster_bit, enc.asn_bit, enc.sizes
     for b in range(k):
         if not sizes[b]:
             continue
@@ -205,6 +223,12 @@ def _run(prep: _Prepared) -> _States:
             if accepts(sent[0], sent[1], back, cbit[e], abit[e]):
                 deliver(e, k + b, back, sent[0], sent[1], 1 << b)
 
+
+def _export_all(prep: _Prepared, pending: _Pending, work: _Work, deliver: _Deliver) -> None:
+    """Export queued paths, most preferred first, until no delivery adds a path."""
+    enc = prep.enc
+    k = len(enc.sizes)
+    cbit, abit = enc.cluster_bit, enc.asn_bit
     # done[c][arrival][(cl, asp)][t] = (origins exported, origins sent to t), where
     # t is the sender class whose path may not go back to it for some origins
     # (t = -1: no restriction).
@@ -273,7 +297,6 @@ def _run(prep: _Prepared) -> _States:
             entry = done_c.setdefault((cl, asp), {})
             m_all, m_t = entry.get(t_self, (0, 0))
             entry[t_self] = (m_all | bits, m_t | (bits & ok_back if t_self >= 0 else 0))
-    return states
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +333,7 @@ class FastPropagation:
         """(class, origin class, pairs it stands for) for every held class-level pair."""
         sizes = self.enc.sizes
         for c, held in enumerate(self.held):
-            for b in _bit_indices(held):
+            for b in bit_indices(held):
                 weight = sizes[b] * self._size_for(c, b)
                 if weight:
                     yield c, b, weight

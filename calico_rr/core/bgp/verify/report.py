@@ -24,6 +24,9 @@ from calico_rr.core.bgp.verify.rules import Propagation
 
 Engine = Literal["auto", "exact", "fast"]
 
+#: An engine's ``propagate``: ``run(graph, updates=...)``.
+_Run = Callable[..., Propagation]
+
 #: Up to this many nodes "auto" uses the per-node reference engine: it is cheap
 #: there and obviously right.  Above, the class engine gives the same answers.
 AUTO_EXACT_MAX_NODES = 48
@@ -196,7 +199,7 @@ def _weighted_stats(hist: Mapping[int, int]) -> Stats:
     return Stats(min=min(values), mean=round(total / count, 2), max=max(values))
 
 
-def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, Callable[..., Propagation]]:
+def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, _Run]:
     if engine == "auto":
         engine = "exact" if len(graph.nodes) <= AUTO_EXACT_MAX_NODES else "fast"
     if engine == "exact":
@@ -206,7 +209,7 @@ def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, Callable[..., Pro
     raise ValueError(f"unknown engine {engine!r} (auto, exact, fast)")
 
 
-def _lost(run: Callable[..., Propagation], graph: SessionGraph, removed: Iterable[int]) -> int:
+def _lost(run: _Run, graph: SessionGraph, removed: Iterable[int]) -> int:
     """Missing pairs among the nodes that remain after ``removed`` fail."""
     result: Propagation = run(graph.without(removed), updates=False)
     return result.missing_pairs
@@ -467,6 +470,49 @@ def _k_orbits(
     return list(chosen)
 
 
+def _worst_single_rr_failure(
+    run: _Run, graph: SessionGraph, names: Sequence[str]
+) -> tuple[str, int] | None:
+    """(RR, missing pairs) of the single RR failure that loses most, or None."""
+    # Failures are simulated once per symmetry class (see _rr_orbits): e.g. the
+    # RRs of a multi cluster all fail alike, so it needs one run, not one per RR.
+    worst: tuple[str, int] | None = None
+    for grp in _rr_orbits(graph):
+        lost = _lost(run, graph, grp[:1])
+        if lost and (worst is None or lost > worst[1]):
+            worst = (names[grp[0]], lost)  # lowest-index RR among the worst, as a full scan
+    return worst
+
+
+def _k_rr_failure(run: _Run, graph: SessionGraph, names: Sequence[str], fail_rrs: int) -> KFailure:
+    """Simulate ``fail_rrs`` RRs failing together, one combination per symmetry
+    class (see :func:`_k_orbits`), up to the first that loses routes."""
+    groups = _rr_groups(graph, merge=False)
+    n_rr = sum(len(grp) for grp in groups)
+    k = min(fail_rrs, n_rr)
+    vectors = _k_orbits(graph, groups, k)
+    total = math.comb(n_rr, k)
+    k_report = KFailure(k=k, tolerant=True, combinations=total, checked=0, covered=0)
+    covered = 0
+    for n_checked, vec in enumerate(vectors, start=1):
+        combo = sorted(x for grp, a in zip(groups, vec, strict=True) for x in grp[:a])
+        covered += math.prod(math.comb(len(g), a) for g, a in zip(groups, vec, strict=True))
+        lost = _lost(run, graph, combo)
+        failed = tuple(names[r] for r in combo) if lost else None
+        k_report = KFailure(
+            k=k,
+            tolerant=not lost,
+            combinations=total,
+            checked=n_checked,
+            covered=covered,
+            failed=failed,
+            missing_pairs=lost,
+        )
+        if lost:
+            break
+    return k_report
+
+
 def verify(
     graph: SessionGraph,
     *,
@@ -486,41 +532,8 @@ def verify(
     name, run = _runner(graph, engine)
     result: Propagation = run(graph, updates=True)
     names = [n.name for n in graph.nodes]
-
-    # Failures are simulated once per symmetry class (see _rr_orbits): e.g. the
-    # RRs of a multi cluster all fail alike, so it needs one run, not one per RR.
-    worst: tuple[str, int] | None = None
-    for grp in _rr_orbits(graph):
-        lost = _lost(run, graph, grp[:1])
-        if lost and (worst is None or lost > worst[1]):
-            worst = (names[grp[0]], lost)  # lowest-index RR among the worst, as a full scan
-
-    k_report: KFailure | None = None
-    if fail_rrs > 1:
-        groups = _rr_groups(graph, merge=False)
-        n_rr = sum(len(grp) for grp in groups)
-        k = min(fail_rrs, n_rr)
-        vectors = _k_orbits(graph, groups, k)
-        total = math.comb(n_rr, k)
-        k_report = KFailure(k=k, tolerant=True, combinations=total, checked=0, covered=0)
-        covered = 0
-        for n_checked, vec in enumerate(vectors, start=1):
-            combo = sorted(x for grp, a in zip(groups, vec, strict=True) for x in grp[:a])
-            covered += math.prod(math.comb(len(g), a) for g, a in zip(groups, vec, strict=True))
-            lost = _lost(run, graph, combo)
-            failed = tuple(names[r] for r in combo) if lost else None
-            k_report = KFailure(
-                k=k,
-                tolerant=not lost,
-                combinations=total,
-                checked=n_checked,
-                covered=covered,
-                failed=failed,
-                missing_pairs=lost,
-            )
-            if lost:
-                break
-
+    worst = _worst_single_rr_failure(run, graph, names)
+    k_report = _k_rr_failure(run, graph, names, fail_rrs) if fail_rrs > 1 else None
     zones: dict[str, ZoneFailure] = {}
     for zone, members in (fail_zones or {}).items():
         removed = set(members)

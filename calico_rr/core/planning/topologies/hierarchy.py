@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 
 from calico_rr.core.planning.config import (
@@ -42,9 +44,8 @@ from calico_rr.core.planning.topologies.base import (
     clients_of,
     fill,
     label_value,
-    rr_labels,
-    slot_selector,
 )
+from calico_rr.core.planning.topologies.common import Draft
 from calico_rr.model import Node
 
 NAME = "hierarchy"
@@ -137,11 +138,7 @@ def rack_cluster_ids(racks: list[str], config: PlanConfig) -> dict[str, str]:
 
 
 def _majority_zone(view: ClusterView, rack_of: dict[str, str], rack: str) -> str | None:
-    counts: dict[str | None, int] = {}
-    for name, r in rack_of.items():
-        if r == rack:
-            z = view.zone_of.get(name)
-            counts[z] = counts.get(z, 0) + 1
+    counts = Counter(view.zone_of.get(name) for name, r in rack_of.items() if r == rack)
     return max(counts, key=lambda z: (counts[z], z or "")) if counts else None
 
 
@@ -149,55 +146,99 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     del rrs  # the hierarchy is sized by racks x redundancy + spines
     rack_of, generated = assign_racks(view, config)
     racks = sorted(set(rack_of.values()))
-    ids = rack_cluster_ids(racks, config)
-    spine_id = cluster_id(config.cluster_id_base, 1)
+    spine_id, zones = cluster_id(config.cluster_id_base, 1), view.zones
     spines = [
-        Slot(
-            f"spine.{j}", "spine", spine_id, view.zones[j % len(view.zones)] if view.zones else None
-        )
+        Slot(f"spine.{j}", "spine", spine_id, zones[j % len(zones)] if zones else None)
         for j in range(config.spines)
     ]
-    spine_ids = {s.id for s in spines}
     # 1. A spine slot with an eligible holder keeps it (stability); that node is
     #    kept out of the rack RR choice below.
+    holders = _kept_spines(view, {s.id for s in spines})
+
+    # 2. Rack RRs: `redundancy` per rack, from the rack's own eligible nodes.
+    rack_view = _without(view, holders.values())
+    rack_slots = _rack_slots(rack_view, config, racks, rack_of)
+    slots = [s for rack in racks for s in rack_slots[rack]]
+    rack_holders, warnings = fill(rack_view, slots, config, rack_of=rack_of)
+    holders.update(rack_holders)
+
+    # 3. New spines come out of racks and leave those racks with fewer clients
+    #    (_place_spines); their holders come from the nodes still free.
+    placed = _place_spines(view, spines, holders, racks, rack_of)
+    spine_view = _without(view, holders.values())
+    spine_holders, spine_warnings = fill(spine_view, placed, config, rack_of=rack_of)
+    holders.update(spine_holders)
+    warnings.extend(spine_warnings)
+
+    draft = Draft.of([*slots, *spines], holders, warnings)
+    for client in clients_of(view, holders):
+        draft.labels[client.name] = {GROUP_LABEL: label_value(rack_of[client.name])}
+    for name, gen_rack in generated.items():
+        draft.labels.setdefault(name, {})[GENERATED_RACK_LABEL] = gen_rack
+    spine_filled = any(s.id in holders for s in spines)
+    _add_rules(draft, racks, rack_slots, spine_filled=spine_filled)
+    return draft.layout(
+        NAME,
+        redundancy=min(config.redundancy, max((len(v) for v in rack_slots.values()), default=0)),
+        shape={
+            "racks": len(racks),
+            "spines": sum(1 for s in spines if s.id in holders),
+            "cluster_ids": len(racks) + (1 if spine_filled else 0),
+        },
+    )
+
+
+def _kept_spines(view: ClusterView, spine_ids: set[str]) -> dict[str, str]:
+    """Spine slot -> the eligible node labelled with it (the oldest, should two be)."""
     holders: dict[str, str] = {}
     for n in sorted(view.eligible, key=lambda n: (n.created, n.name)):
         slot = n.labels.get(SLOT_LABEL)
         if slot in spine_ids and slot not in holders:
             holders[slot] = n.name
+    return holders
 
-    # 2. Rack RRs: `redundancy` per rack, from the rack's own eligible nodes.
-    rack_view = replace(
-        view, eligible=tuple(n for n in view.eligible if n.name not in holders.values())
-    )
-    eligible_in: dict[str, int] = dict.fromkeys(racks, 0)
-    for n in rack_view.eligible:
-        eligible_in[rack_of[n.name]] += 1
-    slots: list[Slot] = []
-    rack_slots: dict[str, list[Slot]] = {}
+
+def _without(view: ClusterView, taken: Iterable[str]) -> ClusterView:
+    """``view`` with the ``taken`` nodes no longer eligible."""
+    names = set(taken)
+    return replace(view, eligible=tuple(n for n in view.eligible if n.name not in names))
+
+
+def _rack_slots(
+    view: ClusterView, config: PlanConfig, racks: list[str], rack_of: dict[str, str]
+) -> dict[str, list[Slot]]:
+    """Rack -> its rack RR slots: ``redundancy`` of them, fewer when the rack has
+    fewer eligible nodes (but at least one), under the rack's cluster ID."""
+    ids = rack_cluster_ids(racks, config)
+    eligible_in = Counter(rack_of[n.name] for n in view.eligible)
+    out: dict[str, list[Slot]] = {}
     for rack in racks:
         count = min(config.redundancy, eligible_in[rack]) or 1
         group = label_value(rack)
-        rack_slots[rack] = [
+        out[rack] = [
             Slot(label_value(f"{group}.{j}"), "rack-rr", ids[rack], None, rack)
             for j in range(count)
         ]
-        slots.extend(rack_slots[rack])
-    rack_holders, warnings = fill(rack_view, slots, config, rack_of=rack_of)
-    holders.update(rack_holders)
+    return out
 
-    # 3. New spines come out of racks and leave those racks with fewer clients:
-    #    take them from the racks with the most clients left (in the spine's home
-    #    zone when possible) so rack RRs stay within a few sessions of each other.
+
+def _place_spines(
+    view: ClusterView,
+    spines: list[Slot],
+    holders: dict[str, str],
+    racks: list[str],
+    rack_of: dict[str, str],
+) -> list[Slot]:
+    """The spine slots still without a holder, each given the rack to take it from.
+
+    A new spine leaves its rack with one client fewer: take it from the rack with
+    the most clients left (in the spine's home zone when possible) so rack RRs stay
+    within a few sessions of each other.  A spine gets no rack when no rack has a
+    free eligible node.
+    """
     taken = set(holders.values())
-    free_in: dict[str, int] = dict.fromkeys(racks, 0)
-    for n in view.eligible:
-        if n.name not in taken:
-            free_in[rack_of[n.name]] += 1
-    clients_in: dict[str, int] = dict.fromkeys(racks, 0)
-    for name, r in rack_of.items():
-        if name not in taken:
-            clients_in[r] += 1
+    free_in = Counter(rack_of[n.name] for n in view.eligible if n.name not in taken)
+    clients_in = Counter(r for name, r in rack_of.items() if name not in taken)
     rack_zone = {r: _majority_zone(view, rack_of, r) for r in racks}
     placed: list[Slot] = []
     for spine in spines:
@@ -211,58 +252,25 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
             free_in[home] -= 1
             clients_in[home] -= 1
         placed.append(replace(spine, rack=home))
-    spine_view = replace(view, eligible=tuple(n for n in view.eligible if n.name not in taken))
-    spine_holders, spine_warnings = fill(spine_view, placed, config, rack_of=rack_of)
-    holders.update(spine_holders)
-    warnings.extend(spine_warnings)
-    slots.extend(spines)
-    by_id = {s.id: s for s in slots}
-    labels: dict[str, dict[str, str]] = {
-        node: rr_labels(by_id[slot]) for slot, node in holders.items()
-    }
-    for client in clients_of(view, holders):
-        labels[client.name] = {GROUP_LABEL: label_value(rack_of[client.name])}
-    for name, gen_rack in generated.items():
-        labels.setdefault(name, {})[GENERATED_RACK_LABEL] = gen_rack
+    return placed
 
-    rules: list[PeerRule] = []
+
+def _add_rules(
+    draft: Draft, racks: list[str], rack_slots: dict[str, list[Slot]], *, spine_filled: bool
+) -> None:
+    """A BGPPeer per rack (clients to their rack RRs), then the RR layers: rack RRs
+    to the spines and a spine mesh, or, with no spine at all, a rack RR mesh."""
     for rack in racks:
         group = label_value(rack)
-        rules.append(
-            PeerRule(
-                label_value(f"calico-rr-rack-{group}"),
-                f"{GROUP_LABEL} == '{group}'",
-                slot_selector([s.id for s in rack_slots[rack]]),
-            )
-        )
-    spine_filled = any(s.id in holders for s in spines)
+        name = label_value(f"calico-rr-rack-{group}")
+        draft.group_rule(name, GROUP_LABEL, group, rack_slots[rack])
     if spine_filled:
-        rules.append(
-            PeerRule(
-                "calico-rr-rack-to-spine", f"{ROLE_LABEL} == 'rack-rr'", f"{ROLE_LABEL} == 'spine'"
-            )
-        )
-        rules.append(
-            PeerRule("calico-rr-spine-mesh", f"{ROLE_LABEL} == 'spine'", f"{ROLE_LABEL} == 'spine'")
-        )
+        draft.rules.append(_role_rule("calico-rr-rack-to-spine", "rack-rr", "spine"))
+        draft.rules.append(_role_rule("calico-rr-spine-mesh", "spine", "spine"))
     else:
-        warnings.append("no node left for a spine RR: rack RRs peer with each other")
-        rules.append(
-            PeerRule(
-                "calico-rr-rack-rr-mesh", f"{ROLE_LABEL} == 'rack-rr'", f"{ROLE_LABEL} == 'rack-rr'"
-            )
-        )
-    return Layout(
-        topology=NAME,
-        slots=tuple(slots),
-        holders=holders,
-        node_labels=labels,
-        rules=tuple(rules),
-        redundancy=min(config.redundancy, max((len(v) for v in rack_slots.values()), default=0)),
-        warnings=tuple(warnings),
-        shape={
-            "racks": len(racks),
-            "spines": sum(1 for s in spines if s.id in holders),
-            "cluster_ids": len(racks) + (1 if spine_filled else 0),
-        },
-    )
+        draft.warnings.append("no node left for a spine RR: rack RRs peer with each other")
+        draft.rules.append(_role_rule("calico-rr-rack-rr-mesh", "rack-rr", "rack-rr"))
+
+
+def _role_rule(name: str, role: str, peer_role: str) -> PeerRule:
+    return PeerRule(name, f"{ROLE_LABEL} == '{role}'", f"{ROLE_LABEL} == '{peer_role}'")

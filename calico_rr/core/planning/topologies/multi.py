@@ -20,21 +20,18 @@ RR, 552-553 sessions (talk: ~542 / 10 / ~552).
 
 from __future__ import annotations
 
-from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, PlanConfig, cluster_id
+from calico_rr.core.planning.config import GROUP_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
     ClusterView,
     Layout,
-    PeerRule,
     Slot,
     assign_groups,
     clients_of,
-    fill,
     round_to_zones,
-    rr_labels,
-    slot_selector,
     slot_zones,
     zone_allowed,
 )
+from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 
 NAME = "multi"
 
@@ -44,7 +41,7 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
         Slot(f"r{i}", "rr", cluster_id(config.cluster_id_base, i + 1), zone)
         for i, zone in enumerate(slot_zones(view, config, round_to_zones(view, rrs)))
     )
-    holders, warnings = fill(view, slots, config)
+    draft = Draft.filled(view, slots, config)
     count = len(slots)
     red = min(config.redundancy, count)
     if count <= red:
@@ -53,31 +50,12 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
         group_slots = [[slots[(g + j) % count] for j in range(red)] for g in range(count)]
     groups = [f"g{i}" for i in range(len(group_slots))]
 
-    by_id = {s.id: s for s in slots}
-    labels: dict[str, dict[str, str]] = {
-        node: rr_labels(by_id[slot]) for slot, node in holders.items()
-    }
-    clients = clients_of(view, holders)
+    clients = clients_of(view, draft.holders)
     chosen = assign_groups(clients, groups, allowed=zone_allowed(view, group_slots))
     for name, group in chosen.items():
-        labels[name] = {GROUP_LABEL: group}
+        draft.labels[name] = {GROUP_LABEL: group}
 
-    rules = [PeerRule("calico-rr-rr-mesh", f"has({RR_LABEL})", f"has({RR_LABEL})")]
+    draft.rules.append(RR_MESH)
     for group, members in zip(groups, group_slots, strict=True):
-        rules.append(
-            PeerRule(
-                f"calico-rr-{group}",
-                f"{GROUP_LABEL} == '{group}'",
-                slot_selector([s.id for s in members]),
-            )
-        )
-    return Layout(
-        topology=NAME,
-        slots=slots,
-        holders=holders,
-        node_labels=labels,
-        rules=tuple(rules),
-        redundancy=red,
-        warnings=tuple(warnings),
-        shape={"cluster_ids": count, "groups": len(groups)},
-    )
+        draft.group_rule(f"calico-rr-{group}", GROUP_LABEL, group, members)
+    return draft.layout(NAME, red, {"cluster_ids": count, "groups": len(groups)})

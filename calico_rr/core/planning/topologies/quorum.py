@@ -32,30 +32,25 @@ BGPPeers: one RR mesh + one per home quorum (3 per group) + one per cross RR:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import combinations
 
-from calico_rr.core.planning.config import (
-    CROSS_LABEL,
-    QUORUM_LABEL,
-    RR_LABEL,
-    SLOT_LABEL,
-    PlanConfig,
-    cluster_id,
-)
+from calico_rr.core.planning.config import CROSS_LABEL, QUORUM_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
     ClusterView,
     Layout,
-    PeerRule,
     Slot,
     clients_of,
-    fill,
-    rr_labels,
-    slot_selector,
     slot_zones,
 )
+from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 from calico_rr.model import Node
 
 NAME = "quorum"
+
+#: A client's home quorum and its cross RR (a slot id; None without cross RRs).
+_Choice = tuple[str, str | None]
 
 
 def group_size(redundancy: int) -> tuple[int, int]:
@@ -66,6 +61,42 @@ def group_size(redundancy: int) -> tuple[int, int]:
 
 
 def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
+    m, majority, groups_n, zones = _grouping(view, config, rrs)
+    slots = tuple(
+        Slot(f"r{i}", "rr", cluster_id(config.cluster_id_base, i // m + 1), zones[i])
+        for i in range(groups_n * m)
+    )
+    draft = Draft.filled(view, slots, config)
+    groups = _Groups.of(slots, m, majority, cross=groups_n >= 2 and config.redundancy >= 2)
+    for name, (qname, cross) in _assign(view, clients_of(view, draft.holders), groups).items():
+        entry = {QUORUM_LABEL: qname}
+        if cross is not None:
+            entry[CROSS_LABEL] = cross
+        draft.labels[name] = entry
+
+    draft.rules.append(RR_MESH)
+    for qname, subset in groups.quorums.items():
+        draft.group_rule(f"calico-rr-{qname}", QUORUM_LABEL, qname, subset)
+    if groups.cross:
+        for s in slots:
+            draft.group_rule(f"calico-rr-cross-{s.id}", CROSS_LABEL, s.id, [s])
+    return draft.layout(
+        NAME,
+        redundancy=majority + (1 if groups.cross else 0),
+        shape={
+            "cluster_ids": groups_n,
+            "rrs_per_group": m,
+            "home_quorum": majority,
+            "quorums": len(groups.quorums),
+            "cross_rr": groups.cross,
+        },
+    )
+
+
+def _grouping(
+    view: ClusterView, config: PlanConfig, rrs: int
+) -> tuple[int, int, int, list[str | None]]:
+    """(RRs per group, home quorum size, groups, home zones of the slots)."""
     m, majority = group_size(config.redundancy)
     want = max(2 * m, rrs) if config.redundancy >= 2 else max(1, rrs)
     # Whole groups, and (with zones) a whole number of RRs per zone so every zone
@@ -82,113 +113,90 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
         m, groups_n = max(1, len(zones)), 1 if zones else 0
     if groups_n == 1:  # one group: its clients must all share an RR - peer with all
         majority = m
-    slots = tuple(
-        Slot(f"r{i}", "rr", cluster_id(config.cluster_id_base, i // m + 1), zones[i])
-        for i in range(groups_n * m)
-    )
-    holders, warnings = fill(view, slots, config)
-    by_id = {s.id: s for s in slots}
-    labels: dict[str, dict[str, str]] = {
-        node: rr_labels(by_id[slot]) for slot, node in holders.items()
-    }
-    group_of = {s.id: i // m for i, s in enumerate(slots)}
+    return m, majority, groups_n, zones
 
-    # Home quorums: every majority subset of each group (one group alone: all of it).
-    quorums: list[tuple[str, tuple[Slot, ...]]] = []
-    for g in range(groups_n):
-        members = slots[g * m : (g + 1) * m]
-        subsets = [members] if groups_n == 1 else list(combinations(members, majority))
-        for k, subset in enumerate(subsets):
-            quorums.append((f"q{g}-{k}", tuple(subset)))
-    quorum_index = {name: i for i, (name, _) in enumerate(quorums)}
-    cross_possible = groups_n >= 2 and config.redundancy >= 2
 
-    load = {s.id: 0 for s in slots}
-    assigned: dict[str, tuple[str, str | None]] = {}
-    pending: list[Node] = []
-    clients = clients_of(view, holders)
-    for node in clients:
-        q = node.labels.get(QUORUM_LABEL)
-        x = node.labels.get(CROSS_LABEL)
-        # Kept while the quorum exists, even if the zone layout moved (stability
-        # first; zones guide new choices only).
-        if q in quorum_index:
-            home = quorums[quorum_index[q]][1]
-            home_group = group_of[home[0].id]
-            if not cross_possible and x is None:
-                assigned[node.name] = (q, None)
-            elif cross_possible and x in group_of and group_of[x] != home_group:
-                assigned[node.name] = (q, x)
-            else:
-                pending.append(node)
-                continue
-            for s in home:
-                load[s.id] += 1
-            if x is not None and cross_possible:
-                load[x] += 1
-        else:
-            pending.append(node)
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """The RR groups of a layout and the home quorums drawn from them."""
 
-    zone_cache: dict[str | None, list[int]] = {}
-    for node in pending:
+    slots: tuple[Slot, ...]
+    #: slot id -> its group's number
+    group_of: dict[str, int]
+    #: quorum name -> its RRs, group by group
+    quorums: dict[str, tuple[Slot, ...]]
+    #: clients also peer with a cross RR from another group
+    cross: bool
+
+    @classmethod
+    def of(cls, slots: tuple[Slot, ...], m: int, majority: int, *, cross: bool) -> _Groups:
+        # Home quorums: every majority subset of each group (a group alone is its
+        # own only quorum: its majority is then all of it).
+        quorums: dict[str, tuple[Slot, ...]] = {}
+        for g in range(len(slots) // m):
+            for k, subset in enumerate(combinations(slots[g * m : (g + 1) * m], majority)):
+                quorums[f"q{g}-{k}"] = subset
+        group_of = {s.id: i // m for i, s in enumerate(slots)}
+        return cls(slots, group_of, quorums, cross)
+
+
+def _assign(view: ClusterView, clients: Sequence[Node], groups: _Groups) -> dict[str, _Choice]:
+    """Every client's home quorum and cross RR: the current ones while they fit
+    (_current), then the least-loaded choice that suits each new client's zone."""
+    load = {s.id: 0 for s in groups.slots}
+    assigned = {n.name: c for n in clients if (c := _current(n, groups)) is not None}
+    for choice in assigned.values():
+        _take(load, groups, choice)
+    zone_cache: dict[str | None, list[str]] = {}
+    for node in [n for n in clients if n.name not in assigned]:
         z = view.zone_of.get(node.name)
         if z not in zone_cache:
-            ok = [i for i, (_, sl) in enumerate(quorums) if _valid_zone(view, z, sl)]
-            zone_cache[z] = ok or list(range(len(quorums)))
-        best = min(zone_cache[z], key=lambda i: (sum(load[s.id] for s in quorums[i][1]), i))
-        qname, home = quorums[best]
-        for s in home:
-            load[s.id] += 1
-        cross: str | None = None
-        if cross_possible:
-            home_group = group_of[home[0].id]
-            other = [s for s in slots if group_of[s.id] != home_group]
-            if view.zones:
-                other = [s for s in other if _cross_zone_ok(s.zone, z, home)] or other
-            cross = min((s.id for s in other), key=lambda sid: (load[sid], int(sid[1:])))
-            load[cross] += 1
-        assigned[node.name] = (qname, cross)
+            ok = [q for q, sl in groups.quorums.items() if _valid_zone(view, z, sl)]
+            zone_cache[z] = ok or list(groups.quorums)
+        assigned[node.name] = choice = _choose(view, z, zone_cache[z], groups, load)
+        _take(load, groups, choice)
+    return assigned
 
-    for name, (qname, cross) in assigned.items():
-        entry = {QUORUM_LABEL: qname}
-        if cross is not None:
-            entry[CROSS_LABEL] = cross
-        labels[name] = entry
 
-    rules = [PeerRule("calico-rr-rr-mesh", f"has({RR_LABEL})", f"has({RR_LABEL})")]
-    for qname, subset in quorums:
-        rules.append(
-            PeerRule(
-                f"calico-rr-{qname}",
-                f"{QUORUM_LABEL} == '{qname}'",
-                slot_selector([s.id for s in subset]),
-            )
-        )
-    if cross_possible:
-        for s in slots:
-            rules.append(
-                PeerRule(
-                    f"calico-rr-cross-{s.id}",
-                    f"{CROSS_LABEL} == '{s.id}'",
-                    f"{SLOT_LABEL} == '{s.id}'",
-                )
-            )
-    return Layout(
-        topology=NAME,
-        slots=slots,
-        holders=holders,
-        node_labels=labels,
-        rules=tuple(rules),
-        redundancy=majority + (1 if cross_possible else 0),
-        warnings=tuple(warnings),
-        shape={
-            "cluster_ids": groups_n,
-            "rrs_per_group": m,
-            "home_quorum": majority,
-            "quorums": len(quorums),
-            "cross_rr": cross_possible,
-        },
-    )
+def _current(node: Node, groups: _Groups) -> _Choice | None:
+    """The client's current quorum and cross RR while they still fit the groups.
+
+    Kept while the quorum exists, even if the zone layout moved (stability first;
+    zones guide new choices only).
+    """
+    qname = node.labels.get(QUORUM_LABEL)
+    cross = node.labels.get(CROSS_LABEL)
+    if qname not in groups.quorums:
+        return None
+    if not groups.cross:
+        return (qname, None) if cross is None else None
+    home_group = groups.group_of[groups.quorums[qname][0].id]
+    if cross in groups.group_of and groups.group_of[cross] != home_group:
+        return qname, cross
+    return None
+
+
+def _choose(
+    view: ClusterView, zone: str | None, options: list[str], groups: _Groups, load: dict[str, int]
+) -> _Choice:
+    """The least-loaded quorum of ``options`` (the first on ties: they are in quorum
+    order), and the least-loaded cross RR of another group that suits the zone."""
+    qname = min(options, key=lambda q: sum(load[s.id] for s in groups.quorums[q]))
+    if not groups.cross:
+        return qname, None
+    home = groups.quorums[qname]
+    other = [s for s in groups.slots if groups.group_of[s.id] != groups.group_of[home[0].id]]
+    if view.zones:
+        other = [s for s in other if _cross_zone_ok(s.zone, zone, home)] or other
+    return qname, min((s.id for s in other), key=lambda sid: (load[sid], int(sid[1:])))
+
+
+def _take(load: dict[str, int], groups: _Groups, choice: _Choice) -> None:
+    qname, cross = choice
+    for s in groups.quorums[qname]:
+        load[s.id] += 1
+    if cross is not None:
+        load[cross] += 1
 
 
 def _cross_zone_ok(cross_zone: str | None, own: str | None, home: tuple[Slot, ...]) -> bool:

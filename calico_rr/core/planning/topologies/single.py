@@ -10,38 +10,15 @@ other as plain iBGP.  500 nodes, 3 RRs: 497 clients and 2 RR peers per RR,
 from __future__ import annotations
 
 from calico_rr.core.planning.config import RR_LABEL, PlanConfig, cluster_id
-from calico_rr.core.planning.topologies.base import (
-    ClusterView,
-    Layout,
-    PeerRule,
-    Slot,
-    fill,
-    rr_labels,
-    slot_zones,
-)
+from calico_rr.core.planning.topologies.base import ClusterView, Layout, PeerRule, Slot, slot_zones
+from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 
 NAME = "single"
 
 
 def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     cid = cluster_id(config.cluster_id_base, 1)
-    slots = tuple(
-        Slot(f"r{i}", "rr", cid, zone) for i, zone in enumerate(slot_zones(view, config, rrs))
-    )
-    holders, warnings = fill(view, slots, config)
-    by_id = {s.id: s for s in slots}
-    labels = {node: rr_labels(by_id[slot]) for slot, node in holders.items()}
-    rules = (
-        PeerRule("calico-rr-clients", f"!has({RR_LABEL})", f"has({RR_LABEL})"),
-        PeerRule("calico-rr-rr-mesh", f"has({RR_LABEL})", f"has({RR_LABEL})"),
-    )
-    return Layout(
-        topology=NAME,
-        slots=slots,
-        holders=holders,
-        node_labels=labels,
-        rules=rules,
-        redundancy=len(holders),
-        warnings=tuple(warnings),
-        shape={"cluster_ids": 1},
-    )
+    slots = [Slot(f"r{i}", "rr", cid, zone) for i, zone in enumerate(slot_zones(view, config, rrs))]
+    draft = Draft.filled(view, slots, config)
+    draft.rules += [PeerRule("calico-rr-clients", f"!has({RR_LABEL})", f"has({RR_LABEL})"), RR_MESH]
+    return draft.layout(NAME, redundancy=len(draft.holders), shape={"cluster_ids": 1})

@@ -1,0 +1,229 @@
+"""What the sandbox's servers (:class:`~calico_rr.sandbox.controlplane.ControlPlane`,
+:class:`~calico_rr.sandbox.etcd.EtcdServer`) share: the binaries they run, one local
+process started, waited for and stopped (:class:`LocalProcess`), and the base of a
+server that lives for a ``with`` block in a temporary directory (:class:`LocalService`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "controlplane-build.sh"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built, started or talked to."""
+
+
+def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
+    """Run the build script and return the directory it prints on its last line.
+
+    The script's progress (stderr) goes to this process's stderr.  Any failure
+    raises ``ControlPlaneError``: callers (tests) must fail, not skip.
+    """
+    from calico_rr.adapters.calico_bin import run_build_script
+
+    try:
+        directory = run_build_script(script, timeout=timeout)
+    except RuntimeError as exc:
+        raise ControlPlaneError(str(exc)) from exc
+    check_binaries(directory)
+    return directory
+
+
+def check_binaries(directory: Path, names: Sequence[str] = ("etcd", "kube-apiserver")) -> None:
+    for name in names:
+        path = directory / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ControlPlaneError(f"missing executable {path}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies (Linux
+    PR_SET_PDEATHSIG), so a killed test run leaves no API server behind."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still cleans up on a normal exit
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of the log at ``path`` ("" when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def etcd_healthy(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether the etcd serving clients at ``url`` says it is healthy."""
+    with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as resp:
+        body = json.loads(resp.read() or b"{}")
+    return str(body.get("health")) == "true"
+
+
+class LocalProcess:
+    """One process we start: its output appended to ``log_file``, in a session of
+    its own (a Ctrl-C to the tests does not reach it) and sent SIGTERM when this
+    process dies (:func:`die_with_parent`)."""
+
+    def __init__(self, name: str, args: Sequence[str], *, cwd: Path, log_file: Path) -> None:
+        self.name = name
+        self.log_file = log_file
+        self._log = log_file.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise ControlPlaneError(f"cannot start {name}: {exc}") from exc
+
+    def tail(self, lines: int = 40) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return log_tail(self.log_file, lines)
+
+    def wait_ready(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll ``ready`` until it says True; ControlPlaneError (with the log's tail)
+        when the process exits first or ``timeout`` seconds pass.  ``what`` is the
+        state awaited, for the message: "healthy", "ready (/readyz)"."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            code = self.popen.poll()
+            if code is not None:
+                raise ControlPlaneError(
+                    f"{self.name} exited with status {code} before it was {what}:\n{self.tail()}"
+                )
+            try:
+                if ready():
+                    return
+            except (OSError, ValueError) as exc:  # URLError and SSLError are OSErrors
+                last = str(exc)
+            time.sleep(0.1)
+        raise ControlPlaneError(
+            f"{self.name} not {what} after {timeout:.0f}s ({last}):\n{self.tail()}"
+        )
+
+    def stop(self, timeout: float, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``sig``, SIGKILL after ``timeout`` seconds, reap it, close the log."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            self.popen.wait()
+        self._log.close()
+
+
+class LocalService(ABC):
+    """A server made of local processes, for the duration of a ``with`` block.
+
+    ``binaries`` is a directory holding the executables (default: the build
+    script's, built on first use).  Its files live in a fresh temporary directory,
+    certificates under ``pki/``; :meth:`stop` removes it.  If :meth:`start` fails
+    half-way, entering the block stops what did start.
+    """
+
+    #: what error messages call this server
+    label = "server"
+
+    def __init__(
+        self, binaries: Path | None, *, startup_timeout: float, stop_timeout: float
+    ) -> None:
+        self._binaries_arg = binaries
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._dir: Path | None = None
+
+    @property
+    def directory(self) -> Path:
+        if self._dir is None:
+            raise ControlPlaneError(f"{self.label} is not running")
+        return self._dir
+
+    @property
+    def pki(self) -> Path:
+        return self.directory / "pki"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _prepare(self, prefix: str, executables: Sequence[str]) -> Path:
+        """The checks before a start, then the temporary directory (named
+        ``prefix...``, with an empty ``pki/``); returns the binaries' directory."""
+        if self._dir is not None:
+            raise ControlPlaneError(f"{self.label} already started")
+        binaries = self._binaries_arg if self._binaries_arg is not None else build_binaries()
+        check_binaries(binaries, executables)
+        if shutil.which("openssl") is None:
+            raise ControlPlaneError("the openssl command is needed to make certificates")
+        self._dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.pki.mkdir()
+        return binaries
+
+    def _remove_directory(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
