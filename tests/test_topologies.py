@@ -288,3 +288,23 @@ def test_property_generator_covers_every_topology() -> None:
         ]
     }
     assert seen == {"single", "multi", "quorum", "hierarchy"}
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize(
+    ("zones", "dedicated"),
+    [(0, "nothing=here"), (3, "nothing=here"), (3, "topology.kubernetes.io/zone=zone-a")],
+)
+@pytest.mark.parametrize("nodes", [1, 5, 50])
+def test_no_or_few_eligible_nodes_plan_and_the_gate_refuses(
+    topology: str, zones: int, dedicated: str, nodes: int
+) -> None:
+    """A cluster where no node (or only one zone's) may be an RR is planned like any
+    other - quorum raised ValueError here once - and where no RR could be placed the
+    planner says so and the safety gate refuses the result."""
+    from calico_rr.core.operator.safety import gate_plan
+
+    p = run(nodes, topology, zones=zones, dedicated_label=dedicated)
+    if not p.layout.holders:
+        assert "no node is eligible to be a route reflector" in p.warnings
+        assert not gate_plan(p).ok

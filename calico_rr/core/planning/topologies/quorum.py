@@ -143,6 +143,8 @@ class _Groups:
 def _assign(view: ClusterView, clients: Sequence[Node], groups: _Groups) -> dict[str, _Choice]:
     """Every client's home quorum and cross RR: the current ones while they fit
     (_current), then the least-loaded choice that suits each new client's zone."""
+    if not groups.quorums:  # no RR could be placed: the gate names the cut-off nodes
+        return {}
     load = {s.id: 0 for s in groups.slots}
     assigned = {n.name: c for n in clients if (c := _current(n, groups)) is not None}
     for choice in assigned.values():
