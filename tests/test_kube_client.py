@@ -546,11 +546,11 @@ def test_kubeconfig_errors(tmp_path: Path) -> None:
     kc = write_kubeconfig(tmp_path / "kc", {"server": "https://k8s.test"}, {})
     with pytest.raises(KubeConfigError, match="no context named 'nope'"):
         KubeClient.from_kubeconfig(kc, context="nope")
-    exec_kc = write_kubeconfig(
-        tmp_path / "exec", {"server": "https://k8s.test"}, {"exec": {"command": "aws"}}
+    provider_kc = write_kubeconfig(
+        tmp_path / "provider", {"server": "https://k8s.test"}, {"auth-provider": {"name": "oidc"}}
     )
-    with pytest.raises(KubeConfigError, match="exec credential plugins are not supported"):
-        KubeClient.from_kubeconfig(exec_kc)
+    with pytest.raises(KubeConfigError, match="auth-provider plugins are not supported"):
+        KubeClient.from_kubeconfig(provider_kc)
     no_server = write_kubeconfig(tmp_path / "ns", {}, {})
     with pytest.raises(KubeConfigError, match="no server") as err:
         KubeClient.from_kubeconfig(no_server)

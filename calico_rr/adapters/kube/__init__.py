@@ -1,6 +1,6 @@
 """Kubernetes API access: a thin HTTP client (``client``) with its paths (``api``),
-errors (``errors``), configuration (``kubeconfig``) and watch streams (``watch``),
-and informers (``informer``)."""
+errors (``errors``), configuration (``kubeconfig``, with ``credentials`` and ``tls``)
+and watch streams (``watch``), and informers (``informer``)."""
 
 from calico_rr.adapters.kube.api import APPLY_PATCH, api_path, resource_of
 from calico_rr.adapters.kube.client import KubeClient

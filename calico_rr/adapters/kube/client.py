@@ -14,6 +14,9 @@ Design decisions
   treat ``AlreadyExists`` as success.
 * **Errors carry the Kubernetes Status** (:mod:`~calico_rr.adapters.kube.errors`).
 * **TLS and credentials** come from :mod:`~calico_rr.adapters.kube.kubeconfig`.
+  The token is asked of a :class:`~calico_rr.adapters.kube.credentials.TokenSource`
+  before every request; on a 401 the source may fetch a new one (an exec plugin
+  does) and the request is sent once more.
 * **Environment proxies are ignored** (``trust_env=False``) so that the transport we
   build (or the one passed in, e.g. a fault injector) is always the one used; a
   kubeconfig ``proxy-url`` is honoured.
@@ -54,6 +57,7 @@ from calico_rr.adapters.http import (
     TransportError,
 )
 from calico_rr.adapters.kube.api import APPLY_PATCH, PATCH_TYPES, resource_of, verb_of
+from calico_rr.adapters.kube.credentials import BearerToken, TokenSource
 from calico_rr.adapters.kube.errors import (
     ApiError,
     Gone,
@@ -63,13 +67,12 @@ from calico_rr.adapters.kube.errors import (
 )
 from calico_rr.adapters.kube.kubeconfig import (
     SERVICE_ACCOUNT_DIR,
-    BearerToken,
     ClusterAccess,
     find_access,
     in_cluster_access,
     kubeconfig_access,
-    ssl_context,
 )
+from calico_rr.adapters.kube.tls import ssl_context
 from calico_rr.adapters.kube.watch import Watch
 
 __all__ = ["KubeClient"]
@@ -104,6 +107,7 @@ class KubeClient(StreamingClient):
         cert: tuple[str, str] | None = None,
         token: str | None = None,
         token_file: str | None = None,
+        credentials: TokenSource | None = None,
         transport: BaseTransport | None = None,
         wrap_transport: Callable[[BaseTransport], BaseTransport] | None = None,
         proxy: str | None = None,
@@ -124,7 +128,9 @@ class KubeClient(StreamingClient):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.on_request = on_request
-        self._token = BearerToken(token, token_file)
+        self._token: TokenSource = (
+            credentials if credentials is not None else BearerToken(token, token_file)
+        )
         # The TLS context in use (None when a given ``transport`` does its own TLS).
         self.ssl_context: ssl.SSLContext | None = (
             verify if isinstance(verify, ssl.SSLContext) else None
@@ -176,19 +182,22 @@ class KubeClient(StreamingClient):
         context: str | None = None,
         **kw: Any,
     ) -> KubeClient:
-        """Explicit kubeconfig, else ``$KUBECONFIG`` (first entry), else in-cluster
-        when ``KUBERNETES_SERVICE_HOST`` is set, else ``~/.kube/config``."""
+        """Explicit kubeconfig, else ``$KUBECONFIG`` (its files merged as kubectl
+        merges them), else in-cluster when ``KUBERNETES_SERVICE_HOST`` is set, else
+        ``~/.kube/config``."""
         return cls._connect(find_access(kubeconfig, context), **kw)
 
     @classmethod
     def _connect(cls, access: ClusterAccess, **kw: Any) -> KubeClient:
         """A client for ``access``; ``kw`` goes to :class:`KubeClient` (not
-        ``verify``/``cert``/``token``/``token_file``; a ``proxy`` given wins)."""
+        ``verify``/``cert``/``token``/``token_file``/``credentials``; a ``proxy``
+        given wins)."""
         return cls(
             access.server,
             verify=access.verify,
             token=access.token,
             token_file=access.token_file,
+            credentials=access.credentials,
             proxy=kw.pop("proxy", None) or access.proxy,
             **kw,
         )
@@ -244,6 +253,7 @@ class KubeClient(StreamingClient):
         verb = verb_of(method, path, params, content_type)
         resource = resource_of(path)
         attempt = 0
+        reauthenticated = False
         while True:
             if self._closed.is_set():
                 raise self._closed_error(method, path)
@@ -279,6 +289,17 @@ class KubeClient(StreamingClient):
                     ) from exc
             else:
                 self._report(verb, resource, response.status_code)
+                # A 401 may mean an expired or revoked plugin token: get a fresh one
+                # and try again, once per request (a second 401 is the answer).
+                if (
+                    response.status_code == 401
+                    and not reauthenticated
+                    and self._token.rejected(token)
+                ):
+                    reauthenticated = True
+                    response.close()
+                    log.info("%s %s: 401, retrying with fresh credentials", method, path)
+                    continue
                 if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
                     return response
                 retry_after = response.headers.get("Retry-After")

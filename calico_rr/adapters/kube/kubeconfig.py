@@ -1,43 +1,58 @@
-"""Where the Kubernetes client connects and with which credentials: a kubeconfig
-file, or the pod's own service account.
+"""Where the Kubernetes client connects and with which credentials: kubeconfig
+files (read and merged the way kubectl reads them), or the pod's own service account.
 
-* **TLS is built here, not by httpx.**  ``verify``/``cert`` are turned into one
-  :class:`ssl.SSLContext` (httpx 0.28 deprecates string paths).  Kubeconfig
-  ``*-data`` certificates are written to a private temporary directory only for the
-  ``load_cert_chain`` call and removed right after it: nothing stays on disk.
-* **Tokens** are fixed or read from a file that is re-read when it changes (a
-  projected service-account token is rotated in place).
+* **Several files** (``KUBECONFIG=a:b``) merge as kubectl merges them: for each
+  named cluster, user and context, and for ``current-context``, the first file
+  that sets it wins (whole entries, not fields); missing files are skipped.  A
+  relative path (certificate-authority, client-certificate/-key, tokenFile, an exec
+  command holding a slash) is relative to the file that defined its entry.
+* **Credentials**: client certificates, ``token``/``tokenFile`` and ``exec``
+  plugins (:mod:`~calico_rr.adapters.kube.credentials`).  ``auth-provider`` and
+  basic auth (``username``/``password``) are refused with a clear message.
+* **Cluster**: certificate-authority(-data), insecure-skip-tls-verify,
+  tls-server-name (:mod:`~calico_rr.adapters.kube.tls`) and proxy-url (http or
+  https; socks5 is refused).
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import ssl
-import tempfile
-import threading
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calico_rr.adapters.kube.credentials import (
+    BearerToken,
+    CredentialError,
+    ExecCredentials,
+    TokenSource,
+    parse_exec_spec,
+)
 from calico_rr.adapters.kube.errors import KubeConfigError
+from calico_rr.adapters.kube.tls import load_client_cert, ssl_context, verifying_context
 from calico_rr.errors import InputError
 
 __all__ = [
     "SERVICE_ACCOUNT_DIR",
     "BearerToken",
     "ClusterAccess",
+    "KubeConfig",
+    "Named",
+    "access_for",
     "find_access",
     "in_cluster_access",
     "kubeconfig_access",
+    "merge_configs",
+    "read_kubeconfigs",
     "ssl_context",
 ]
 
-log = logging.getLogger(__name__)
-
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+_SECTIONS = (("clusters", "cluster"), ("users", "user"), ("contexts", "context"))
+_EXEC_EXTENSION = "client.authentication.k8s.io/exec"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,124 +64,247 @@ class ClusterAccess:
     token: str | None = None
     token_file: str | None = None
     proxy: str | None = None
+    credentials: TokenSource | None = None  # an exec plugin (wins over token*)
 
 
-def ssl_context(
-    verify: ssl.SSLContext | str | bool, cert: tuple[str, str] | None
-) -> ssl.SSLContext:
-    """One context for ``verify`` (a context, a CA bundle path or a bool) and an
-    optional ``(cert_file, key_file)`` client certificate."""
-    if isinstance(verify, ssl.SSLContext):
-        ctx = verify
-    elif verify is False:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif verify is True:
-        ctx = ssl.create_default_context()
-    else:
-        ctx = ssl.create_default_context(cafile=str(verify))
-    if cert is not None:
-        ctx.load_cert_chain(cert[0], cert[1])
-    return ctx
+@dataclass(frozen=True, slots=True)
+class Named:
+    """One cluster, user or context entry and the file that defined it."""
+
+    value: Mapping[str, Any]
+    origin: Path
+
+    def path(self, value: Any) -> str:
+        """A file path of this entry: relative ones are relative to its file."""
+        p = Path(str(value)).expanduser()
+        return str(p if p.is_absolute() else self.origin.parent / p)
 
 
-class BearerToken:
-    """A bearer token: fixed, or read from a file and re-read when the file changes."""
+@dataclass(frozen=True, slots=True)
+class KubeConfig:
+    """Kubeconfig files merged (:func:`merge_configs`)."""
 
-    def __init__(self, token: str | None, token_file: str | None) -> None:
-        self._static = token
-        self._file = token_file
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._cached: str | None = None
-        if token_file is not None:
-            self.get()  # fail early on an unreadable file only if there's no fallback
-            if self._cached is None and token is None:
-                raise KubeConfigError("cannot read the token file", obj=token_file)
+    clusters: Mapping[str, Named]
+    users: Mapping[str, Named]
+    contexts: Mapping[str, Named]
+    current_context: str | None
+    files: tuple[str, ...]
 
-    def get(self) -> str | None:
-        if self._file is None:
-            return self._static
-        with self._lock:
-            try:
-                st = os.stat(self._file)
-                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-                if stamp != self._stamp:
-                    text = Path(self._file).read_text().strip()
-                    self._stamp = stamp
-                    self._cached = text or self._cached
-            except OSError as exc:
-                # A projected token is swapped atomically; a transient miss keeps
-                # the last good token.
-                log.warning("cannot read token file %s: %s", self._file, exc)
-            return self._cached if self._cached is not None else self._static
+    @property
+    def where(self) -> str:
+        return os.pathsep.join(self.files) or "kubeconfig"
+
+
+def merge_configs(configs: Sequence[tuple[Path, Mapping[str, Any]]]) -> KubeConfig:
+    """kubectl's merge of decoded kubeconfig files, in order: the first file to
+    define a cluster, user or context name, or a current-context, wins."""
+    merged: dict[str, dict[str, Named]] = {section: {} for section, _ in _SECTIONS}
+    current: str | None = None
+    for path, config in configs:
+        for section, inner in _SECTIONS:
+            entries = config.get(section) or []
+            if not isinstance(entries, list):
+                raise KubeConfigError(f"{section} must be a list", obj=str(path))
+            seen: set[str] = set()
+            for entry in entries:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if not isinstance(name, str) or not name:
+                    raise KubeConfigError(f"every entry of {section} needs a name", obj=str(path))
+                if name in seen:
+                    raise KubeConfigError(f"{inner} {name!r} is defined twice", obj=str(path))
+                seen.add(name)
+                value = entry.get(inner) or {}
+                if not isinstance(value, dict):
+                    raise KubeConfigError(f"{inner} {name!r} is not a mapping", obj=str(path))
+                merged[section].setdefault(name, Named(value, path))
+        if current is None and config.get("current-context"):
+            current = str(config["current-context"])
+    return KubeConfig(
+        clusters=merged["clusters"],
+        users=merged["users"],
+        contexts=merged["contexts"],
+        current_context=current,
+        files=tuple(str(p) for p, _ in configs),
+    )
+
+
+def read_kubeconfigs(paths: Sequence[str | os.PathLike[str]], *, required: bool) -> KubeConfig:
+    """Read and merge ``paths``; a missing file is an error only when ``required``
+    (an explicit --kubeconfig), else skipped (a KUBECONFIG entry)."""
+    from calico_rr.adapters.nodes_io import read_documents
+
+    configs: list[tuple[Path, Mapping[str, Any]]] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        file = Path(raw).expanduser()
+        if file in seen or (not required and not file.exists()):
+            continue
+        seen.add(file)
+        try:
+            # The input limits of every other file (size, nesting, aliases) apply.
+            docs = read_documents(str(file))
+        except InputError as exc:
+            raise KubeConfigError(f"cannot read kubeconfig: {exc.detail}", obj=str(file)) from None
+        config = docs[0] if len(docs) == 1 else {} if not docs else None
+        if not isinstance(config, dict):
+            raise KubeConfigError("not a kubeconfig (expected a mapping)", obj=str(file))
+        configs.append((file, config))
+    return merge_configs(configs)
+
+
+def _lookup(table: Mapping[str, Named], kind: str, name: str, config: KubeConfig) -> Named:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none"
+        raise KubeConfigError(
+            f"no {kind} named {name!r} (known: {known})", obj=config.where
+        ) from None
+
+
+def access_for(config: KubeConfig, context: str | None) -> ClusterAccess:
+    """The cluster and credentials of ``context`` (default: current-context)."""
+    ctx_name = context or config.current_context
+    if not ctx_name:
+        raise KubeConfigError("no context given and no current-context set", obj=config.where)
+    ctx = _lookup(config.contexts, "context", ctx_name, config)
+    cluster = _lookup(config.clusters, "cluster", str(ctx.value.get("cluster") or ""), config)
+    user_name = ctx.value.get("user")
+    user = _lookup(config.users, "user", str(user_name), config) if user_name else None
+    where = str(cluster.origin)
+    server = cluster.value.get("server")
+    if not server:
+        raise KubeConfigError("cluster has no server", obj=where, field="cluster.server")
+    verify = _cluster_tls(cluster)
+    u: Mapping[str, Any] = user.value if user else {}
+    user_where = str(user.origin) if user else where
+    for refused, why in (
+        ("auth-provider", "auth-provider plugins are not supported; use an exec plugin"),
+        ("username", "basic auth (username/password) is not supported"),
+        ("password", "basic auth (username/password) is not supported"),
+    ):
+        if u.get(refused):
+            raise KubeConfigError(
+                f"user {user_name!r}: {why}, a token, tokenFile or client certificate",
+                obj=user_where,
+            )
+    if user is not None:
+        _user_cert(verify, user)
+    credentials: TokenSource | None = None
+    if u.get("exec") is not None and user is not None:
+        spec = parse_exec_spec(
+            u["exec"],
+            base=user.origin.parent,
+            where=user_where,
+            cluster=_cluster_info(cluster),
+        )
+        credentials = ExecCredentials(spec, on_cert=lambda c, k: _plugin_cert(verify, c, k))
+    token = u.get("token")
+    token_file = u.get("tokenFile")
+    return ClusterAccess(
+        str(server),
+        verify=verify,
+        token=str(token) if token else None,
+        token_file=user.path(token_file) if user and token_file and not token else None,
+        proxy=_proxy(cluster),
+        credentials=credentials,
+    )
+
+
+def _cluster_tls(cluster: Named) -> ssl.SSLContext:
+    c = cluster.value
+    where = str(cluster.origin)
+    server_name = str(c.get("tls-server-name") or "") or None
+    try:
+        if c.get("insecure-skip-tls-verify"):
+            return ssl_context(False, None)
+        if c.get("certificate-authority-data"):
+            pem = _b64(c["certificate-authority-data"], where, "certificate-authority-data")
+            return verifying_context(cadata=pem.decode(), server_name=server_name)
+        if c.get("certificate-authority"):
+            cafile = cluster.path(c["certificate-authority"])
+            return verifying_context(cafile=cafile, server_name=server_name)
+        return verifying_context(server_name=server_name)
+    except (OSError, ssl.SSLError, UnicodeDecodeError) as exc:
+        raise KubeConfigError(f"TLS setup failed: {exc}", obj=where) from exc
+
+
+def _user_cert(ctx: ssl.SSLContext, user: Named) -> None:
+    u = user.value
+    where = str(user.origin)
+    has_cert = u.get("client-certificate-data") or u.get("client-certificate")
+    has_key = u.get("client-key-data") or u.get("client-key")
+    if not has_cert and not has_key:
+        return
+    if not (has_cert and has_key):
+        raise KubeConfigError("client certificate and key must be given together", obj=where)
+    values: list[str | bytes] = []
+    as_data: list[bool] = []
+    for field in ("client-certificate", "client-key"):
+        if u.get(f"{field}-data"):
+            values.append(_b64(u[f"{field}-data"], where, f"{field}-data"))
+            as_data.append(True)
+        else:
+            values.append(user.path(u[field]))
+            as_data.append(False)
+    try:
+        load_client_cert(ctx, values[0], values[1], as_data=(as_data[0], as_data[1]))
+    except (OSError, ssl.SSLError) as exc:
+        raise KubeConfigError(f"TLS setup failed: {exc}", obj=where) from exc
+
+
+def _plugin_cert(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
+    try:
+        load_client_cert(ctx, cert_pem, key_pem, as_data=(True, True))
+    except (OSError, ssl.SSLError) as exc:
+        raise CredentialError(f"exec plugin printed an unusable certificate: {exc}") from None
+
+
+def _proxy(cluster: Named) -> str | None:
+    url = str(cluster.value.get("proxy-url") or "") or None
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("socks"):
+        raise KubeConfigError(
+            "socks proxies are not supported; use an http:// or https:// proxy",
+            obj=str(cluster.origin),
+            field="proxy-url",
+        )
+    if scheme not in ("http", "https"):
+        raise KubeConfigError(
+            f"must be an http:// or https:// URL, got {url!r}",
+            obj=str(cluster.origin),
+            field="proxy-url",
+        )
+    return url
+
+
+def _cluster_info(cluster: Named) -> dict[str, Any]:
+    """``spec.cluster`` of KUBERNETES_EXEC_INFO (provideClusterInfo): the fields
+    kubectl sends, the CA always as base64 data."""
+    c = cluster.value
+    info: dict[str, Any] = {"server": str(c.get("server") or "")}
+    for field in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url"):
+        if c.get(field):
+            info[field] = c[field]
+    if c.get("certificate-authority-data"):
+        info["certificate-authority-data"] = str(c["certificate-authority-data"])
+    elif c.get("certificate-authority"):
+        try:
+            ca = Path(cluster.path(c["certificate-authority"])).read_bytes()
+        except OSError:
+            ca = b""  # the TLS setup reports the unreadable file
+        info["certificate-authority-data"] = base64.b64encode(ca).decode()
+    for ext in c.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == _EXEC_EXTENSION:
+            info["config"] = ext.get("extension")
+    return info
 
 
 def kubeconfig_access(path: str | os.PathLike[str], context: str | None) -> ClusterAccess:
-    """The cluster of ``context`` (default: current-context) of a kubeconfig file.
-
-    Supports certificate-authority(-data), client-certificate/client-key (file or
-    -data), token, tokenFile, insecure-skip-tls-verify and proxy-url.  Relative file
-    paths are relative to the kubeconfig's directory.
-    """
-    from calico_rr.adapters.nodes_io import read_documents
-
-    file = Path(path).expanduser()
-    name = str(file)
-    try:
-        # The input limits of every other file (size, nesting, aliases) apply.
-        docs = read_documents(name)
-    except InputError as exc:
-        raise KubeConfigError(f"cannot read kubeconfig: {exc.detail}", obj=name) from None
-    config = docs[0] if len(docs) == 1 else None
-    if not isinstance(config, dict):
-        raise KubeConfigError("not a kubeconfig (expected a mapping)", obj=name)
-    ctx_name = context or config.get("current-context")
-    if not ctx_name:
-        raise KubeConfigError("no context given and no current-context set", obj=name)
-    ctx = _named(config, "contexts", str(ctx_name), "context", name)
-    cluster = _named(config, "clusters", str(ctx.get("cluster", "")), "cluster", name)
-    user_name = ctx.get("user")
-    user = _named(config, "users", str(user_name), "user", name) if user_name else {}
-    base = file.parent
-
-    def rel(value: Any) -> str:
-        p = Path(str(value)).expanduser()
-        return str(p if p.is_absolute() else base / p)
-
-    server = cluster.get("server")
-    if not server:
-        raise KubeConfigError("cluster has no server", obj=name, field="cluster.server")
-    for unsupported in ("exec", "auth-provider"):
-        if unsupported in user:
-            raise KubeConfigError(
-                f"user {user_name!r}: {unsupported} credential plugins are not supported; "
-                "use a token, tokenFile or client certificate",
-                obj=name,
-            )
-    try:
-        if cluster.get("insecure-skip-tls-verify"):
-            ssl_ctx = ssl_context(False, None)
-        elif cluster.get("certificate-authority-data"):
-            pem = _b64(cluster["certificate-authority-data"], name, "certificate-authority-data")
-            ssl_ctx = ssl.create_default_context(cadata=pem.decode())
-        elif cluster.get("certificate-authority"):
-            ssl_ctx = ssl.create_default_context(cafile=rel(cluster["certificate-authority"]))
-        else:
-            ssl_ctx = ssl.create_default_context()
-        _load_client_cert(ssl_ctx, user, rel, name)
-    except (OSError, ssl.SSLError) as exc:
-        raise KubeConfigError(f"TLS setup failed: {exc}", obj=name) from exc
-    token = user.get("token")
-    token_file = user.get("tokenFile")
-    return ClusterAccess(
-        str(server),
-        verify=ssl_ctx,
-        token=str(token) if token else None,
-        token_file=rel(token_file) if token_file and not token else None,
-        proxy=cluster.get("proxy-url") or None,
-    )
+    """The cluster of ``context`` (default: current-context) of one kubeconfig file."""
+    return access_for(read_kubeconfigs([path], required=True), context)
 
 
 def in_cluster_access(service_account_dir: str | os.PathLike[str]) -> ClusterAccess:
@@ -187,14 +325,20 @@ def in_cluster_access(service_account_dir: str | os.PathLike[str]) -> ClusterAcc
 
 
 def find_access(kubeconfig: str | os.PathLike[str] | None, context: str | None) -> ClusterAccess:
-    """Explicit kubeconfig, else ``$KUBECONFIG`` (first entry), else in-cluster when
-    ``KUBERNETES_SERVICE_HOST`` is set, else ``~/.kube/config``."""
+    """Explicit kubeconfig, else ``$KUBECONFIG`` (every file, merged), else
+    in-cluster when ``KUBERNETES_SERVICE_HOST`` is set, else ``~/.kube/config``."""
     if kubeconfig:
         return kubeconfig_access(kubeconfig, context)
     env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     if env:
-        return kubeconfig_access(env[0], context)
+        merged = read_kubeconfigs(env, required=False)
+        if merged.files:
+            return access_for(merged, context)
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise KubeConfigError("none of its files exists", obj="KUBECONFIG")
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if context:
+            raise KubeConfigError(f"--context {context!r} needs a kubeconfig; none was found")
         return in_cluster_access(SERVICE_ACCOUNT_DIR)
     default = Path("~/.kube/config").expanduser()
     if default.is_file():
@@ -205,45 +349,8 @@ def find_access(kubeconfig: str | os.PathLike[str] | None, context: str | None) 
     )
 
 
-def _named(
-    config: dict[str, Any], section: str, name: str, inner: str, file: str
-) -> dict[str, Any]:
-    for entry in config.get(section) or []:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            value = entry.get(inner) or {}
-            if not isinstance(value, dict):
-                raise KubeConfigError(f"{section[:-1]} {name!r} is not a mapping", obj=file)
-            return value
-    raise KubeConfigError(f"no {section[:-1]} named {name!r}", obj=file, field=section)
-
-
 def _b64(value: Any, file: str, field: str) -> bytes:
     try:
         return base64.b64decode(str(value), validate=False)
     except ValueError as exc:
         raise KubeConfigError(f"not valid base64: {exc}", obj=file, field=field) from exc
-
-
-def _load_client_cert(
-    ctx: ssl.SSLContext, user: dict[str, Any], rel: Callable[[Any], str], file: str
-) -> None:
-    """Load the user's client certificate into ``ctx``; ``-data`` variants go through
-    a private temporary directory that is removed right after loading."""
-    has_cert = user.get("client-certificate-data") or user.get("client-certificate")
-    has_key = user.get("client-key-data") or user.get("client-key")
-    if not has_cert and not has_key:
-        return
-    if not (has_cert and has_key):
-        raise KubeConfigError("client certificate and key must be given together", obj=file)
-    with tempfile.TemporaryDirectory(prefix="calico-rr-") as tmp:  # mode 0700
-        paths: list[str] = []
-        for field in ("client-certificate", "client-key"):
-            if user.get(f"{field}-data"):
-                target = Path(tmp) / field
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(_b64(user[f"{field}-data"], file, f"{field}-data"))
-                paths.append(str(target))
-            else:
-                paths.append(rel(user[field]))
-        ctx.load_cert_chain(paths[0], paths[1])
