@@ -2,6 +2,10 @@
 #
 #   docker build -t calico-rr:0.1.0 .
 #
+# Without a Docker daemon, scripts/image-build.sh builds the same operator image
+# (Debian bookworm's python3 instead of this base; docs/INSTALL.md) as an OCI layout;
+# tests/integration/test_image.py runs that one.
+#
 # Runs `calico-rr run` as a numeric non-root user (65532, the runAsUser of
 # deploy/operator.yaml and the Helm chart) and writes nothing at run time, so the
 # pod's root filesystem can be read-only (only /tmp is an emptyDir).
@@ -21,7 +25,8 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY calico_rr ./calico_rr
 # Exactly the versions of constraints.txt (--no-deps: nothing else comes in; `pip
-# check` proves the set complete), then the package itself, not editable.  pip
+# check` proves the set complete), then the package itself, not editable and
+# without the `plots` extra: the operator never draws, so no matplotlib/numpy.  pip
 # compiles the bytecode now, since nothing can be written at run time.  pip and
 # setuptools are not needed to run, so they leave the venv.
 RUN /opt/calico-rr/bin/pip install --no-deps -r constraints.txt \

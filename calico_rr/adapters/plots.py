@@ -26,11 +26,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MISSING_EXTRA",
     "check_writable",
     "comparison_figure",
     "diagram_figure",
     "plot_format",
+    "require_matplotlib",
 ]
+
+#: What a plotting command says when matplotlib is not installed: plotting is the
+#: ``plots`` extra, so the operator image and ``calico-rr run`` never carry it.
+MISSING_EXTRA = "plotting needs the plots extra: pip install 'calico-rr[plots]'"
+
+
+def require_matplotlib() -> None:
+    """Raise InputError (exit code 2, nothing computed or written) unless matplotlib
+    can be imported.  The commands that draw call it first, so a missing extra is
+    one line up front, not a traceback after the planning work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(MISSING_EXTRA) from None
+
 
 #: File extension -> matplotlib format.
 FORMATS: dict[str, str] = {".png": "png", ".svg": "svg"}
@@ -80,9 +97,11 @@ LABEL_LINKS = 30
 def plot_format(path: str) -> str:
     """The image format for ``path`` by its extension; checks it can be written.
 
-    Raises InputError (nothing written) on an unknown extension, a missing
-    directory, or a path that is a directory.
+    Raises InputError (nothing written) when matplotlib (the plots extra) is
+    missing, on an unknown extension, a missing directory, or a path that is a
+    directory.
     """
+    require_matplotlib()
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise InputError(
