@@ -5,7 +5,13 @@ deploy/ is the source of truth: deploy/crds/*.yaml is copied byte for byte to
 deploy/helm/calico-rr/crds/, and the rules of every ClusterRole and Role in
 deploy/rbac.yaml go to deploy/helm/calico-rr/files/rbac.yaml, from which the
 chart's templates/rbac.yaml renders its roles (same rules, names prefixed with
-the release's full name, bound to the chart's ServiceAccount).
+the release's full name, bound to the chart's ServiceAccount).  The alert rules
+(deploy/monitoring/prometheus-rules.yaml) and the Grafana dashboard
+(deploy/monitoring/grafana-dashboard.json) are copied byte for byte to the
+chart's files/, which templates/prometheusrule.yaml and
+templates/grafana-dashboard.yaml render.  In values.schema.json the field names
+allowed under config.spec are the CRD's spec fields (a new CRD field is then a
+value the chart accepts; their values are the CRD schema's to check).
 
     scripts/sync-chart.py           write the copies
     scripts/sync-chart.py --check   exit 1 (listing the files) when a copy is stale
@@ -16,6 +22,7 @@ tests/test_deploy_files.py fails when the copies differ from deploy/.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,11 @@ DEPLOY = REPO / "deploy"
 #: Relative to deploy/.
 CHART = Path("helm") / "calico-rr"
 RBAC_COPY = CHART / "files" / "rbac.yaml"
+#: Relative to deploy/: copied byte for byte into the chart's files/.
+MONITORING = (
+    Path("monitoring") / "prometheus-rules.yaml",
+    Path("monitoring") / "grafana-dashboard.json",
+)
 #: The namespace deploy/rbac.yaml puts the operator in; the chart uses the release's.
 OPERATOR_NAMESPACE = "calico-rr"
 #: deploy/'s role names start with this; the chart replaces it with its full name.
@@ -82,7 +94,30 @@ def expected_files(deploy: Path = DEPLOY) -> dict[Path, bytes]:
         rbac_rules(deploy / "rbac.yaml"), sort_keys=False, default_flow_style=False, width=100
     )
     files[deploy / RBAC_COPY] = (HEADER + body).encode()
+    for source in MONITORING:
+        files[chart / "files" / source.name] = (deploy / source).read_bytes()
+    files[chart / "values.schema.json"] = values_schema(deploy)
     return files
+
+
+def crd_spec_fields(deploy: Path) -> list[str]:
+    """The spec field names of the RouteReflectorConfig CRD in deploy/crds/."""
+    for crd in sorted((deploy / "crds").glob("*.yaml")):
+        doc = yaml.safe_load(crd.read_text())
+        if (doc.get("spec") or {}).get("names", {}).get("kind") != "RouteReflectorConfig":
+            continue
+        (version,) = [v for v in doc["spec"]["versions"] if v.get("storage")]
+        return sorted(version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"])
+    raise SyncError("no RouteReflectorConfig CRD in deploy/crds")
+
+
+def values_schema(deploy: Path) -> bytes:
+    """The chart's values.schema.json with config.spec's field names from the CRD."""
+    path = deploy / CHART / "values.schema.json"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    spec = schema["properties"]["config"]["properties"]["spec"]
+    spec["properties"] = {name: {} for name in crd_spec_fields(deploy)}
+    return (json.dumps(schema, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def stale_files(deploy: Path = DEPLOY) -> list[Path]:

@@ -1,4 +1,5 @@
-"""deploy/monitoring/prometheus-rules.yaml against the operator's real metrics and the runbook.
+"""deploy/monitoring/prometheus-rules.yaml and grafana-dashboard.json against the
+operator's real metrics and the runbook.
 
 * Every metric an alert expression selects is a sample the operator exports: the
   names are read from a live :class:`~calico_rr.adapters.observe.OperatorMetrics`
@@ -7,6 +8,8 @@
 * Every alert has a severity, a summary and a ``runbook_url`` pointing to a heading
   of docs/OPERATIONS.md, and the runbook lists every alert and every exported metric.
 * The runbook's own ``#anchor`` links resolve.
+* Every PromQL expression of the Grafana dashboard (panel targets, and the metric
+  of each ``label_values(...)`` variable) names only exported samples, the same way.
 
 The PromQL reader is deliberately small: it knows the functions and keywords the
 file uses and fails on anything else, so a typo cannot pass as a metric name.
@@ -14,6 +17,7 @@ file uses and fails on anything else, so a typo cannot pass as a metric name.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +31,7 @@ from calico_rr.adapters.observe import PHASES, OperatorMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "deploy" / "monitoring" / "prometheus-rules.yaml"
+DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"
 RUNBOOK = REPO / "docs" / "OPERATIONS.md"
 RUNBOOK_PREFIX = "docs/OPERATIONS.md#"
 SEVERITIES = frozenset({"critical", "warning", "info"})
@@ -303,3 +308,65 @@ def test_runbook_links_resolve() -> None:
     assert links
     broken = sorted({link for link in links if link not in known})
     assert not broken, f"docs/OPERATIONS.md links to missing headings: {broken}"
+
+
+# -- the Grafana dashboard ------------------------------------------------------------------
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of the dashboard."""
+    doc = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    out = []
+    for panel in doc["panels"]:
+        for target in panel.get("targets") or []:
+            out.append((f"{panel['title']} {target['refId']}", str(target["expr"])))
+    return out
+
+
+DASHBOARD_EXPRS = dashboard_exprs()
+TARGET_LABELS = frozenset({"instance", "job"})
+
+
+def test_dashboard_is_a_grafana_dashboard() -> None:
+    doc = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert doc["uid"] and doc["title"] and doc["panels"]
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids)), ids
+    assert len(DASHBOARD_EXPRS) >= 10
+
+
+@pytest.mark.parametrize(("panel", "expr"), DASHBOARD_EXPRS, ids=[p for p, _ in DASHBOARD_EXPRS])
+def test_dashboard_expression_uses_only_exported_metrics(
+    panel: str, expr: str, samples: dict[str, frozenset[str]]
+) -> None:
+    found = list(selectors(expr))
+    assert found, f"{panel}: no metric in {expr!r}"
+    for name, matchers in found:
+        assert name in samples, f"{panel}: {name} is not exported by the operator"
+        for label, _, _ in matchers:
+            # instance and job: the labels Prometheus adds to every scraped sample
+            known = samples[name] | TARGET_LABELS
+            assert label in known, f"{panel}: {name} has no label {label!r}"
+
+
+def test_dashboard_variables_read_exported_metrics(samples: dict[str, frozenset[str]]) -> None:
+    doc = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    queries = [
+        v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        for v in doc["templating"]["list"]
+        if v["type"] == "query"
+    ]
+    assert queries
+    for query in queries:
+        match = re.fullmatch(r"label_values\((\w+), *(\w+)\)", query)
+        assert match, query
+        metric, label = match.groups()
+        assert metric in samples and label not in samples[metric], query  # a target label
+
+
+def test_the_reader_catches_a_metric_the_operator_does_not_export(
+    samples: dict[str, frozenset[str]],
+) -> None:
+    # what the dashboard test would say of a typo: the name is read, and it is unknown
+    names = [n for n, _ in selectors("sum(rate(calico_rr_reconcile_total[5m]))")]
+    assert names == ["calico_rr_reconcile_total"] and names[0] not in samples

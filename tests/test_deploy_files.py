@@ -300,6 +300,7 @@ def test_sync_script_notices_and_repairs_a_changed_rule(tmp_path: Path) -> None:
     sync = _sync_module()
     deploy = tmp_path / "deploy"
     shutil.copytree(DEPLOY / "crds", deploy / "crds")
+    shutil.copytree(DEPLOY / "monitoring", deploy / "monitoring")
     shutil.copytree(CHART, deploy / "helm" / "calico-rr")
     docs = _docs(DEPLOY / "rbac.yaml")
     role = next(d for d in docs if d["kind"] == "ClusterRole")
@@ -355,9 +356,12 @@ def test_operator_deployment_is_hardened() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert mounts == {"/tmp": "tmp"} and "emptyDir" in volumes["tmp"]
-    # the identity given to the Lease is the pod's name
-    env = {e["name"] for e in container["env"]}
+    # the identity given to the Lease is the pod's name, its namespace the pod's own
+    env = {e["name"]: e for e in container["env"]}
     assert "$(POD_NAME)" in container["command"] and "POD_NAME" in env
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "--namespace" not in container["command"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
 
 
 def test_chart_defaults_match_the_operator_manifest() -> None:
@@ -374,6 +378,10 @@ def test_chart_defaults_match_the_operator_manifest() -> None:
     assert values["podDisruptionBudget"]["minAvailable"] == pdb["spec"]["minAvailable"] == 1
     assert values["serviceMonitor"]["enabled"] is False
     assert values["config"]["create"] is False
+    assert values["priorityClassName"] == pod["priorityClassName"]
+    assert values["networkPolicy"]["enabled"] is True
+    assert values["prometheusRule"]["enabled"] is False
+    assert values["grafanaDashboard"]["enabled"] is False
 
 
 def test_pdb_selects_the_operator_pods() -> None:
@@ -416,3 +424,149 @@ def test_servicemonitor_component_scrapes_the_operator_port() -> None:
     ns = deployment["metadata"]["namespace"]
     assert service["metadata"]["namespace"] == monitor["metadata"]["namespace"] == ns
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [ns]
+
+
+# -- Kubernetes conventions (issue 16 item 4) ---------------------------------------------
+
+LABEL_KEYS = ("name", "instance", "version", "component", "part-of", "managed-by")
+
+
+def _plain_objects() -> list[tuple[str, dict[str, Any]]]:
+    """(file, object) of every object in the plain manifests under deploy/."""
+    files = [p for p in sorted(DEPLOY.rglob("*.yaml")) if "helm" not in p.parts]
+    return [
+        (str(p.relative_to(DEPLOY)), d)
+        for p in files
+        for d in _docs(p)
+        if d.get("apiVersion")
+        and not str(d.get("kind", "")).startswith("Kustomization")
+        and d.get("kind") != "Component"
+    ]
+
+
+def test_every_plain_object_has_the_full_recommended_label_set() -> None:
+    objs = _plain_objects()
+    assert len(objs) >= 12, [f for f, _ in objs]
+    version = _pyproject()["project"]["version"]
+    for where, obj in objs:
+        labels = obj["metadata"].get("labels") or {}
+        missing = [k for k in LABEL_KEYS if not labels.get(f"app.kubernetes.io/{k}")]
+        assert not missing, f"{where} {obj['kind']}: no app.kubernetes.io/{missing}"
+        assert labels["app.kubernetes.io/version"] == version, where
+        assert labels["app.kubernetes.io/part-of"] == "calico-rr", where
+    deployment, _ = _operator()
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(f"app.kubernetes.io/{k}" in pod_labels for k in LABEL_KEYS)
+
+
+def test_namespace_enforces_pod_security_restricted() -> None:
+    namespace = _one(_docs(DEPLOY / "rbac.yaml"), "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment, _ = _operator()
+    assert deployment["metadata"]["namespace"] == namespace["metadata"]["name"]
+
+
+def test_network_policy_admits_only_the_metrics_port() -> None:
+    docs = _docs(DEPLOY / "operator.yaml")
+    policy = _one(docs, "NetworkPolicy")
+    deployment = _one(docs, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": port["name"], "protocol": "TCP"}]
+    assert "from" not in rule  # any scraper, but on that port only
+    # the probes use the same port, so the policy never blocks them
+    assert container["livenessProbe"]["httpGet"]["port"] == port["name"]
+
+
+def test_events_rbac_is_events_k8s_io_create_and_patch() -> None:
+    role = next(d for d in _docs(DEPLOY / "rbac.yaml") if d["kind"] == "ClusterRole")
+    rules = [r for r in role["rules"] if "events" in r["resources"]]
+    assert rules == [
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+    ]
+
+
+def test_crd_has_a_phase_column_on_status_phase() -> None:
+    crd = _one(_docs(next((DEPLOY / "crds").glob("*.yaml"))), "CustomResourceDefinition")
+    (version,) = crd["spec"]["versions"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert columns["Phase"]["jsonPath"] == ".status.phase"
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["phase"]["type"] == columns["Phase"]["type"] == "string"
+    assert {"Topology", "RRs", "Peers", "Mesh", "Ready", "Age"} <= columns.keys()
+
+
+# -- the Helm chart (issue 16 item 5) ---------------------------------------------------
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["type"] == "application"
+    for key in ("appVersion", "kubeVersion", "home", "sources", "maintainers", "keywords"):
+        assert chart.get(key), key
+    assert all(str(u).startswith("https://") for u in [chart["home"], *chart["sources"]])
+    assert all(m.get("name") for m in chart["maintainers"])
+
+
+def _closed(schema: dict[str, Any], where: str) -> list[str]:
+    """Paths of object schemas with listed properties that still admit others."""
+    bad: list[str] = []
+    if "properties" in schema and schema.get("additionalProperties") is not False:
+        bad.append(where or "/")
+    for name, sub in (schema.get("properties") or {}).items():
+        bad += _closed(sub, f"{where}/{name}")
+    items = schema.get("items")
+    if isinstance(items, dict):
+        bad += _closed(items, f"{where}[]")
+    return bad
+
+
+def _schema() -> dict[str, Any]:
+    import json
+
+    doc: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return doc
+
+
+def test_values_schema_is_draft_07_and_closed_at_every_level() -> None:
+    schema = _schema()
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert _closed(schema, "") == []
+    # it knows every top-level value and nothing values.yaml lacks (but Helm's global)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(schema["properties"]) - {"global"} == set(values)
+
+
+def _schema_admits(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
+    """The keys of ``value`` the schema does not know (the structure only)."""
+    bad: list[str] = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in value.items():
+            if key not in schema["properties"]:
+                bad.append(f"{where}/{key}")
+            else:
+                bad += _schema_admits(schema["properties"][key], sub, f"{where}/{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            bad += _schema_admits(schema["items"], item, f"{where}[{i}]")
+    return bad
+
+
+def test_values_schema_knows_every_default_and_the_example_config() -> None:
+    schema = _schema()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert _schema_admits(schema, values) == []
+    example = yaml.safe_load((DEPLOY / "example-config.yaml").read_text())
+    assert _schema_admits(schema, {"config": {"spec": example["spec"]}}) == []
+    assert _schema_admits(schema, {"replicaCuont": 2}) == ["/replicaCuont"]
+
+
+def test_chart_monitoring_copies_are_deploy_monitoring() -> None:
+    for name in ("prometheus-rules.yaml", "grafana-dashboard.json"):
+        copy = (CHART / "files" / name).read_bytes()
+        assert copy == (DEPLOY / "monitoring" / name).read_bytes(), name

@@ -92,6 +92,7 @@ def test_crd_served_with_printer_columns(cp: ControlPlane) -> None:
     [version] = crd["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns == {
+        "Phase": ".status.phase",
         "Topology": ".status.topology",
         "RRs": ".status.routeReflectors",
         "Peers": ".status.bgpPeers",
@@ -335,10 +336,11 @@ def test_status_subresource(fresh: ControlPlane) -> None:
     # printer columns in a Table, with the values from the status
     table = _table(cp, DEFAULT)
     names = [c["name"] for c in table["columnDefinitions"]]
-    assert names == ["Name", "Topology", "RRs", "Peers", "Mesh", "Ready", "Age"]
+    assert names == ["Name", "Phase", "Topology", "RRs", "Peers", "Mesh", "Ready", "Age"]
     [row] = table["rows"]
     cells = dict(zip(names, row["cells"], strict=True))
     assert cells["Name"] == CONFIG_NAME
+    assert cells["Phase"] == "Confirming"  # what `kubectl get rrc` shows
     assert (cells["Topology"], cells["RRs"], cells["Peers"]) == ("multi", 6, 4)
     assert cells["Mesh"] is False
     assert cells["Ready"] == "False"
@@ -355,6 +357,7 @@ _COLLECTIONS = {
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
 
 
@@ -505,8 +508,11 @@ def test_discovery_needs_no_extra_rbac(rbac: ControlPlane) -> None:
         ("projectcalico.org", "bgpconfigurations", "update", None, True),
         ("projectcalico.org", "caliconodestatuses", "delete", None, True),
         ("crd.projectcalico.org", "caliconodestatuses", "watch", None, True),
-        ("", "events", "create", "default", True),
+        # Events go through events.k8s.io/v1 only (create, and patch for a series)
+        ("events.k8s.io", "events", "create", "default", True),
         ("events.k8s.io", "events", "patch", "kube-system", True),
+        ("events.k8s.io", "events", "delete", "default", False),
+        ("", "events", "create", "default", False),
         ("", "nodes", "update", None, False),
         ("", "pods", "list", None, False),
         ("projectcalico.org", "ippools", "create", None, False),
@@ -543,4 +549,4 @@ def test_access_review(
 
 def test_operator_manifest_is_valid(rbac: ControlPlane) -> None:
     kinds = _create_all(rbac, DEPLOY / "operator.yaml", dry_run=True)
-    assert kinds == ["Deployment", "PodDisruptionBudget"]
+    assert kinds == ["Deployment", "PodDisruptionBudget", "NetworkPolicy"]

@@ -232,6 +232,7 @@ BASE_KINDS = sorted(
         "RoleBinding",
         "Deployment",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     ]
 )
 
@@ -292,6 +293,7 @@ def test_helm_default_values_are_accepted(tools: dict[str, Path], cp: ControlPla
             "Deployment",
             "PodDisruptionBudget",
             "Service",
+            "NetworkPolicy",
         ]
     )
     # --include-crds gives exactly deploy/'s CRD
@@ -353,8 +355,12 @@ def test_chart_deployment_matches_the_operator_manifest(tools: dict[str, Path]) 
         n for n in (e["name"] for e in p["env"]) if n.startswith("ROUTE_REFLECTOR_")
     }
     # the image's ENTRYPOINT is `calico-rr run`; the chart passes only arguments
-    assert "command" not in c and f"--namespace={RELEASE_NS}" in c["args"]
-    assert "--identity=$(POD_NAME)" in c["args"]
+    assert "command" not in c and "--identity=$(POD_NAME)" in c["args"]
+    # the Lease's namespace is the pod's own (downward API), as in operator.yaml
+    assert not any(a.startswith("--namespace") for a in c["args"])
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAMESPACE"] == {e["name"]: e for e in p["env"]}["POD_NAMESPACE"]
+    assert c_pod["priorityClassName"] == p_pod["priorityClassName"]
 
 
 def test_the_dry_run_rejects_broken_objects(tools: dict[str, Path], cp: ControlPlane) -> None:

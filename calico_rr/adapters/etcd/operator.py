@@ -134,6 +134,8 @@ class EtcdOperator(DatastoreOperator):
         config_name: str = CONFIG_NAME,
         prefix: str = DEFAULT_PREFIX,
         lease_duration: float = 15.0,
+        renew_deadline: float | None = None,
+        retry_period: float | None = None,
         leader_election: bool = True,
         node_status_supported: bool = True,
         kube_health: KubeNodeHealth | None = None,
@@ -182,6 +184,8 @@ class EtcdOperator(DatastoreOperator):
                 identity=self.identity,
                 key=f"{self.prefix}leader",
                 lease_duration=lease_duration,
+                renew_deadline=renew_deadline,
+                retry_period=retry_period,
                 on_change=self._on_leadership,
             )
         self.store = EtcdStore(self)

@@ -20,8 +20,10 @@ follower take over; only the leader reconciles, so a follower writes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from calico_rr.adapters.election import Elector
@@ -31,6 +33,32 @@ from calico_rr.adapters.kube.errors import ApiError, Conflict
 from calico_rr.core.formats.scalars import parse_timestamp
 
 log = logging.getLogger(__name__)
+
+#: The pod's namespace, in every pod that mounts its ServiceAccount token.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: Out of a cluster, with neither $POD_NAMESPACE nor the file: deploy/'s namespace.
+DEFAULT_LEASE_NAMESPACE = "calico-rr"
+
+
+def lease_namespace(
+    flag: str | None,
+    env: Mapping[str, str] | None = None,
+    service_account_file: Path = SERVICE_ACCOUNT_NAMESPACE,
+) -> str:
+    """Where the Lease lives: ``--namespace``, else $POD_NAMESPACE (the downward API
+    in deploy/operator.yaml and the chart), else the pod's ServiceAccount namespace
+    file, else ``calico-rr``.  The Lease belongs beside the pods that compete for it,
+    so an install in another namespace needs no flag."""
+    if flag:
+        return flag
+    variables = os.environ if env is None else env
+    if variables.get("POD_NAMESPACE", "").strip():
+        return variables["POD_NAMESPACE"].strip()
+    try:
+        text = service_account_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text or DEFAULT_LEASE_NAMESPACE
 
 
 def micro_time(seconds: float) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError
+from calico_rr.adapters.kube.events import EventRecorder
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.kube.leader import LeaderElector
 from calico_rr.adapters.kube.ports import CONFIG_API, FINALIZER, KubeStatus, KubeStore, KubeWriter
@@ -107,6 +108,8 @@ class Operator(DatastoreOperator):
         config_name: str = CONFIG_NAME,
         lease_name: str = "calico-rr",
         lease_duration: float = 15.0,
+        renew_deadline: float | None = None,
+        retry_period: float | None = None,
         leader_election: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -122,6 +125,7 @@ class Operator(DatastoreOperator):
         #: (node count, settings) of the keeper's last read, and when to read again
         self._typha_read: tuple[tuple[int, typha.TyphaSettings], float] | None = None
         self.informers: dict[str, Informer] = {}
+        self.events = EventRecorder(client, instance=self.identity)
         self.store = KubeStore(self)
         self.writer = KubeWriter(self)
         self.status_sink = KubeStatus(self)
@@ -135,6 +139,8 @@ class Operator(DatastoreOperator):
                 name=lease_name,
                 identity=self.identity,
                 lease_duration=lease_duration,
+                renew_deadline=renew_deadline,
+                retry_period=retry_period,
                 on_change=self._on_leadership,
             )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -17,12 +16,13 @@ from calico_rr.adapters.controller import ConfigRecord, NotLeader
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError, Conflict, NotFound
+from calico_rr.adapters.kube.events import EventRecorder, Regarding
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.observe import Health
 from calico_rr.core import operator as core
-from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
+from calico_rr.model import ANN_CLUSTER_ID
 
 __all__ = ["CONFIG_API", "FINALIZER", "KubeStatus", "KubeStore", "KubeWriter", "condition_reason"]
 
@@ -43,6 +43,7 @@ class Host(Protocol):
     identity: str
     health: Health
     clock: Callable[[], float]
+    events: EventRecorder
 
     @property
     def is_leader(self) -> bool: ...
@@ -171,6 +172,9 @@ class KubeWriter:
     def apply_node(self, change: core.NodeApply, conflicts: list[str]) -> None:
         path = api_path("v1", "nodes", change.name)
         client = self.op.client
+        # Read before the write: the write's own watch event may refresh the cache
+        # before the write returns.
+        before = self.op.informers["nodes"].get(change.name)
         try:
             result = client.apply(path, change.body())
         except NotFound:
@@ -188,7 +192,24 @@ class KubeWriter:
             raise
         self.op.informers["nodes"].store(result)
         self.op._count("node")
+        self._rr_event(before, result)
         self.op.health.beat()  # a long batch is progress, not a hung loop
+
+    def _rr_event(self, before: Any, after: Mapping[str, Any]) -> None:
+        """An Event on the Node when it becomes or stops being a route reflector
+        (its cluster ID annotation, which is what makes calico-node reflect)."""
+        was = isinstance(before, core.NodeState) and ANN_CLUSTER_ID in before.node.annotations
+        meta = after.get("metadata") or {}
+        cluster_id = (meta.get("annotations") or {}).get(ANN_CLUSTER_ID)
+        if was == (cluster_id is not None):
+            return
+        node = Regarding("v1", "Node", str(meta.get("name")), meta.get("uid"))
+        if cluster_id is not None:
+            note = f"route reflector with cluster ID {cluster_id}"
+            self.op.events.record(node, "Normal", "RouteReflectorAdded", "Promote", note)
+        else:
+            note = "no longer a route reflector (a client of the route reflectors)"
+            self.op.events.record(node, "Normal", "RouteReflectorRemoved", "Demote", note)
 
     def apply_node_status(self, obj: dict[str, Any], conflicts: list[str]) -> None:
         if "cns" not in self.op.informers:
@@ -232,13 +253,13 @@ class KubeWriter:
 
 
 class KubeStatus:
-    """The config's status subresource (merge patches) and core/v1 Events."""
+    """The config's status subresource (merge patches) and its Events
+    (events.k8s.io/v1, a repeat counted in the Event's series: adapters/kube/events.py)."""
 
     generation_in_conditions = True
 
     def __init__(self, op: Host) -> None:
         self.op = op
-        self._last_event: tuple[str, str] | None = None
 
     def _config(self) -> dict[str, Any]:
         return self.op.informers["config"].get(self.op.config_name) or {}
@@ -256,33 +277,7 @@ class KubeStatus:
         self.op._count("status")
 
     def event(self, etype: str, reason: str, message: str) -> None:
-        key = (reason, message)
-        if key == self._last_event:
-            return  # the same news again is noise
-        self._last_event = key
         meta = self._config().get("metadata") or {}
-        now = format_timestamp(float(int(time.time())))
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'config')}.", "namespace": "default"},
-            "involvedObject": {
-                "apiVersion": CONFIG_API,
-                "kind": CRD_KIND,
-                "name": meta.get("name"),
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": etype,
-            "source": {"component": "calico-rr"},
-            "reportingComponent": "calico-rr",
-            "reportingInstance": self.op.identity,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            self.op.client.create(api_path("v1", "events", namespace="default"), body)
-        except ApiError as exc:
-            log.warning("could not record event %s: %s", reason, exc)
+        name, uid = meta.get("name") or self.op.config_name, meta.get("uid")
+        config = Regarding(CONFIG_API, CRD_KIND, str(name), str(uid) if uid else None)
+        self.op.events.record(config, etype, reason, "Reconcile", message)

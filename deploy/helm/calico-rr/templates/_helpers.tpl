@@ -16,11 +16,12 @@
 {{- default (include "calico-rr.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object; each template adds app.kubernetes.io/component. */}}
 {{- define "calico-rr.labels" -}}
 app.kubernetes.io/name: {{ include "calico-rr.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: calico-rr
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
