@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from calico_rr.adapters.election import Elector
 from calico_rr.adapters.runtime import ReconcileLoop, conditions
 from calico_rr.core import operator as core
+from calico_rr.core.operator.preview import preview
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError
@@ -237,14 +238,23 @@ class Controller(ReconcileLoop):
         return decision
 
     def _reconcile_config(self, cfg: ConfigRecord, status: dict[str, Any]) -> core.Decision | None:
-        self.writer.prepare(cfg)
         try:
             settings = self._settings(cfg.spec)
         except ConfigError as exc:
+            self.writer.prepare(cfg)
             self._invalid(status, str(exc))
             return None
+        if not settings.paused:
+            # Paused writes nothing but its status (issue 16), not even the finalizer:
+            # with nothing written there is nothing for an uninstall to undo.
+            self.writer.prepare(cfg)
         obs = self.store.observed(status.get("transition"))
         decision = core.reconcile(obs, settings)
+        if settings.paused:
+            # What the operator would do, published instead of done.
+            shown = preview(obs, settings)
+            decision.message = f"paused by spec.paused; would: {shown.summary()}"
+            status["_preview"] = shown.to_status()
         status.setdefault("meshBefore", obs.mesh_enabled)
         self._execute(decision, status)
         self._after(decision, status, obs)
@@ -359,6 +369,7 @@ class Controller(ReconcileLoop):
             topology=d.plan.topology if d.plan is not None else None,
             rrs=counts["routeReflectors"],
             mesh=(obs.mesh_enabled if d.mesh is None else d.mesh),
+            preview=status.pop("_preview", None),
         )
         prev_phase = self.stats.last_phase
         self._record(d.phase.value, d.message)
@@ -401,8 +412,10 @@ class Controller(ReconcileLoop):
         topology: str | None = None,
         rrs: int | None = None,
         mesh: bool | None = None,
+        preview: dict[str, Any] | None = None,
     ) -> None:
-        """The status for this pass, written only when it changed."""
+        """The status for this pass, written only when it changed (``preview``: a
+        paused operator's plan; None removes it)."""
         sink = self.status_sink
         old = sink.current()
         if phase == core.Phase.APPLYING.value and old.get("phase") == core.Phase.STEADY.value:
@@ -424,6 +437,7 @@ class Controller(ReconcileLoop):
             new["bgpPeers"] = self.store.plain_peer_count()
         if mesh is not None:
             new["meshEnabled"] = mesh
+        new["preview"] = preview
         extra = {"observedGeneration": self._generation} if sink.generation_in_conditions else {}
         new["conditions"] = conditions(
             old.get("conditions"),

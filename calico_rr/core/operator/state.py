@@ -7,7 +7,7 @@ that only the operator writes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -175,3 +175,40 @@ def requeue_delay(settings: OperatorSettings, waited: float) -> float:
     """When to look again while waiting out ``settings.wait_timeout``."""
     left = settings.wait_timeout - waited
     return max(0.05, min(1.0, left if left > 0 else 1.0))
+
+
+def _apply_node(nodes: dict[str, NodeState], a: NodeApply) -> None:
+    """Server-side apply of our fields: what we applied before and omit now goes."""
+    ns = nodes.get(a.name)
+    if ns is None:
+        return
+    labels = {k: v for k, v in ns.node.labels.items() if k not in ns.owned_labels}
+    labels.update(a.labels)
+    ann = {k: v for k, v in ns.node.annotations.items() if k not in ns.owned_annotations}
+    ann.update(a.annotations)
+    node = replace(ns.node, labels=labels, annotations=ann)
+    nodes[a.name] = NodeState(node, frozenset(a.labels), frozenset(a.annotations), ns.uid)
+
+
+def after_writes(obs: Observed, d: Decision) -> Observed:
+    """``obs`` after ``d``'s writes, as the datastore would hold it (the previews'
+    executor: paused status, ``diff`` and ``uninstall --dry-run``)."""
+    nodes = dict(obs.nodes)
+    peers = dict(obs.peers)
+    cns = set(obs.node_status_objects)
+    for p in d.peer_applies:
+        peers[str(p["metadata"]["name"])] = p
+    for a in d.node_applies:
+        _apply_node(nodes, a)
+    for name in d.peer_deletes:
+        peers.pop(name, None)
+    cns.update(str(o["metadata"]["name"]) for o in d.node_status_applies)
+    cns.difference_update(d.node_status_deletes)
+    return replace(
+        obs,
+        nodes=nodes,
+        peers=peers,
+        node_status_objects=frozenset(cns),
+        mesh_enabled=obs.mesh_enabled if d.mesh is None else d.mesh,
+        transition=d.transition if d.transition_set else obs.transition,
+    )

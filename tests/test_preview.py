@@ -1,0 +1,122 @@
+"""core.operator.preview: what a paused operator publishes and ``diff`` prints is
+where the operator really goes (the in-memory cluster of calico_rr.testing.sim runs
+the same reconcile write by write)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from calico_rr.core.operator.preview import MAX_NAMES, preview
+from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
+from calico_rr.core.operator.state import current_cluster_id
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.testing.sim import SimCluster
+
+GROUP = "crd.projectcalico.org/v1"
+
+
+def settings(**spec: Any) -> OperatorSettings:
+    return settings_from_spec({"waitTimeout": "2s", **spec}, env={}, api_group=GROUP)
+
+
+def rrs(sim: SimCluster) -> list[str]:
+    return sorted(n for n, ns in sim.nodes.items() if current_cluster_id(ns) is not None)
+
+
+def layout_writes(sim: SimCluster) -> int:
+    """The simulator's writes without its status (transition record) writes."""
+    return sum(1 for what in sim.log if not what.startswith("status"))
+
+
+@pytest.mark.parametrize("topology", ["single", "multi", "quorum", "hierarchy"])
+def test_from_the_mesh_the_preview_is_where_the_operator_goes(topology: str) -> None:
+    sim = SimCluster.of(synthetic_cluster(120, zones=3, racks=4))
+    s = settings(topology=topology, paused=True)
+    shown = preview(sim.observed(), s)
+    assert shown.changes and shown.outcome == "Steady"
+    assert shown.rrs_before == () and shown.mesh_before is True
+    sim.run(replace(s, paused=False), tick=5.0)
+    assert list(shown.rrs_after) == rrs(sim) == shown.rrs_added
+    ours = sorted(n for n, p in sim.peers.items())
+    assert shown.peer_names("create") == ours
+    assert shown.mesh_after is sim.mesh_enabled is False
+    assert shown.writes == layout_writes(sim)
+    assert shown.gate is not None and shown.gate.ok
+    st = shown.to_status()
+    assert st["meshOff"] is True and st["topology"] == topology
+    assert st["addRouteReflectors"] == shown.rrs_added[:MAX_NAMES]
+
+
+def test_a_steady_cluster_previews_no_change() -> None:
+    sim = SimCluster.of(synthetic_cluster(60, zones=3))
+    s = settings(topology="multi")
+    sim.run(s)
+    shown = preview(sim.observed(), replace(s, paused=True))
+    assert not shown.changes
+    assert shown.writes == 0 and shown.nodes == () and shown.peers == ()
+    assert shown.summary() == "nothing to change"
+    assert shown.to_status()["steps"] == ["Steady"]
+
+
+def test_a_topology_switch_previews_the_rollout() -> None:
+    sim = SimCluster.of(synthetic_cluster(90, zones=3))
+    sim.run(settings(topology="single"))
+    before_rrs = rrs(sim)
+    new = settings(topology="multi", paused=True)
+    shown = preview(sim.observed(), new)
+    assert "Making" in shown.steps and "Breaking" in shown.steps
+    start = len(sim.log)
+    sim.run(replace(new, paused=False), tick=5.0)
+    assert list(shown.rrs_after) == rrs(sim)
+    assert shown.rrs_removed == sorted(set(before_rrs) - set(rrs(sim)))
+    assert shown.writes == sum(1 for w in sim.log[start:] if not w.startswith("status"))
+    names = set(shown.peer_names("create")) | set(shown.peer_names("update"))
+    assert names <= set(sim.peers)
+    assert set(shown.peer_names("delete")).isdisjoint(sim.peers)
+    assert not any(n.endswith("-prev") for n in shown.peer_names("create"))
+
+
+def test_a_plan_with_no_eligible_node_is_shown_refused() -> None:
+    sim = SimCluster.of(synthetic_cluster(30, zones=3))
+    shown = preview(sim.observed(), settings(dedicatedNodeLabel="nobody-has-this", paused=True))
+    assert shown.gate is not None and not shown.gate.ok
+    st = shown.to_status()
+    assert st["safe"] is False and st["refused"]
+    assert shown.mesh_after is True  # the operator never switches the mesh off for it
+    assert st["meshOff"] is False
+
+
+def test_long_name_lists_are_cut_in_the_status_but_counted() -> None:
+    sim = SimCluster.of(synthetic_cluster(1000, zones=3))
+    spec = {"topology": "single", "minRouteReflectors": 150, "maxRouteReflectors": 150}
+    shown = preview(sim.observed(), settings(**spec))
+    st = shown.to_status()
+    assert st["addRouteReflectorsCount"] == len(shown.rrs_added) > MAX_NAMES
+    assert len(st["addRouteReflectors"]) == MAX_NAMES
+
+
+def test_the_crd_keeps_every_field_of_the_preview() -> None:
+    """The API server prunes status fields its schema does not declare: every key
+    ``to_status`` writes is declared, with the type it writes."""
+    from pathlib import Path
+
+    import yaml
+
+    crd_file = (
+        Path(__file__).resolve().parents[1] / "deploy/crds/routereflectorconfigs.calico-rr.io.yaml"
+    )
+    crd = yaml.safe_load(crd_file.read_text(encoding="utf-8"))
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    declared = schema["properties"]["status"]["properties"]["preview"]["properties"]
+    sim = SimCluster.of(synthetic_cluster(30, zones=3))
+    refused = preview(sim.observed(), settings(dedicatedNodeLabel="nobody-has-this")).to_status()
+    ok = preview(sim.observed(), settings()).to_status()
+    types = {bool: "boolean", int: "integer", str: "string", list: "array"}
+    for st in (refused, ok):
+        for key, value in st.items():
+            assert key in declared, key
+            assert declared[key]["type"] == types[type(value)], key
+    assert set(refused) | set(ok) >= set(declared) - {"held"}
