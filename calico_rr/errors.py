@@ -1,7 +1,8 @@
 """Errors raised by the core and the adapters.
 
 Every error that comes from bad input names the object and the field, so the
-CLI can print one clear line and exit with code 2 without writing anything.
+CLI can print one clear line and exit with code 2 without writing anything; a
+runtime failure (:class:`DatastoreError`, the adapters' own) exits 1.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class InputError(CalicoRRError):
 
 class ConfigError(CalicoRRError):
     """An invalid planner configuration (bad ratio, redundancy < 1, ...)."""
+
+
+class DatastoreError(CalicoRRError):
+    """A datastore could not be read: unreachable, refusing the request, timing out.
+    A runtime failure, not bad input: the CLI exits 1, not 2."""
 
 
 class _Repr(reprlib.Repr):

@@ -66,7 +66,18 @@ def test_plan_stepping_and_hierarchy_flags() -> None:
 def test_render_stream_is_apply_ready(tmp_path: Path) -> None:
     out = tmp_path / "rr.yaml"
     result = runner.invoke(
-        app, ["render", "--nodes", "300", "--zones", "3", "--topology", "multi", "-o", str(out)]
+        app,
+        [
+            "render",
+            "--nodes",
+            "300",
+            "--zones",
+            "3",
+            "--topology",
+            "multi",
+            "--output-file",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     docs = list(yaml.safe_load_all(out.read_text()))
@@ -109,7 +120,7 @@ def test_include_nodes_round_trip_is_stable(tmp_path: Path) -> None:
             "--topology",
             "quorum",
             "--include-nodes",
-            "-o",
+            "--output-file",
             str(first),
         ],
     )
@@ -130,7 +141,7 @@ def test_malformed_nodes_file_exit_2_and_nothing_written(tmp_path: Path) -> None
         "apiVersion: v1\nkind: NodeList\nitems:\n- metadata: {name: n1, labels: [oops]}\n"
     )
     out = tmp_path / "out.yaml"
-    result = runner.invoke(app, ["render", "--nodes-file", str(bad), "-o", str(out)])
+    result = runner.invoke(app, ["render", "--nodes-file", str(bad), "--output-file", str(out)])
     assert result.exit_code == 2
     assert "Node n1" in result.stderr and "metadata.labels" in result.stderr
     assert not out.exists()

@@ -659,7 +659,7 @@ def test_crd_identity() -> None:
     assert (version["name"], version["served"], version["storage"]) == (CRD_VERSION, True, True)
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Topology", "RRs", "Peers", "Mesh", "Ready", "Age"]
+    assert columns == ["Phase", "Topology", "RRs", "Peers", "Mesh", "Ready", "Age"]
     assert f"'{CONFIG_NAME}'" in _schema()["x-kubernetes-validations"][0]["rule"]
 
 
@@ -722,6 +722,7 @@ def test_crd_status_schema() -> None:
         "transition",
         "conditions",
         "typha",
+        "preview",
     }
     assert status["transition"]["x-kubernetes-preserve-unknown-fields"] is True
     assert status["meshBefore"]["nullable"] is True
@@ -756,12 +757,12 @@ def test_operator_deployment() -> None:
     [container] = pod["containers"]
     # an exact version, never "latest" (the image tag follows the package version)
     assert container["image"] == "calico-rr:0.1.0"
-    assert container["command"] == [
-        "calico-rr", "run", "--namespace", "calico-rr", "--identity", "$(POD_NAME)"
-    ]  # fmt: skip
-    # the leader-election identity is the pod's name, from the downward API
-    pod_name = {e["name"]: e for e in container["env"]}["POD_NAME"]
-    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert container["command"] == ["calico-rr", "run", "--identity", "$(POD_NAME)"]
+    # the leader-election identity is the pod's name, the Lease's namespace the pod's
+    # own, both from the downward API
+    env_refs = {e["name"]: e for e in container["env"]}
+    assert env_refs["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env_refs["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

@@ -91,7 +91,9 @@ def test_render_refuses_and_writes_nothing(
     nodes = write(tmp_path, "nodes.yaml", content)
     out = tmp_path / "out.yaml"
     out.write_text("previous: content\n")
-    result = runner.invoke(app, ["render", "--nodes-file", nodes, "-o", str(out), *flags])
+    result = runner.invoke(
+        app, ["render", "--nodes-file", nodes, "--output-file", str(out), *flags]
+    )
     assert result.exit_code == 1, result.output
     assert "refused" in result.stderr and cause in result.stderr
     for node in named:
@@ -133,7 +135,9 @@ def test_plan_of_an_empty_cluster_does_not_claim_reachability() -> None:
 def test_force_writes_and_says_what_it_overrides(tmp_path: Path) -> None:
     nodes = write(tmp_path, "nodes.yaml", node_list(3, not_ready=True))
     out = tmp_path / "out.yaml"
-    result = runner.invoke(app, ["render", "--nodes-file", nodes, "-o", str(out), "--force"])
+    result = runner.invoke(
+        app, ["render", "--nodes-file", nodes, "--output-file", str(out), "--force"]
+    )
     assert result.exit_code == 0, result.output
     assert "--force" in result.stderr and "cuts nodes off" in result.stderr
     docs = list(yaml.safe_load_all(out.read_text()))
@@ -203,9 +207,9 @@ def test_write_atomic_keeps_the_mode_and_refuses_directories(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("bad", ["/nonexistent-dir/x.yaml", "."])
 def test_render_to_an_impossible_path_exit_2(bad: str) -> None:
-    result = runner.invoke(app, ["render", "--nodes", "30", "-o", bad])
+    result = runner.invoke(app, ["render", "--nodes", "30", "--output-file", bad])
     assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "--output" in result.stderr
+    assert result.stderr.count("\n") == 1 and "--output-file" in result.stderr
 
 
 # -- one validation for one value --------------------------------------------------

@@ -10,9 +10,11 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -24,32 +26,107 @@ from calico_rr.core.planning.config import (
     Sizing,
     parse_steps,
 )
-from calico_rr.errors import CalicoRRError, InputError
+from calico_rr.errors import CalicoRRError, ConfigError, InputError, one_line
 from calico_rr.model import ZONE_LABEL, Node
 
 if typing.TYPE_CHECKING:
     from calico_rr.adapters.etcd.client import EtcdClient
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Route reflectors for Calico BGP at scale: plan, render, verify, run the operator.",
 )
 
+#: Exit codes: 1 a runtime failure (a datastore unreachable or refusing, a timeout,
+#: a check that fails), 2 bad input only (usage, InputError, ConfigError).
+EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
 
 
-def _fail(message: str) -> NoReturn:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("calico-rr")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"calico-rr {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print calico-rr's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Route reflectors for Calico BGP at scale: plan, render, verify, run the operator."""
+
+
+class OutputFormat(StrEnum):
+    """``-o``: what a command prints, as kubectl and calicoctl name it."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (default), wide (the table with extra columns where there are), "
+        "json or yaml (the same data).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", hidden=True, help="Same as -o json.")]
+
+
+def output_format(output: OutputFormat, as_json: bool) -> OutputFormat:
+    """``-o`` with the older ``--json`` folded in (``--json`` means ``-o json``)."""
+    return OutputFormat.json if as_json else output
+
+
+def is_data(fmt: OutputFormat) -> bool:
+    """json and yaml print one document on stdout and nothing else there."""
+    return fmt in (OutputFormat.json, OutputFormat.yaml)
+
+
+def dump_data(data: Any, fmt: OutputFormat) -> str:
+    """``data`` as JSON or YAML text (the same data either way)."""
+    if fmt == OutputFormat.yaml:
+        text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+        return text
+    return json.dumps(data, indent=2) + "\n"
+
+
+def echo_data(data: Any, fmt: OutputFormat) -> None:
+    typer.echo(dump_data(data, fmt), nl=False)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     typer.echo(f"calico-rr: error: {message}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+    raise typer.Exit(code)
 
 
-def progress_printer(as_json: bool) -> Callable[[str], None]:
-    """Progress lines on stdout, none with --json (stdout is then one JSON object)."""
+def progress_printer(fmt: OutputFormat) -> Callable[[str], None]:
+    """Progress lines on stdout, none with -o json|yaml (stdout is then one document)."""
 
     def progress(line: str) -> None:
-        if not as_json:
+        if not is_data(fmt):
             typer.echo(line)
 
     return progress
@@ -59,14 +136,14 @@ def print_result(
     result: dict[str, Any],
     title: str,
     *,
-    as_json: bool,
+    fmt: OutputFormat,
     skip: str,
     cell: Callable[[Any], str] = str,
 ) -> None:
-    """A command's result: one JSON object, or a two-column table of every key but
-    ``skip`` (which the command shows its own way)."""
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
+    """A command's result: one JSON/YAML document, or a two-column table of every key
+    but ``skip`` (which the command shows its own way)."""
+    if is_data(fmt):
+        echo_data(result, fmt)
         return
     table = Table(title=title, show_header=False)
     for key, value in result.items():
@@ -76,14 +153,16 @@ def print_result(
 
 
 def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn our errors into exit code 2 with a clear message."""
+    """Run ``fn``; one line on stderr instead of a traceback: exit 2 for bad input,
+    exit 1 for a runtime failure (a datastore unreachable or refusing, a timeout)."""
+    from calico_rr.adapters.kube.errors import ApiError
+
     try:
         return fn()
-    except CalicoRRError as exc:
+    except (InputError, ConfigError) as exc:
         _fail(str(exc))
-    except TimeoutError as exc:  # a wait gave up (uninstall): say so, no traceback
-        typer.echo(f"calico-rr: error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (CalicoRRError, ApiError, TimeoutError) as exc:  # etcd, the API server, a wait
+        _fail(one_line(" ".join(str(exc).split())), EXIT_FAILURE)
 
 
 # -- shared options -------------------------------------------------------------
@@ -144,7 +223,6 @@ ApiGroupOpt = Annotated[
 RestartOpt = Annotated[
     str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 FailRrsOpt = Annotated[
     int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
 ]
@@ -321,7 +399,14 @@ def with_plan_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 KubeconfigOpt = Annotated[
     str | None,
-    typer.Option(help="kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)."),
+    typer.Option(
+        help="kubeconfig file (default: $KUBECONFIG, its files merged as kubectl merges "
+        "them, in-cluster, then ~/.kube/config)."
+    ),
+]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option("--context", help="kubeconfig context to use (default: the current-context)."),
 ]
 
 

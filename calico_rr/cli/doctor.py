@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -10,11 +9,17 @@ from rich.console import Console
 from rich.table import Table
 
 from calico_rr.cli.base import (
+    ContextOpt,
     Datastore,
     JsonOpt,
     KubeconfigOpt,
+    OutputFormat,
+    OutputOpt,
     _guard,
     app,
+    echo_data,
+    is_data,
+    output_format,
     with_datastore_options,
 )
 from calico_rr.errors import InputError
@@ -30,10 +35,12 @@ DUMP_HELP = (
 def doctor(
     datastore: Datastore,
     kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
     resources: Annotated[str | None, typer.Option(help=DUMP_HELP)] = None,
     session_budget: Annotated[
         int, typer.Option("--session-budget", help="Sessions one RR may hold (rr-overloaded).")
     ] = 500,
+    output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a Calico cluster against the scale advice (mesh, RRs, encapsulation, Typha).
@@ -45,8 +52,8 @@ def doctor(
     from calico_rr.core.doctor.checks import diagnose
 
     def check() -> tuple[list[Any], Any]:
-        if resources is not None and kubeconfig is not None:
-            raise InputError("give either --resources FILE or --kubeconfig PATH, not both")
+        if resources is not None and (kubeconfig is not None or context is not None):
+            raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
         if session_budget < 1:
             raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
         if resources is None and datastore.is_etcd:
@@ -65,19 +72,20 @@ def doctor(
             from calico_rr.adapters.kube.client import KubeClient
             from calico_rr.adapters.kube.inventory import load_live
 
-            with KubeClient.load(kubeconfig) as client:
+            with KubeClient.load(kubeconfig, context=context) as client:
                 inventory = load_live(client)
         return diagnose(inventory, session_budget=session_budget), inventory
 
     findings, inventory = _guard(check)
-    if as_json:
-        typer.echo(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+    fmt = output_format(output, as_json)
+    if is_data(fmt):
+        echo_data({"findings": [f.to_dict() for f in findings]}, fmt)
     else:
-        _print_findings(findings, inventory)
+        _print_findings(findings, inventory, wide=fmt == OutputFormat.wide)
     raise typer.Exit(1 if any(f.severity == "error" for f in findings) else 0)
 
 
-def _print_findings(findings: list[Any], inventory: Any) -> None:
+def _print_findings(findings: list[Any], inventory: Any, *, wide: bool = False) -> None:
     from rich.text import Text
 
     from calico_rr.core.doctor.checks import summary_counts
@@ -93,16 +101,25 @@ def _print_findings(findings: list[Any], inventory: Any) -> None:
     if findings:
         table = Table(title="calico-rr doctor", show_lines=True)
         table.add_column("Severity", no_wrap=True)
-        table.add_column("Check / object", overflow="fold", ratio=1)
-        table.add_column("Finding / fix", overflow="fold", ratio=3)
+        # wide: the object and the fix in columns of their own (one line each to grep)
+        table.add_column("Check" if wide else "Check / object", overflow="fold", ratio=1)
+        if wide:
+            table.add_column("Object", overflow="fold", ratio=1)
+        table.add_column("Finding" if wide else "Finding / fix", overflow="fold", ratio=3)
+        if wide:
+            table.add_column("Fix", overflow="fold", ratio=2)
         colour = {"error": "red", "warning": "yellow", "info": "cyan"}
         for f in findings:
             sev = f.severity.value
             check = Text(f.id, style="bold")
-            check.append("\n" + f.object, style="dim")
             finding = Text(f.message)
-            finding.append("\nfix: " + f.fix, style="green")
-            table.add_row(Text(sev, style=colour[sev]), check, finding)
+            if wide:
+                cells = [check, Text(f.object, style="dim"), finding, Text(f.fix, style="green")]
+            else:
+                check.append("\n" + f.object, style="dim")
+                finding.append("\nfix: " + f.fix, style="green")
+                cells = [check, finding]
+            table.add_row(Text(sev, style=colour[sev]), *cells)
         console.print(table)
     counts = summary_counts(findings)
     total = ", ".join(

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from calico_rr.cli.base import JsonOpt, TopologyOpt, _guard, app, print_result, progress_printer
+from calico_rr.cli.base import (
+    JsonOpt,
+    OutputFormat,
+    OutputOpt,
+    TopologyOpt,
+    _guard,
+    app,
+    echo_data,
+    is_data,
+    output_format,
+    print_result,
+    progress_printer,
+)
 
 
 @app.command()
@@ -50,6 +61,7 @@ def lab(
     cleanup: Annotated[
         bool, typer.Option(help="Only remove what labs whose process died left behind.")
     ] = False,
+    output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
     """Real BIRD 1.6 daemons in network namespaces, driven like calico-node from a
@@ -57,11 +69,15 @@ def lab(
     from calico_rr.adapters.lab.net import cleanup_stale
     from calico_rr.adapters.lab.runner import run_lab
 
+    fmt = output_format(output, as_json)
     if cleanup:
         removed = _guard(cleanup_stale)
-        typer.echo(json.dumps({"removed": removed}) if as_json else f"removed {len(removed)} labs")
+        if is_data(fmt):
+            echo_data({"removed": removed}, fmt)
+        else:
+            typer.echo(f"removed {len(removed)} labs")
         return
-    progress = progress_printer(as_json)
+    progress = progress_printer(fmt)
     result = _unwinding_on_sigterm(
         lambda: run_lab(
             nodes=nodes,
@@ -76,8 +92,8 @@ def lab(
             renderer=renderer,
         )
     )
-    print_result(result, "calico-rr lab", as_json=as_json, skip="steps")
-    if not as_json:
+    print_result(result, "calico-rr lab", fmt=fmt, skip="steps")
+    if not is_data(fmt):
         for step in result.get("steps", []):
             typer.echo(
                 f"{step['step']}: converged in {step.get('seconds_to_converge')}s, "

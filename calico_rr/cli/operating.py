@@ -3,45 +3,118 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from calico_rr.cli.base import (
+    ContextOpt,
     Datastore,
     JsonOpt,
     KubeconfigOpt,
+    OutputFormat,
+    OutputOpt,
     _guard,
     app,
+    echo_data,
+    is_data,
+    output_format,
     print_result,
     progress_printer,
     with_datastore_options,
 )
 from calico_rr.errors import InputError
 
+#: kubectl's spelling of run's bool flags (``--leader-elect=false``) -> typer's.
+_KUBECTL_BOOLS = ("--leader-elect",)
 
-@app.command()
+
+class _KubectlBools(TyperCommand):
+    """Also takes ``--leader-elect=true|false``, as kube-controller-manager does, so
+    flags copied from a Kubernetes controller's manifest work unchanged."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [_kubectl_bool(arg) for arg in args])
+
+
+def _kubectl_bool(arg: str) -> str:
+    name, eq, value = arg.partition("=")
+    if not eq or name not in _KUBECTL_BOOLS:
+        return arg
+    if value.lower() in ("true", "1", "yes"):
+        return name
+    if value.lower() in ("false", "0", "no"):
+        return "--no-" + name[2:]
+    raise typer.BadParameter(f"{name} takes true or false, got {value!r}")
+
+
+# Leader election, named as kube-controller-manager names it (docs/OPERATIONS.md).
+LeaderElectOpt = Annotated[
+    bool,
+    typer.Option(
+        "--leader-elect/--no-leader-elect",
+        help="Elect a leader among the replicas (also --leader-elect=false); off: run "
+        "exactly one replica.",
+    ),
+]
+LeaseDurationOpt = Annotated[
+    str,
+    typer.Option(
+        "--leader-elect-lease-duration",
+        "--lease-duration",
+        help="How long a Lease lasts unrenewed: seconds or a Go duration.",
+    ),
+]
+RenewDeadlineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--leader-elect-renew-deadline",
+        help="The leader steps down after this long without renewing (< lease "
+        "duration; default 2/3 of it).",
+    ),
+]
+RetryPeriodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--leader-elect-retry-period",
+        help="Time between election rounds (< renew deadline; default 1/5 of the lease duration).",
+    ),
+]
+
+NodeHealthOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="etcdv3: where node health comes from: felix (Felix liveness reports in "
+        "etcd) | kubernetes (Kubernetes Nodes: Ready, cordon, taints; uses "
+        "--kubeconfig or the in-cluster account). Default: $CALICO_RR_NODE_HEALTH or felix."
+    ),
+]
+
+
+@app.command(cls=_KubectlBools)
 @with_datastore_options
 def run(
     datastore: Datastore,
     kubeconfig: KubeconfigOpt = None,
-    namespace: Annotated[str, typer.Option(help="Namespace of the leader-election Lease.")] = (
-        "calico-rr"
-    ),
+    context: ContextOpt = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="Namespace of the leader-election Lease (default: $POD_NAMESPACE, else the "
+            "pod's ServiceAccount namespace, else calico-rr)."
+        ),
+    ] = None,
     identity: Annotated[
         str | None, typer.Option(help="This replica's name in the Lease (default: host-pid).")
     ] = None,
     port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
-    lease_duration: Annotated[float, typer.Option(help="Lease duration in seconds.")] = 15.0,
+    leader_elect: LeaderElectOpt = True,
+    lease_duration: LeaseDurationOpt = "15s",
+    renew_deadline: RenewDeadlineOpt = None,
+    retry_period: RetryPeriodOpt = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error.")] = "info",
-    node_health: Annotated[
-        str | None,
-        typer.Option(
-            help="etcdv3: where node health comes from: felix (Felix liveness reports in "
-            "etcd) | kubernetes (Kubernetes Nodes: Ready, cordon, taints; uses "
-            "--kubeconfig or the in-cluster account). Default: $CALICO_RR_NODE_HEALTH or felix."
-        ),
-    ] = None,
+    node_health: NodeHealthOpt = None,
 ) -> None:
     """Run the operator: watch the cluster, keep route reflectors and BGP config right.
 
@@ -52,9 +125,11 @@ def run(
 
     from calico_rr.adapters.etcd.operator import EtcdOperator
     from calico_rr.adapters.kube.client import KubeClient
+    from calico_rr.adapters.kube.leader import lease_namespace
     from calico_rr.adapters.kube.operator import Operator
     from calico_rr.adapters.observe import Health, OperatorMetrics, serve, setup_logging
 
+    election = _guard(lambda: _election(leader_elect, lease_duration, renew_deadline, retry_period))
     setup_logging(log_level)
     metrics = OperatorMetrics()
     health = Health()
@@ -68,24 +143,24 @@ def run(
                 from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 
                 kube_health = KubeNodeHealth(
-                    KubeClient.load(kubeconfig, on_request=metrics.on_request)
+                    KubeClient.load(kubeconfig, context=context, on_request=metrics.on_request)
                 )
             return EtcdOperator(
                 etcd,
                 identity=identity,
                 metrics=metrics,
                 health=health,
-                lease_duration=lease_duration,
                 kube_health=kube_health,
+                **election,
             )
-        client = KubeClient.load(kubeconfig, on_request=metrics.on_request)
+        client = KubeClient.load(kubeconfig, context=context, on_request=metrics.on_request)
         return Operator(
             client,
-            namespace=namespace,
+            namespace=lease_namespace(namespace),
             identity=identity,
             metrics=metrics,
             health=health,
-            lease_duration=lease_duration,
+            **election,
         )
 
     op = _guard(start)
@@ -97,6 +172,21 @@ def run(
     stop.wait()
     op.stop()
     server.shutdown()
+
+
+def _election(
+    leader_elect: bool, lease_duration: str, renew_deadline: str | None, retry_period: str | None
+) -> dict[str, Any]:
+    """Both operators' election arguments, the timing checked (InputError: exit 2)."""
+    from calico_rr.core.election import election_timing
+
+    timing = election_timing(lease_duration, renew_deadline, retry_period)
+    return {
+        "leader_election": leader_elect,
+        "lease_duration": timing.lease_duration,
+        "renew_deadline": timing.renew_deadline,
+        "retry_period": timing.retry_period,
+    }
 
 
 def _node_health_source(flag: str | None) -> str:
@@ -115,7 +205,17 @@ def _node_health_source(flag: str | None) -> str:
 def uninstall(
     datastore: Datastore,
     kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Only print what uninstall would do (objects deleted, labels removed, the "
+            "mesh switched on), read from the datastore; write nothing.",
+        ),
+    ] = False,
+    output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Put the cluster back on the node-to-node mesh and remove everything calico-rr made.
 
@@ -125,6 +225,13 @@ def uninstall(
     from calico_rr.adapters.observe import setup_logging
 
     setup_logging("info", json_format=False)
+    if dry_run:
+        preview = _guard(lambda: _dry_run(datastore, kubeconfig, context, timeout))
+        if is_data(output):
+            echo_data(preview, output)
+        else:
+            _print_preview(preview, wide=output == OutputFormat.wide)
+        return
 
     def run_it() -> str:
         if datastore.is_etcd:
@@ -136,9 +243,55 @@ def uninstall(
         from calico_rr.adapters.kube.client import KubeClient
         from calico_rr.adapters.kube.operator import uninstall as run_uninstall
 
-        return run_uninstall(KubeClient.load(kubeconfig), timeout=timeout)
+        return run_uninstall(KubeClient.load(kubeconfig, context=context), timeout=timeout)
 
-    typer.echo(_guard(run_it))
+    message = _guard(run_it)
+    if is_data(output):
+        echo_data({"uninstalled": True, "message": message}, output)
+    else:
+        typer.echo(message)
+
+
+def _dry_run(
+    datastore: Datastore, kubeconfig: str | None, context: str | None, timeout: float
+) -> dict[str, Any]:
+    from calico_rr.adapters import uninstall_preview
+
+    if datastore.is_etcd:
+        with datastore.etcd_client() as etcd:
+            return uninstall_preview.preview_etcd(etcd, timeout=timeout)
+    from calico_rr.adapters.kube.client import KubeClient
+
+    with KubeClient.load(kubeconfig, context=context) as client:
+        return uninstall_preview.preview_kube(client, timeout=timeout)
+
+
+def _print_preview(preview: dict[str, Any], *, wide: bool) -> None:
+    """The dry run as lines: each step, then the config's deletion.  The nodes are
+    listed one by one with -o wide; else counted, with the keys removed."""
+    typer.echo("dry run, nothing written: `calico-rr uninstall` would")
+    for i, step in enumerate(preview["steps"], 1):
+        typer.echo(f"{i}. {step['message']}")
+        for name in step.get("create_bgppeers", []):
+            typer.echo(f"   create BGPPeer {name}")
+        if "node_to_node_mesh" in step:
+            state = "on" if step["node_to_node_mesh"] else "off"
+            typer.echo(f"   switch the node-to-node mesh {state}")
+        if "then_wait_seconds" in step:
+            typer.echo(f"   then wait {step['then_wait_seconds']:g}s for the mesh's sessions")
+        nodes = step.get("remove_from_nodes", [])
+        if nodes and wide:
+            for n in nodes:
+                keys = ", ".join([*n["labels"], *n["annotations"]])
+                typer.echo(f"   remove from node {n['name']}: {keys}")
+        elif nodes:
+            every = sorted({k for n in nodes for k in (*n["labels"], *n["annotations"])})
+            typer.echo(f"   remove from {len(nodes)} nodes: {', '.join(every)}")
+        for name in step.get("delete_bgppeers", []):
+            typer.echo(f"   delete BGPPeer {name}")
+        for name in step.get("delete_caliconodestatuses", []):
+            typer.echo(f"   delete CalicoNodeStatus {name}")
+    typer.echo(f"then delete {preview['delete']}")
 
 
 @app.command()
@@ -155,6 +308,7 @@ def demo(
             "datastore: a local etcd with TLS)."
         ),
     ] = "kubernetes",
+    output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a local kube-apiserver + etcd (or, with --datastore etcdv3, a local etcd
@@ -168,11 +322,12 @@ def demo(
         typer.echo(f"--datastore {datastore!r}: must be 'kubernetes' or 'etcdv3'", err=True)
         raise typer.Exit(2)
 
-    progress = progress_printer(as_json)
+    fmt = output_format(output, as_json)
+    progress = progress_printer(fmt)
     result = _guard(
         lambda: run_demo(nodes=nodes, zones=zones, topology=topology, progress=progress)
     )
-    print_result(result, "calico-rr demo", as_json=as_json, skip="join_writes", cell=_cell)
+    print_result(result, "calico-rr demo", fmt=fmt, skip="join_writes", cell=_cell)
     if not (result.get("converged") and result.get("verified")):
         raise typer.Exit(1)
 

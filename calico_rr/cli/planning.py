@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 import typing
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -20,16 +22,24 @@ if typing.TYPE_CHECKING:
 
 from calico_rr.cli.base import (
     PLAN_OPTIONS,
+    ContextOpt,
     FailRrsOpt,
     ForceOpt,
     Inputs,
     JsonOpt,
+    KubeconfigOpt,
+    OutputFormat,
+    OutputOpt,
     PlotSizesOpt,
     _guard,
     app,
+    echo_data,
+    is_data,
     load_inputs,
+    output_format,
     with_plan_options,
 )
+from calico_rr.cli.live import is_live, live_resources, plan_inputs
 
 # -- plan -----------------------------------------------------------------------
 
@@ -38,6 +48,7 @@ from calico_rr.cli.base import (
 @with_plan_options
 def plan(
     plan_args: dict[str, Any],
+    output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
     verify: Annotated[
         bool, typer.Option(help="Verify the rendered result (reachability, RR failures).")
@@ -52,8 +63,13 @@ def plan(
     ] = None,
     plot_sizes: PlotSizesOpt = None,
     force: ForceOpt = False,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Size and place route reflectors; print the numbers (the talk's table).
+
+    The nodes: synthetic (--nodes), a NodeList file (--nodes-file) or a live
+    cluster's (--kubeconfig/--context).
 
     Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
     nodes would be cut off, and why, on stderr); 2: bad input."""
@@ -68,7 +84,7 @@ def plan(
     verdicts: list[Verdict] = []
 
     def run() -> dict[str, Any]:
-        inputs = load_inputs(**plan_args)
+        inputs = plan_inputs(plan_args, kubeconfig, context)
         made = make_plan(inputs.nodes, inputs.config)
         graph = plan_graph(made)
         verdicts.append(gate_plan(made, graph=graph))
@@ -89,10 +105,11 @@ def plan(
         typer.echo(f"calico-rr: wrote the topology comparison to {plot}", err=True)
         for gap in gaps:
             typer.echo(f"calico-rr: plot gap: {gap}", err=True)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+    fmt = output_format(output, as_json)
+    if is_data(fmt):
+        echo_data(summary, fmt)
     else:
-        _print_summary(summary)
+        _print_summary(summary, wide=fmt == OutputFormat.wide)
     _pass_gate(verdicts[0], force=force, what="this plan")
 
 
@@ -102,13 +119,27 @@ def _stat(s: dict[str, Any]) -> str:
     return f"{s['min']}-{s['max']} (mean {s['mean']})"
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+#: What ``plan -o wide`` adds to the table: (row name, summary key).
+WIDE_ROWS = (
+    ("Eligible nodes", "eligible_nodes"),
+    ("Ineligible nodes", "ineligible_nodes"),
+    ("Nodes without a BGP address", "nodes_without_ip"),
+    ("Clients without an RR", "clients_without_rr"),
+    ("Node changes to write", "node_changes"),
+)
+
+
+def _print_summary(summary: dict[str, Any], *, wide: bool = False) -> None:
     console = Console()
     table = Table(title=f"calico-rr plan: {summary['topology']}", show_header=True)
     table.add_column("Numbers")
     table.add_column("", justify="right")
     for name, value in summary_rows(summary):
         table.add_row(name, value)
+    if wide:
+        for name, key in WIDE_ROWS:
+            if key in summary:
+                table.add_row(name, str(summary[key]))
     console.print(table)
     if summary.get("auto_reason"):
         console.print(f"auto: {summary['auto_reason']}")
@@ -156,6 +187,13 @@ def _yes(flag: bool) -> str:
 # -- render ---------------------------------------------------------------------
 
 
+class RenderFormat(StrEnum):
+    """``render -o``: how the resources are written (YAML for ``kubectl apply``)."""
+
+    yaml = "yaml"
+    json = "json"
+
+
 @app.command()
 @with_plan_options
 def render(
@@ -168,12 +206,25 @@ def render(
         ),
     ] = False,
     output: Annotated[
+        RenderFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            help="yaml: a YAML stream (default); json: one JSON List of the same objects.",
+        ),
+    ] = RenderFormat.yaml,
+    output_file: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
+        typer.Option(
+            "--output-file", metavar="FILE", help="Write here (atomically) instead of stdout."
+        ),
     ] = None,
     force: ForceOpt = False,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
-    """Write the Calico resources as a YAML stream for `kubectl apply --server-side`.
+    """Write the Calico resources as a YAML stream (or a JSON List) for
+    `kubectl apply --server-side`; the nodes as for `plan` (also a live cluster's).
 
     Nothing is written unless the safety gate passes: every node with a BGP address
     keeps a route to every other (exit 1 and the cut-off nodes on stderr otherwise)."""
@@ -181,7 +232,7 @@ def render(
     from calico_rr.core.planning.planner import plan as make_plan
 
     def run() -> tuple[list[dict[str, Any]], Verdict, tuple[str, ...]]:
-        inputs = load_inputs(**plan_args)
+        inputs = plan_inputs(plan_args, kubeconfig, context)
         made = make_plan(inputs.nodes, inputs.config)
         return made.resources(include_nodes=include_nodes), gate_plan(made), made.warnings
 
@@ -190,13 +241,17 @@ def render(
         typer.echo(f"calico-rr: warning: {warning}", err=True)
     _pass_gate(verdict, force=force, what="this configuration")
     # Everything is computed before anything is written: bad input writes nothing.
-    text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
-    if output is None:
+    if output == RenderFormat.json:
+        # a List, as `kubectl get -o json` prints several objects: kubectl applies it
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}, indent=2) + "\n"
+    else:
+        text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
+    if output_file is None:
         sys.stdout.write(text)
     else:
         from calico_rr.adapters.files import write_atomic
 
-        _guard(lambda: write_atomic(output, text.encode("utf-8"), field="--output"))
+        _guard(lambda: write_atomic(output_file, text.encode("utf-8"), field="--output-file"))
 
 
 def _pass_gate(verdict: Verdict, *, force: bool, what: str) -> None:
@@ -258,16 +313,26 @@ def verify(
             "the newest.  Older releases ignore reversePeering (docs/CALICO.md).",
         ),
     ] = None,
+    output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Prove every node reaches every other node, loop-free, surviving RR failures.
+
+    Checks --resources, a live cluster's Nodes, BGPPeers and BGPConfigurations
+    (--kubeconfig/--context), or a plan (--nodes/--nodes-file).
 
     Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
     """
     from calico_rr.core.bgp.verify import verify as run_verify
 
     def run() -> tuple[dict[str, Any], list[str], bool]:
-        graph, notes = _graph_for_verify(plan_args, resources, calico_version)
+        live = is_live(kubeconfig, context)
+        if live and resources is not None:
+            raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
+        source = (lambda: live_resources(kubeconfig, context)) if live else resources
+        graph, notes = _graph_for_verify(plan_args, source, calico_version)
         zone_label = plan_args["zone_label"]
         zones = _zone_members(graph, zone_label, fail_zone or [])
         if engine not in ("auto", "exact", "fast"):
@@ -287,8 +352,9 @@ def verify(
         return data, [*report.to_text(), *(f"note: {n}" for n in notes)], ok
 
     data, text, ok = _guard(run)
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
+    fmt = output_format(output, as_json)
+    if is_data(fmt):
+        echo_data(data, fmt)
     else:
         for line in text:
             typer.echo(line)
@@ -296,8 +362,12 @@ def verify(
 
 
 def _graph_for_verify(
-    plan_args: dict[str, Any], resources: str | None, calico_version: str | None = None
+    plan_args: dict[str, Any],
+    resources: str | Callable[[], list[dict[str, Any]]] | None,
+    calico_version: str | None = None,
 ) -> tuple[Any, list[str]]:
+    """The session graph to verify: a plan's, or the resources read from a file or
+    (a callable) from a live cluster."""
     from calico_rr.core.bgp.calico_version import parse_calico_version
     from calico_rr.core.bgp.sessions import build_session_graph
 
@@ -314,12 +384,19 @@ def _graph_for_verify(
             notes.append(f"--calico-version {calico} applies to --resources only: ignored")
         return plan_graph(make_plan(inputs.nodes, inputs.config)), notes
     if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
-        raise InputError("give either --resources or a cluster to plan (--nodes/--nodes-file)")
+        raise InputError(
+            "give either the resources (--resources, --kubeconfig/--context) or a cluster "
+            "to plan (--nodes/--nodes-file)"
+        )
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.bgp.resources import parse_resources
 
-    where = "standard input" if resources == "-" else resources  # as nodes_io names it
-    parsed = parse_resources(read_documents(resources), where=where, calico=calico)
+    if callable(resources):
+        docs, where = resources(), "cluster"
+    else:
+        docs = read_documents(resources)
+        where = "standard input" if resources == "-" else resources  # as nodes_io names it
+    parsed = parse_resources(docs, where=where, calico=calico)
     return build_session_graph(parsed.state), list(parsed.notes)
 
 
@@ -408,7 +485,12 @@ def report(
     """Write one self-contained HTML page: the plan table, the verification (every RR
     and every zone failing), the topologies compared across sizes, and a drawing."""
     from calico_rr.adapters.files import write_atomic
-    from calico_rr.adapters.plots import check_writable, comparison_figure, diagram_figure
+    from calico_rr.adapters.plots import (
+        check_writable,
+        comparison_figure,
+        diagram_figure,
+        require_matplotlib,
+    )
     from calico_rr.adapters.report_html import ReportPage, render_html
     from calico_rr.core.bgp.verify import verify as run_verify
     from calico_rr.core.planning.planner import plan as make_plan
@@ -416,6 +498,7 @@ def report(
     from calico_rr.core.report.summary import plan_graph, summarize
 
     def run() -> str:
+        require_matplotlib()
         if not output.lower().endswith((".html", ".htm")):
             raise InputError(f"{output}: the report is HTML; name it *.html", field="FILE")
         check_writable(output, "FILE")

@@ -17,7 +17,7 @@ from calico_rr.adapters.kube.errors import ApiError
 from calico_rr.adapters.kube.operator import choose_api_group
 from calico_rr.adapters.nodes_io import read_documents
 from calico_rr.core.doctor.inventory import TYPHA_NAME, Inventory, inventory_from_documents
-from calico_rr.errors import InputError
+from calico_rr.errors import DatastoreError, InputError
 
 __all__ = ["live_documents", "load_dump", "load_live"]
 
@@ -58,7 +58,7 @@ def live_documents(client: KubeClient) -> list[dict[str, Any]]:
         )
         items.extend(deployments)
     except ApiError as exc:
-        raise InputError(f"cannot read the cluster: {exc}") from None
+        raise DatastoreError(f"cannot read the cluster: {exc}") from None
     return [{"apiVersion": "v1", "kind": "List", "items": items}]
 
 

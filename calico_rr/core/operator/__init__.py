@@ -21,7 +21,7 @@ from calico_rr.core.operator.state import (
     Observed,
     Phase,
 )
-from calico_rr.core.operator.uninstall import uninstall
+from calico_rr.core.operator.uninstall import uninstall, uninstall_preview
 
 __all__ = [
     "BRIDGE_LABEL",
@@ -42,4 +42,5 @@ __all__ = [
     "sessions_confirmed",
     "summary_counts",
     "uninstall",
+    "uninstall_preview",
 ]

@@ -3,6 +3,9 @@ are the migration's backwards (core.operator.reconcile's module doc)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from calico_rr.core.operator.peerings import (
     bridge_peer,
     is_bridge,
@@ -13,6 +16,7 @@ from calico_rr.core.operator.state import (
     NodeApply,
     Observed,
     Phase,
+    after_writes,
     current_cluster_id,
     requeue_delay,
 )
@@ -77,3 +81,55 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
     d.peer_deletes.extend(sorted(others))
     d.node_status_deletes.extend(sorted(obs.node_status_objects))
     return d
+
+
+def uninstall_preview(
+    obs: Observed, settings: OperatorSettings, *, mesh_before: bool | None, limit: int = 8
+) -> list[dict[str, Any]]:
+    """What uninstalling from ``obs`` would write, step by step (``uninstall --dry-run``):
+    :func:`uninstall` decided again and again on ``obs`` as if every batch of writes
+    had landed and every wait had run out, each step as plain data (its phase and
+    message, the BGPPeers created or deleted, the keys removed from each node, the
+    CalicoNodeStatus objects deleted, the mesh switched, the wait that follows)."""
+    steps: list[dict[str, Any]] = []
+    for _ in range(limit):
+        d = uninstall(obs, settings, mesh_before=mesh_before)
+        done = d.phase == Phase.UNINSTALLED and not d.writes
+        if d.writes or done or not steps:  # waits in between are said by the step before
+            steps.append(_describe(obs, d, settings))
+        if done:
+            break
+        obs = _landed(obs, d, settings)
+    return steps
+
+
+def _describe(obs: Observed, d: Decision, settings: OperatorSettings) -> dict[str, Any]:
+    step: dict[str, Any] = {"phase": d.phase.value, "message": d.message}
+    if d.peer_applies:
+        step["create_bgppeers"] = [str(p["metadata"]["name"]) for p in d.peer_applies]
+    if d.mesh is not None:
+        step["node_to_node_mesh"] = d.mesh
+    if d.node_applies:
+        step["remove_from_nodes"] = [
+            {
+                "name": a.name,
+                "labels": sorted(obs.nodes[a.name].owned_labels - set(a.labels)),
+                "annotations": sorted(obs.nodes[a.name].owned_annotations - set(a.annotations)),
+            }
+            for a in d.node_applies
+        ]
+    if d.peer_deletes:
+        step["delete_bgppeers"] = list(d.peer_deletes)
+    if d.node_status_deletes:
+        step["delete_caliconodestatuses"] = list(d.node_status_deletes)
+    if d.transition_set and (d.transition or {}).get("kind") == "Uninstall":
+        # the next step waits for the mesh's sessions (make-before-break backwards)
+        step["then_wait_seconds"] = settings.wait_timeout
+    return step
+
+
+def _landed(obs: Observed, d: Decision, settings: OperatorSettings) -> Observed:
+    """``obs`` once ``d``'s writes landed and its wait ran out (the preview's clock)."""
+    return replace(
+        after_writes(obs, d), now=obs.now + max(settings.wait_timeout, d.requeue_after or 0.0)
+    )

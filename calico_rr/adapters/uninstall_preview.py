@@ -1,0 +1,116 @@
+"""``calico-rr uninstall --dry-run``: what the uninstall would write, read from the
+datastore and decided by the core (:func:`core.uninstall_preview`), nothing written.
+
+An operator replica is assembled as ``uninstall`` assembles it (no elector), but only
+its caches run: they LIST (and watch) until synced, the pass's store and status are
+read once, and the core decides the steps on that snapshot.  No port that writes is
+called, so a dry run changes nothing, whatever it finds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from calico_rr.core import operator as core
+from calico_rr.core.operator.settings import (
+    CONFIG_NAME,
+    CRD_KIND,
+    CRD_PLURAL,
+    settings_from_spec,
+)
+from calico_rr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from calico_rr.adapters.etcd.client import EtcdClient
+    from calico_rr.adapters.kube.client import KubeClient
+    from calico_rr.adapters.wiring import DatastoreOperator
+
+__all__ = ["preview_etcd", "preview_kube"]
+
+
+def preview_kube(
+    client: KubeClient,
+    *,
+    config_name: str = CONFIG_NAME,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The dry run on the Kubernetes API (what ``kube.operator.uninstall`` would do)."""
+    from calico_rr.adapters.kube.api import api_path
+    from calico_rr.adapters.kube.operator import Operator
+    from calico_rr.adapters.kube.ports import CONFIG_API
+
+    op = Operator(client, env=env, config_name=config_name, leader_election=False)
+    op._discover()
+    if client.get(api_path(CONFIG_API, CRD_PLURAL, config_name)) is None:
+        raise ConfigError(f"no {CRD_KIND} named {config_name!r}: nothing to uninstall")
+    op._start_informers()
+    try:
+        result = _preview(op, timeout)
+    finally:
+        for inf in op.informers.values():
+            inf.stop()
+        op._pool.shutdown(wait=True)
+    result.update(datastore="kubernetes", delete=f"{CRD_KIND} {config_name}")
+    return result
+
+
+def preview_etcd(
+    client: EtcdClient,
+    *,
+    config_name: str = CONFIG_NAME,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The dry run on Calico's etcd (what ``etcd.operator.uninstall`` would do)."""
+    from calico_rr.adapters.etcd.operator import EtcdOperator
+
+    op = EtcdOperator(client, env=env or {}, config_name=config_name, leader_election=False)
+    for cache in op.caches.values():
+        cache.start()
+    try:
+        if not _synced(op, timeout) or op.caches["own"].get(op.config_key) is None:
+            raise ConfigError(f"no config at {op.config_key}: nothing to uninstall")
+        result = _preview(op, timeout)
+    finally:
+        for cache in op.caches.values():
+            cache.stop()
+        op._pool.shutdown(wait=True)
+    result.update(datastore="etcdv3", delete=f"{op.config_key} and {op.status_key}")
+    return result
+
+
+def _synced(op: DatastoreOperator, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not op.synced:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _preview(op: DatastoreOperator, timeout: float) -> dict[str, Any]:
+    """The steps decided on the replica's synced caches (as its uninstall pass reads
+    them: ``Controller._uninstall_step``)."""
+    if not _synced(op, timeout):
+        raise TimeoutError(f"the datastore's caches did not sync in {timeout:.0f}s")
+    cfg = op.store.config()
+    if cfg is None:
+        raise ConfigError(f"{op.store.no_config()}: nothing to uninstall")
+    try:
+        settings = op._settings(cfg.spec)
+    except ConfigError:  # an invalid config is still uninstalled, with the defaults
+        settings = settings_from_spec({}, env={}, api_group=op.store.api_group)
+    status = op.status_sink.current()
+    mesh_before = status.get("meshBefore")
+    obs = op.store.observed(status.get("transition"))
+    steps = core.uninstall_preview(
+        obs, settings, mesh_before=mesh_before if isinstance(mesh_before, bool) else None
+    )
+    return {
+        "dry_run": True,
+        "node_to_node_mesh": obs.mesh_enabled,
+        "steps": steps,
+    }
