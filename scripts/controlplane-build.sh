@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build (or reuse) the kube-apiserver and etcd binaries used by the integration
-# tests (calico_rr/sandbox/controlplane.py).  See docs/CONTROLPLANE.md.
+# Build (or reuse) the kube-apiserver, etcd and kubectl binaries used by the
+# integration tests (calico_rr/sandbox/controlplane.py; kubectl for the commands the
+# docs show, tests/integration/test_kubectl.py).  See docs/CONTROLPLANE.md.
 #
-# The last line on stdout is the directory holding `kube-apiserver` and `etcd`.
+# The last line on stdout is the directory holding `kube-apiserver`, `etcd` and
+# `kubectl`.
 # Everything else (progress, timings) goes to stderr.
 #
 # Environment:
@@ -20,7 +22,7 @@ ETCD_SOURCE="${CALICO_RR_ETCD_SOURCE:-go}"
 
 log() { printf '[controlplane-build] %s\n' "$*" >&2; }
 
-has_bins() { [[ -x "$1/kube-apiserver" && -x "$1/etcd" ]]; }
+has_bins() { [[ -x "$1/kube-apiserver" && -x "$1/etcd" && -x "$1/kubectl" ]]; }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && has_bins "${KUBEBUILDER_ASSETS}"; then
     log "using KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}"
@@ -62,10 +64,11 @@ TIMINGS="${OUT_DIR}/build-times.txt"
 
 now() { date +%s; }
 
-build_kube_apiserver() {
-    local start mod_json gomod staging minor
-    start="$(now)"
-    log "kube-apiserver ${K8S_VERSION}: resolving k8s.io/kubernetes go.mod"
+# The module workspace both Kubernetes commands are built in (once per run).
+prepare_k8s_module() {
+    local mod_json gomod staging minor
+    [[ -f "${WORK}/kube/go.sum" ]] && { cd "${WORK}/kube"; return 0; }
+    log "kubernetes ${K8S_VERSION}: resolving k8s.io/kubernetes go.mod"
     mkdir -p "${WORK}/kube" && cd "${WORK}/kube"
     go mod init calico-rr.local/controlplane-build >/dev/null 2>&1
     mod_json="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}")"
@@ -87,34 +90,44 @@ build_kube_apiserver() {
         echo ")"
     } >go.mod
     log "pinned $(wc -l <<<"${staging}") staging modules to ${minor}"
-    printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
-    go mod tidy >&2 2>&1 || go get "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" >&2
+    log "kubernetes ${K8S_VERSION}: downloading modules"
+    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' >tools.go
+    go mod tidy >&2 2>&1 || go get "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" \
+        "k8s.io/kubernetes/cmd/kubectl@${K8S_VERSION}" >&2
     rm -f tools.go
-    log "kube-apiserver ${K8S_VERSION}: compiling"
+}
+
+# build_k8s_command NAME: k8s.io/kubernetes/cmd/NAME into OUT_DIR.
+build_k8s_command() {
+    local name="$1" start
+    start="$(now)"
+    prepare_k8s_module
+    log "${name} ${K8S_VERSION}: compiling"
     # Stamp the version (`/version`, kubectl's skew warnings) as kube's own build does.
     local vpkg="k8s.io/component-base/version" major minor_num
     major="${K8S_VERSION#v}"; major="${major%%.*}"
     minor_num="${K8S_VERSION#v*.}"; minor_num="${minor_num%%.*}"
-    go build -trimpath -o "${OUT_DIR}/kube-apiserver.tmp" -ldflags "-s -w \
+    go build -trimpath -o "${OUT_DIR}/${name}.tmp" -ldflags "-s -w \
         -X ${vpkg}.gitVersion=${K8S_VERSION} -X ${vpkg}.gitMajor=${major} \
         -X ${vpkg}.gitMinor=${minor_num} -X ${vpkg}.gitTreeState=clean \
         -X ${vpkg}.buildDate=1970-01-01T00:00:00Z" \
-        k8s.io/kubernetes/cmd/kube-apiserver >&2
-    mv "${OUT_DIR}/kube-apiserver.tmp" "${OUT_DIR}/kube-apiserver"
-    echo "kube-apiserver ${K8S_VERSION} (go $(go env GOVERSION)): $(($(now) - start))s" >>"${TIMINGS}"
-    log "kube-apiserver built in $(($(now) - start))s"
+        "k8s.io/kubernetes/cmd/${name}" >&2
+    mv "${OUT_DIR}/${name}.tmp" "${OUT_DIR}/${name}"
+    echo "${name} ${K8S_VERSION} (go $(go env GOVERSION)): $(($(now) - start))s" >>"${TIMINGS}"
+    log "${name} built in $(($(now) - start))s"
 }
 
 build_etcd_go() {
     local start
     start="$(now)"
-    log "etcd ${ETCD_VERSION}: building go.etcd.io/etcd/server/v3"
+    log "etcd ${ETCD_VERSION}: downloading modules of go.etcd.io/etcd/server/v3"
     mkdir -p "${WORK}/etcd" && cd "${WORK}/etcd"
     go mod init calico-rr.local/etcd-build >/dev/null 2>&1
     printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
     go get "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" >&2 || return 1
     go mod tidy >&2 || return 1
     rm -f tools.go
+    log "etcd ${ETCD_VERSION}: compiling"
     go build -trimpath -ldflags "-s -w" -o "${OUT_DIR}/etcd.tmp" go.etcd.io/etcd/server/v3 >&2 \
         || return 1
     mv "${OUT_DIR}/etcd.tmp" "${OUT_DIR}/etcd"
@@ -138,9 +151,9 @@ install_etcd_apt() {
     echo "$(/usr/bin/etcd --version 2>/dev/null | head -n1) (Debian): $(($(now) - start))s" >>"${TIMINGS}"
 }
 
-if [[ ! -x "${OUT_DIR}/kube-apiserver" ]]; then
-    build_kube_apiserver
-fi
+for cmd in kube-apiserver kubectl; do
+    [[ -x "${OUT_DIR}/${cmd}" ]] || build_k8s_command "${cmd}"
+done
 if [[ ! -x "${OUT_DIR}/etcd" ]]; then
     if [[ "${ETCD_SOURCE}" == "go" ]] && (build_etcd_go); then
         :

@@ -27,7 +27,8 @@ from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX
 from calico_rr.sandbox import ControlPlane, apply_crds
 from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
-from tests.integration.test_etcd_operator import Cluster, cluster, converge, etcd
+
+from .test_etcd_operator import Cluster, cluster, converge, etcd
 
 __all__ = ["cluster", "etcd"]  # the etcd tests' fixtures, used here
 
