@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # The main job on an embedded default: a local kube-apiserver + etcd (built once
 # from the Go module proxy, then cached), 1000 synthetic nodes in 3 zones on the
 # full mesh, the operator migrating them to route reflectors, verified, a join,
-# a zone failure and the re-convergence.
+# a zone failure and the re-convergence; then calico-rr-demo-report.html about it.
 demo: $(STAMP)
 	$(BIN)/calico-rr demo
 

@@ -149,7 +149,7 @@ STAMP="${MANIFESTS:-v0.0.0}-g${COMMIT:-unknown}"
 log "Calico ${BRANCH} at ${COMMIT:-?} (manifests ${MANIFESTS:-?}); stamping ${STAMP}"
 
 # -- compile ---------------------------------------------------------------------------
-log "resolving dependencies"
+log "confd + calicoctl: downloading modules"
 go get "${CONFD_PKG}@${CALICO_VERSION}" "${CALICOCTL_PKG}@${CALICO_VERSION}" >&2
 
 build() {  # build NAME PACKAGE LDFLAGS

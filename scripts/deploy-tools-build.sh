@@ -61,7 +61,7 @@ now() { date +%s; }
 go_install() {
     local name="$1" package="$2" version="$3" target="$4" ldflags="${5:-}" start
     start="$(now)"
-    log "${name} ${version}: go install ${package}@${version}"
+    log "${name} ${version}: downloading modules and compiling (go install ${package}@${version})"
     mkdir -p "${WORK}/${name}"
     # `go install pkg@version` builds in module mode with the module's own go.mod
     # (its exact dependency versions), outside any workspace.
@@ -78,6 +78,7 @@ helm_ldflags() {
     # Kubernetes version `helm template` / `helm lint` assume without a cluster
     # (1.<client-go minor>; unstamped it is 1.20, which fails our kubeVersion).
     local gomod minor
+    log "helm ${HELM_VERSION}: resolving its go.mod"
     gomod="$(cd "${WORK}" && go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" \
         | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
     [[ -f "${gomod}" ]] || { log "could not find go.mod of helm ${HELM_VERSION}"; return 1; }
@@ -101,4 +102,5 @@ fi
 have_all || { log "binaries missing in ${OUT_DIR}"; exit 1; }
 "${HELM}" version --short >&2
 "${KUSTOMIZE}" version >&2
+log "helm ${HELM_VERSION} and kustomize ${KUSTOMIZE_VERSION} ready in ${OUT_DIR}"
 echo "${OUT_DIR}"

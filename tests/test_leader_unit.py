@@ -8,6 +8,7 @@ stale resourceVersion is Conflict (409).  A settable clock drives expiry.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -447,3 +448,71 @@ def test_stop_as_follower_writes_nothing() -> None:
     assert not b.is_leader
     assert len(store.writes) == writes
     assert store.spec()["holderIdentity"] == "a"
+
+
+# -- what stopping and losing log ------------------------------------------------------------
+
+ELECTION_LOG = "calico_rr.adapters.election"
+
+
+def _leadership_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == ELECTION_LOG and "leader" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("release", "message"),
+    [
+        (True, "leadership released (stopping)"),
+        (False, "leadership given up (stopping; the lease is not released)"),
+    ],
+)
+def test_a_stop_is_not_a_loss(
+    caplog: pytest.LogCaptureFixture, release: bool, message: str
+) -> None:
+    caplog.set_level(logging.INFO, logger=ELECTION_LOG)
+    store, clock = FakeLeases(), Clock()
+    a = elector(store, "a", clock, retry_period=0.01)
+    a.start()
+    assert a.wait_for_leadership(3.0)
+    a.stop(release=release)
+    assert _leadership_records(caplog) == [
+        (logging.INFO, "became leader"),
+        (logging.INFO, message),
+    ]
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+
+
+def test_a_real_loss_is_still_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Someone else holds the Lease: past the renew deadline the replica steps down
+    and says so as a WARNING; the stop afterwards adds nothing."""
+    caplog.set_level(logging.INFO, logger=ELECTION_LOG)
+    store, clock = FakeLeases(), Clock()
+    a = elector(store, "a", clock, retry_period=0.01)
+    a.start()
+    try:
+        assert a.wait_for_leadership(3.0)
+        store.take("intruder")
+        time.sleep(0.05)
+        clock.advance(2.1)
+        assert wait_until(lambda: not a.is_leader)
+    finally:
+        a.stop()
+    records = _leadership_records(caplog)
+    assert records[0] == (logging.INFO, "became leader")
+    assert (logging.WARNING, "lost leadership") in records
+    assert not any("stopping" in message for _, message in records)
+
+
+def test_stopping_a_follower_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=ELECTION_LOG)
+    store, clock = FakeLeases(), Clock()
+    assert elector(store, "a", clock).try_acquire_or_renew()
+    b = elector(store, "b", clock, retry_period=0.01)
+    b.start()
+    time.sleep(0.05)
+    b.stop()
+    assert _leadership_records(caplog) == []

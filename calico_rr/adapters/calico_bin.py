@@ -17,10 +17,10 @@ fail, they never silently run without Calico's code.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from calico_rr.adapters.build_script import run_build_script
 from calico_rr.core.bgp.calico_version import CalicoVersion, parse_calico_version
 from calico_rr.errors import CalicoRRError
 
@@ -32,6 +32,7 @@ __all__ = [
     "build",
     "from_directory",
     "locate",
+    "run_build_script",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +134,8 @@ def from_directory(directory: Path) -> CalicoBinaries:
 def build(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
     """Run the build script; the directory it prints on its last stdout line.
 
-    Its progress (stderr) goes to this process's stderr."""
+    Its step lines go to this process's stderr, go's output to a log file
+    (:func:`~calico_rr.adapters.build_script.run_build_script`)."""
     if not script.is_file():
         raise CalicoBinError(
             f"{script} not found: set {ENV_BIN} to a directory with Calico's binaries"
@@ -142,28 +144,6 @@ def build(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
         return run_build_script(script, timeout=timeout)
     except RuntimeError as exc:
         raise CalicoBinError(str(exc)) from exc
-
-
-def run_build_script(script: Path, *, timeout: float = 3600.0) -> Path:
-    """Run one of the repo's build scripts (scripts/*-build.sh): the directory it
-    prints on its last stdout line.  Its progress (stderr) goes to this process's
-    stderr; any failure is a RuntimeError saying what went wrong."""
-    try:
-        done = subprocess.run(
-            ["bash", str(script)],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"{script}: {exc}") from exc
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} exited with status {done.returncode}")
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-    if not lines:
-        raise RuntimeError(f"{script} printed no directory")
-    return Path(lines[-1])
 
 
 def locate(*, script: Path = BUILD_SCRIPT, timeout: float = 3600.0) -> CalicoBinaries:

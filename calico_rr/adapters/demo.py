@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from calico_rr.adapters.controller import Controller
 from calico_rr.core.bgp.resources import parse_resources
-from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.bgp.verify import verify
 from calico_rr.core.operator.safety import check
 from calico_rr.model import ZONE_LABEL, Node
@@ -26,6 +27,8 @@ __all__ = [
     "VERIFICATION_KEYS",
     "ZONE_FAILURE_KEYS",
     "DemoSite",
+    "DemoTrace",
+    "Sample",
     "demo_result",
     "run_flow",
     "wait_node_handled",
@@ -50,6 +53,8 @@ DEMO_KEYS: Final = (
     "operator_lists_after_sync",
     "api_requests_total",
     "seconds_total",
+    # set by ``calico-rr demo`` (the HTML page it wrote, or null), not by run_demo
+    "report",
 )
 #: ``verification``: what the verifier says about the converged layout.
 VERIFICATION_KEYS: Final = ("reachable", "single_rr_failure_tolerant", "sessions")
@@ -73,6 +78,62 @@ def demo_result(result: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"demo result keys not in demo.DEMO_KEYS: {sorted(unknown)}")
     return {key: result[key] for key in DEMO_KEYS if key in result}
+
+
+# -- what the demo's report shows beyond the result ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The operator's status as the demo polled it, when it changed."""
+
+    #: seconds since the operator started
+    seconds: float
+    phase: str
+    message: str
+    route_reflectors: int | None
+    mesh_enabled: bool | None
+
+
+@dataclass
+class DemoTrace:
+    """The status over time, the demo's own steps, and the converged session graph:
+    what :mod:`calico_rr.adapters.demo_report` draws.  Filled by :func:`run_flow`."""
+
+    start: float = field(default_factory=time.monotonic)
+    samples: list[Sample] = field(default_factory=list)
+    #: (seconds since the operator started, what the demo did)
+    events: list[tuple[float, str]] = field(default_factory=list)
+    graph: SessionGraph | None = None
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def record(self, status: Mapping[str, Any]) -> None:
+        """Keep ``status`` when its phase, message, RR count or mesh differ from the
+        last sample (polling runs every 50 ms; most polls repeat the last one)."""
+        rrs = status.get("routeReflectors")
+        mesh = status.get("meshEnabled")
+        sample = Sample(
+            seconds=self.elapsed(),
+            phase=str(status.get("phase") or "(none)"),
+            message=str(status.get("message") or ""),
+            route_reflectors=rrs if isinstance(rrs, int) else None,
+            mesh_enabled=mesh if isinstance(mesh, bool) else None,
+        )
+        if self.samples:
+            last = self.samples[-1]
+            if (last.phase, last.message, last.route_reflectors, last.mesh_enabled) == (
+                sample.phase,
+                sample.message,
+                sample.route_reflectors,
+                sample.mesh_enabled,
+            ):
+                return
+        self.samples.append(sample)
+
+    def event(self, text: str) -> None:
+        self.events.append((self.elapsed(), text))
 
 
 # -- the flow both demos run ----------------------------------------------------------------
@@ -118,12 +179,19 @@ class DemoSite(Protocol):
 
 
 def wait_steady(
-    op: Controller, status: Callable[[], Mapping[str, Any]], timeout: float, since: float = 0.0
+    op: Controller,
+    status: Callable[[], Mapping[str, Any]],
+    timeout: float,
+    since: float = 0.0,
+    trace: DemoTrace | None = None,
 ) -> float:
-    """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
+    """Seconds until the operator reports Steady with the mesh off (after ``since``);
+    each status polled goes to ``trace``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         st = status()
+        if trace is not None:
+            trace.record(st)
         steady = op.stats.steady_since
         if (
             st.get("phase") == "Steady"
@@ -165,17 +233,23 @@ def run_flow(
     zones: int,
     timeout: float,
     progress: Callable[[str], None],
+    trace: DemoTrace | None = None,
 ) -> None:
-    """Converge and verify, one node joins, one zone fails: the demo on any datastore."""
+    """Converge and verify, one node joins, one zone fails: the demo on any datastore.
+    ``trace`` (a new one if None) gets the status over time and the session graph."""
     op = site.op
+    trace = trace if trace is not None else DemoTrace()
+    trace.start = time.monotonic()
+    trace.event(f"operator started on {nodes} nodes (full mesh on)")
     progress("operator running; waiting for convergence (mesh switched off last)")
-    seconds = wait_steady(op, site.status, timeout)
+    seconds = wait_steady(op, site.status, timeout, trace=trace)
     result["seconds_to_converge"] = round(seconds, 2)
     result["converged"] = True
     sync_lists = op.lists()
     site.mark_sync()
     docs = site.documents()
-    report = verify(build_session_graph(parse_resources(docs, where=site.where).state))
+    trace.graph = build_session_graph(parse_resources(docs, where=site.where).state)
+    report = verify(trace.graph)
     result["verified"] = report.reachable and report.single_rr_failure_tolerant
     result["verification"] = {
         "reachable": report.reachable,
@@ -186,6 +260,7 @@ def run_flow(
     result["topology"] = st.get("topology")
     result["route_reflectors"] = st.get("routeReflectors")
     result["bgppeer_objects"] = sum(1 for d in docs if d.get("kind") == "BGPPeer")
+    trace.event(f"converged and verified={result['verified']}")
     progress(
         f"converged in {seconds:.1f}s: {result['route_reflectors']} RRs, "
         f"{result['bgppeer_objects']} BGPPeers, verified={result['verified']}"
@@ -204,6 +279,8 @@ def run_flow(
     result["api_writes_per_node_join"] = count
     result["join_writes"] = described
     result["seconds_to_converge_after_join"] = round(took[0], 3)
+    trace.event(f"node {joined} joined: {count} operator write(s)")
+    trace.record(site.status())
     progress(f"node {joined} joined: {count} write(s)")
 
     # A zone fails: its nodes go NotReady; the RRs there are replaced.
@@ -212,8 +289,9 @@ def run_flow(
     if lost:
         progress(f"zone {zone} fails: {len(lost)} nodes NotReady")
         mark = time.monotonic()
+        trace.event(f"zone {zone} fails: {len(lost)} nodes NotReady")
         site.fail_zone(zone, lost)
-        seconds = wait_steady(op, site.status, timeout, since=mark)
+        seconds = wait_steady(op, site.status, timeout, since=mark, trace=trace)
         safety = check(site.documents(), down=lost)
         result["zone_failure"] = {
             "zone": zone,
@@ -222,6 +300,7 @@ def run_flow(
             "surviving_nodes_reach_each_other": safety.ok,
         }
         result["verified"] = result["verified"] and safety.ok
+        trace.event(f"re-converged; surviving nodes reach each other: {safety.ok}")
         progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
     result["api_lists_after_sync"] = site.lists_after_sync()
     result["operator_lists_after_sync"] = op.lists() - sync_lists

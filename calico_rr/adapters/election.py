@@ -92,12 +92,21 @@ class Elector(ABC):
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(5.0, self.retry_period * 2))
-        if release and self._holds_lease():
+        released = release and self._holds_lease()
+        if released:
             self._release()
         self._stepped_down()
-        self._set(False)
+        # A stop is not a loss: nobody took over, nothing needs an operator's eye.
+        self._set(
+            False,
+            stopping="leadership released (stopping)"
+            if released
+            else "leadership given up (stopping; the lease is not released)",
+        )
 
-    def _set(self, leader: bool) -> None:
+    def _set(self, leader: bool, *, stopping: str = "") -> None:
+        """Lead or not.  ``stopping`` is the message when :meth:`stop` ends
+        leadership, logged at INFO: only a real loss is a WARNING."""
         if leader == self._leader.is_set():
             return
         if leader:
@@ -105,7 +114,10 @@ class Elector(ABC):
             log.info("became leader", extra=self._log_extra())
         else:
             self._leader.clear()
-            log.warning("lost leadership", extra=self._log_extra())
+            if stopping:
+                log.info(stopping, extra=self._log_extra())
+            else:
+                log.warning("lost leadership", extra=self._log_extra())
         if self.on_change is not None:
             self.on_change(leader)
 

@@ -308,12 +308,22 @@ def demo(
             "datastore: a local etcd with TLS)."
         ),
     ] = "kubernetes",
+    report: Annotated[
+        str | None,
+        typer.Option(
+            "--report",
+            metavar="PATH",
+            help="The HTML page to write about the run (default: "
+            "calico-rr-demo-report.html in the current directory).",
+        ),
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Write no HTML page.")] = False,
     output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a local kube-apiserver + etcd (or, with --datastore etcdv3, a local etcd
     as Calico's datastore), run the operator on N synthetic nodes, verify the
-    result, fail a zone and show it re-converge."""
+    result, fail a zone and show it re-converge; then write an HTML page about it."""
     if datastore == "kubernetes":
         from calico_rr.adapters.kube.demo import run_demo
     elif datastore == "etcdv3":
@@ -322,14 +332,40 @@ def demo(
         typer.echo(f"--datastore {datastore!r}: must be 'kubernetes' or 'etcdv3'", err=True)
         raise typer.Exit(2)
 
+    from calico_rr.adapters.demo import DemoTrace
+
     fmt = output_format(output, as_json)
     progress = progress_printer(fmt)
+    page = None if no_report else _guard(lambda: _report_path(report))
+    trace = DemoTrace()
     result = _guard(
-        lambda: run_demo(nodes=nodes, zones=zones, topology=topology, progress=progress)
+        lambda: run_demo(
+            nodes=nodes, zones=zones, topology=topology, progress=progress, trace=trace
+        )
     )
-    print_result(result, "calico-rr demo", fmt=fmt, skip="join_writes", cell=_cell)
+    if page is not None:
+        from calico_rr.adapters.demo_report import write_demo_report
+
+        _guard(lambda: write_demo_report(page, result, trace, datastore=datastore))
+    result["report"] = page
+    shown = result if is_data(fmt) else {k: v for k, v in result.items() if k != "report"}
+    print_result(shown, "calico-rr demo", fmt=fmt, skip="join_writes", cell=_cell)
+    if page is not None and not is_data(fmt):
+        typer.echo(f"report: {page}")
     if not (result.get("converged") and result.get("verified")):
         raise typer.Exit(1)
+
+
+def _report_path(path: str | None) -> str:
+    """The demo's HTML page, absolute; checked before the demo runs (exit 2)."""
+    from calico_rr.adapters.demo_report import DEFAULT_REPORT
+    from calico_rr.adapters.plots import check_writable
+
+    path = path or DEFAULT_REPORT
+    if not path.lower().endswith((".html", ".htm")):
+        raise InputError(f"{path}: the report is HTML; name it *.html", field="--report")
+    check_writable(path, "--report")
+    return os.path.abspath(path)
 
 
 def _cell(value: object) -> str:

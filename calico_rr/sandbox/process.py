@@ -34,7 +34,8 @@ class ControlPlaneError(RuntimeError):
 def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> Path:
     """Run the build script and return the directory it prints on its last line.
 
-    The script's progress (stderr) goes to this process's stderr.  Any failure
+    The script's step lines go to this process's stderr with the elapsed time,
+    go's output to a log file (adapters/build_script.py).  Any failure
     raises ``ControlPlaneError``: callers (tests) must fail, not skip.
     """
     from calico_rr.adapters.calico_bin import run_build_script

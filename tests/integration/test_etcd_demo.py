@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,12 +56,18 @@ def keys(result: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
 
 @pytest.fixture(scope="module")
 def etcd_result() -> dict[str, Any]:
-    return demo("--datastore", "etcdv3", "--topology", "multi")
+    return demo("--datastore", "etcdv3", "--topology", "multi", "--no-report")
 
 
 @pytest.fixture(scope="module")
-def kube_result() -> dict[str, Any]:
-    return demo("--topology", "multi")  # the default datastore: kubernetes (`make demo`)
+def kube_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo") / "report.html"
+
+
+@pytest.fixture(scope="module")
+def kube_result(kube_report: Path) -> dict[str, Any]:
+    # the default datastore: kubernetes (`make demo`)
+    return demo("--topology", "multi", "--report", str(kube_report))
 
 
 def test_same_keys_as_the_kubernetes_demo(
@@ -120,6 +127,28 @@ def test_the_kubernetes_demo_tells_the_truth(kube_result: dict[str, Any]) -> Non
     z = r["zone_failure"]
     assert z["failed_nodes"] == (NODES + 1 + 2) // 3
     assert z["surviving_nodes_reach_each_other"] is True
+
+
+def test_the_kubernetes_demo_writes_its_report(
+    kube_result: dict[str, Any], kube_report: Path
+) -> None:
+    assert kube_result["report"] == str(kube_report)
+    page = kube_report.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for section in ("result", "topology", "timeline", "join", "zone-failure"):
+        assert f'<section id="{section}">' in page
+    assert 'class="verdict ok"' in page
+    assert 'src="data:image/png;base64,' in page  # the drawing (the dev env has matplotlib)
+    timeline = page[page.index('id="timeline-table"') :]
+    timeline = timeline[: timeline.index("</table>")]
+    # the operator went through the mesh-off migration and ended Steady
+    assert "MeshOff" in timeline or "Confirming" in timeline
+    assert "<td>Steady</td>" in timeline
+    assert f"patch nodes node-{NODES:05d}" in page
+
+
+def test_the_etcd_demo_without_a_report(etcd_result: dict[str, Any]) -> None:
+    assert etcd_result["report"] is None
 
 
 def test_unknown_datastore_is_refused() -> None:

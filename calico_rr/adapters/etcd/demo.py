@@ -378,6 +378,7 @@ def run_demo(
     wait_timeout: str = "2s",
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
+    trace: demo.DemoTrace | None = None,
 ) -> dict[str, Any]:
     """The demo; the result has the keys of ``demo.DEMO_KEYS`` (docs/ETCD.md
     says what the request counts mean on etcd)."""
@@ -401,7 +402,7 @@ def run_demo(
             t0 = time.monotonic()
             op.start()
             site = EtcdSite(admin, ledger, op, leases, own)
-            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress)
+            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress, trace)
             result["api_requests_total"] = sum(ledger.since(start_mark).values())
             result["seconds_total"] = round(time.monotonic() - t0, 1)
         finally:

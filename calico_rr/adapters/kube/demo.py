@@ -155,6 +155,7 @@ def run_demo(
     wait_timeout: str = "2s",
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
+    trace: demo.DemoTrace | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
     progress("starting kube-apiserver + etcd (binaries are built on first use, then cached)")
@@ -183,7 +184,7 @@ def run_demo(
         op.start()
         try:
             site = KubeSite(cp, admin, op)
-            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress)
+            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress, trace)
             result["api_requests_total"] = len(cp.audit_events("calico-rr"))
             result["seconds_total"] = round(time.monotonic() - t0, 1)
         finally:
