@@ -85,6 +85,12 @@ def test_locate_honours_the_environment_variable(
         locate()
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build logs of the fake scripts go to the test's directory, not ~/.cache."""
+    monkeypatch.setenv("CALICO_RR_CACHE", str(tmp_path / "cache"))
+
+
 def test_build_without_the_script_fails(tmp_path: Path) -> None:
     with pytest.raises(CalicoBinError, match=ENV_BIN):
         build(tmp_path / "calico-build.sh")

@@ -12,7 +12,9 @@ the test API server with the admin's kubeconfig:
 * the install of docs/INSTALL.md (CRD, RBAC, example config) and the operator's
   status the way OPERATIONS.md reads it: ``kubectl get rrc default`` with its
   columns, ``kubectl wait --for=condition=Ready``, a jsonpath, the Events;
-* ``kubectl calico-rr`` finds the plugin entry point on PATH.
+* ``kubectl calico-rr`` finds the plugin entry point on PATH;
+* removing a prototype's cluster ID and RR label, the kustomize install and its
+  etcd secret, pause and resume by patch, and the uninstall by ``kubectl delete rrc``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,23 @@ def test_the_by_hand_recipe_with_kubectl(cluster: tuple[ControlPlane, Kubectl]) 
     # the mesh is still on (render leaves it): verify proves the dump reaches everyone
     k.calico_rr("verify", "--resources", str(dump))
 
+    # OPERATIONS.md's way out of a prototype: a node's cluster ID and RR label removed
+    node = json.loads(nodes.read_text())["items"][0]["metadata"]["name"]
+    k.run("annotate", "node", node, "projectcalico.org/RouteReflectorClusterID-")
+    k.run("label", "node", node, "calico-route-reflector-")
+
+    # INSTALL.md's kustomize install, with kubectl's own kustomize, and its etcd secret
+    k.run("apply", "--server-side", "-k", "deploy")
+    k.run("-n", "calico-rr", "get", "deployment", "calico-rr")
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (k.tmp / name).write_text("placeholder\n")
+    k.run(
+        "-n", "calico-rr", "create", "secret", "generic", "calico-etcd-secrets",
+        f"--from-file=etcd-ca={k.tmp / 'ca.pem'}", f"--from-file=etcd-cert={k.tmp / 'cert.pem'}",
+        f"--from-file=etcd-key={k.tmp / 'key.pem'}",
+    )  # fmt: skip
+    k.run("delete", "-k", "deploy", "--wait=false")  # no namespace controller here
+
 
 def test_install_and_status_with_kubectl(cluster: tuple[ControlPlane, Kubectl]) -> None:
     cp, k = cluster
@@ -151,8 +170,33 @@ def test_install_and_status_with_kubectl(cluster: tuple[ControlPlane, Kubectl]) 
             "--field-selector", "involvedObject.kind=RouteReflectorConfig",
         ).stdout  # fmt: skip
         assert "default" in events
+        ours = "app.kubernetes.io/managed-by=calico-rr"
+        k.run("get", "caliconodestatuses", "-l", ours, "-o", "yaml")
+        added = json.loads(
+            k.run(
+                "get", "events", "-n", "default", "-o", "json",
+                "--field-selector", "involvedObject.kind=Node,reason=RouteReflectorAdded",
+            ).stdout
+        )["items"]  # fmt: skip
+        assert added, "no RouteReflectorAdded Event"
+        rr = added[0]["involvedObject"]["name"]
+        for_rr = k.run("events", "-n", "default", "--for", f"node/{rr}").stdout
+        assert "RouteReflectorAdded" in for_rr
+        # OPERATIONS.md's pause and resume
+        k.run("patch", "rrc", "default", "--type", "merge", "-p", '{"spec":{"paused":true}}')
+        k.run("wait", "--for=jsonpath={.status.phase}=Paused", "rrc/default", "--timeout=60s")
+        k.run("patch", "rrc", "default", "--type", "merge", "-p", '{"spec":{"paused":false}}')
+        k.run("wait", "--for=jsonpath={.status.phase}=Steady", "rrc/default", "--timeout=60s")
         plugin = k.run("calico-rr", "plan", "--nodes", "50", "-o", "json").stdout
         assert json.loads(plugin)["nodes"] == 50
+        # INSTALL.md's uninstall through kubectl: the running operator lets it go
+        k.run("delete", "rrc", "default", "--wait=false")
+        k.run("wait", "--for=delete", "rrc/default", "--timeout=150s")
+        mesh = k.run(
+            "get", "bgpconfigurations.crd.projectcalico.org", "default",
+            "-o", "jsonpath={.spec.nodeToNodeMeshEnabled}",
+        ).stdout  # fmt: skip
+        assert mesh == "true"
     finally:
         operator.terminate()
         _, err = operator.communicate(timeout=30)
