@@ -20,13 +20,14 @@ from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.core.operator.confirm import sessions_confirmed
 from calico_rr.core.operator.peerings import companion_selector
 from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.safety import Safety
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import COMPANION_LABEL, MARKER, NodeBGPStatus, Phase
 from calico_rr.core.operator.uninstall import uninstall
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL, PlanConfig
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node
-from calico_rr.testing.sim import Crash, SimCluster, status_all_established
+from calico_rr.testing.sim import Checker, Crash, SimCluster, status_all_established
 
 
 def make_settings(topology: str = "multi", **kw: object) -> OperatorSettings:
@@ -41,11 +42,16 @@ def make_settings(topology: str = "multi", **kw: object) -> OperatorSettings:
     )
 
 
-def safe(sim: SimCluster, what: str) -> None:
-    """Every running node that has been given peerings reaches every other one.
+def running_safety(sim: SimCluster) -> Safety:
+    """Reachability among the running nodes that have been given peerings.
     (A node that just joined has none until its first write: nothing to lose.)"""
     fresh = set() if sim.mesh_enabled else {n for n, ns in sim.nodes.items() if not ns.owned_labels}
-    report = sim.safety(sim.down() | fresh)
+    return sim.safety(sim.down() | fresh)
+
+
+def safe(sim: SimCluster, what: str) -> None:
+    """Every running node that has been given peerings reaches every other one."""
+    report = running_safety(sim)
     assert report.ok, f"after {what}: {report.describe()}"
     # nor does any step leave a pair with two BIRD protocols on both ends (core.bgp.twins)
     twins = twin_pairs(parse_resources(sim.calico_documents()).state)
@@ -385,9 +391,32 @@ def test_random_events_never_cut_a_node_off(events: list[tuple[str, int]], topol
             sim.remove(victim)
         elif event == "topology":
             s = make_settings(["single", "multi", "quorum", "hierarchy"][pick % 4])
-        sim.run(s, checker=safe)
+        sim.run(s, checker=no_worse(sim))
         final = reconcile(sim.observed(), s)
         assert final.phase == Phase.STEADY and final.writes == 0
+        assert running_safety(sim).ok, running_safety(sim).describe()
+
+
+def no_worse(sim: SimCluster) -> Checker:
+    """A checker for after an event: the event itself may have cut a node off (the
+    only healthy RR of a rack went down, say: found by this test, events
+    [notready, cordon, delete, delete, notready, notready] on hierarchy), which no
+    write can have prevented.  Then no write may make it worse, and once the
+    operator is Steady every running node must reach every other (asserted by the
+    caller).  From a safe state every write must keep it safe, as :func:`safe`."""
+    last = [running_safety(sim)]
+
+    def check(sim: SimCluster, what: str) -> None:
+        report, before = running_safety(sim), last[0]
+        if before.ok:
+            safe(sim, what)
+        else:
+            why = f"after {what}: {report.describe()}"
+            assert report.missing_pairs <= before.missing_pairs, why
+            assert set(report.isolated) <= set(before.isolated), why
+        last[0] = report
+
+    return check
 
 
 def test_mesh_stays_on_when_no_node_can_be_an_rr() -> None:

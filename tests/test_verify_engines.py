@@ -4,13 +4,13 @@
   interchangeable members (hypothesis);
 * exact == a brute-force search over every (holder, sender, CLUSTER_LIST, AS_PATH)
   state without dominance pruning, which checks that pruning loses nothing;
-* the 5000-node hierarchy of domain.md section 4 at the required speed.
+* batched failure scenarios == one run per failed graph;
+* the 5000-node hierarchy of domain.md section 4 (its speed: bench/test_bench_verify.py).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -185,9 +185,7 @@ def test_hierarchy_5000_with_every_single_rr_failure() -> None:
     for spine_class in (True, False):
         g = hierarchy(spine_class=spine_class)
         assert len(g.nodes) == 5000
-        start = time.perf_counter()
         rep = verify(g)
-        elapsed = time.perf_counter() - start
         assert rep.engine == "fast"
         assert rep.reachable and rep.missing_pairs == 0
         assert rep.single_rr_failure_tolerant and rep.worst_single_rr_failure is None
@@ -197,7 +195,6 @@ def test_hierarchy_5000_with_every_single_rr_failure() -> None:
         assert rep.updates_per_session.max == 5000
         # ...and each spine gets ~5000 prefixes from each of 30 rack RRs and 2 spines
         assert rep.updates_per_rr.max == 32 * 5000
-        assert elapsed < 5.0, elapsed
 
 
 def test_hierarchy_5000_cut_rack_counts_without_materialising() -> None:
@@ -233,3 +230,39 @@ def test_fast_equals_exact_on_a_mid_size_hierarchy() -> None:
     g = class_graph(classes, links)
     assert len(g.nodes) == 83
     assert_same(g, exact.propagate(g), fast.propagate(g))
+
+
+@st.composite
+def failure_scenarios(draw: st.DrawFn) -> tuple[SessionGraph, list[list[int]]]:
+    """A configuration and 1-6 sets of failed nodes (empty, one node, several, whole classes)."""
+    g = draw(configurations())
+    n = len(g.nodes)
+    sets = draw(
+        st.lists(st.lists(st.integers(0, n - 1), max_size=min(n, 5)), min_size=1, max_size=6)
+    )
+    if draw(st.booleans()):
+        sets.append(list(g.classes[draw(st.integers(0, len(g.classes) - 1))].members))
+    return g, sets
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(failure_scenarios())
+def test_batched_failures_equal_one_run_per_failure(
+    case: tuple[SessionGraph, list[list[int]]],
+) -> None:
+    """fast.missing_after (every scenario in one propagation) == a run per failed graph."""
+    g, sets = case
+    expected = [exact.propagate(g.without(s), updates=False).missing_pairs for s in sets]
+    assert fast.missing_after(g, sets) == expected
+    assert exact.missing_after(g, sets) == expected
+
+
+def test_batched_failures_cross_batches() -> None:
+    """More scenarios than one propagation takes: split into batches, order kept."""
+    g = hierarchy(cut_rack=True)
+    rrs = [x for x in range(len(g.nodes)) if g.is_rr(x)]
+    sets = [[x] for x in rrs] * (fast.SCENARIO_BATCH // len(rrs) + 2)
+    expected = [fast.propagate(g.without(s), updates=False).missing_pairs for s in sets[: len(rrs)]]
+    got = fast.missing_after(g, sets)
+    assert len(got) == len(sets) > fast.SCENARIO_BATCH
+    assert got == expected * (len(sets) // len(rrs))

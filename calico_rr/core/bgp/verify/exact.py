@@ -4,12 +4,13 @@ For every origin node it runs a worklist over (holder, neighbour the path came
 from, CLUSTER_LIST, AS_PATH) states, applying the rules of :mod:`.rules` on the
 per-node adjacency (``graph.peers`` / ``graph.kind``).  Nothing here relies on
 node classes, which makes it the yardstick :mod:`.fast` is tested against.
-Cost grows with nodes x sessions; meant for up to a few hundred nodes.
+Cost grows with nodes x sessions: about half a minute for 1000 nodes (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from calico_rr.core.bgp.sessions import SessionGraph
@@ -21,6 +22,7 @@ from calico_rr.core.bgp.verify.rules import (
     encode,
     export_path,
     insert_minimal,
+    may_export,
     order_key,
 )
 
@@ -37,6 +39,12 @@ class _NodeView:
     cluster_bit: list[int]
     asn_bit: list[int]
     asn: list[int]
+    #: x -> peers grouped by what the rules look at: (kind on x's side, kind on the
+    #: peer's side, peer's cluster bit, peer's AS bit, peers).  The rules give one
+    #: answer per group, so an RR with a thousand clients decides once, not 1000 times.
+    groups: list[list[tuple[Arrival, Arrival, int, int, tuple[int, ...]]]]
+    has_client: list[bool]  # has an rr-client session on its side
+    has_ebgp: list[bool]
 
 
 def _view(graph: SessionGraph) -> _NodeView:
@@ -50,12 +58,23 @@ def _view(graph: SessionGraph) -> _NodeView:
             assert k is not None  # peers() and kind() describe the same sessions
             row[v] = ARRIVAL_OF[k]
         kind.append(row)
+    cluster_bit = [enc.cluster_bit[graph.node_class[x]] for x in range(n)]
+    asn_bit = [enc.asn_bit[graph.node_class[x]] for x in range(n)]
+    groups: list[list[tuple[Arrival, Arrival, int, int, tuple[int, ...]]]] = []
+    for x in range(n):
+        by_rule: dict[tuple[Arrival, Arrival, int, int], list[int]] = {}
+        for v, out in sorted(kind[x].items()):
+            by_rule.setdefault((out, kind[v][x], cluster_bit[v], asn_bit[v]), []).append(v)
+        groups.append([(*key, tuple(peers)) for key, peers in by_rule.items()])
     return _NodeView(
         adj=[sorted(row.items()) for row in kind],
         kind=kind,
-        cluster_bit=[enc.cluster_bit[graph.node_class[x]] for x in range(n)],
-        asn_bit=[enc.asn_bit[graph.node_class[x]] for x in range(n)],
+        cluster_bit=cluster_bit,
+        asn_bit=asn_bit,
         asn=[graph.classes[graph.node_class[x]].asn for x in range(n)],
+        groups=groups,
+        has_client=[any(out is Arrival.RR_CLIENT for _, out in kind[x].items()) for x in range(n)],
+        has_ebgp=[any(out is Arrival.EBGP for _, out in kind[x].items()) for x in range(n)],
     )
 
 
@@ -69,33 +88,51 @@ def _propagate_origin(view: _NodeView, origin: int) -> _States:
         if w >= 0 and (cl, asp) not in states[x][w]:
             continue  # superseded by a path with smaller attributes meanwhile
         held = Arrival.ORIGIN if w < 0 else view.kind[x][w]
-        for v, out in view.adj[x]:
-            if v == w:
-                continue  # BIRD never sends a route back to the peer it came from
+        for out, back, v_cluster, v_asn, peers in view.groups[x]:
             sent = export_path(held, cl, asp, out, view.cluster_bit[x], view.asn_bit[x])
-            if sent is None or v == origin:
-                continue  # ORIGINATOR_ID check: the origin drops its own prefix
-            if not accepts(sent[0], sent[1], view.kind[v][x], view.cluster_bit[v], view.asn_bit[v]):
+            if sent is None or not accepts(sent[0], sent[1], back, v_cluster, v_asn):
                 continue
-            if insert_minimal(states[v].setdefault(x, []), sent[0], sent[1]):
-                key = order_key(view.kind[v][x], sent[0], sent[1])
-                heapq.heappush(work, (key, v, x, sent[0], sent[1]))
+            key = order_key(back, sent[0], sent[1])
+            for v in peers:
+                # BIRD never sends a route back to the peer it came from; the
+                # ORIGINATOR_ID check: the origin drops its own prefix.
+                if v in (w, origin):
+                    continue
+                held_v = states[v].get(x)
+                if held_v is None:
+                    states[v][x] = [sent]
+                elif not insert_minimal(held_v, sent[0], sent[1]):
+                    continue
+                # A path the receiver can send nowhere is stored, not queued (most
+                # of what plain clients hold).
+                if may_export(back, sent[0], v_cluster, view.has_client[v], view.has_ebgp[v]):
+                    heapq.heappush(work, (key, v, x, sent[0], sent[1]))
     return states
 
 
-def _advertises(view: _NodeView, states: _States, x: int, v: int, origin: int) -> bool:
-    """Whether ``x`` sends ``origin``'s prefix to ``v`` (at least one path)."""
+def _advertised_to(view: _NodeView, states: _States, x: int, origin: int) -> Iterable[int]:
+    """The peers ``x`` sends ``origin``'s prefix to (at least one path each)."""
     if x == origin:
-        return True  # own prefix: to every peer
-    out = view.kind[x][v]
-    for w, attrs in states[x].items():
-        if w == v:
-            continue
-        held = view.kind[x][w]
-        for cl, asp in attrs:
-            if export_path(held, cl, asp, out, view.cluster_bit[x], view.asn_bit[x]) is not None:
-                return True
-    return False
+        yield from (v for v, _ in view.adj[x])  # own prefix: to every peer
+        return
+    # Per outgoing kind, the senders x holds a path from that it may send on; a
+    # peer gets the prefix unless that sender is the peer itself (never sent back).
+    senders: dict[Arrival, list[int]] = {}
+    for out in {out for _, out in view.adj[x]}:
+        got = senders[out] = []
+        for w, attrs in states[x].items():
+            held = view.kind[x][w]
+            if any(
+                export_path(held, cl, asp, out, view.cluster_bit[x], view.asn_bit[x]) is not None
+                for cl, asp in attrs
+            ):
+                got.append(w)
+                if len(got) == 2:
+                    break  # two senders: every peer gets it from one of them
+    for v, out in view.adj[x]:
+        got = senders[out]
+        if len(got) == 2 or (got and got[0] != v):
+            yield v
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +217,8 @@ def propagate(graph: SessionGraph, *, updates: bool = True) -> ExactPropagation:
             held[(x, origin)] = (shortest, len(states[x]))
         if upd is not None:
             for x in range(n):
-                for v, _ in view.adj[x]:
-                    if _advertises(view, states, x, v, origin):
-                        upd[(x, v)] += 1
+                for v in _advertised_to(view, states, x, origin):
+                    upd[(x, v)] += 1
     missing.sort()
     return ExactPropagation(
         nodes=n,
@@ -191,6 +227,11 @@ def propagate(graph: SessionGraph, *, updates: bool = True) -> ExactPropagation:
         upd=upd,
         rr_nodes=tuple(i for i in range(n) if graph.is_rr(i)),
     )
+
+
+def missing_after(graph: SessionGraph, failures: Sequence[Iterable[int]]) -> list[int]:
+    """For each set of failed nodes, the pairs of surviving nodes that miss a route."""
+    return [propagate(graph.without(f), updates=False).missing_pairs for f in failures]
 
 
 # ---------------------------------------------------------------------------

@@ -31,17 +31,25 @@ any sender was already exported to that neighbour (the receiver keys paths by
 sender class, so the new path would land next to a dominating one).  Both keep
 exactly the minimal states, so the counts match :mod:`.exact` (tested).
 
+Failures in one run.  The loss of a node shrinks its class by one and changes no
+other session (``SessionGraph.without``); the rules see class sizes only through
+origin masks.  So a batch of failure scenarios runs as one propagation whose masks
+hold one block of origin bits per scenario (:class:`_Scenarios`,
+:func:`missing_after`): the paths the scenarios share, nearly all of them, are
+walked once instead of once per failed RR.
+
 Cost grows with the UPDATE traffic the configuration causes, not with nodes:
 a 5000-node hierarchy (33 RRs) takes a few hundredths of a second; a full mesh
 of RRs with distinct cluster IDs, where every RR reflects every other RR's
 routes to every RR (about RRs^3 class-level paths), is the expensive case:
-about 0.7 s for 27 RRs over 5000 nodes (measured).
+about 0.15 s per propagation for 27 RRs over 5000 nodes, and about as much again
+for all 27 single-RR failures batched (measured; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from calico_rr.core.bgp.sessions import SessionGraph, bit_indices
@@ -99,7 +107,8 @@ class _Prepared:
     """Per-graph data: rows with receiver masks, and per-class session facts."""
 
     enc: Encoded
-    all_bits: int  # every origin class
+    scenarios: _Scenarios
+    all_bits: int  # every origin class, in every scenario
     rows: list[_Row]
     kind: list[dict[int, Arrival]]  # kind[c][d]: session kind on c's side
     back_ok: list[dict[int, int]]  # back_ok[c][d]: origins for which c may send d's path to d
@@ -108,39 +117,69 @@ class _Prepared:
     has_ebgp: list[bool]
 
 
-def _receivers(size: int, same: bool, e: int, all_bits: int) -> int:
-    """Origin classes for which class e (of ``size``) has a receiver besides the sender.
+class _Scenarios:
+    """Class sizes in each failure scenario, and the origin masks they imply.
 
-    Class e loses its origin member for its own prefixes, and the sender itself
-    when it is a member (``same``).
+    Scenario ``s`` owns bits ``s*k .. s*k + k - 1`` of every origin mask (``k``
+    classes): bit ``s*k + b`` stands for "the prefixes of class b, with the
+    scenario's nodes failed".  The rules never look at sizes except through the
+    masks built here, and they act on each bit alone (the engine was written for
+    one bit per origin class), so one propagation answers every scenario at once;
+    paths shared by the scenarios are walked once.  Without failures (one
+    scenario, nothing removed) the layout is the plain one.
     """
-    base = size - same
-    if base >= 2:
-        return all_bits
-    if base == 1:
-        return all_bits & ~(1 << e)
-    return 0
+
+    def __init__(self, sizes: tuple[int, ...], removed: Sequence[Mapping[int, int]]) -> None:
+        self.k = k = len(sizes)
+        self.block = (1 << k) - 1
+        self.per = [[n - rem.get(c, 0) for c, n in enumerate(sizes)] for rem in removed]
+        self.all_bits = sum(self.block << (s * k) for s in range(len(removed)))
+        self._memo: dict[tuple[int, int], int] = {}
+
+    def receivers(self, e: int, minus: int) -> int:
+        """Origins for which class e has a receiver once ``minus`` of its members are
+        taken (the sender itself, a member the path may not go back to); class e
+        loses its origin member for its own prefixes."""
+        got = self._memo.get((e, minus))
+        if got is None:
+            got = 0
+            for s, sizes in enumerate(self.per):
+                base = sizes[e] - minus
+                if base >= 2:
+                    got |= self.block << (s * self.k)
+                elif base == 1:
+                    got |= (self.block & ~(1 << e)) << (s * self.k)
+            self._memo[(e, minus)] = got
+        return got
+
+    def origins(self, b: int, e: int) -> int:
+        """Bits of class b's own prefix that class e has a member to receive."""
+        got = 0
+        for s, sizes in enumerate(self.per):
+            if sizes[b] and sizes[e] - (e == b) > 0:
+                got |= 1 << (s * self.k + b)
+        return got
 
 
-def _prepare(graph: SessionGraph) -> _Prepared:
+def _prepare(graph: SessionGraph, removed: Sequence[Mapping[int, int]] = ({},)) -> _Prepared:
+    """``removed``: one scenario per entry, class -> members failed (see _Scenarios)."""
     enc = encode(graph)
     k = len(enc.sizes)
-    all_bits = (1 << k) - 1
+    scen = _Scenarios(enc.sizes, removed)
     kinds = [dict(row) for row in enc.adj]
     rows: list[_Row] = []
     back_ok: list[dict[int, int]] = []
     for c, row in enumerate(enc.adj):
-        rows.append(
-            [(d, out, kinds[d][c], _receivers(enc.sizes[d], d == c, d, all_bits)) for d, out in row]
-        )
+        rows.append([(d, out, kinds[d][c], scen.receivers(d, d == c)) for d, out in row])
         # Send-back rule as a size test: x in c may send a path learned from class d
         # to v in d iff d - {x, v} (minus d's origin, for d's own prefixes) is not empty.
-        back_ok.append({d: _receivers(enc.sizes[d] - 1, d == c, d, all_bits) for d, _ in row})
+        back_ok.append({d: scen.receivers(d, 1 + (d == c)) for d, _ in row})
     has_client = [any(out is Arrival.RR_CLIENT for _, out in row) for row in enc.adj]
     has_ebgp = [any(out is Arrival.EBGP for _, out in row) for row in enc.adj]
     return _Prepared(
         enc=enc,
-        all_bits=all_bits,
+        scenarios=scen,
+        all_bits=scen.all_bits,
         rows=rows,
         kind=kinds,
         back_ok=back_ok,
@@ -216,12 +255,13 @@ def _originate(prep: _Prepared, deliver: _Deliver) -> None:
         if not sizes[b]:
             continue
         for e, out, back, _ in prep.rows[b]:
-            if sizes[e] - (e == b) <= 0:
+            bits = prep.scenarios.origins(b, e)
+            if not bits:
                 continue  # only the origin itself in a self-peering class
             sent = export_path(Arrival.ORIGIN, 0, 0, out, cbit[b], abit[b])
             assert sent is not None
             if accepts(sent[0], sent[1], back, cbit[e], abit[e]):
-                deliver(e, k + b, back, sent[0], sent[1], 1 << b)
+                deliver(e, k + b, back, sent[0], sent[1], bits)
 
 
 def _export_all(prep: _Prepared, pending: _Pending, work: _Work, deliver: _Deliver) -> None:
@@ -513,6 +553,54 @@ def _advertised(prep: _Prepared, states: _States) -> tuple[list[dict[int, int]],
         adv.append(row_adv)
         adv_origin.append(back_to_origin)
     return adv, adv_origin
+
+
+#: Scenarios per propagation in :func:`missing_after`: the masks grow with the
+#: count (k bits each), and past a few dozen wide integer operations cost more
+#: than the paths the scenarios share save.
+SCENARIO_BATCH = 48
+
+
+def missing_after(graph: SessionGraph, failures: Sequence[Iterable[int]]) -> list[int]:
+    """For each set of failed nodes, the pairs of surviving nodes that miss a route.
+
+    Equal to ``propagate(graph.without(f)).missing_pairs`` for each ``f`` (tested),
+    computed for a batch of scenarios per propagation (see :class:`_Scenarios`):
+    the loss of any one node shrinks one class by one and leaves every other
+    session as it was (``SessionGraph.without``), so only the size tests differ.
+    """
+    node_class = graph.node_class
+    removed: list[dict[int, int]] = []
+    for failed in failures:
+        counts: dict[int, int] = {}
+        for x in set(failed):
+            counts[node_class[x]] = counts.get(node_class[x], 0) + 1
+        removed.append(counts)
+    out: list[int] = []
+    for start in range(0, len(removed), SCENARIO_BATCH):
+        batch = removed[start : start + SCENARIO_BATCH]
+        prep = _prepare(graph, batch)
+        out.extend(_missing_per_scenario(prep, _run(prep)))
+    return out
+
+
+def _missing_per_scenario(prep: _Prepared, states: _States) -> list[int]:
+    scen = prep.scenarios
+    held = [0] * scen.k
+    for c, per_sender in enumerate(states):
+        for per in per_sender.values():
+            for origins in per.values():
+                held[c] |= origins
+    out: list[int] = []
+    for s, sizes in enumerate(scen.per):
+        total = 0
+        for c, n_c in enumerate(sizes):
+            got = held[c] >> (s * scen.k)
+            for b, n_b in enumerate(sizes):
+                if n_b and not got >> b & 1:
+                    total += n_b * (n_c - (c == b))
+        out.append(total)
+    return out
 
 
 def propagate(graph: SessionGraph, *, updates: bool = True) -> FastPropagation:

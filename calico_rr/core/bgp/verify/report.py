@@ -1,8 +1,9 @@
 """The verifier's answer for a session graph: reachability, failures, load figures.
 
-:func:`verify` runs one engine on the graph as rendered, then once per simulated
-failure on ``graph.without(...)``: every RR alone, optionally combinations of
-``fail_rrs`` RRs, and whole zones.  A topology is correct only if every node
+:func:`verify` runs one engine on the graph as rendered, then on the simulated
+failures, ``graph.without(...)``: every RR alone, optionally combinations of
+``fail_rrs`` RRs, and whole zones (the fast engine runs a batch of failures as
+one propagation, ``fast.missing_after``).  A topology is correct only if every node
 holds a route to every other node's prefix (domain.md section 3, last paragraph);
 it tolerates a failure if every *remaining* node still holds every *remaining*
 prefix.
@@ -26,6 +27,9 @@ Engine = Literal["auto", "exact", "fast"]
 
 #: An engine's ``propagate``: ``run(graph, updates=...)``.
 _Run = Callable[..., Propagation]
+
+#: An engine's ``missing_after``: missing pairs once each set of nodes has failed.
+_Losses = Callable[[SessionGraph, Sequence[Iterable[int]]], list[int]]
 
 #: Up to this many nodes "auto" uses the per-node reference engine: it is cheap
 #: there and obviously right.  Above, the class engine gives the same answers.
@@ -199,20 +203,14 @@ def _weighted_stats(hist: Mapping[int, int]) -> Stats:
     return Stats(min=min(values), mean=round(total / count, 2), max=max(values))
 
 
-def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, _Run]:
+def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, _Run, _Losses]:
     if engine == "auto":
         engine = "exact" if len(graph.nodes) <= AUTO_EXACT_MAX_NODES else "fast"
     if engine == "exact":
-        return "exact", exact.propagate
+        return "exact", exact.propagate, exact.missing_after
     if engine == "fast":
-        return "fast", fast.propagate
+        return "fast", fast.propagate, fast.missing_after
     raise ValueError(f"unknown engine {engine!r} (auto, exact, fast)")
-
-
-def _lost(run: _Run, graph: SessionGraph, removed: Iterable[int]) -> int:
-    """Missing pairs among the nodes that remain after ``removed`` fail."""
-    result: Propagation = run(graph.without(removed), updates=False)
-    return result.missing_pairs
 
 
 def _swappable(graph: SessionGraph, a: int, b: int) -> bool:
@@ -471,20 +469,27 @@ def _k_orbits(
 
 
 def _worst_single_rr_failure(
-    run: _Run, graph: SessionGraph, names: Sequence[str]
+    losses: _Losses, graph: SessionGraph, names: Sequence[str]
 ) -> tuple[str, int] | None:
     """(RR, missing pairs) of the single RR failure that loses most, or None."""
     # Failures are simulated once per symmetry class (see _rr_orbits): e.g. the
     # RRs of a multi cluster all fail alike, so it needs one run, not one per RR.
+    orbits = _rr_orbits(graph)
     worst: tuple[str, int] | None = None
-    for grp in _rr_orbits(graph):
-        lost = _lost(run, graph, grp[:1])
+    for grp, lost in zip(orbits, losses(graph, [grp[:1] for grp in orbits]), strict=True):
         if lost and (worst is None or lost > worst[1]):
             worst = (names[grp[0]], lost)  # lowest-index RR among the worst, as a full scan
     return worst
 
 
-def _k_rr_failure(run: _Run, graph: SessionGraph, names: Sequence[str], fail_rrs: int) -> KFailure:
+#: k-RR failure combinations simulated per batch: the sweep stops at the first
+#: batch holding a combination that loses routes.
+_K_BATCH = 48
+
+
+def _k_rr_failure(
+    losses: _Losses, graph: SessionGraph, names: Sequence[str], fail_rrs: int
+) -> KFailure:
     """Simulate ``fail_rrs`` RRs failing together, one combination per symmetry
     class (see :func:`_k_orbits`), up to the first that loses routes."""
     groups = _rr_groups(graph, merge=False)
@@ -494,22 +499,25 @@ def _k_rr_failure(run: _Run, graph: SessionGraph, names: Sequence[str], fail_rrs
     total = math.comb(n_rr, k)
     k_report = KFailure(k=k, tolerant=True, combinations=total, checked=0, covered=0)
     covered = 0
-    for n_checked, vec in enumerate(vectors, start=1):
-        combo = sorted(x for grp, a in zip(groups, vec, strict=True) for x in grp[:a])
-        covered += math.prod(math.comb(len(g), a) for g, a in zip(groups, vec, strict=True))
-        lost = _lost(run, graph, combo)
-        failed = tuple(names[r] for r in combo) if lost else None
-        k_report = KFailure(
-            k=k,
-            tolerant=not lost,
-            combinations=total,
-            checked=n_checked,
-            covered=covered,
-            failed=failed,
-            missing_pairs=lost,
-        )
-        if lost:
-            break
+    combos = [
+        sorted(x for grp, a in zip(groups, vec, strict=True) for x in grp[:a]) for vec in vectors
+    ]
+    for start in range(0, len(combos), _K_BATCH):
+        batch = combos[start : start + _K_BATCH]
+        for i, (combo, lost) in enumerate(zip(batch, losses(graph, batch), strict=True)):
+            vec = vectors[start + i]
+            covered += math.prod(math.comb(len(g), a) for g, a in zip(groups, vec, strict=True))
+            k_report = KFailure(
+                k=k,
+                tolerant=not lost,
+                combinations=total,
+                checked=start + i + 1,
+                covered=covered,
+                failed=tuple(names[r] for r in combo) if lost else None,
+                missing_pairs=lost,
+            )
+            if lost:
+                return k_report
     return k_report
 
 
@@ -529,16 +537,17 @@ def verify(
     """
     if fail_rrs < 1:
         raise ValueError("fail_rrs must be at least 1")
-    name, run = _runner(graph, engine)
+    name, run, losses = _runner(graph, engine)
     result: Propagation = run(graph, updates=True)
     names = [n.name for n in graph.nodes]
-    worst = _worst_single_rr_failure(run, graph, names)
-    k_report = _k_rr_failure(run, graph, names, fail_rrs) if fail_rrs > 1 else None
-    zones: dict[str, ZoneFailure] = {}
-    for zone, members in (fail_zones or {}).items():
-        removed = set(members)
-        lost = _lost(run, graph, removed)
-        zones[zone] = ZoneFailure(tolerant=lost == 0, missing_pairs=lost, removed=len(removed))
+    worst = _worst_single_rr_failure(losses, graph, names)
+    k_report = _k_rr_failure(losses, graph, names, fail_rrs) if fail_rrs > 1 else None
+    zone_sets = {zone: set(members) for zone, members in (fail_zones or {}).items()}
+    zone_lost = losses(graph, list(zone_sets.values()))
+    zones = {
+        zone: ZoneFailure(tolerant=lost == 0, missing_pairs=lost, removed=len(removed))
+        for (zone, removed), lost in zip(zone_sets.items(), zone_lost, strict=True)
+    }
 
     held = result.held_pairs
     return VerifyReport(
