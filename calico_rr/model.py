@@ -26,6 +26,7 @@ from enum import StrEnum
 
 #: KDD annotations calico-node reads on a Kubernetes Node (domain.md section 2).
 ANN_IPV4 = "projectcalico.org/IPv4Address"
+ANN_IPV6 = "projectcalico.org/IPv6Address"
 ANN_ASN = "projectcalico.org/ASNumber"
 ANN_CLUSTER_ID = "projectcalico.org/RouteReflectorClusterID"
 
@@ -65,7 +66,9 @@ class Node:
     status string (``"True"``, ``"False"``, ``"Unknown"``).  ``created`` is the
     creationTimestamp as POSIX seconds (older = smaller = preferred as an RR).
     ``ip`` is the node's IPv4 address without prefix length, or None when the node
-    has none (such a node cannot run BGP and is never chosen).
+    has none; ``ip6`` its IPv6 address (compressed form, so equal addresses compare
+    equal), or None.  A node with neither cannot run BGP and is never chosen.
+    ``ip6`` comes last with a default so that IPv4-only callers need not know it.
     """
 
     name: str
@@ -79,10 +82,16 @@ class Node:
     created: float = 0.0
     #: The whole object as read (for ``render --include-nodes``); None for synthetic nodes.
     raw: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
+    ip6: str | None = None
 
     @property
     def ready(self) -> bool:
         return self.conditions.get(Condition.READY.value) == "True"
+
+    @property
+    def addressed(self) -> bool:
+        """Has a BGP address of some family (calico-node runs BGP on it)."""
+        return self.ip is not None or self.ip6 is not None
 
 
 # ---------------------------------------------------------------------------
@@ -94,7 +103,11 @@ class Node:
 class CalicoNode:
     """A node as calico-node's BGP code sees it.
 
-    ``ip`` is the IPv4 address without prefix length (None: the node runs no BGP).
+    ``ip`` is the IPv4 address without prefix length (None: no IPv4 sessions),
+    ``ip6`` the IPv6 one in compressed form (None: no IPv6 sessions; calico-node's
+    bird6 uses the same BGPPeers, domain.md section 2).  The session graph reads
+    ``ip`` only: ``core.bgp.families.project`` puts the address of the family
+    being checked there.
     ``asn`` is the node's own AS number or None (then BGPConfiguration's, then 64512).
     ``cluster_id`` set means the node is a route reflector (domain.md section 2).
     """
@@ -104,6 +117,7 @@ class CalicoNode:
     labels: Mapping[str, str] = field(default_factory=dict)
     asn: int | None = None
     cluster_id: str | None = None
+    ip6: str | None = None
 
 
 class ReversePeering(StrEnum):

@@ -30,7 +30,7 @@ def test_label_match_forms() -> None:
 def test_eligibility_reasons() -> None:
     cfg = PlanConfig(incompatible_labels=("gpu=true", "edge"))
     assert ineligibility(node("ok"), cfg) is None
-    assert ineligibility(node("x", ip=None), cfg) == "no IPv4 address"
+    assert ineligibility(node("x", ip=None), cfg) == "no BGP address"
     assert ineligibility(node("x", conditions={"Ready": "False"}), cfg) == "not Ready"
     assert ineligibility(node("x", unschedulable=True), cfg) == "cordoned"
     assert ineligibility(node("x", deleting=True), cfg) == "being deleted"

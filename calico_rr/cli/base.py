@@ -223,6 +223,13 @@ ApiGroupOpt = Annotated[
 RestartOpt = Annotated[
     str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
 ]
+IpFamilyOpt = Annotated[
+    str,
+    typer.Option(
+        "--ip-family",
+        help="Synthetic cluster: ipv4 | ipv6 | dual (both addresses on every node).",
+    ),
+]
 FailRrsOpt = Annotated[
     int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
 ]
@@ -281,6 +288,7 @@ def load_inputs(
     cluster_id_base: str,
     api_group: str,
     max_restart_time: str | None,
+    ip_family: str = "ipv4",
 ) -> Inputs:
     """Flags -> (nodes, notes, config).  Raises CalicoRRError on bad input."""
     from calico_rr.core.planning.synthetic import synthetic_cluster
@@ -308,6 +316,13 @@ def load_inputs(
     )
     if (nodes is None) == (nodes_file is None):
         raise InputError("give exactly one of --nodes N (synthetic) or --nodes-file PATH")
+    if ip_family not in ("ipv4", "ipv6", "dual"):
+        raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}")
+    if nodes_file is not None and ip_family != "ipv4":
+        raise InputError(
+            "--ip-family applies to a synthetic cluster (--nodes); a node file's "
+            "addresses say which families it uses"
+        )
     if nodes_file is not None:
         from calico_rr.adapters.nodes_io import load_nodes
 
@@ -321,6 +336,7 @@ def load_inputs(
         unhealthy=unhealthy,
         zone_label=zone_label or ZONE_LABEL,
         rack_label=rack_label,
+        ip_family=ip_family,
     )
     return Inputs(generated, [], config)
 
@@ -352,6 +368,7 @@ PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("cluster_id_base", ClusterIdOpt, "244.0.0.0"),
     ("api_group", ApiGroupOpt, "v1"),
     ("max_restart_time", RestartOpt, None),
+    ("ip_family", IpFamilyOpt, "ipv4"),
 ]
 
 

@@ -73,10 +73,10 @@ def plan(
 
     Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
     nodes would be cut off, and why, on stderr); 2: bad input."""
-    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.bgp.verify.families import verify_graphs
     from calico_rr.core.operator.safety import gate_plan
     from calico_rr.core.planning.planner import plan as make_plan
-    from calico_rr.core.report.summary import plan_graph, summarize
+    from calico_rr.core.report.summary import plan_graphs, summarize
 
     # A bad --plot path fails before anything is computed or written.
     plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
@@ -86,10 +86,14 @@ def plan(
     def run() -> dict[str, Any]:
         inputs = plan_inputs(plan_args, kubeconfig, context)
         made = make_plan(inputs.nodes, inputs.config)
-        graph = plan_graph(made)
-        verdicts.append(gate_plan(made, graph=graph))
-        verification = run_verify(graph).to_dict() if verify else None
-        summary = summarize(made, notes=inputs.notes, graph=graph, verification=verification)
+        graphs = plan_graphs(made)
+        graph = next(iter(graphs.values()))  # IPv4's, or IPv6's in an IPv6-only cluster
+        # gate_plan's own checks, then every family's reachability on these graphs
+        verdicts.append(gate_plan(made, graphs=graphs))
+        verification = verify_graphs(graphs).to_dict() if verify else None
+        summary = summarize(
+            made, notes=inputs.notes, graph=graph, verification=verification, graphs=graphs
+        )
         summary["safety"] = verdicts[0].to_dict()
         if plot is not None and plot_fmt is not None:
             from calico_rr.adapters.files import write_atomic
@@ -165,6 +169,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("Full mesh would need", str(summary["full_mesh_sessions"])),
         ("BGPPeer objects", str(summary["bgppeer_objects"])),
     ]
+    rows.extend(_family_rows(summary.get("families")))
     safety = summary.get("safety")
     if isinstance(safety, dict):
         rows.append(("Safe to apply (gate)", _yes(safety["ok"])))
@@ -177,6 +182,22 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             ("Survives any single RR failure", _yes(verification["single_rr_failure_tolerant"]))
         )
         rows.append(("Longest CLUSTER_LIST", str(verification["max_cluster_list"])))
+    return rows
+
+
+def _family_rows(families: object) -> list[tuple[str, str]]:
+    """Sessions per family, when the cluster runs more than IPv4 (an IPv4-only
+    table stays as it was)."""
+    if not isinstance(families, dict) or list(families) in ([], ["ipv4"]):
+        return []
+    rows = []
+    for family, f in families.items():
+        name = "IPv6" if family == "ipv6" else "IPv4"
+        rows.append((f"{name}: BGP nodes", str(f["nodes"])))
+        rows.append((f"{name}: connections / RR", _stat(f["sessions_per_rr"])))
+        rows.append((f"{name}: total BGP sessions", str(f["total_sessions"])))
+        if f["nodes_without_address"]:
+            rows.append((f"{name}: nodes without address", str(len(f["nodes_without_address"]))))
     return rows
 
 
@@ -325,22 +346,22 @@ def verify(
 
     Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
     """
-    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.bgp.verify.families import verify_families
 
     def run() -> tuple[dict[str, Any], list[str], bool]:
         live = is_live(kubeconfig, context)
         if live and resources is not None:
             raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
         source = (lambda: live_resources(kubeconfig, context)) if live else resources
-        graph, notes = _graph_for_verify(plan_args, source, calico_version)
+        state, notes = _state_for_verify(plan_args, source, calico_version)
         zone_label = plan_args["zone_label"]
-        zones = _zone_members(graph, zone_label, fail_zone or [])
+        zones = _zone_members(state.nodes, zone_label, fail_zone or [])
         if engine not in ("auto", "exact", "fast"):
             raise InputError(f"unknown engine {engine!r}; choose auto, exact or fast")
         if fail_rrs < 1:
             raise InputError("--fail-rrs must be >= 1")
-        report = run_verify(
-            graph,
+        report = verify_families(
+            state,
             fail_rrs=fail_rrs,
             fail_zones=zones or None,
             engine=engine,  # type: ignore[arg-type]
@@ -361,32 +382,36 @@ def verify(
     raise typer.Exit(0 if ok else 1)
 
 
-def _graph_for_verify(
+def _state_for_verify(
     plan_args: dict[str, Any],
     resources: str | Callable[[], list[dict[str, Any]]] | None,
     calico_version: str | None = None,
 ) -> tuple[Any, list[str]]:
-    """The session graph to verify: a plan's, or the resources read from a file or
-    (a callable) from a live cluster."""
+    """The Calico state to verify (every address family of it): a plan's, or the
+    resources read from a file or (a callable) from a live cluster."""
     from calico_rr.core.bgp.calico_version import parse_calico_version
-    from calico_rr.core.bgp.sessions import build_session_graph
 
     calico = parse_calico_version(calico_version) if calico_version is not None else None
 
     if resources is None:
         from calico_rr.core.planning.planner import plan as make_plan
-        from calico_rr.core.report.summary import plan_graph
+        from calico_rr.core.report.summary import plan_state
 
         inputs = load_inputs(**plan_args)
         notes = list(inputs.notes)
         if calico is not None:
             # the planner writes no field whose reading depends on the release
             notes.append(f"--calico-version {calico} applies to --resources only: ignored")
-        return plan_graph(make_plan(inputs.nodes, inputs.config)), notes
+        return plan_state(make_plan(inputs.nodes, inputs.config)), notes
     if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
         raise InputError(
             "give either the resources (--resources, --kubeconfig/--context) or a cluster "
             "to plan (--nodes/--nodes-file)"
+        )
+    if plan_args.get("ip_family", "ipv4") != "ipv4":
+        raise InputError(
+            "--ip-family applies to a synthetic cluster (--nodes); the resources' "
+            "addresses say which families they use"
         )
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.bgp.resources import parse_resources
@@ -397,18 +422,19 @@ def _graph_for_verify(
         docs = read_documents(resources)
         where = "standard input" if resources == "-" else resources  # as nodes_io names it
     parsed = parse_resources(docs, where=where, calico=calico)
-    return build_session_graph(parsed.state), list(parsed.notes)
+    return parsed.state, list(parsed.notes)
 
 
-def _zone_members(graph: Any, zone_label: str, wanted: list[str]) -> dict[str, list[int]]:
-    """Zone name -> node indices, for the zones asked for ('all' = every zone)."""
+def _zone_members(nodes: Any, zone_label: str, wanted: list[str]) -> dict[str, list[str]]:
+    """Zone name -> names of its BGP nodes (any family), for the zones asked for
+    ('all' = every zone)."""
     if not wanted:
         return {}
-    members: dict[str, list[int]] = {}
-    for i, node in enumerate(graph.nodes):
+    members: dict[str, list[str]] = {}
+    for node in nodes:
         z = node.labels.get(zone_label)
-        if z is not None:
-            members.setdefault(z, []).append(i)
+        if z is not None and (node.ip is not None or node.ip6 is not None):
+            members.setdefault(z, []).append(node.name)
     if "all" in wanted:
         return dict(sorted(members.items()))
     unknown = [z for z in wanted if z not in members]
@@ -492,10 +518,10 @@ def report(
         require_matplotlib,
     )
     from calico_rr.adapters.report_html import ReportPage, render_html
-    from calico_rr.core.bgp.verify import verify as run_verify
+    from calico_rr.core.bgp.verify.families import verify_graphs
     from calico_rr.core.planning.planner import plan as make_plan
     from calico_rr.core.report.diagram import group_diagram
-    from calico_rr.core.report.summary import plan_graph, summarize
+    from calico_rr.core.report.summary import plan_graphs, plan_state, summarize
 
     def run() -> str:
         require_matplotlib()
@@ -507,11 +533,14 @@ def report(
         inputs = load_inputs(**plan_args)
         config = inputs.config
         made = make_plan(inputs.nodes, config)
-        graph = plan_graph(made)
-        zones = _zone_members(graph, config.zone_label or "", ["all"])
-        checked = run_verify(graph, fail_rrs=fail_rrs, fail_zones=zones if len(zones) > 1 else None)
+        graphs = plan_graphs(made)
+        graph = next(iter(graphs.values()))  # the first family's: the drawing's
+        zones = _zone_members(plan_state(made).nodes, config.zone_label or "", ["all"])
+        checked = verify_graphs(
+            graphs, fail_rrs=fail_rrs, fail_zones=zones if len(zones) > 1 else None
+        )
         data = checked.to_dict()
-        summary = summarize(made, notes=inputs.notes, graph=graph, verification=data)
+        summary = summarize(made, notes=inputs.notes, graph=graph, verification=data, graphs=graphs)
         comparison = _comparison(inputs, summary["nodes"], plot_sizes)
         diagram = group_diagram(
             graph,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.operator.settings import OperatorSettings
@@ -29,7 +30,7 @@ from calico_rr.core.operator.state import (
     Phase,
 )
 from calico_rr.core.planning.candidates import healthy
-from calico_rr.model import ANN_IPV4, Node
+from calico_rr.model import Node
 
 Checker = Callable[["SimCluster", str], None]
 
@@ -94,9 +95,7 @@ class SimCluster:
         docs: list[dict[str, Any]] = []
         for ns in self.nodes.values():
             n = ns.node
-            ann = dict(n.annotations)
-            if n.ip is not None:
-                ann.setdefault(ANN_IPV4, f"{n.ip}/32")
+            ann = address_annotations(n, n.annotations)
             docs.append(
                 {
                     "apiVersion": "v1",

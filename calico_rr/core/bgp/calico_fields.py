@@ -15,6 +15,7 @@ from typing import Any
 
 from calico_rr.core.bgp.selector import SelectorError, parse_selector
 from calico_rr.core.formats.fields import flag
+from calico_rr.core.formats.scalars import parse_ipv6
 from calico_rr.core.values import is_dotted_quad
 from calico_rr.errors import InputError, safe_repr
 
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_ASN",
     "asn",
     "cidr_address",
+    "cidr_address6",
     "decimal",
     "node_to_node_mesh",
     "opt_str",
@@ -64,6 +66,17 @@ def cidr_address(value: object, obj: str, field: str) -> str:
     if not is_dotted_quad(addr):
         raise InputError(f"not an IPv4 address: {safe_repr(text)}", obj=obj, field=field)
     return addr
+
+
+def cidr_address6(value: object, obj: str, field: str) -> str:
+    """The compressed address part of an IPv6 ``addr/len`` (a bare address is accepted too)."""
+    text = _string(value, obj, field)
+    address = parse_ipv6(text)
+    if address is None:
+        raise InputError(
+            f"not an IPv6 address such as fd00::5/64: {safe_repr(text)}", obj=obj, field=field
+        )
+    return address
 
 
 def asn(value: object, obj: str, field: str) -> int:

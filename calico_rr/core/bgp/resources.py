@@ -5,7 +5,7 @@ Input is what a YAML/JSON decoder gives: one resource per document, or a ``List`
 Only what calico-node reads for BGP is kept (domain.md section 2):
 
 * Kubernetes ``Node`` (``apiVersion: v1``): labels and the KDD annotations
-  ``projectcalico.org/IPv4Address`` (CIDR), ``.../ASNumber``,
+  ``projectcalico.org/IPv4Address`` and ``.../IPv6Address`` (CIDR), ``.../ASNumber``,
   ``.../RouteReflectorClusterID``;
 * Calico ``Node`` (``projectcalico.org/v3`` or ``crd.projectcalico.org/v1``, the
   etcd datastore's view): labels and ``spec.bgp``;
@@ -43,6 +43,7 @@ from calico_rr.model import (
     ANN_ASN,
     ANN_CLUSTER_ID,
     ANN_IPV4,
+    ANN_IPV6,
     BGPConfig,
     BGPPeer,
     CalicoNode,
@@ -74,6 +75,7 @@ class ParsedResources:
 
 # Field paths spelt as core.formats.kube spells them, so both name a field the same way.
 _F_IPV4 = f'metadata.annotations["{ANN_IPV4}"]'
+_F_IPV6 = f'metadata.annotations["{ANN_IPV6}"]'
 _F_ASN = f'metadata.annotations["{ANN_ASN}"]'
 _F_CID = f'metadata.annotations["{ANN_CLUSTER_ID}"]'
 
@@ -81,10 +83,11 @@ _F_CID = f'metadata.annotations["{ANN_CLUSTER_ID}"]'
 def calico_node_from_k8s_dict(obj: Mapping[str, Any]) -> CalicoNode:
     """A Kubernetes Node dict as calico-node sees it in KDD mode.
 
-    The BGP address comes from annotation ``projectcalico.org/IPv4Address`` (CIDR
-    form; without it the node runs no BGP), the AS number and RR cluster ID from
+    The BGP addresses come from annotations ``projectcalico.org/IPv4Address`` and
+    ``projectcalico.org/IPv6Address`` (CIDR form; without either the node runs no
+    BGP), the AS number and RR cluster ID from
     their annotations; labels are the Kubernetes node's labels (domain.md section 2).
-    Only the three annotations calico-node reads are checked; the others are not
+    Only the four annotations calico-node reads are checked; the others are not
     ours to validate.
     """
     meta = mapping(obj.get("metadata"), "Node", "metadata")
@@ -95,6 +98,7 @@ def calico_node_from_k8s_dict(obj: Mapping[str, Any]) -> CalicoNode:
     labels = string_map(meta.get("labels"), where, "metadata.labels")
     ann = mapping(meta.get("annotations"), where, "metadata.annotations")
     ip_text = ann.get(ANN_IPV4)
+    ip6_text = ann.get(ANN_IPV6)
     asn_text = ann.get(ANN_ASN)
     return CalicoNode(
         name,
@@ -102,6 +106,7 @@ def calico_node_from_k8s_dict(obj: Mapping[str, Any]) -> CalicoNode:
         labels,
         F.asn(asn_text, where, _F_ASN) if asn_text is not None and asn_text != "" else None,
         cluster_id(ann.get(ANN_CLUSTER_ID), obj=where, field=_F_CID),
+        F.cidr_address6(ip6_text, where, _F_IPV6) if ip6_text else None,
     )
 
 
@@ -112,10 +117,12 @@ def _calico_node(name: str, meta: Mapping[str, Any], obj: Mapping[str, Any]) -> 
     spec = mapping(obj.get("spec"), where, "spec")
     bgp = mapping(spec.get("bgp"), where, "spec.bgp")
     ip_text = bgp.get("ipv4Address")
+    ip6_text = bgp.get("ipv6Address")
     asn_value = bgp.get("asNumber")
     return CalicoNode(
         name=name,
         ip=F.cidr_address(ip_text, where, "spec.bgp.ipv4Address") if ip_text else None,
+        ip6=F.cidr_address6(ip6_text, where, "spec.bgp.ipv6Address") if ip6_text else None,
         labels=labels,
         asn=F.asn(asn_value, where, "spec.bgp.asNumber") if asn_value is not None else None,
         cluster_id=cluster_id(
@@ -151,6 +158,7 @@ def _merge_nodes(first: CalicoNode, later: CalicoNode) -> CalicoNode:
         labels=labels,
         asn=later.asn if later.asn is not None else first.asn,
         cluster_id=later.cluster_id if later.cluster_id is not None else first.cluster_id,
+        ip6=later.ip6 if later.ip6 is not None else first.ip6,
     )
 
 

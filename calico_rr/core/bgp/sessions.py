@@ -90,10 +90,11 @@ class HalfOpen:
 class SessionGraph:
     """Established-capable BGP sessions between Calico nodes.
 
-    ``nodes`` holds every node that runs BGP (has an IPv4 address), sorted by
-    name; indices everywhere refer to this tuple.  ``adj[c]`` maps a peer class
-    ``d`` to the kind of the session *on c's side*; ``d in adj[c]`` iff
-    ``c in adj[d]`` (sessions need both ends configured).  ``c in adj[c]`` means
+    ``nodes`` holds every node that runs BGP (has an address in ``ip``: IPv4, or
+    the family ``core.bgp.families.project`` put there), sorted by name; indices
+    everywhere refer to this tuple.  ``adj[c]`` maps a peer class ``d`` to the kind
+    of the session *on c's side*; ``d in adj[c]`` iff ``c in adj[d]`` (sessions
+    need both ends configured).  ``c in adj[c]`` means
     the members of ``c`` peer with each other.
     """
 
@@ -103,7 +104,7 @@ class SessionGraph:
     adj: tuple[Mapping[int, SessionKind], ...]
     external: tuple[ExternalPeering, ...] = ()
     half_open: tuple[HalfOpen, ...] = ()
-    #: Nodes present in the input but without an IPv4 address (they run no BGP).
+    #: Nodes present in the input but without an address in ``ip`` (no BGP in this family).
     no_ip: tuple[str, ...] = ()
 
     # -- per-node views (derived from the class graph; cheap) ------------------
@@ -337,7 +338,8 @@ class _LabelEvaluator:
 def _split_nodes(
     state: CalicoState,
 ) -> tuple[list[CalicoNode], tuple[str, ...]]:
-    """BGP nodes sorted by name, and the names of nodes without an IPv4 address."""
+    """BGP nodes sorted by name, and the names of nodes without an address (of the
+    family being checked: ``core.bgp.families.project`` puts it in ``ip``)."""
     seen: set[str] = set()
     by_ip: dict[str, str] = {}
     bgp: list[CalicoNode] = []
@@ -352,8 +354,9 @@ def _split_nodes(
         other = by_ip.get(node.ip)
         if other is not None:
             # calico-node refuses to start on an address another node already uses.
+            family = "IPv6" if ":" in node.ip else "IPv4"
             raise InputError(
-                f"IPv4 address {node.ip} is also used by node {other}",
+                f"{family} address {node.ip} is also used by node {other}",
                 obj=f"Node {node.name}",
                 field="ip",
             )

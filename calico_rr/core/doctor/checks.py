@@ -33,6 +33,10 @@ typha-missing       warning   Kubernetes datastore, 51-100 nodes, no calico-typh
 typha-replicas      error     fewer than one replica per 200 nodes
                     warning   fewer than 3 (production), more than 20, or not fewer
                               replicas than nodes
+family-unrouted     warning   an enabled IPPool of a family no BGP node has an address of
+dual-stack-gap      warning   the cluster uses a family (nodes or pools) and some BGP
+                              nodes have no address of it (core.doctor.families)
+mesh-per-family     info      mesh on and BGP in both families: the mesh size in each
 all-selectors       error     more than 100 BGP nodes and a BGPPeer whose both sides
                               select every BGP node (a second full mesh)
                     warning   ... peerSelector selecting every node, from a subset
@@ -49,7 +53,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from calico_rr.core.bgp.families import families_present, project
 from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.doctor.families import FAMILY_CHECKS
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity
 from calico_rr.core.doctor.inventory import Inventory
 from calico_rr.core.doctor.peering import PEERING_CHECKS
@@ -61,14 +67,17 @@ __all__ = ["CHECKS", "DEFAULT_SESSION_BUDGET", "diagnose", "summary_counts"]
 #: Sessions one route reflector handles comfortably (domain.md 4; PlanConfig's default).
 DEFAULT_SESSION_BUDGET = 500
 
-CHECKS = PEERING_CHECKS + POOL_TYPHA_CHECKS
+CHECKS = PEERING_CHECKS + POOL_TYPHA_CHECKS + FAMILY_CHECKS
 
 
 def diagnose(inv: Inventory, *, session_budget: int = DEFAULT_SESSION_BUDGET) -> list[Finding]:
     """Every finding for ``inv``, errors first, then by id, object and message."""
     if session_budget < 1:
         raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
-    view = CheckView(inv, build_session_graph(inv.state), session_budget)
+    # The session checks read the first family's graph (IPv4, or IPv6 in an IPv6-only
+    # cluster); the family checks compare the families.
+    primary = project(inv.state, families_present(inv.state)[0])
+    view = CheckView(inv, build_session_graph(primary), session_budget)
     findings = [f for check in CHECKS for f in check(view)]
     return sorted(findings, key=Finding.sort_key)
 

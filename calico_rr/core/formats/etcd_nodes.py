@@ -1,11 +1,13 @@
 """Calico Node documents of the etcd datastore <-> the planner's nodes (pure).
 
-The BGP fields of a Calico Node live in ``spec.bgp`` (``ipv4Address`` in CIDR form,
-``asNumber``, ``routeReflectorClusterID``); its labels are the node's labels.  The
-core works on :class:`~calico_rr.model.Node`, which carries those fields the way the
-Kubernetes datastore (KDD) does, as annotations.  :func:`node_from_calico`
+The BGP fields of a Calico Node live in ``spec.bgp`` (``ipv4Address`` and
+``ipv6Address`` in CIDR form, ``asNumber``, ``routeReflectorClusterID``); its
+labels are the node's labels.  The core works on :class:`~calico_rr.model.Node`,
+which carries those fields the way the Kubernetes datastore (KDD) does, as
+annotations.  :func:`node_from_calico`
 therefore presents ``spec.bgp`` under the KDD annotation names
-(``projectcalico.org/IPv4Address``, ``/ASNumber``, ``/RouteReflectorClusterID``), so
+(``projectcalico.org/IPv4Address``, ``/IPv6Address``, ``/ASNumber``,
+``/RouteReflectorClusterID``), so
 that the planner, ``render`` and ``reconcile`` read an etcd node exactly like a KDD
 one; :func:`apply_node` maps them back into ``spec.bgp`` when writing.
 
@@ -44,11 +46,16 @@ from typing import Any, Final
 
 from calico_rr.core.formats.etcd import API_VERSION, OwnershipConflict, check_name
 from calico_rr.core.formats.fields import mapping, string_map
-from calico_rr.core.formats.scalars import format_timestamp, ipv4_field, timestamp_field
+from calico_rr.core.formats.scalars import (
+    format_timestamp,
+    ipv4_field,
+    ipv6_field,
+    timestamp_field,
+)
 from calico_rr.core.operator.state import NodeState
 from calico_rr.core.values import cluster_id
 from calico_rr.errors import InputError
-from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, PREFIX, Node
+from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6, PREFIX, Node
 
 __all__ = [
     "OWNED_FIELDS_ANNOTATION",
@@ -69,6 +76,7 @@ _CID = "routeReflectorClusterID"
 #: KDD annotation -> its field in ``spec.bgp``
 _BGP_ANNOTATIONS = {
     ANN_IPV4: "ipv4Address",
+    ANN_IPV6: "ipv6Address",
     ANN_ASN: "asNumber",
     ANN_CLUSTER_ID: _CID,
 }
@@ -172,6 +180,11 @@ def node_from_calico(doc: Mapping[str, Any], *, ready: bool = True) -> Node:
     if address:
         ip = ipv4_field(address, where, "spec.bgp.ipv4Address")
         annotations[ANN_IPV4] = address
+    ip6: str | None = None
+    address6 = bgp.get("ipv6Address")
+    if address6:
+        ip6 = ipv6_field(address6, where, "spec.bgp.ipv6Address")
+        annotations[ANN_IPV6] = address6
     asn = bgp.get("asNumber")
     if asn is not None and asn != "":
         if isinstance(asn, bool) or not isinstance(asn, int | str):
@@ -191,13 +204,15 @@ def node_from_calico(doc: Mapping[str, Any], *, ready: bool = True) -> Node:
         deleting=deleting,
         created=0.0 if created is None else created,
         raw=doc,
+        ip6=ip6,
     )
 
 
 def node_to_calico(node: Node, *, uid: str | None = None) -> dict[str, Any]:
     """The Calico v3 Node document of ``node`` (the inverse of
     :func:`node_from_calico`): KDD-named BGP annotations go back into ``spec.bgp``;
-    without an address annotation, ``node.ip`` is written as ``<ip>/32``."""
+    without an address annotation, ``node.ip`` is written as ``<ip>/32`` (and
+    ``node.ip6`` as ``<ip6>/128``)."""
     check_name(node.name, f"Node {node.name!r}")
     annotations = {k: v for k, v in node.annotations.items() if k not in _BGP_ANNOTATIONS}
     bgp: dict[str, Any] = {}
@@ -207,6 +222,8 @@ def node_to_calico(node: Node, *, uid: str | None = None) -> dict[str, Any]:
             bgp[field] = int(value) if field == "asNumber" and value.isdigit() else value
     if node.ip is not None and "ipv4Address" not in bgp:
         bgp["ipv4Address"] = f"{node.ip}/32"
+    if node.ip6 is not None and "ipv6Address" not in bgp:
+        bgp["ipv6Address"] = f"{node.ip6}/128"
     meta: dict[str, Any] = {"name": node.name, "labels": dict(node.labels)}
     if annotations:
         meta["annotations"] = annotations

@@ -32,10 +32,16 @@ from calico_rr.core.formats.fields import (
     string_map,
     type_name,
 )
-from calico_rr.core.formats.scalars import format_timestamp, ipv4_field, timestamp_field
+from calico_rr.core.formats.scalars import (
+    format_timestamp,
+    ipv4_field,
+    ipv6_field,
+    parse_ipv6,
+    timestamp_field,
+)
 from calico_rr.core.values import cluster_id, is_dotted_quad
 from calico_rr.errors import InputError, one_line, safe_repr
-from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, Node, Taint
+from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6, Node, Taint
 
 __all__ = ["node_from_k8s", "node_to_k8s", "nodes_from_documents"]
 
@@ -117,24 +123,27 @@ def _taints(spec: Mapping[str, Any], obj: str) -> tuple[Taint, ...]:
     return tuple(out)
 
 
-def _internal_ipv4(status: Mapping[str, Any], obj: str) -> str | None:
-    found: str | None = None
+def _internal_ips(status: Mapping[str, Any], obj: str) -> tuple[str | None, str | None]:
+    """The first IPv4 and the first IPv6 ``InternalIP`` (dual-stack nodes list both)."""
+    found4: str | None = None
+    found6: str | None = None
     path = "status.addresses"
     for i, item in enumerate(_optional_list(status, "addresses", obj, path)):
         atype, address = _string_pair(item, "type", "address", path, i, obj)
-        if found is not None or atype != "InternalIP":
+        if atype != "InternalIP":
             continue
         if is_dotted_quad(address):  # a bare address here, never CIDR
-            found = address
-        elif ":" not in address:
-            # IPv6 InternalIPs (dual-stack nodes) are expected and skipped; anything
-            # else is neither family.
+            found4 = found4 or address
+            continue
+        ip6 = parse_ipv6(address) if "/" not in address else None
+        if ip6 is None:
             raise InputError(
                 f"{safe_repr(address)} is not an IP address",
                 obj=obj,
                 field=f"status.addresses[{i}].address",
             )
-    return found
+        found6 = found6 or ip6
+    return found4, found6
 
 
 def _metadata_and_name(obj: object, where: str) -> tuple[Mapping[str, Any], str]:
@@ -167,8 +176,9 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
     (a cluster not running Calico yet, or a trimmed export) the first IPv4
     ``InternalIP`` is used, which is what calico-node's default autodetection
     (``IP_AUTODETECTION_METHOD=kubernetes-internal-ip`` or first-found) picks in the
-    common single-NIC case.  No address at all gives ``ip=None``: such a node runs
-    no BGP and is never chosen.
+    common single-NIC case.  The IPv6 address (``ip6``) is read the same way from
+    ``projectcalico.org/IPv6Address`` or the first IPv6 ``InternalIP``.  No address
+    at all gives ``ip=None, ip6=None``: such a node runs no BGP and is never chosen.
     """
     metadata, name = _metadata_and_name(obj, where)
     label = f"Node {name}"
@@ -186,10 +196,13 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
     taints = _taints(spec, label)
     status = mapping(obj.get("status"), label, "status")
     conditions = _conditions(status, label)
-    ip = _internal_ipv4(status, label)  # validated even when the annotation wins
+    ip, ip6 = _internal_ips(status, label)  # validated even when an annotation wins
     annotated = annotations.get(ANN_IPV4)
     if annotated is not None:
         ip = ipv4_field(annotated, label, f'metadata.annotations["{ANN_IPV4}"]')
+    annotated6 = annotations.get(ANN_IPV6)
+    if annotated6 is not None:
+        ip6 = ipv6_field(annotated6, label, f'metadata.annotations["{ANN_IPV6}"]')
     # The same check verify and doctor apply (core.values): a plan must not rest on
     # a cluster ID calico-node would refuse.
     cluster_id(
@@ -208,6 +221,7 @@ def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
         deleting=deleting,
         created=0.0 if created is None else created,
         raw=obj,
+        ip6=ip6,
     )
 
 
@@ -325,6 +339,9 @@ def _build(node: Node) -> dict[str, Any]:
         # calico-node writes the address with its subnet's prefix length; synthetic
         # clusters place 254 nodes per /24 (core.planning.synthetic).
         metadata["annotations"][ANN_IPV4] = f"{node.ip}/24"
+    if node.ip6 is not None and ANN_IPV6 not in node.annotations:
+        # synthetic clusters put every IPv6 address in one /64 (core.planning.synthetic)
+        metadata["annotations"][ANN_IPV6] = f"{node.ip6}/64"
     spec: dict[str, Any] = {}
     if node.unschedulable:
         spec["unschedulable"] = True
@@ -338,11 +355,11 @@ def _build(node: Node) -> dict[str, Any]:
     status: dict[str, Any] = {
         "conditions": [{"type": t, "status": s} for t, s in node.conditions.items()],
     }
-    if node.ip is not None:
-        status["addresses"] = [
-            {"type": "InternalIP", "address": node.ip},
-            {"type": "Hostname", "address": node.name},
-        ]
+    addresses = [
+        {"type": "InternalIP", "address": ip} for ip in (node.ip, node.ip6) if ip is not None
+    ]
+    if addresses:
+        status["addresses"] = [*addresses, {"type": "Hostname", "address": node.name}]
     return {
         "apiVersion": "v1",
         "kind": "Node",

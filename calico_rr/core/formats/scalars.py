@@ -1,4 +1,4 @@
-"""The scalars of datastore documents: IPv4 addresses and RFC 3339 timestamps (pure).
+"""The scalars of datastore documents: IP addresses and RFC 3339 timestamps (pure).
 
 Kubernetes and Calico documents spell them the same way, so the Node reader
 (:mod:`~calico_rr.core.formats.kube`), the etcd layout
@@ -8,6 +8,7 @@ these functions.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -22,7 +23,9 @@ from calico_rr.errors import InputError, safe_repr
 __all__ = [
     "format_timestamp",
     "ipv4_field",
+    "ipv6_field",
     "parse_ipv4",
+    "parse_ipv6",
     "parse_timestamp",
     "timestamp_field",
 ]
@@ -50,6 +53,40 @@ def ipv4_field(value: object, obj: str, field: str) -> str:
     if ip is None:
         raise InputError(
             f"{safe_repr(value)} is not an IPv4 address such as 10.0.0.5/24", obj=obj, field=field
+        )
+    return ip
+
+
+_PREFIX_LENGTHS6 = frozenset(str(n) for n in range(129))
+
+
+def parse_ipv6(text: str) -> str | None:
+    """The compressed address of ``"fd00::5"`` or ``"fd00::5/64"``, or None when malformed.
+
+    The prefix form is what calico-node writes into ``projectcalico.org/IPv6Address``
+    (prefix length 0-128).  A zone (``%eth0``) or an IPv4-mapped spelling is refused:
+    neither is a BGP address calico-node configures.  The compressed form is
+    returned so that two spellings of one address compare equal (peerIP lookups
+    compare strings).
+    """
+    address, slash, prefix = text.partition("/")
+    if slash and prefix not in _PREFIX_LENGTHS6:
+        return None
+    if ":" not in address or "%" in address or not address.isascii():
+        return None
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return None
+    return None if parsed.ipv4_mapped is not None else parsed.compressed
+
+
+def ipv6_field(value: object, obj: str, field: str) -> str:
+    """The address of a node's IPv6 BGP address field (:func:`parse_ipv6`), else InputError."""
+    ip = parse_ipv6(value) if isinstance(value, str) else None
+    if ip is None:
+        raise InputError(
+            f"{safe_repr(value)} is not an IPv6 address such as fd00::5/64", obj=obj, field=field
         )
     return ip
 

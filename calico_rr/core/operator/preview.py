@@ -245,7 +245,7 @@ def preview(obs: Observed, settings: OperatorSettings) -> Preview:
     if plan is not None and outcome == Phase.STEADY.value and Phase.MESH_OFF.value in steps:
         # The reconcile switched the mesh off only after this very gate passed on
         # this layout (reconcile._mesh_off_blocker): the verifier need not run twice.
-        gate = Verdict(sum(1 for n in plan.nodes if n.ip is not None), (), ())
+        gate = Verdict(sum(1 for n in plan.nodes if n.addressed), (), ())
     elif plan is not None:
         gate = gate_plan(plan, down=[n.name for n in plan.nodes if not n.ready])
     nodes = []

@@ -55,6 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.bgp.selector import (
     parse_selector,
 )
@@ -85,7 +86,6 @@ from calico_rr.core.operator.state import (
 from calico_rr.core.planning import planner, render
 from calico_rr.model import (
     ANN_CLUSTER_ID,
-    ANN_IPV4,
 )
 
 
@@ -307,8 +307,7 @@ def _after_break_blocker(obs: Observed, settings: OperatorSettings, want: _Desir
         cid = want.cids.get(name)
         if cid is not None:
             annotations[ANN_CLUSTER_ID] = cid
-        if node.ip is not None and ANN_IPV4 not in annotations:
-            annotations[ANN_IPV4] = f"{node.ip}/32"
+        annotations = address_annotations(node, annotations)
         docs.append(
             {
                 "apiVersion": "v1",

@@ -10,7 +10,8 @@ Calico documents (nodes as calico-node sees them, BGPPeers, BGPConfiguration)
 like the verifier does.
 
 * :func:`check` measures one state (also used on every intermediate state of
-  the operator's changes, in tests and demos).
+  the operator's changes, in tests and demos), in every address family the
+  cluster uses (``core.bgp.families``).
 * :func:`gate_plan` is the gate for a planner result: it refuses an empty
   cluster, a cluster where no node has a BGP address, a mesh-off layout with no
   route reflector, and any layout that leaves a node without a route, and says
@@ -20,13 +21,16 @@ like the verifier does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from calico_rr.core.bgp.families import Family, families_of_nodes
 from calico_rr.core.bgp.resources import parse_resources
-from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify import fast
+from calico_rr.core.bgp.verify.families import family_graphs, family_label
+from calico_rr.model import CalicoState
 
 if TYPE_CHECKING:
     from calico_rr.core.planning.planner import Plan
@@ -45,6 +49,8 @@ class Safety:
     examples: tuple[tuple[str, str], ...]
     #: running nodes that miss at least one other node's prefix (isolated ones too)
     cut_off: tuple[str, ...] = ()
+    #: the address families that fail, when the cluster runs more than IPv4
+    failing_families: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -54,6 +60,8 @@ class Safety:
         if self.ok:
             return f"safe: {self.nodes} running nodes all reach each other"
         parts = [f"{self.missing_pairs} missing (node, prefix) pairs"]
+        if self.failing_families:
+            parts[0] += f" in {' and '.join(family_label(f) for f in self.failing_families)}"
         if self.isolated:
             parts.append(f"isolated: {', '.join(self.isolated[:5])}")
         if self.examples:
@@ -62,8 +70,34 @@ class Safety:
 
 
 def check(docs: Iterable[Any], down: Collection[str] = ()) -> Safety:
-    """Reachability among the running nodes of the cluster described by ``docs``."""
-    return check_graph(build_session_graph(parse_resources(docs, where="cluster").state), down)
+    """Reachability among the running nodes of the cluster described by ``docs``, in
+    every address family the cluster uses (IPv4 and IPv6 sessions come from the same
+    resources: a change can cut IPv6 routes while IPv4 keeps them)."""
+    return check_state(parse_resources(docs, where="cluster").state, down)
+
+
+def check_state(state: CalicoState, down: Collection[str] = ()) -> Safety:
+    """:func:`check` on documents already read."""
+    return check_families(family_graphs(state), down)
+
+
+def check_families(graphs: Mapping[Family, SessionGraph], down: Collection[str] = ()) -> Safety:
+    """Every family's :func:`check_graph`, combined: the state is safe only when each
+    family is.  Within a family only the nodes with an address of it count: a node
+    without one never had routes of that family, and no configuration gives it any."""
+    parts = {f: check_graph(g, down) for f, g in graphs.items()}
+    if list(parts) == ["ipv4"]:
+        return parts["ipv4"]
+    values = list(parts.values())
+    examples = [e for s in values for e in s.examples][:3]
+    return Safety(
+        nodes=max((s.nodes for s in values), default=0),
+        missing_pairs=sum(s.missing_pairs for s in values),
+        isolated=tuple(sorted({n for s in values for n in s.isolated})),
+        examples=tuple(examples),
+        cut_off=tuple(sorted({n for s in values for n in s.cut_off})),
+        failing_families=tuple(f for f, s in parts.items() if not s.ok),
+    )
 
 
 def check_graph(graph: SessionGraph, down: Collection[str] = ()) -> Safety:
@@ -126,14 +160,20 @@ def names_text(names: Sequence[str], limit: int = _LISTED) -> str:
 
 
 def gate_plan(
-    plan: Plan, *, down: Collection[str] = (), graph: SessionGraph | None = None
+    plan: Plan,
+    *,
+    down: Collection[str] = (),
+    graph: SessionGraph | None = None,
+    graphs: Mapping[Family, SessionGraph] | None = None,
 ) -> Verdict:
     """May ``plan``'s resources be applied?  ``down``: nodes known not to run BGP now
     (the operator passes its NotReady nodes; the CLI checks every node).  ``graph``:
-    the plan's session graph when the caller has built it already (``plan_graph``)."""
+    the plan's IPv4 session graph when the caller has built it already
+    (``plan_graph``; used for an IPv4-only plan); ``graphs``: every family's
+    (``plan_graphs``).  Every address family the nodes use is checked."""
     nodes = plan.nodes
-    addressed = [n.name for n in nodes if n.ip is not None]
-    without = [n.name for n in nodes if n.ip is None]
+    addressed = [n.name for n in nodes if n.addressed]
+    without = [n.name for n in nodes if not n.addressed]
     if not nodes:
         return Verdict(
             0,
@@ -149,8 +189,9 @@ def gate_plan(
             0,
             tuple(without),
             (
-                f"none of the {len(nodes)} nodes has an IPv4 BGP address "
-                "(annotation projectcalico.org/IPv4Address, or an InternalIP): no node can "
+                f"none of the {len(nodes)} nodes has a BGP address "
+                "(annotation projectcalico.org/IPv4Address or IPv6Address, or an "
+                "InternalIP): no node can "
                 "be a route reflector, and with the mesh off every node would be without "
                 "BGP sessions once calico-node gives it an address",
             ),
@@ -162,7 +203,13 @@ def gate_plan(
             tuple(addressed),
             (f"no route reflector could be placed: {_ineligible_text(plan)}",),
         )
-    result = check(plan.calico_documents(), down) if graph is None else check_graph(graph, down)
+    # ``graph`` is the IPv4 graph (``plan_graph``): enough only for an IPv4-only plan.
+    if graphs is not None:
+        result = check_families(graphs, down)
+    elif graph is not None and families_of_nodes(nodes) == ("ipv4",):
+        result = check_graph(graph, down)
+    else:
+        result = check(plan.calico_documents(), down)
     if result.ok:
         return Verdict(len(addressed), (), ())
     cause = f"the configuration leaves nodes without routes: {result.describe()}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from calico_rr.core.bgp.families import Family, families_of_nodes, missing_families
 from calico_rr.core.planning.config import SLOT_LABEL, PlanConfig
 from calico_rr.model import Condition, Node
 
@@ -62,8 +63,8 @@ def healthy(node: Node) -> bool:
 
 def ineligibility(node: Node, config: PlanConfig) -> str | None:
     """Why ``node`` may not be a route reflector, or None when it may."""
-    if node.ip is None:
-        return "no IPv4 address"
+    if not node.addressed:
+        return "no BGP address"
     if not node.ready:
         return "not Ready"
     if node.unschedulable:
@@ -101,25 +102,37 @@ def fill_slots(
     rack_of: Mapping[str, str] | None,
     config: PlanConfig,
     zone_order: Sequence[str],
+    families: Sequence[Family] = (),
 ) -> tuple[dict[str, str], list[str]]:
     """Assign a node name to each slot.  Returns (slot -> node, warnings).
 
+    ``families``: the address families the cluster uses (default: those of
+    ``eligible``).  An RR without an address of one of them has no sessions of
+    that family, so its clients lose those routes: nodes carrying every family
+    (*complete*) come first, in every step.
+
     1. Keep: a node already labelled with a requested slot keeps it while it is
-       eligible and (for rack slots) still in that rack.  If several nodes claim a
-       slot (a make-before-break hand-over in progress) the oldest keeps it.
-    2. Fill: each empty slot, in request order, takes the best free candidate in
-       its rack (hierarchy) and home zone, spilling to the next zones in order.
+       eligible, (for rack slots) still in that rack, and complete or no complete
+       candidate exists.  If several nodes claim a slot (a make-before-break
+       hand-over in progress) the oldest keeps it.
+    2. Fill: each empty slot, in request order, takes the best free complete
+       candidate in its rack (hierarchy) and home zone, spilling to the next zones
+       in order, then to other racks; only then an incomplete one (with a warning).
     """
     wanted = {r.slot: r for r in requests}
     taken: dict[str, str] = {}
     used: set[str] = set()
     warnings: list[str] = []
+    need = tuple(families) or families_of_nodes(eligible)
+    complete = {n.name for n in eligible if not missing_families(n, need)}
 
     # 1. Keep current holders (oldest first so a duplicate claim resolves stably).
     for node in sorted(eligible, key=_age_key):
         slot = node.labels.get(SLOT_LABEL)
         if slot is None or slot not in wanted or slot in taken:
             continue
+        if complete and node.name not in complete:
+            continue  # re-chosen below only when the complete candidates run out
         req = wanted[slot]
         if req.rack is not None and rack_of is not None and rack_of.get(node.name) != req.rack:
             continue
@@ -130,8 +143,9 @@ def fill_slots(
     #    at most a few hundred slots exist, so skipping used names stays cheap
     #    even at 50,000 nodes.
     ranked = sorted(eligible, key=lambda n: _rank_key(n, config))
-    buckets: dict[tuple[str | None, str | None], list[Node]] = {}
+    tiers: list[_Buckets] = [{}, {}]  # complete candidates, then the others
     for n in ranked:
+        buckets = tiers[0 if n.name in complete else 1]
         rack = rack_of.get(n.name) if rack_of is not None else None
         buckets.setdefault((rack, zone_of.get(n.name)), []).append(n)
         if rack is not None:
@@ -140,16 +154,12 @@ def fill_slots(
     for req in requests:
         if req.slot in taken:
             continue
-        choice = None
-        if req.rack is not None:
-            choice = _pick(buckets, req.rack, req.zone, zones, used)
-            if choice is None:
-                warnings.append(
-                    f"rack {req.rack} has no eligible node for slot {req.slot}; "
-                    "taking one from another rack"
-                )
-        if choice is None:
-            choice = _pick(buckets, None, req.zone, zones, used)
+        choice, other_rack = _pick_tiered(tiers, req, zones, used)
+        if other_rack:
+            warnings.append(
+                f"rack {req.rack} has no eligible node for slot {req.slot}; "
+                "taking one from another rack"
+            )
         if choice is None:
             warnings.append(f"no eligible node left for RR slot {req.slot}")
             continue
@@ -158,9 +168,43 @@ def fill_slots(
                 f"zone {req.zone} has no eligible node for slot {req.slot}; "
                 f"using {choice.name} in zone {zone_of.get(choice.name)}"
             )
+        warnings.extend(_lacking_warning(choice, req.slot, need))
         taken[req.slot] = choice.name
         used.add(choice.name)
     return taken, warnings
+
+
+_Buckets = dict[tuple[str | None, str | None], list[Node]]
+
+
+def _lacking_warning(choice: Node, slot: str, need: Sequence[Family]) -> list[str]:
+    """Say when an RR lacks a family the cluster uses (only when no complete
+    candidate was left: :func:`fill_slots`)."""
+    lacking = missing_families(choice, tuple(need))
+    if not lacking:
+        return []
+    names = " and ".join("IPv6" if f == "ipv6" else "IPv4" for f in lacking)
+    return [
+        f"RR {choice.name} (slot {slot}) has no {names} address: no eligible node with "
+        f"every address family ({', '.join(need)}) is left, so its clients get no "
+        f"{names} routes through it"
+    ]
+
+
+def _pick_tiered(
+    tiers: Sequence[_Buckets], req: SlotRequest, zones: Sequence[str], used: set[str]
+) -> tuple[Node | None, bool]:
+    """The best free candidate for ``req``: the first tier's (rack first, then any
+    rack), then the next tier's.  The flag: a rack slot filled outside its rack."""
+    for buckets in tiers:
+        if req.rack is not None:
+            choice = _pick(buckets, req.rack, req.zone, zones, used)
+            if choice is not None:
+                return choice, False
+        choice = _pick(buckets, None, req.zone, zones, used)
+        if choice is not None:
+            return choice, req.rack is not None
+    return None, False
 
 
 def _pick(

@@ -127,7 +127,7 @@ def make_view(nodes: Sequence[Node], config: PlanConfig) -> tuple[ClusterView, d
         for n in ordered:
             z = n.labels.get(config.zone_label)
             zone_of[n.name] = z
-            if z is not None and n.ip is not None:
+            if z is not None and n.addressed:
                 distinct.add(z)
     zones = tuple(sorted(distinct)) if len(distinct) >= 2 else ()
     if not zones:
@@ -140,7 +140,7 @@ def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
     if len(nodes) > MAX_NODES:
         raise InputError(f"at most {MAX_NODES} nodes can be planned, got {len(nodes)}")
     view, ineligible = make_view(nodes, config)
-    bgp_nodes = [n for n in view.nodes if n.ip is not None]
+    bgp_nodes = [n for n in view.nodes if n.addressed]
     ready = sum(1 for n in bgp_nodes if healthy(n))
     sized = config.rrs if config.rrs is not None else rr_count(ready, config.sizing)
     sized = min(sized, len(view.eligible))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.planning.config import OWNED_NODE_LABELS, RR_LABEL, PlanConfig
 from calico_rr.core.planning.topologies.base import Layout
 from calico_rr.model import ANN_CLUSTER_ID, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, Node
@@ -130,14 +131,13 @@ def desired_view(
 
 def calico_view(nodes: Sequence[Node], layout: Layout) -> list[dict[str, Any]]:
     """Every node as calico-node would read it after the plan (KDD: labels plus
-    the IPv4/cluster-ID annotations, domain.md 2).  Feeds the session graph, so
+    the address (IPv4, IPv6) and cluster-ID annotations, domain.md 2).  Feeds the session graph, so
     the figures come from the rendered result, not the planner's intent."""
     cids = layout.cluster_ids()
     out: list[dict[str, Any]] = []
     for node in nodes:
         labels, annotations = desired_view(node, layout, cids)
-        if node.ip is not None and "projectcalico.org/IPv4Address" not in annotations:
-            annotations["projectcalico.org/IPv4Address"] = f"{node.ip}/32"
+        annotations = address_annotations(node, annotations)
         out.append(
             {
                 "apiVersion": "v1",

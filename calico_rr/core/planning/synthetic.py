@@ -23,7 +23,17 @@ from calico_rr.core.planning.config import RACK_LABEL
 from calico_rr.errors import ConfigError
 from calico_rr.model import ZONE_LABEL, Condition, Node, Taint
 
-__all__ = ["ADDRESSES", "synthetic_cluster", "synthetic_ip", "zone_name"]
+__all__ = [
+    "ADDRESSES",
+    "IP_FAMILIES",
+    "synthetic_cluster",
+    "synthetic_ip",
+    "synthetic_ip6",
+    "zone_name",
+]
+
+#: ``ip_family`` values: IPv4 addresses only, IPv6 only, or both on every node.
+IP_FAMILIES = ("ipv4", "ipv6", "dual")
 
 #: Addresses come from 10.0.0.0/8 with 254 hosts per /24 (host parts .1-.254, so no
 #: network or broadcast-looking address, and never 10.0.0.0): 256 * 256 * 254.
@@ -92,6 +102,38 @@ def synthetic_ip(index: int) -> str:
     block, host = divmod(index, 254)
     second, third = divmod(block, 256)
     return f"10.{second}.{third}.{host + 1}"
+
+
+def synthetic_ip6(index: int) -> str:
+    """The IPv6 address of node ``index`` in the ULA prefix fd00::/64: fd00::1,
+    fd00::2, ... (compressed form, as :func:`~calico_rr.core.formats.scalars.parse_ipv6`
+    writes it)."""
+    high, low = divmod(index + 1, 65536)
+    return f"fd00::{high:x}:{low:x}" if high else f"fd00::{low:x}"
+
+
+def _without_ipv6(nodes: int, share: float) -> frozenset[int]:
+    """Indices of the ``share`` of a dual-stack cluster's nodes left without IPv6,
+    spread over the cluster (the Fibonacci order from its far end, so that they are
+    not the same nodes as the unhealthy ones)."""
+    count = min(math.floor(share * nodes + 1e-9), nodes)
+    if count <= 0:
+        return frozenset()
+    order = sorted(range(nodes), key=lambda i: (i * _PHI64) & _MASK64)
+    return frozenset(order[nodes - count :])
+
+
+def _check_family(ip_family: str, ipv4_only: float) -> None:
+    if ip_family not in IP_FAMILIES:
+        raise ConfigError(
+            f"synthetic cluster: ip family must be ipv4, ipv6 or dual, got {ip_family!r}"
+        )
+    if not 0.0 <= ipv4_only <= 1.0:  # also rejects NaN
+        raise ConfigError(
+            f"synthetic cluster: ipv4_only is a share of nodes in [0, 1], got {ipv4_only}"
+        )
+    if ipv4_only and ip_family != "dual":
+        raise ConfigError("synthetic cluster: ipv4_only applies to a dual-stack cluster only")
 
 
 def _check(
@@ -169,6 +211,8 @@ def synthetic_cluster(
     zone_label: str = ZONE_LABEL,
     rack_label: str = RACK_LABEL,
     start: float = 1704067200.0,
+    ip_family: str = "ipv4",
+    ipv4_only: float = 0.0,
 ) -> list[Node]:
     """A deterministic cluster of ``nodes`` nodes, sorted by name.
 
@@ -182,12 +226,19 @@ def synthetic_cluster(
     * every node Ready and schedulable, except ``floor(unhealthy * nodes)`` nodes
       spread over the cluster, which get one problem each in turn: Ready=False,
       cordoned, ``node.kubernetes.io/unreachable:NoExecute``, being deleted,
-      DiskPressure=True, ``node.kubernetes.io/network-unavailable:NoSchedule``.
+      DiskPressure=True, ``node.kubernetes.io/network-unavailable:NoSchedule``;
+    * ``ip_family``: ``ipv4`` (the addresses above), ``ipv6`` (fd00::/64 addresses,
+      :func:`synthetic_ip6`, and no IPv4) or ``dual`` (both); in a dual-stack
+      cluster ``floor(ipv4_only * nodes)`` nodes spread over it have no IPv6 address.
 
     Raises ConfigError on a negative count, ``unhealthy`` outside [0, 1), or more
     nodes than fit in 10.0.0.0/8.
     """
     _check(nodes, zones, racks, unhealthy, zone_label, rack_label, start)
+    _check_family(ip_family, ipv4_only)
+    with4 = ip_family != "ipv6"
+    with6 = ip_family != "ipv4"
+    no6 = _without_ipv6(nodes, ipv4_only) if with6 else frozenset()
     placements, cycle = _placements(nodes, zones, racks, zone_label, rack_label)
     problems = _unhealthy_problems(nodes, unhealthy)
     width = len(str(MAX_NODES - 1))  # every index fits: names sort in index order
@@ -202,7 +253,8 @@ def synthetic_cluster(
         append(
             Node(
                 name=f"node-{i:0{width}d}",
-                ip=f"10.{second}.{third}.{host + 1}",  # synthetic_ip(i), inlined for speed
+                # synthetic_ip(i), inlined for speed
+                ip=f"10.{second}.{third}.{host + 1}" if with4 else None,
                 labels=placements[i % cycle],
                 annotations=no_annotations,
                 conditions=conditions,
@@ -210,6 +262,7 @@ def synthetic_cluster(
                 unschedulable=cordoned,
                 deleting=deleting,
                 created=start + 60.0 * i,
+                ip6=synthetic_ip6(i) if with6 and i not in no6 else None,
             )
         )
     return out

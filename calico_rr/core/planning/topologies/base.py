@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from calico_rr.core.bgp.families import families_of_nodes
 from calico_rr.core.planning.candidates import SlotRequest, fill_slots
 from calico_rr.core.planning.config import (
     GROUP_LABEL,
@@ -83,7 +84,7 @@ class ClusterView:
 
     @property
     def bgp_nodes(self) -> tuple[Node, ...]:
-        return tuple(n for n in self.nodes if n.ip is not None)
+        return tuple(n for n in self.nodes if n.addressed)
 
     def count_by_zone(self, nodes: Sequence[Node]) -> dict[str, int]:
         counts = dict.fromkeys(self.zones, 0)
@@ -139,6 +140,7 @@ def fill(
         rack_of=rack_of,
         config=config,
         zone_order=view.zones,
+        families=families_of_nodes(view.nodes),
     )
 
 
@@ -217,7 +219,7 @@ def slot_zones(view: ClusterView, config: PlanConfig, count: int) -> list[str | 
 
     if not view.zones:
         return [None] * min(count, len(view.eligible))
-    ready = view.count_by_zone([n for n in view.nodes if n.ip is not None and healthy(n)])
+    ready = view.count_by_zone([n for n in view.nodes if n.addressed and healthy(n)])
     eligible = view.count_by_zone(view.eligible)
     total = None if (config.per_zone_sizing and config.rrs is None) else count
     return list(zone_slots(total, ready, eligible, config))
@@ -240,4 +242,4 @@ def round_to_zones(view: ClusterView, count: int) -> int:
 def clients_of(view: ClusterView, holders: Mapping[str, str]) -> list[Node]:
     """Every BGP node that holds no RR slot (unhealthy ones too: they still need routes)."""
     rr_nodes = set(holders.values())
-    return [n for n in view.nodes if n.ip is not None and n.name not in rr_nodes]
+    return [n for n in view.nodes if n.addressed and n.name not in rr_nodes]

@@ -64,7 +64,7 @@ def generated_racks(view: ClusterView, config: PlanConfig) -> dict[str | None, l
     """
     unlabelled: dict[str | None, int] = {}
     for n in view.nodes:
-        if n.ip is not None and config.rack_label not in n.labels:
+        if n.addressed and config.rack_label not in n.labels:
             z = view.zone_of.get(n.name)
             unlabelled[z] = unlabelled.get(z, 0) + 1
     if not unlabelled:
@@ -99,7 +99,7 @@ def assign_racks(view: ClusterView, config: PlanConfig) -> tuple[dict[str, str],
     gen_load = {g: 0 for names in by_zone.values() for g in names}
     pending: list[Node] = []
     for n in view.nodes:
-        if n.ip is None:
+        if not n.addressed:
             continue
         rack = n.labels.get(config.rack_label)
         if rack is not None:
