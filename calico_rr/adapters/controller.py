@@ -178,9 +178,10 @@ class Controller(ReconcileLoop):
         cfg = self.store.config()
         if cfg is None:
             raise LookupError("no config")
-        return self._settings(cfg.spec).debounce
+        return self.settings_for(cfg.spec).debounce
 
-    def _settings(self, spec: Any) -> OperatorSettings:
+    def settings_for(self, spec: Any) -> OperatorSettings:
+        """The settings a config's ``spec`` gives with this replica's environment."""
         return settings_from_spec(spec, env=self.env, api_group=self.store.api_group)
 
     def lists(self) -> int:
@@ -239,7 +240,7 @@ class Controller(ReconcileLoop):
 
     def _reconcile_config(self, cfg: ConfigRecord, status: dict[str, Any]) -> core.Decision | None:
         try:
-            settings = self._settings(cfg.spec)
+            settings = self.settings_for(cfg.spec)
         except ConfigError as exc:
             self.writer.prepare(cfg)
             self._invalid(status, str(exc))
@@ -268,7 +269,7 @@ class Controller(ReconcileLoop):
 
     def _uninstall_step(self, cfg: ConfigRecord, status: dict[str, Any]) -> core.Decision:
         try:
-            settings = self._settings(cfg.spec)
+            settings = self.settings_for(cfg.spec)
         except ConfigError:  # an invalid config is still uninstalled, with the defaults
             settings = settings_from_spec({}, env={}, api_group=self.store.api_group)
         obs = self.store.observed(status.get("transition"))

@@ -43,16 +43,13 @@ def preview_kube(
     from calico_rr.adapters.kube.ports import CONFIG_API
 
     op = Operator(client, env=env, config_name=config_name, leader_election=False)
-    op._discover()
     if client.get(api_path(CONFIG_API, CRD_PLURAL, config_name)) is None:
         raise ConfigError(f"no {CRD_KIND} named {config_name!r}: nothing to uninstall")
-    op._start_informers()
+    op.start_caches()
     try:
         result = _preview(op, timeout)
     finally:
-        for inf in op.informers.values():
-            inf.stop()
-        op._pool.shutdown(wait=True)
+        op.stop_caches()
     result.update(datastore="kubernetes", delete=f"{CRD_KIND} {config_name}")
     return result
 
@@ -68,16 +65,13 @@ def preview_etcd(
     from calico_rr.adapters.etcd.operator import EtcdOperator
 
     op = EtcdOperator(client, env=env or {}, config_name=config_name, leader_election=False)
-    for cache in op.caches.values():
-        cache.start()
+    op.start_caches()
     try:
         if not _synced(op, timeout) or op.caches["own"].get(op.config_key) is None:
             raise ConfigError(f"no config at {op.config_key}: nothing to uninstall")
         result = _preview(op, timeout)
     finally:
-        for cache in op.caches.values():
-            cache.stop()
-        op._pool.shutdown(wait=True)
+        op.stop_caches()
     result.update(datastore="etcdv3", delete=f"{op.config_key} and {op.status_key}")
     return result
 
@@ -100,7 +94,7 @@ def _preview(op: DatastoreOperator, timeout: float) -> dict[str, Any]:
     if cfg is None:
         raise ConfigError(f"{op.store.no_config()}: nothing to uninstall")
     try:
-        settings = op._settings(cfg.spec)
+        settings = op.settings_for(cfg.spec)
     except ConfigError:  # an invalid config is still uninstalled, with the defaults
         settings = settings_from_spec({}, env={}, api_group=op.store.api_group)
     status = op.status_sink.current()

@@ -70,6 +70,18 @@ class DatastoreOperator(Controller):
     def _start_caches(self) -> None:
         raise NotImplementedError
 
+    def start_caches(self) -> Self:
+        """Only the caches: for one-shot commands (uninstall, its dry run) that read
+        what the pass reads without leading or looping.  Undo with :meth:`stop_caches`."""
+        self._start_caches()
+        return self
+
+    def stop_caches(self) -> None:
+        """Stop the caches and the write pool (after :meth:`start_caches`)."""
+        for cache in self._watched():
+            cache.stop()
+        self._pool.shutdown(wait=True)
+
     def _watched(self) -> Sequence[Cache]:
         """The caches the pass reads."""
         raise NotImplementedError
@@ -104,7 +116,7 @@ class DatastoreOperator(Controller):
     def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
         return self.store.observed(transition)
 
-    def _drive_uninstall(self, removed: Callable[[], bool], timeout: float, poll: float) -> str:
+    def drive_uninstall(self, removed: Callable[[], bool], timeout: float, poll: float) -> str:
         """Run passes (the caches started, no elector) until ``removed()`` says the
         config is gone - the uninstall steps ran to the end; TimeoutError after
         ``timeout`` seconds.  Returns a summary line."""

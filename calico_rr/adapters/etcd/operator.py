@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from calico_rr.adapters.etcd.cache import Entry, PrefixCache
 from calico_rr.adapters.etcd.client import EtcdClient
@@ -194,9 +194,15 @@ class EtcdOperator(DatastoreOperator):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def _start_caches(self) -> None:
+    def start_caches(self) -> Self:
+        """The etcd caches only (see DatastoreOperator.start_caches; the Kubernetes
+        health informer is the running replica's)."""
         for cache in self.caches.values():
             cache.start()
+        return self
+
+    def _start_caches(self) -> None:
+        self.start_caches()
         if self.kube_health is not None:
             self.kube_health.on_change = self._wake.set
             self.kube_health.start()
@@ -310,13 +316,10 @@ def uninstall(
     op = EtcdOperator(
         client, env=env or {}, config_name=config_name, prefix=prefix, leader_election=False
     )
-    for cache in op.caches.values():
-        cache.start()
+    op.start_caches()
     try:
-        return op._drive_uninstall(
+        return op.drive_uninstall(
             lambda: op.caches["own"].get(op.config_key) is None, timeout, poll
         )
     finally:
-        for cache in op.caches.values():
-            cache.stop()
-        op._pool.shutdown(wait=True)
+        op.stop_caches()

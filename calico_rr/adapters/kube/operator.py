@@ -313,7 +313,6 @@ def uninstall(
     drive the uninstall steps to the end in this process - idempotent with a
     running operator doing the same.  Returns a summary line."""
     op = Operator(client, env=env, config_name=config_name, leader_election=False)
-    op._discover()
     path = api_path(CONFIG_API, CRD_PLURAL, config_name)
     cfg = client.get(path)
     if cfg is None:
@@ -324,14 +323,13 @@ def uninstall(
             {"metadata": {"finalizers": [*(cfg["metadata"].get("finalizers") or []), FINALIZER]}},
         )
     client.delete(path)
-    op._start_informers()
+    op.start_caches()
     try:
-        return op._drive_uninstall(
+        return op.drive_uninstall(
             lambda: op.informers["config"].get(config_name) is None, timeout, poll
         )
     finally:
-        for inf in op.informers.values():
-            inf.stop()
+        op.stop_caches()
 
 
 __all__ = ["FINALIZER", "Operator", "choose_api_group", "node_state", "owned_fields", "uninstall"]
