@@ -44,3 +44,19 @@ def test_exact_1000(benchmark: Any, topology: str) -> None:
     graph = _graph(1000, topology, racks=3)
     report = benchmark.pedantic(lambda: verify(graph, engine="exact"), rounds=1, iterations=1)
     assert report.reachable and report.single_rr_failure_tolerant
+
+
+def test_fast_5000_dual_stack_hierarchy(benchmark: Any) -> None:
+    """Issue 17: both families of a 5000-node dual-stack hierarchy, every single-RR
+    failure in each: the two projections, their session graphs and verifications."""
+    from calico_rr.core.bgp.verify.families import verify_families
+    from calico_rr.core.report.summary import plan_state
+
+    nodes = synthetic_cluster(5000, zones=3, racks=10, ip_family="dual")
+    state = plan_state(plan(nodes, PlanConfig(topology="hierarchy")))
+    report = benchmark.pedantic(
+        lambda: verify_families(state, engine="fast"), rounds=5, iterations=1
+    )
+    assert [f.family for f in report.families] == ["ipv4", "ipv6"]
+    assert all(f.report.nodes == 5000 for f in report.families)
+    assert report.reachable and report.combined().single_rr_failure_tolerant

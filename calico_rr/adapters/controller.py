@@ -37,6 +37,7 @@ from calico_rr.adapters.runtime import ReconcileLoop, conditions
 from calico_rr.core import operator as core
 from calico_rr.core.operator.preview import preview
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
+from calico_rr.core.planning.candidates import FAMILY_GAP
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError
 
@@ -360,7 +361,9 @@ class Controller(ReconcileLoop):
         if d.phase == core.Phase.BLOCKED:
             degraded = d.message
         warnings = list(d.plan.warnings) if d.plan is not None else []
-        if not degraded and warnings and any("no node" in w for w in warnings):
+        # A layout short of RRs, or with an RR lacking a family the cluster uses
+        # (its clients get no routes of that family through it), is Degraded.
+        if not degraded and any("no node" in w or FAMILY_GAP in w for w in warnings):
             degraded = "; ".join(warnings)
         self._write_status(
             status,
@@ -391,11 +394,17 @@ class Controller(ReconcileLoop):
             return
         self._session_key = key
         try:
-            expected = core.rr_peer_addresses(d.plan)
+            by_family = core.rr_peer_addresses_by_family(d.plan)
         except Exception:  # metrics must never break the reconcile
             log.exception("session metrics failed")
             return
-        counts = [len(v) for v in expected.values()] or [0]
+        # Per BGP daemon, as plan and doctor count them (the budget is per daemon): a
+        # dual-stack RR's BIRD and bird6 each hold their family's sessions; the larger.
+        per_rr: dict[str, int] = {}
+        for expected in by_family.values():
+            for rr, ips in expected.items():
+                per_rr[rr] = max(per_rr.get(rr, 0), len(ips))
+        counts = list(per_rr.values()) or [0]
         self.metrics.sessions_per_rr.labels("min").set(min(counts))
         self.metrics.sessions_per_rr.labels("max").set(max(counts))
         self.metrics.sessions_per_rr.labels("mean").set(sum(counts) / len(counts))

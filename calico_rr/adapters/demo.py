@@ -17,8 +17,8 @@ from typing import Any, Final, Protocol
 
 from calico_rr.adapters.controller import Controller
 from calico_rr.core.bgp.resources import parse_resources
-from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
-from calico_rr.core.bgp.verify import verify
+from calico_rr.core.bgp.sessions import SessionGraph
+from calico_rr.core.bgp.verify.families import FamiliesReport, verify_families
 from calico_rr.core.operator.safety import check
 from calico_rr.model import ZONE_LABEL, Node
 
@@ -31,6 +31,7 @@ __all__ = [
     "Sample",
     "demo_result",
     "run_flow",
+    "verification",
     "wait_node_handled",
     "wait_steady",
 ]
@@ -38,6 +39,7 @@ __all__ = [
 DEMO_KEYS: Final = (
     "nodes",
     "zones",
+    "ip_family",
     "converged",
     "verified",
     "seconds_to_converge",
@@ -56,8 +58,10 @@ DEMO_KEYS: Final = (
     # set by ``calico-rr demo`` (the HTML page it wrote, or null), not by run_demo
     "report",
 )
-#: ``verification``: what the verifier says about the converged layout.
-VERIFICATION_KEYS: Final = ("reachable", "single_rr_failure_tolerant", "sessions")
+#: ``verification``: what the verifier says about the converged layout, every family
+#: together, then ``families``: the same per address family (IPv4, IPv6), with the
+#: nodes that have no address of the family.
+VERIFICATION_KEYS: Final = ("reachable", "single_rr_failure_tolerant", "sessions", "families")
 #: ``zone_failure``: one zone's nodes fail, the operator re-converges.
 ZONE_FAILURE_KEYS: Final = (
     "zone",
@@ -78,6 +82,26 @@ def demo_result(result: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"demo result keys not in demo.DEMO_KEYS: {sorted(unknown)}")
     return {key: result[key] for key in DEMO_KEYS if key in result}
+
+
+def verification(checked: FamiliesReport) -> dict[str, Any]:
+    """``verification``: every family together (a dual-stack layout holds only when
+    both families do), then each family's own verdict."""
+    combined = checked.combined()
+    families: dict[str, Any] = {}
+    for part in checked.families:
+        families[part.family] = {
+            "reachable": part.reachable,
+            "single_rr_failure_tolerant": part.report.single_rr_failure_tolerant,
+            "sessions": part.report.sessions,
+            "nodes_without_address": len(part.without_address),
+        }
+    return {
+        "reachable": combined.reachable,
+        "single_rr_failure_tolerant": combined.single_rr_failure_tolerant,
+        "sessions": combined.sessions,
+        "families": families,
+    }
 
 
 # -- what the demo's report shows beyond the result ----------------------------------------
@@ -248,14 +272,12 @@ def run_flow(
     sync_lists = op.lists()
     site.mark_sync()
     docs = site.documents()
-    trace.graph = build_session_graph(parse_resources(docs, where=site.where).state)
-    report = verify(trace.graph)
-    result["verified"] = report.reachable and report.single_rr_failure_tolerant
-    result["verification"] = {
-        "reachable": report.reachable,
-        "single_rr_failure_tolerant": report.single_rr_failure_tolerant,
-        "sessions": report.sessions,
-    }
+    checked = verify_families(parse_resources(docs, where=site.where).state)
+    trace.graph = checked.primary.graph  # the drawing: the first family's (IPv4 first)
+    result["verification"] = verification(checked)
+    result["verified"] = (
+        result["verification"]["reachable"] and result["verification"]["single_rr_failure_tolerant"]
+    )
     st = site.status()
     result["topology"] = st.get("topology")
     result["route_reflectors"] = st.get("routeReflectors")

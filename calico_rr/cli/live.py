@@ -22,7 +22,14 @@ def is_live(kubeconfig: str | None, context: str | None) -> bool:
 
 def flags_config(plan_args: dict[str, Any]) -> Any:
     """The PlanConfig of the planning flags alone (no nodes read or generated), as for
-    a nodes file: ``--racks`` generates racks for unlabelled nodes."""
+    a nodes file: ``--racks`` generates racks for unlabelled nodes.  Only a live
+    cluster's commands call it, so ``--ip-family`` is refused here: the cluster's
+    own addresses decide its families, and ignoring the flag would hide that."""
+    if plan_args.get("ip_family", "ipv4") != "ipv4":
+        raise InputError(
+            "--ip-family applies to a synthetic cluster (--nodes); a live cluster's "
+            "addresses say which families it uses"
+        )
     config = load_inputs(**{**plan_args, "nodes": 0, "nodes_file": None}).config
     return replace(config, racks=plan_args.get("racks"))
 

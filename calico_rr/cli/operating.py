@@ -320,10 +320,22 @@ def demo(
     no_report: Annotated[bool, typer.Option("--no-report", help="Write no HTML page.")] = False,
     output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
+    ip_family: Annotated[
+        str,
+        typer.Option(
+            "--ip-family",
+            help="The synthetic nodes' addresses: ipv4 | ipv6 | dual (both on every "
+            "node; the verification covers each family).",
+        ),
+    ] = "ipv4",
 ) -> None:
     """Start a local kube-apiserver + etcd (or, with --datastore etcdv3, a local etcd
     as Calico's datastore), run the operator on N synthetic nodes, verify the
     result, fail a zone and show it re-converge; then write an HTML page about it."""
+    if ip_family not in ("ipv4", "ipv6", "dual"):
+        # before anything starts: a bad flag must not cost a control plane's start
+        typer.echo(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}", err=True)
+        raise typer.Exit(2)
     if datastore == "kubernetes":
         from calico_rr.adapters.kube.demo import run_demo
     elif datastore == "etcdv3":
@@ -340,7 +352,12 @@ def demo(
     trace = DemoTrace()
     result = _guard(
         lambda: run_demo(
-            nodes=nodes, zones=zones, topology=topology, progress=progress, trace=trace
+            nodes=nodes,
+            zones=zones,
+            topology=topology,
+            progress=progress,
+            trace=trace,
+            ip_family=ip_family,
         )
     )
     if page is not None:
@@ -369,7 +386,10 @@ def _report_path(path: str | None) -> str:
 
 
 def _cell(value: object) -> str:
-    """A demo result's value in the table: a dict as ``key=value, ...``."""
+    """A demo result's value in the table: a dict as ``key=value, ...`` (a nested one,
+    such as the verification's families, in parentheses)."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(
+            f"{k}=({_cell(v)})" if isinstance(v, dict) else f"{k}={v}" for k, v in value.items()
+        )
     return str(value)

@@ -409,9 +409,10 @@ def _state_for_verify(
             "to plan (--nodes/--nodes-file)"
         )
     if plan_args.get("ip_family", "ipv4") != "ipv4":
+        where = "a live cluster's" if callable(resources) else "the resources'"
         raise InputError(
-            "--ip-family applies to a synthetic cluster (--nodes); the resources' "
-            "addresses say which families they use"
+            f"--ip-family applies to a synthetic cluster (--nodes); {where} "
+            "addresses say which families it uses"
         )
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.bgp.resources import parse_resources

@@ -204,21 +204,23 @@ def _bind(fn: Callable[[Any], object], arg: Any) -> Callable[[], None]:
 
 def status_all_established(sim: SimCluster) -> dict[str, NodeBGPStatus]:
     """CalicoNodeStatus as calico-node would report it if every configured
-    session between running nodes came up (for NodeStatus-mode tests)."""
+    session between running nodes came up, in every family (``peersV4`` and
+    ``peersV6`` read together), for NodeStatus-mode tests."""
     from calico_rr.core.bgp.resources import parse_resources
-    from calico_rr.core.bgp.sessions import build_session_graph
+    from calico_rr.core.bgp.verify.families import family_graphs
 
-    graph = build_session_graph(parse_resources(sim.calico_documents()).state)
+    graphs = family_graphs(parse_resources(sim.calico_documents()).state)
     live = {n for n, ns in sim.nodes.items() if healthy(ns.node)}
-    out: dict[str, NodeBGPStatus] = {}
-    for i, cn in enumerate(graph.nodes):
-        ips = frozenset(
-            graph.nodes[j].ip or ""
-            for j in graph.peers(i)
-            if graph.nodes[j].name in live and cn.name in live
-        )
-        out[cn.name] = NodeBGPStatus(True, ips)
-    return out
+    up: dict[str, set[str]] = {}
+    for graph in graphs.values():
+        for i, cn in enumerate(graph.nodes):
+            ips = up.setdefault(cn.name, set())
+            if cn.name not in live:
+                continue
+            ips.update(
+                graph.nodes[j].ip or "" for j in graph.peers(i) if graph.nodes[j].name in live
+            )
+    return {name: NodeBGPStatus(True, frozenset(ips)) for name, ips in up.items()}
 
 
 __all__ = ["Crash", "SimCluster", "status_all_established"]

@@ -203,7 +203,10 @@ def felix_report_key(name: str) -> str:
 
 
 def node_document(node: Node) -> dict[str, Any]:
-    """The Calico Node of ``node`` with a /24 address, as in the Kubernetes demo."""
+    """The Calico Node of ``node`` with a /24 address, as in the Kubernetes demo (an
+    IPv6 address, if any, as node_to_calico writes it)."""
+    if node.ip is None:  # an IPv6-only node
+        return node_to_calico(node, uid=f"uid-{node.name}")
     annotated = replace(node, annotations={**node.annotations, ANN_IPV4: f"{node.ip}/24"})
     return node_to_calico(annotated, uid=f"uid-{node.name}")
 
@@ -379,10 +382,17 @@ def run_demo(
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
     trace: demo.DemoTrace | None = None,
+    ip_family: str = "ipv4",
 ) -> dict[str, Any]:
     """The demo; the result has the keys of ``demo.DEMO_KEYS`` (docs/ETCD.md
     says what the request counts mean on etcd)."""
-    result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
+    result: dict[str, Any] = {
+        "nodes": nodes,
+        "zones": zones,
+        "ip_family": ip_family,
+        "converged": False,
+        "verified": False,
+    }
     progress("starting etcd with TLS (the binary is built on first use, then cached)")
     with EtcdServer() as server:
         sent = SentRequests()
@@ -390,7 +400,7 @@ def run_demo(
         ledger = RequestLedger(EtcdRequestCounter.for_server(server), sent)
         op: EtcdOperator | None = None
         try:
-            cluster = synthetic_cluster(nodes + 1, zones=zones)
+            cluster = synthetic_cluster(nodes + 1, zones=zones, ip_family=ip_family)
             leases = zone_leases(admin, cluster)
             progress(f"writing {nodes} Calico Nodes in {zones} zones (full mesh on)")
             own = create_nodes(admin, cluster[:nodes], leases)

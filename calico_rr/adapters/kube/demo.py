@@ -33,7 +33,8 @@ CONFIG_PATH = "/apis/calico-rr.io/v1alpha1/routereflectorconfigs"
 
 def node_object(node: Node) -> dict[str, Any]:
     obj = node_to_k8s(node)
-    obj.setdefault("metadata", {}).setdefault("annotations", {})[ANN_IPV4] = f"{node.ip}/24"
+    if node.ip is not None:  # an IPv6-only node has no IPv4 annotation
+        obj.setdefault("metadata", {}).setdefault("annotations", {})[ANN_IPV4] = f"{node.ip}/24"
     return obj
 
 
@@ -156,14 +157,21 @@ def run_demo(
     progress: Callable[[str], None] = lambda _line: None,
     timeout: float = 600.0,
     trace: demo.DemoTrace | None = None,
+    ip_family: str = "ipv4",
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"nodes": nodes, "zones": zones, "converged": False, "verified": False}
+    result: dict[str, Any] = {
+        "nodes": nodes,
+        "zones": zones,
+        "ip_family": ip_family,
+        "converged": False,
+        "verified": False,
+    }
     progress("starting kube-apiserver + etcd (binaries are built on first use, then cached)")
     with ControlPlane(audit=True) as cp:
         apply_crds(cp, calico_crds())
         install_operator_rbac(cp)
         admin = KubeClient.from_kubeconfig(cp.admin_kubeconfig)
-        cluster = synthetic_cluster(nodes + 1, zones=zones)
+        cluster = synthetic_cluster(nodes + 1, zones=zones, ip_family=ip_family)
         progress(f"creating {nodes} nodes in {zones} zones (full mesh on)")
         create_nodes(admin, cluster[:nodes])
         spec: dict[str, Any] = {"topology": topology, "waitTimeout": wait_timeout}

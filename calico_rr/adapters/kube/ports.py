@@ -20,6 +20,7 @@ from calico_rr.adapters.kube.events import EventRecorder, Regarding
 from calico_rr.adapters.kube.informer import Informer
 from calico_rr.adapters.observe import Health
 from calico_rr.core import operator as core
+from calico_rr.core.formats.scalars import established_peers
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.model import ANN_CLUSTER_ID
@@ -63,12 +64,7 @@ def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
     bgp = (obj.get("status") or {}).get("bgp")
     if not isinstance(bgp, Mapping):
         return str(spec.get("node") or ""), core.NodeBGPStatus(False)
-    up = frozenset(
-        str(p.get("peerIP"))
-        for p in bgp.get("peersV4") or []
-        if isinstance(p, Mapping) and p.get("state") == "Established"
-    )
-    return str(spec.get("node") or ""), core.NodeBGPStatus(True, up)
+    return str(spec.get("node") or ""), core.NodeBGPStatus(True, established_peers(bgp))
 
 
 class KubeStore:

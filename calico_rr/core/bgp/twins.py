@@ -26,8 +26,10 @@ any size).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
+from calico_rr.core.bgp.families import families_present, project
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.model import CalicoState
 
@@ -40,12 +42,30 @@ class TwinPairs:
 
     count: int
     examples: tuple[tuple[str, str], ...]  # (node, node), names sorted in each pair
+    #: the count per address family (only families with twins; empty when none)
+    by_family: Mapping[str, int] = field(default_factory=dict)
 
 
 def twin_pairs(state: CalicoState, *, examples: int = 5) -> TwinPairs:
-    """The pairs of nodes with twin protocols on both ends under ``state``."""
+    """The pairs of nodes with twin protocols on both ends under ``state``, in every
+    family: confd renders the same Mesh_ and Node_ protocols into bird6.cfg (IPv6
+    addresses), and bird6 is BIRD 1.6 too, so a pair can lock out in each family
+    on its own.  ``count`` adds the families up (each is a session of its own)."""
     if not state.config.mesh_enabled:
         return TwinPairs(0, ())
+    count = 0
+    found: set[tuple[str, str]] = set()
+    by_family: dict[str, int] = {}
+    for family in families_present(state):
+        n, pairs = _family_twins(project(state, family), examples)
+        if n:
+            by_family[family] = n
+            count += n
+            found.update(pairs)
+    return TwinPairs(count, tuple(sorted(found)[:examples]), by_family)
+
+
+def _family_twins(state: CalicoState, examples: int) -> tuple[int, list[tuple[str, str]]]:
     # The sessions the BGPPeers bring up on their own: both ends configure the
     # other by a BGPPeer, so both render a Node_/Global_ protocol beside Mesh_.
     graph = build_session_graph(replace(state, config=replace(state.config, mesh_enabled=False)))
@@ -66,4 +86,4 @@ def twin_pairs(state: CalicoState, *, examples: int = 5) -> TwinPairs:
                 a = mine.members[0]
                 b = mine.members[1] if c == d else theirs.members[0]
                 found.append((min(names[a], names[b]), max(names[a], names[b])))
-    return TwinPairs(count, tuple(sorted(found)))
+    return count, found

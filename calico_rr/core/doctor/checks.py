@@ -24,6 +24,7 @@ client-without-rr   error     mesh off, a non-RR node with no BGP session at all
                               routers, which may carry its routes)
 rr-overloaded       warning   an RR holds more sessions than the session budget (500)
 rr-single-zone      warning   every RR in one zone while the BGP nodes span several
+                              (these three per family in a dual-stack cluster)
 encap-always        warning   an enabled IPPool with ipipMode/vxlanMode Always and nodes
                               sharing a subnet (or subnets unknown); info when every
                               node is alone in its subnet
@@ -51,14 +52,20 @@ every BGP node matches (the nodes' labels decide, as they do for calico-node).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from calico_rr.core.bgp.families import families_present, project
+from calico_rr.core.bgp.families import Family, families_present, project
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.doctor.families import FAMILY_CHECKS
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity
 from calico_rr.core.doctor.inventory import Inventory
-from calico_rr.core.doctor.peering import PEERING_CHECKS
+from calico_rr.core.doctor.peering import (
+    PEERING_CHECKS,
+    check_client_without_rr,
+    check_rr_overloaded,
+    check_rr_single_zone,
+)
 from calico_rr.core.doctor.pools_typha import POOL_TYPHA_CHECKS
 from calico_rr.errors import InputError
 
@@ -69,17 +76,43 @@ DEFAULT_SESSION_BUDGET = 500
 
 CHECKS = PEERING_CHECKS + POOL_TYPHA_CHECKS + FAMILY_CHECKS
 
+#: The checks run on every family's session graph (each BGP daemon's sessions).  The
+#: mesh checks stay on the first family's: mesh-per-family gives each mesh's size.
+PER_FAMILY = (check_client_without_rr, check_rr_overloaded, check_rr_single_zone)
+
 
 def diagnose(inv: Inventory, *, session_budget: int = DEFAULT_SESSION_BUDGET) -> list[Finding]:
     """Every finding for ``inv``, errors first, then by id, object and message."""
     if session_budget < 1:
         raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
-    # The session checks read the first family's graph (IPv4, or IPv6 in an IPv6-only
-    # cluster); the family checks compare the families.
-    primary = project(inv.state, families_present(inv.state)[0])
-    view = CheckView(inv, build_session_graph(primary), session_budget)
-    findings = [f for check in CHECKS for f in check(view)]
+    # The checks read the first family's graph (IPv4, or IPv6 in an IPv6-only
+    # cluster); the family checks compare the families.  The checks of what each
+    # BGP daemon's sessions are (BIRD's and bird6's differ when some RR or client
+    # lacks an address of a family, or a BGPPeer has a peerIP of one family) run
+    # once per family, their messages naming it.
+    families = families_present(inv.state)
+    views = [
+        CheckView(inv, build_session_graph(project(inv.state, f)), session_budget) for f in families
+    ]
+    findings = [f for check in CHECKS if check not in PER_FAMILY for f in check(views[0])]
+    per_family = [[f for check in PER_FAMILY for f in check(view)] for view in views]
+    findings.extend(_merge_families(families, per_family))
     return sorted(findings, key=Finding.sort_key)
+
+
+def _merge_families(families: Sequence[Family], found: Sequence[list[Finding]]) -> list[Finding]:
+    """One list of the per-family findings: a finding every family has alike is
+    shown once, as is; any other names its family."""
+    if len(families) == 1:
+        return list(found[0])
+    common = set(found[0]).intersection(*found[1:])
+    out = sorted(common, key=Finding.sort_key)
+    for family, items in zip(families, found, strict=True):
+        name = "IPv4" if family == "ipv4" else "IPv6"
+        out.extend(
+            replace(f, message=f"{name} sessions: {f.message}") for f in items if f not in common
+        )
+    return out
 
 
 def summary_counts(findings: Iterable[Finding]) -> dict[str, int]:

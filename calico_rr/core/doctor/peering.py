@@ -109,6 +109,8 @@ def check_twin_protocols(view: CheckView) -> list[Finding]:
         if twins.count > len(twins.examples)
         else ""
     )
+    if set(twins.by_family) == {"ipv4", "ipv6"}:  # BIRD and bird6: a pair per family
+        more += f"; IPv4 {twins.by_family['ipv4']}, IPv6 {twins.by_family['ipv6']}"
     return [
         Finding(
             "twin-protocols",

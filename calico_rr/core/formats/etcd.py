@@ -34,7 +34,7 @@ from typing import Any, Final
 from calico_rr.core.bgp.calico_fields import node_to_node_mesh
 from calico_rr.core.bgp.resources import ParsedResources, parse_resources
 from calico_rr.core.formats.fields import mapping, string_map
-from calico_rr.core.formats.scalars import format_timestamp
+from calico_rr.core.formats.scalars import established_peers, format_timestamp
 from calico_rr.core.operator.state import NodeBGPStatus
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -311,19 +311,13 @@ def mesh_document(
 
 def node_status_from_calico(doc: Mapping[str, Any]) -> tuple[str, NodeBGPStatus]:
     """(node name, report) of a CalicoNodeStatus: has calico-node written its BGP
-    status, and which IPv4 peers are Established."""
+    status, and which peers (IPv4 and IPv6) are Established."""
     spec = mapping(doc.get("spec"), "CalicoNodeStatus", "spec")
     node = str(spec.get("node") or "")
     bgp = (doc.get("status") or {}).get("bgp")
     if not isinstance(bgp, Mapping):
         return node, NodeBGPStatus(False)
-    peers = bgp.get("peersV4") or []
-    up = frozenset(
-        str(p.get("peerIP"))
-        for p in peers
-        if isinstance(p, Mapping) and p.get("state") == "Established" and p.get("peerIP")
-    )
-    return node, NodeBGPStatus(True, up)
+    return node, NodeBGPStatus(True, established_peers(bgp))
 
 
 def calico_state(docs: Iterable[Mapping[str, Any]], *, where: str = "etcd") -> ParsedResources:

@@ -21,6 +21,7 @@ from calico_rr.core.values import is_dotted_quad
 from calico_rr.errors import InputError, safe_repr
 
 __all__ = [
+    "established_peers",
     "format_timestamp",
     "ipv4_field",
     "ipv6_field",
@@ -89,6 +90,27 @@ def ipv6_field(value: object, obj: str, field: str) -> str:
             f"{safe_repr(value)} is not an IPv6 address such as fd00::5/64", obj=obj, field=field
         )
     return ip
+
+
+def established_peers(bgp: Mapping[str, Any]) -> frozenset[str]:
+    """The peer addresses a CalicoNodeStatus's ``status.bgp`` reports Established, in
+    both families: ``peersV4`` (BIRD) and ``peersV6`` (bird6).  One set serves both
+    because an IPv6 address never reads as an IPv4 one; IPv6 addresses are
+    compressed (:func:`parse_ipv6`) so they compare equal to the nodes' addresses,
+    and an unreadable one is left out (it confirms nothing)."""
+    out: set[str] = set()
+    for key, read in (("peersV4", str), ("peersV6", parse_ipv6)):
+        peers = bgp.get(key)
+        if not isinstance(peers, list):
+            continue
+        for peer in peers:
+            if not isinstance(peer, Mapping) or peer.get("state") != "Established":
+                continue
+            ip = peer.get("peerIP")
+            address = read(ip) if isinstance(ip, str) and ip else None
+            if address is not None:
+                out.add(address)
+    return frozenset(out)
 
 
 # RFC 3339 section 5.6 "date-time": full date, "T", full time, mandatory offset.

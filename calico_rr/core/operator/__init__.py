@@ -6,7 +6,11 @@ mesh (uninstall), the safety gate every write passes, and the Typha rule it keep
 This package is the face the operator's adapters use (``from calico_rr.core
 import operator as core``)."""
 
-from calico_rr.core.operator.confirm import rr_peer_addresses, sessions_confirmed
+from calico_rr.core.operator.confirm import (
+    rr_peer_addresses,
+    rr_peer_addresses_by_family,
+    sessions_confirmed,
+)
 from calico_rr.core.operator.peerings import bridge_peer, cns_name, companion_selector
 from calico_rr.core.operator.reconcile import reconcile, summary_counts
 from calico_rr.core.operator.state import (
@@ -39,6 +43,7 @@ __all__ = [
     "companion_selector",
     "reconcile",
     "rr_peer_addresses",
+    "rr_peer_addresses_by_family",
     "sessions_confirmed",
     "summary_counts",
     "uninstall",

@@ -4,12 +4,18 @@ of core.operator.reconcile's module doc.
 The route reflectors of the new layout report their sessions through
 CalicoNodeStatus objects the operator requests; when Calico reports nothing (or
 ``sessionCheck: Wait``), a configured wait stands in for the reports.
+
+A dual-stack cluster runs two BGP daemons per node (BIRD and bird6), each with its
+own sessions; CalicoNodeStatus lists them in ``peersV4`` and ``peersV6``.  A step
+is confirmed only when every expected session of every family is Established.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from calico_rr.core.bgp.families import Family
+from calico_rr.core.bgp.verify.families import family_graphs, family_label
 from calico_rr.core.operator.peerings import cns_name, cns_object
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import Decision, Observed, Phase, requeue_delay
@@ -34,34 +40,49 @@ def node_status_changes(
     decision.node_status_deletes.extend(sorted(obs.node_status_objects - set(want)))
 
 
-def rr_peer_addresses(the_plan: planner.Plan) -> dict[str, frozenset[str]]:
-    """RR node -> IPs of the healthy nodes it must have Established sessions with
-    once ``the_plan`` is in place (read from the rendered resources)."""
+def rr_peer_addresses_by_family(the_plan: planner.Plan) -> dict[Family, dict[str, frozenset[str]]]:
+    """Family -> RR node -> addresses (of that family) of the healthy nodes it must
+    have Established sessions with once ``the_plan`` is in place, for every family
+    the cluster uses: each family's session graph, from the rendered resources
+    (calico-node runs one BGP daemon per family, so each has its own sessions)."""
     from calico_rr.core.bgp.resources import parse_resources
-    from calico_rr.core.bgp.sessions import build_session_graph
 
-    graph = build_session_graph(parse_resources(the_plan.calico_documents()).state)
-    index = graph.index()
-    by_name = {n.name: n for n in the_plan.nodes}
-    rr_names = set(the_plan.layout.holders.values())
+    graphs = family_graphs(parse_resources(the_plan.calico_documents()).state)
+    live = {n.name for n in the_plan.nodes if healthy(n)}
+    rr_names = sorted(set(the_plan.layout.holders.values()))
+    out: dict[Family, dict[str, frozenset[str]]] = {}
+    for family, graph in graphs.items():
+        index = graph.index()
+        per_rr: dict[str, frozenset[str]] = {}
+        for name in rr_names:
+            i = index.get(name)
+            if i is None:  # no address of this family: no session of it either
+                continue
+            # in a family's graph ``ip`` is the node's address of that family
+            peers = (graph.nodes[j] for j in graph.peers(i))
+            per_rr[name] = frozenset(p.ip for p in peers if p.ip is not None and p.name in live)
+        out[family] = per_rr
+    return out
+
+
+def rr_peer_addresses(the_plan: planner.Plan) -> dict[str, frozenset[str]]:
+    """RR node -> addresses of the healthy nodes it must have Established sessions
+    with once ``the_plan`` is in place, every family's together (an IPv6 address
+    never equals an IPv4 one): the set a CalicoNodeStatus report
+    (``peersV4`` + ``peersV6``) must cover."""
     out: dict[str, frozenset[str]] = {}
-    for name in sorted(rr_names):
-        i = index.get(name)
-        if i is None:
-            continue
-        ips = set()
-        for j in graph.peers(i):
-            peer = by_name.get(graph.nodes[j].name)
-            if peer is not None and peer.ip is not None and healthy(peer):
-                ips.add(peer.ip)
-        out[name] = frozenset(ips)
+    for per_rr in rr_peer_addresses_by_family(the_plan).values():
+        for name, ips in per_rr.items():
+            out[name] = out.get(name, frozenset()) | ips
     return out
 
 
 def sessions_confirmed(
     obs: Observed, settings: OperatorSettings, the_plan: planner.Plan, made_at: float
 ) -> tuple[bool, str]:
-    """May old peerings go?  (confirmed, why)."""
+    """May old peerings go?  (confirmed, why).  With reports, every expected
+    session of every family the cluster uses must be Established: a dual-stack
+    cluster's IPv6 routes go over bird6's sessions, which the mesh also carries."""
     waited = obs.now - made_at
     wait_left = settings.wait_timeout - waited
     if not _uses_node_status(obs, settings):
@@ -74,18 +95,26 @@ def sessions_confirmed(
         if settings.session_check == "Auto" and wait_left <= 0:
             return True, f"no CalicoNodeStatus reports; waited {settings.wait_timeout:g}s"
         return False, "waiting for CalicoNodeStatus reports from the route reflectors"
-    expected = rr_peer_addresses(the_plan)  # the session graph: only once reports exist
-    missing = 0
-    first: str | None = None
-    for node, ips in expected.items():
-        report = reports.get(node)
-        up = report.established if report is not None else frozenset()
-        gap = ips - up
-        if gap:
-            missing += len(gap)
-            first = first or f"{node} -> {sorted(gap)[0]}"
-    if missing:
-        return False, f"{missing} BGP sessions not Established yet (e.g. {first})"
+    # the session graphs: only once reports exist
+    by_family = rr_peer_addresses_by_family(the_plan)
+    gaps: list[str] = []
+    for family, expected in by_family.items():
+        missing = 0
+        first: str | None = None
+        for node, ips in expected.items():
+            report = reports.get(node)
+            up = report.established if report is not None else frozenset()
+            gap = ips - up
+            if gap:
+                missing += len(gap)
+                first = first or f"{node} -> {sorted(gap)[0]}"
+        if missing:
+            label = f" {family_label(family)}" if len(by_family) > 1 else ""
+            gaps.append(f"{missing}{label} BGP sessions not Established yet (e.g. {first})")
+    if gaps:
+        return False, "; ".join(gaps)
+    if len(by_family) > 1:
+        return True, "every new BGP session is Established (IPv4 and IPv6)"
     return True, "every new BGP session is Established"
 
 

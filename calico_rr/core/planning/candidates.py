@@ -176,6 +176,10 @@ def fill_slots(
 
 _Buckets = dict[tuple[str | None, str | None], list[Node]]
 
+#: In the warning of an RR without an address of a family the cluster uses: the
+#: operator reports such a layout as Degraded (adapters/controller.py).
+FAMILY_GAP = "no eligible node with every address family"
+
 
 def _lacking_warning(choice: Node, slot: str, need: Sequence[Family]) -> list[str]:
     """Say when an RR lacks a family the cluster uses (only when no complete
@@ -185,9 +189,8 @@ def _lacking_warning(choice: Node, slot: str, need: Sequence[Family]) -> list[st
         return []
     names = " and ".join("IPv6" if f == "ipv6" else "IPv4" for f in lacking)
     return [
-        f"RR {choice.name} (slot {slot}) has no {names} address: no eligible node with "
-        f"every address family ({', '.join(need)}) is left, so its clients get no "
-        f"{names} routes through it"
+        f"RR {choice.name} (slot {slot}) has no {names} address: {FAMILY_GAP} "
+        f"({', '.join(need)}) is left, so its clients get no {names} routes through it"
     ]
 
 
