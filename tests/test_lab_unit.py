@@ -243,7 +243,7 @@ def test_sampler_survives_a_failing_sweep_and_reports_it() -> None:
             raise AttributeError("'NoneType' object has no attribute 'routes'")
         return frozenset({"n2"}) if calls["n"] < 4 else frozenset()
 
-    agent = SimpleNamespace(lab=SimpleNamespace(nodes=[node]), held=held)
+    agent = SimpleNamespace(lab=SimpleNamespace(nodes=[node]), held=held, v6=None, family="ipv4")
     sampler = RouteSampler(agent, period=0.01)  # type: ignore[arg-type]
     with sampler:
         deadline = time.monotonic() + 10

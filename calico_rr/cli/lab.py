@@ -58,6 +58,14 @@ def lab(
             "scripts/calico-build.sh) or 'imitation' (the project's core.lab.bird)."
         ),
     ] = "confd",
+    ip_family: Annotated[
+        str,
+        typer.Option(
+            "--ip-family",
+            help="ipv4 | ipv6 | dual: the addresses the lab's nodes announce; with IPv6 "
+            "each node also runs bird6 on confd's bird6.cfg (confd renderer only).",
+        ),
+    ] = "ipv4",
     cleanup: Annotated[
         bool, typer.Option(help="Only remove what labs whose process died left behind.")
     ] = False,
@@ -70,6 +78,7 @@ def lab(
     from calico_rr.adapters.lab.runner import run_lab
 
     fmt = output_format(output, as_json)
+    _guard(lambda: _check_family(ip_family, renderer))
     if cleanup:
         removed = _guard(cleanup_stale)
         if is_data(fmt):
@@ -90,6 +99,7 @@ def lab(
             progress=progress,
             timeout=timeout,
             renderer=renderer,
+            ip_family=ip_family,
         )
     )
     print_result(result, "calico-rr lab", fmt=fmt, skip="steps")
@@ -103,6 +113,19 @@ def lab(
     ok = result.get("matches_verifier") and result.get("bird_reachable")
     if not ok or result.get("route_losses_outside_role_changes"):
         raise typer.Exit(1)
+
+
+def _check_family(ip_family: str, renderer: str) -> None:
+    """Bad --ip-family (or IPv6 on the imitation): a one-line error before any lab."""
+    from calico_rr.errors import InputError
+
+    if ip_family not in ("ipv4", "ipv6", "dual"):
+        raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}")
+    if ip_family != "ipv4" and renderer != "confd":
+        raise InputError(
+            f"--ip-family {ip_family} runs on --renderer confd only "
+            "(the imitation renders IPv4 BIRD configs)"
+        )
 
 
 def _unwinding_on_sigterm(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

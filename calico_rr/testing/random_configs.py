@@ -13,12 +13,18 @@ or one node with an AS of its own, an explicit AS in the BGPConfiguration,
 global BGPPeers (no node, no nodeSelector), negated and set selectors, a
 ``zone`` label only some nodes carry, ``reversePeering: Manual``, and the mesh
 left on beside route reflectors; 0-4 route reflectors.
+
+``ip6`` (issue 17) makes either generator's configuration dual stack: every
+node also gets its IPv6 address annotation, except a random ``ipv4_only`` share
+of the nodes, which stay IPv4-only (they take part in IPv4 BGP only).  It is
+drawn from a generator of its own, so the IPv4 configuration of a seed is the
+same with or without it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from calico_rr.core.bgp.calico_version import CalicoVersion
@@ -26,7 +32,7 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.core.lab.prediction import predicted_routes
-from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4
+from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6
 
 __all__ = ["config_shapes", "random_config"]
 
@@ -64,8 +70,26 @@ def random_config(
     min_nodes: int = 4,
     max_nodes: int = 9,
     extended: bool = False,
+    ip6: Mapping[str, str] | None = None,
+    ipv4_only: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Resources for a random subset of ``nodes`` ((name, ip) pairs)."""
+    """Resources for a random subset of ``nodes`` ((name, ip) pairs); with ``ip6``
+    (name -> IPv6 address) dual stack, ``ipv4_only`` of the nodes without IPv6."""
+    if not 0.0 <= ipv4_only <= 1.0:
+        raise ValueError(f"ipv4_only is a share, 0..1: {ipv4_only}")
+    docs = _config(seed, nodes, min_nodes, max_nodes, extended)
+    if ip6 is not None:
+        rng = random.Random(f"{seed}-ipv6")
+        for doc in docs:
+            if doc["kind"] == "Node" and rng.random() >= ipv4_only:
+                name = doc["metadata"]["name"]
+                doc["metadata"]["annotations"][ANN_IPV6] = f"{ip6[name]}/64"
+    return docs
+
+
+def _config(
+    seed: int, nodes: Sequence[tuple[str, str]], min_nodes: int, max_nodes: int, extended: bool
+) -> list[dict[str, Any]]:
     if extended:
         return _extended_config(random.Random(seed), nodes, min_nodes, max_nodes)
     rng = random.Random(seed)
@@ -195,4 +219,9 @@ def config_shapes(
         "mesh+rr": int(bool(mesh.get("nodeToNodeMeshEnabled") and rrs)),
         "not": int(any(" not in " in str(p) or "!(" in str(p) for p in peers)),
         "twins": int(twin_pairs(state).count > 0),
+        # dual stack with some IPv4-only nodes
+        "ipv4_only": int(
+            any(ANN_IPV6 in m.get("annotations", {}) for m in nodes)
+            and any(ANN_IPV6 not in m.get("annotations", {}) for m in nodes)
+        ),
     }

@@ -190,19 +190,23 @@ def start_config(r: Rig, docs: list[dict[str, Any]]) -> float:
         for name in node_names(docs):
             if r.net.node(name).running:
                 agent.kill(r.net.node(name), clean=True)
-    agent.held_down.difference_update(node_names(docs))
+    agent.release(node_names(docs))  # and their bird6s in a dual-stack lab
     since = time.monotonic()
     agent.start_ready()
     return since
 
 
 def pair_states(r: Rig, a: str, b: str) -> str:
-    """Both ends' BIRD state text for the session between ``a`` and ``b``."""
+    """Both ends' BIRD state text for the session between ``a`` and ``b`` (names
+    tagged ``(ipv6)``, as a dual-stack status gives them: both ends' bird6)."""
     ends = []
+    agent, net, tag = r.agent, r.net, " (ipv6)"
+    if a.endswith(tag) and agent.v6 is not None and net.v6 is not None:
+        agent, net, a, b = agent.v6, net.v6, a.removesuffix(tag), b.removesuffix(tag)
     for me, other in ((a, b), (b, a)):
-        node = r.net.node(me)
+        node = net.node(me)
         try:
-            info = r.agent.sessions(node).get(other, "no protocol")
+            info = agent.sessions(node).get(other, "no protocol")
         except BirdError as exc:
             info = f"birdc failed: {exc}"
         ends.append(f"{me}->{other} {info!r}" + ("" if node.running else " (not running)"))

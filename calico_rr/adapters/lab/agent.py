@@ -9,6 +9,13 @@ view), but each node's config depends on that node alone and each BIRD is
 reloaded on its own, as each calico-node would.
 
 ``calico_rr.adapters.lab.watcher`` feeds the agent from either datastore.
+
+In a dual-stack (or IPv6) lab the IPv4 agent has an IPv6 sibling (:attr:`LabAgent.v6`)
+on the lab's IPv6 side (``LabNetwork.v6``: bird6 per node): each takes the
+state projected onto its family (``core.bgp.families.project``), so the session
+graph and the prediction are the verifier's per family.  The IPv4 agent passes
+every state, kill and restart on to it, and its :meth:`LabAgent.status` covers
+both families (with a ``families`` section per family).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode
+from calico_rr.core.bgp.families import Family, project
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.lab.bird import (
     BgpTimers,
@@ -30,7 +38,12 @@ from calico_rr.core.lab.bird import (
     protocol_names,
     render_bird_config,
 )
-from calico_rr.core.lab.prediction import compare_routes, expected_sessions, predicted_routes
+from calico_rr.core.lab.prediction import (
+    LabComparison,
+    compare_routes,
+    expected_sessions,
+    predicted_routes,
+)
 from calico_rr.model import CalicoState
 
 __all__ = ["LabAgent", "Observation"]
@@ -61,8 +74,13 @@ class LabAgent:
         timers: BgpTimers | None = None,
         graceful_restart: int | None = 120,
         workload_free: Collection[str] = (),
+        family: Family = "ipv4",
     ) -> None:
         self.lab = lab
+        #: the address family this agent's daemons speak (its state is projected on it)
+        self.family: Family = family
+        #: the IPv6 agent of a dual-stack lab, fed by this one (None: IPv4 only)
+        self.v6: LabAgent | None = None
         #: nodes without workloads (dedicated route reflectors): no pod block
         self.workload_free = frozenset(workload_free)
         self.timers = timers if timers is not None else BgpTimers()
@@ -87,6 +105,9 @@ class LabAgent:
 
         Raises LabError when the state names a BGP node that is not a lab node, or
         a lab node under another address (the lab cannot emulate it)."""
+        if self.v6 is not None:
+            self.v6.apply(state)
+        state = project(state, self.family)
         graph = self._graph(state)
         blocks: dict[str, str | None] = {
             n.name: None if n.name in self.workload_free else n.block for n in self.lab.nodes
@@ -123,15 +144,19 @@ class LabAgent:
         for node in graph.nodes:
             lab_node = self._by_ip.get(node.ip or "")
             if lab_node is None or lab_node.name != node.name:
+                where = "fd99::/64" if self.family == "ipv6" else "10.99.0.0/16"
                 raise LabError(
                     f"node {node.name} ({node.ip}) is not a lab node: the lab emulates "
-                    f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on 10.99.0.0/16"
+                    f"{len(self.lab.nodes)} nodes named {self.lab.name_prefix}NN on {where}"
                 )
         return graph
 
     def set_state(self, state: CalicoState) -> SessionGraph:
         """Take ``state`` as the verifier's view (sessions and routes to expect)
         without rendering anything (another renderer writes the configs)."""
+        if self.v6 is not None:
+            self.v6.set_state(state)
+        state = project(state, self.family)
         graph = self._graph(state)
         with self._lock:
             self.state, self.graph = state, graph
@@ -162,6 +187,16 @@ class LabAgent:
         with self._lock:
             self.held_down.add(node.name)
             self.lab.stop_bird(node, kill=not clean)
+        if self.v6 is not None:  # the node's calico-node runs both daemons
+            self.v6.kill(self.v6.lab.node(node.name), clean=clean)
+
+    def release(self, names: Collection[str]) -> None:
+        """Let the BIRDs (and bird6s) of ``names`` start again when their configs
+        are ready (they were held down by :meth:`kill`)."""
+        with self._lock:
+            self.held_down.difference_update(names)
+        if self.v6 is not None:
+            self.v6.release(names)
 
     def restart(self, node: LabNode) -> None:
         """Start a stopped node's BIRD again with its latest config."""
@@ -171,6 +206,12 @@ class LabAgent:
                 raise LabError(f"no config for {node.name} yet")
             self.held_down.discard(node.name)
             self.lab.start_bird(node, text)
+        if self.v6 is not None:
+            six = self.v6.lab.node(node.name)
+            if six.name in self.v6._last:
+                self.v6.restart(six)
+            else:  # bird6 never started (no files yet): let it start when they are
+                self.v6.held_down.discard(six.name)
 
     # -- observation --------------------------------------------------------
 
@@ -223,7 +264,34 @@ class LabAgent:
 
         ``down`` names nodes whose BIRD is deliberately stopped: their sessions and
         routes are left out of the session count and the comparison is made on
-        the graph without them."""
+        the graph without them.  With an IPv6 sibling the counts are both
+        families' (summed; reachable and matching only when both are), the
+        comparison's IPv6 pairs are tagged ``(ipv6)``, and ``families`` holds each
+        family's own numbers."""
+        st = self.family_status(down=down)
+        if self.v6 is None:
+            return st
+        six = self.v6.family_status(down=down)
+        per = {self.family: st, "ipv6": six}
+        out = {
+            "nodes": max(st["nodes"], six["nodes"]),
+            "sessions_down": [*st["sessions_down"], *(_tag(p) for p in six["sessions_down"])],
+            "bird_reachable": st["bird_reachable"] and six["bird_reachable"],
+            "matches_verifier": st["matches_verifier"] and six["matches_verifier"],
+            "comparison": _merged(st["comparison"], six["comparison"]),
+            "families": {
+                f: {k: v for k, v in fs.items() if k not in ("comparison", "sessions_down")}
+                for f, fs in per.items()
+                if fs["nodes"] or f == "ipv6"  # an IPv6-only lab's IPv4 side is empty
+            },
+        }
+        for key in ("sessions_expected", "sessions_established", "missing_pairs"):
+            out[key] = st[key] + six[key]
+        out["verifier_missing_pairs"] = st["verifier_missing_pairs"] + six["verifier_missing_pairs"]
+        return out
+
+    def family_status(self, *, down: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """:meth:`status` of this agent's own family."""
         with self._lock:
             graph = self.graph
         if graph is None:
@@ -313,4 +381,27 @@ class LabAgent:
             kernel = self.lab.kernel_routes(node) - {node.block}
             if kernel != held:
                 bad.append(f"{node.name}: kernel {len(kernel)} blocks, BIRD {len(held)}")
+        if self.v6 is not None:
+            bad += [f"{line} (ipv6)" for line in self.v6.kernel_mismatches()]
         return bad
+
+
+def _tag(pair: tuple[str, ...]) -> tuple[str, ...]:
+    """A node pair of the IPv6 side, told apart in a dual-stack report."""
+    return tuple(f"{name} (ipv6)" for name in pair)
+
+
+def _merged(four: LabComparison, six: LabComparison) -> LabComparison:
+    """Both families' comparisons as one (IPv6 pairs tagged), for wait loops and
+    failure messages; the numbers per family are in ``status()["families"]``."""
+
+    def tagged(pairs: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+        return frozenset((a, f"{b} (ipv6)") for a, b in pairs)
+
+    return LabComparison(
+        nodes=max(four.nodes, six.nodes),
+        predicted_missing=four.predicted_missing | tagged(six.predicted_missing),
+        observed_missing=four.observed_missing | tagged(six.observed_missing),
+        only_bird_holds=four.only_bird_holds | tagged(six.only_bird_holds),
+        only_verifier_holds=four.only_verifier_holds | tagged(six.only_verifier_holds),
+    )

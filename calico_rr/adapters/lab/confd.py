@@ -18,7 +18,13 @@ confdir, changed only where paths and one BIRD-fork attribute demand it
   calico_kernel_programming``; the copy declares it as a local variable of that
   filter (one line).  BGP behaviour is unchanged: the filter only programs the
   kernel, and the lab runs no IPIP.
-* the IPv6 templates (``bird6*``) are left out: the lab is IPv4 only;
+* the IPv6 templates (``bird6.cfg``, ``bird6_aggr.cfg``, ``bird6_ipam.cfg``) are
+  run too when the lab has IPv6 (``LabNetwork.v6``), with the same path changes;
+  their reload command reconfigures the node's bird6 (``birdc6 -s SOCK6``) and
+  their check command is stock ``bird6 -p``.  They need no shim: stock bird6
+  1.6.8 parses them as rendered (``bird6_ipam.cfg`` sets no ``krt_tunnel``).
+  In an IPv6-only lab confd runs with ``CALICO_ROUTER_ID=hash``, as calico-node
+  must there (the templates' router ID is otherwise the node's IPv4 address);
 * optionally (``fast_sessions``, off by default) the second shim, on
   ``bgp_template`` only: Calico's session timers (connect delay 2 s, retry 5 s,
   error wait 5-30 s) become the imitation lab's
@@ -39,6 +45,7 @@ in confd's protocol names (``Mesh_10_99_1_2``, ``Node_...``, ``Global_...``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -52,12 +59,20 @@ from calico_rr.adapters.calico_bin import CalicoBinaries
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.lab.agent import LabAgent
-from calico_rr.adapters.lab.net import LabError, LabNetwork, LabNode, die_with_parent
+from calico_rr.adapters.lab.net import (
+    POD_SUPERNET6,
+    LabError,
+    LabNetwork,
+    LabNode,
+    die_with_parent,
+)
+from calico_rr.core.bgp.families import Family
 from calico_rr.core.lab.bird import BgpTimers, bird_nodes
 from calico_rr.model import CalicoState
 
 __all__ = [
     "IPV4_TEMPLATES",
+    "IPV6_TEMPLATES",
     "SHIM_LINE",
     "ConfdAgent",
     "ConfdFleet",
@@ -73,8 +88,9 @@ __all__ = [
     "shim_ipam_template",
 ]
 
-#: the conf.d entries the lab runs (IPv4 only)
+#: the conf.d entries the lab runs for IPv4, and for IPv6 (a lab with IPv6)
 IPV4_TEMPLATES = ("bird", "bird_aggr", "bird_ipam")
+IPV6_TEMPLATES = ("bird6", "bird6_aggr", "bird6_ipam")
 #: what :func:`shim_ipam_template` inserts after the filter's name
 SHIM_LINE = "string krt_tunnel;  # calico-rr: stock BIRD 1.6 lacks Calico's krt_tunnel"
 _FILTER_HEAD = "filter calico_kernel_programming {"
@@ -88,7 +104,7 @@ CALICO_TIMER_LINES = (
 CALICO_BGP_GR_LINE = "  graceful restart;  # See comment in kernel section about graceful restart."
 _TOML_KEY = re.compile(r'^(\s*)(dest|reload_cmd|check_cmd)\s*=\s*".*"\s*$')
 _INCLUDE = re.compile(r'^(\s*include\s+")([^"/][^"]*)(";.*)$', re.MULTILINE)
-_PROTO = re.compile(r"^(?:Mesh|Node|Global)_(\d+)_(\d+)_(\d+)_(\d+)(?:_port_\d+)?$")
+_PROTO = re.compile(r"^(?:Mesh|Node|Global)_([0-9a-fA-F_]+?)(?:_port_\d+)?$")
 
 
 def shim_ipam_template(text: str) -> str:
@@ -125,6 +141,22 @@ def _rewrite_toml(text: str, name: str, out: Path, sock: Path, bird: str, birdc:
     return "\n".join(lines) + "\n"
 
 
+def protocol_address(name: str) -> str | None:
+    """The peer address in a confd protocol name (``Mesh_10_99_1_2`` ->
+    ``10.99.1.2``, ``Node_fd99__1_2`` -> ``fd99::1:2``), None for other names."""
+    m = _PROTO.match(name)
+    if m is None:
+        return None
+    parts = m.group(1).split("_")
+    text = (
+        ".".join(parts) if len(parts) == 4 and all(p.isdigit() for p in parts) else ":".join(parts)
+    )
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def node_confdir(
     binaries: CalicoBinaries,
     directory: Path,
@@ -133,36 +165,44 @@ def node_confdir(
     bird: str,
     birdc: str,
     fast_sessions: BgpTimers | None = None,
+    ipv6: tuple[Path, str, str] | None = None,
 ) -> Path:
     """Write the node's copy of Calico's confdir under ``directory``
     (``confdir/``; confd renders into ``directory`` itself); the confdir.
-    ``fast_sessions`` applies :func:`shim_fast_sessions` (None keeps Calico's)."""
+    ``fast_sessions`` applies :func:`shim_fast_sessions` (None keeps Calico's)
+    to ``bird.cfg`` and ``bird6.cfg``.  ``ipv6``: (bird6's socket, bird6,
+    birdc6) adds the IPv6 templates."""
     confdir = directory / "confdir"
     (confdir / "conf.d").mkdir(parents=True, exist_ok=True)
     (confdir / "templates").mkdir(exist_ok=True)
-    for name in IPV4_TEMPLATES:
+    runs = [(name, sock, bird, birdc) for name in IPV4_TEMPLATES]
+    if ipv6 is not None:
+        runs += [(name, *ipv6) for name in IPV6_TEMPLATES]
+    for name, socket, daemon, client in runs:
         toml = (binaries.confdir / "conf.d" / f"{name}.toml").read_text()
-        text = _rewrite_toml(toml, name, directory, sock, bird, birdc)
+        text = _rewrite_toml(toml, name, directory, socket, daemon, client)
         (confdir / "conf.d" / f"{name}.toml").write_text(text)
         template = (binaries.templates / f"{name}.cfg.template").read_text()
         template = _INCLUDE.sub(lambda m: f"{m[1]}{directory}/{m[2]}{m[3]}", template)
         if name == "bird_ipam":
             template = shim_ipam_template(template)
-        if name == "bird" and fast_sessions is not None:
+        if name in ("bird", "bird6") and fast_sessions is not None:
             template = shim_fast_sessions(template, fast_sessions)
         (confdir / "templates" / f"{name}.cfg.template").write_text(template)
     return confdir
 
 
 def ippool_document(cidr: str = "10.244.0.0/16") -> dict[str, object]:
-    """The lab's IPPool (crd.projectcalico.org/v1): no encapsulation, /26 blocks."""
+    """The lab's IPPool (crd.projectcalico.org/v1): no encapsulation, /26 blocks
+    (an IPv6 ``cidr``: ``lab-pool-v6``, /122 blocks, Calico's IPv6 default)."""
+    six = ":" in cidr
     return {
         "apiVersion": "crd.projectcalico.org/v1",
         "kind": "IPPool",
-        "metadata": {"name": "lab-pool"},
+        "metadata": {"name": "lab-pool-v6" if six else "lab-pool"},
         "spec": {
             "cidr": cidr,
-            "blockSize": 26,
+            "blockSize": 122 if six else 26,
             "ipipMode": "Never",
             "vxlanMode": "Never",
             "natOutgoing": False,
@@ -177,7 +217,7 @@ def block_affinity_document(node: str, cidr: str) -> dict[str, object]:
     return {
         "apiVersion": "crd.projectcalico.org/v1",
         "kind": "BlockAffinity",
-        "metadata": {"name": f"{node}-{cidr.replace('.', '-').replace('/', '-')}"},
+        "metadata": {"name": f"{node}-{re.sub('[.:/]', '-', cidr)}"},
         "spec": {"node": node, "cidr": cidr, "state": "confirmed", "deleted": "false"},
     }
 
@@ -247,21 +287,31 @@ class ConfdFleet:
         if bird is None or birdc is None:
             raise LabError("the confd renderer needs bird and birdc (Debian package bird)")
         self.bird, self.birdc = bird, birdc
+        self.bird6 = self.birdc6 = ""
+        if lab.v6 is not None:
+            bird6 = shutil.which("bird6", path="/usr/sbin:/sbin:/usr/bin")
+            birdc6 = shutil.which("birdc6", path="/usr/sbin:/sbin:/usr/bin")
+            if bird6 is None or birdc6 is None:
+                raise LabError("an IPv6 lab needs bird6 and birdc6 (Debian package bird)")
+            self.bird6, self.birdc6 = bird6, birdc6
 
     def directory(self, node: LabNode) -> Path:
         assert self.lab.workdir is not None
         return self.lab.workdir / f"{node.name}.confd"
 
-    def files(self, node: LabNode) -> list[Path]:
-        return [self.directory(node) / f"{name}.cfg" for name in IPV4_TEMPLATES]
+    def files(self, node: LabNode, family: Family = "ipv4") -> list[Path]:
+        names = IPV6_TEMPLATES if family == "ipv6" else IPV4_TEMPLATES
+        return [self.directory(node) / f"{name}.cfg" for name in names]
 
-    def ready(self, node: LabNode) -> bool:
-        """confd has written all of the node's files."""
-        return all(path.is_file() for path in self.files(node))
+    def ready(self, node: LabNode, family: Family = "ipv4") -> bool:
+        """confd has written all of the node's files (of ``family``)."""
+        return all(path.is_file() for path in self.files(node, family))
 
-    def stub(self, node: LabNode) -> str:
-        """The config BIRD is started with: confd's ``bird.cfg``, included."""
-        return f'# calico-rr lab: rendered by Calico confd\ninclude "{self.files(node)[0]}";\n'
+    def stub(self, node: LabNode, family: Family = "ipv4") -> str:
+        """The config BIRD (bird6) is started with: confd's ``bird.cfg``
+        (``bird6.cfg``), included."""
+        main = self.files(node, family)[0]
+        return f'# calico-rr lab: rendered by Calico confd\ninclude "{main}";\n'
 
     def start(self) -> None:
         for node in self.lab.nodes:
@@ -276,12 +326,18 @@ class ConfdFleet:
             bird=self.bird,
             birdc=self.birdc,
             fast_sessions=self.fast_sessions,
+            ipv6=None
+            if self.lab.v6 is None
+            else (self.lab.v6.node(node.name).sock, self.bird6, self.birdc6),
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             **self.datastore,
             "NODENAME": node.name,
         }
+        if self.lab.ip_family == "ipv6":
+            # no IPv4 address to be the router ID: calico-node's setting for IPv6-only
+            env["CALICO_ROUTER_ID"] = "hash"
         with (out / "confd.log").open("ab") as log:
             proc = subprocess.Popen(
                 [str(self.binaries.confd), "-confdir", str(confdir)],
@@ -325,9 +381,14 @@ class ConfdAgent(LabAgent):
     renderer = "confd"
 
     def __init__(
-        self, lab: LabNetwork, fleet: ConfdFleet, *, workload_free: Collection[str] = ()
+        self,
+        lab: LabNetwork,
+        fleet: ConfdFleet,
+        *,
+        workload_free: Collection[str] = (),
+        family: Family = "ipv4",
     ) -> None:
-        super().__init__(lab, workload_free=workload_free)
+        super().__init__(lab, workload_free=workload_free, family=family)
         self.fleet = fleet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -338,19 +399,25 @@ class ConfdAgent(LabAgent):
         return self.start_ready()
 
     def start_ready(self) -> list[str]:
-        """Start the BIRD of every node whose files confd has written; their names."""
+        """Start the BIRD of every node whose files confd has written; their names
+        (and the bird6 of an IPv6 sibling's, names marked ``(ipv6)``)."""
         batch = []
         with self._lock:
             if self._closed:  # the lab is going away: start nothing more
                 return []
             for node in self.lab.nodes:
-                if node.running or node.name in self.held_down or not self.fleet.ready(node):
+                if node.running or node.name in self.held_down:
                     continue
-                stub = self.fleet.stub(node)
+                if not self.fleet.ready(node, self.family):
+                    continue
+                stub = self.fleet.stub(node, self.family)
                 self._last[node.name] = stub
                 batch.append((node, stub))
             self.lab.start_birds(batch)
-        return [node.name for node, _ in batch]
+        started = [node.name for node, _ in batch]
+        if isinstance(self.v6, ConfdAgent):
+            started += [f"{name} (ipv6)" for name in self.v6.start_ready()]
+        return started
 
     def start(self, period: float = 0.2) -> ConfdAgent:
         """Start BIRDs as confd's files appear (nodes that join later, too)."""
@@ -379,6 +446,8 @@ class ConfdAgent(LabAgent):
         self.stop()
         with self._lock:
             self._closed = True
+        if isinstance(self.v6, ConfdAgent):
+            self.v6.close()
 
     def peer_names(self, node: LabNode) -> dict[str, str]:
         """confd's protocol names carry the peer address: protocol -> lab node."""
@@ -387,8 +456,8 @@ class ConfdAgent(LabAgent):
             return {}
         out = {}
         for proto in control.protocols():
-            m = _PROTO.match(proto.name)
-            peer = self._by_ip.get(".".join(m.groups())) if m else None
+            address = protocol_address(proto.name)
+            peer = self._by_ip.get(address) if address else None
             if peer is not None:
                 out[proto.name] = peer.name
         return out
@@ -447,7 +516,7 @@ class ConfdAgent(LabAgent):
 
     def rendered_peers(self, node: LabNode) -> dict[str, dict[str, str]]:
         """The BGP protocols confd rendered for ``node`` (empty before its first file)."""
-        path = self.fleet.files(node)[0]
+        path = self.fleet.files(node, self.family)[0]
         return parse_neighbors(path.read_text()) if path.is_file() else {}
 
 
@@ -458,12 +527,17 @@ def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[s
     group = "crd.projectcalico.org/v1"
     client.create(api_path(group, "ippools"), ippool_document())
     count = 1
+    if lab.v6 is not None:  # an IPv6 pool and /122 blocks (every node has both)
+        client.create(api_path(group, "ippools"), ippool_document(str(POD_SUPERNET6)))
+        count += 1
     for node in lab.nodes:
-        if node.name not in workload_free:
-            client.create(
-                api_path(group, "blockaffinities"), block_affinity_document(node.name, node.block)
-            )
-            count += 1
+        if node.name in workload_free:
+            continue
+        for block in (node.block, node.block6):
+            if block is not None:
+                doc = block_affinity_document(node.name, block)
+                client.create(api_path(group, "blockaffinities"), doc)
+                count += 1
     return count
 
 

@@ -6,7 +6,11 @@ Layout (nothing touches the host's own network stack):
 * per node a namespace ``<id>-<i>`` with ``eth0`` (a veth whose other end sits in
   the hub, enslaved to the bridge) addressed ``10.99.x.y/16``, and loopback up;
 * per node a BIRD 1.6 daemon started inside its namespace in the foreground, with
-  its own config file, control socket and log in the lab's work directory.
+  its own config file, control socket and log in the lab's work directory;
+* with IPv6 (``ip_family`` ``dual`` or ``ipv6``) also ``fd99::x:y/64`` on ``eth0``
+  and a second daemon, ``bird6``, per node: :attr:`LabNetwork.v6` is the same
+  namespaces seen as IPv6 lab nodes (their address, pod block, socket and
+  daemon), so the agent, the sampler and the comparisons run on it unchanged.
 
 Every namespace, link and daemon the lab makes is recorded in a registry file
 (``/run/calico-rr-lab/<id>.json``) before it is made.  :meth:`LabNetwork.close`
@@ -34,19 +38,27 @@ from calico_rr.adapters.lab.birdctl import BirdControl, BirdError
 from calico_rr.errors import CalicoRRError
 
 __all__ = [
+    "IP_FAMILIES",
+    "POD_SUPERNET6",
     "REGISTRY",
     "LabError",
     "LabNetwork",
     "LabNode",
     "cleanup_stale",
     "die_with_parent",
+    "node_ip6",
     "pod_block",
+    "pod_block6",
     "require_tools",
 ]
 
 REGISTRY = Path("/run/calico-rr-lab")
 SUBNET = ipaddress.IPv4Network("10.99.0.0/16")
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
+SUBNET6 = ipaddress.IPv6Network("fd99::/64")
+#: Calico's default IPv6 block size is /122 (64 addresses, like the IPv4 /26)
+POD_SUPERNET6 = ipaddress.IPv6Network("fd44::/48")
+IP_FAMILIES = ("ipv4", "ipv6", "dual")
 MAX_NODES = 1000
 
 
@@ -54,12 +66,13 @@ class LabError(CalicoRRError):
     """The lab could not be built or run (missing tool, not root, a command failed)."""
 
 
-def require_tools() -> dict[str, str]:
-    """Paths of ``ip``, ``bird`` and the check that we are root; LabError naming what
-    is missing (``scripts/lab-install.sh`` installs BIRD)."""
+def require_tools(*, ipv6: bool = False) -> dict[str, str]:
+    """Paths of ``ip``, ``bird`` (and ``bird6`` with ``ipv6``) and the check that we
+    are root; LabError naming what is missing (``scripts/lab-install.sh`` installs
+    BIRD; Debian's package ships bird6 too)."""
     found: dict[str, str] = {}
     missing = []
-    for tool in ("ip", "bird"):
+    for tool in ("ip", "bird", *(("bird6",) if ipv6 else ())):
         path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
         if path is None:
             missing.append(tool)
@@ -78,6 +91,17 @@ def require_tools() -> dict[str, str]:
 def node_ip(index: int) -> str:
     """Node ``index``'s address: 10.99.(1 + i // 250).(1 + i % 250)."""
     return str(SUBNET.network_address + 256 * (1 + index // 250) + 1 + index % 250)
+
+
+def node_ip6(index: int) -> str:
+    """Node ``index``'s IPv6 address: fd99::(1 + i // 250):(1 + i % 250), the
+    IPv4 address's last two numbers as hex groups."""
+    return str(SUBNET6.network_address + 65536 * (1 + index // 250) + 1 + index % 250)
+
+
+def pod_block6(index: int) -> str:
+    """Node ``index``'s /122 pod block in fd44::/48."""
+    return str(ipaddress.IPv6Network((int(POD_SUPERNET6.network_address) + index * 64, 122)))
 
 
 def pod_block(index: int) -> str:
@@ -166,6 +190,9 @@ class LabNode:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     control: BirdControl | None = None
+    #: the node's IPv6 address and /122 block (None: the lab has no IPv6)
+    ip6: str | None = None
+    block6: str | None = None
 
     @property
     def running(self) -> bool:
@@ -174,7 +201,13 @@ class LabNode:
 
 @dataclass
 class LabNetwork:
-    """``size`` emulated nodes, named ``f"{name_prefix}{i:02d}"``."""
+    """``size`` emulated nodes, named ``f"{name_prefix}{i:02d}"``.
+
+    ``ip_family`` ``dual`` or ``ipv6`` gives every node an IPv6 address and pod
+    block too, and :attr:`v6`: the IPv6 side as a network of its own (same
+    namespaces and names; ``ip``/``block`` the IPv6 ones; daemons are ``bird6``).
+    The IPv4 address stays on ``eth0`` in an IPv6 lab: it is the lab's plumbing
+    (and BIRD's router ID), whether the Nodes announce it or not."""
 
     size: int
     name_prefix: str = "lab-n"
@@ -183,6 +216,10 @@ class LabNetwork:
     nodes: list[LabNode] = field(default_factory=list)
     workdir: Path | None = None
     _record: dict[str, object] = field(default_factory=dict)
+    ip_family: str = "ipv4"
+    #: "ipv4": this network's daemons are ``bird``; "ipv6": a :attr:`v6` view
+    family: str = "ipv4"
+    v6: LabNetwork | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -192,6 +229,10 @@ class LabNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def has_ipv6(self) -> bool:
+        return self.ip_family in ("ipv6", "dual")
 
     @property
     def hub(self) -> str:
@@ -205,7 +246,9 @@ class LabNetwork:
     def up(self) -> None:
         if not 1 <= self.size <= MAX_NODES:
             raise LabError(f"lab size must be 1..{MAX_NODES}, got {self.size}")
-        require_tools()
+        if self.ip_family not in IP_FAMILIES:
+            raise LabError(f"lab ip family must be ipv4, ipv6 or dual, got {self.ip_family!r}")
+        require_tools(ipv6=self.has_ipv6)
         cleanup_stale(self.registry)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"calico-rr-{self.lab_id}-"))
         names = [f"{self.lab_id}-{i}" for i in range(self.size)]
@@ -251,6 +294,11 @@ class LabNetwork:
                 f"addr add {ip}/{SUBNET.prefixlen} dev eth0",
                 "link set eth0 up",
             ]
+            if self.has_ipv6:
+                _enable_ipv6(ns)
+                # nodad: duplicate address detection would hold the address
+                # "tentative" (BIRD cannot bind it) for a second or more
+                cmds.insert(2, f"addr add {node_ip6(i)}/{SUBNET6.prefixlen} dev eth0 nodad")
             _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
             name = f"{self.name_prefix}{i:02d}"
             self.nodes.append(
@@ -263,12 +311,54 @@ class LabNetwork:
                     conf=self.workdir / f"{name}.conf",
                     sock=self.workdir / f"{name}.ctl",
                     log=self.workdir / f"{name}.log",
+                    ip6=node_ip6(i) if self.has_ipv6 else None,
+                    block6=pod_block6(i) if self.has_ipv6 else None,
                 )
             )
+        if self.has_ipv6:
+            self.v6 = self._ipv6_view()
+
+    def _ipv6_view(self) -> LabNetwork:
+        """The IPv6 side: the same namespaces as lab nodes of their own, sharing
+        this network's registry record (its daemons die with the lab too)."""
+        assert self.workdir is not None
+        view = LabNetwork(
+            self.size,
+            name_prefix=self.name_prefix,
+            registry=self.registry,
+            lab_id=self.lab_id,
+            workdir=self.workdir,
+            ip_family=self.ip_family,
+            family="ipv6",
+        )
+        view._record = self._record
+        for n in self.nodes:
+            assert n.ip6 is not None and n.block6 is not None
+            view.nodes.append(
+                LabNode(
+                    name=n.name,
+                    index=n.index,
+                    ns=n.ns,
+                    ip=n.ip6,
+                    block=n.block6,
+                    conf=self.workdir / f"{n.name}.conf6",
+                    sock=self.workdir / f"{n.name}.ctl6",
+                    log=self.workdir / f"{n.name}.log6",
+                    ip6=n.ip6,
+                    block6=n.block6,
+                )
+            )
+        return view
 
     def close(self) -> None:
+        if self.v6 is not None:
+            for node in self.v6.nodes:
+                self.v6.stop_bird(node)
+            self.v6.nodes = []
         for node in self.nodes:
             self.stop_bird(node)
+        if self.family == "ipv6":  # a view: the owning network removes the rest
+            return
         _remove(self._record)
         (self.registry / f"{self.lab_id}.json").unlink(missing_ok=True)
         self.nodes = []
@@ -299,7 +389,9 @@ class LabNetwork:
             raise LabError(f"BIRD of {node.name} is already running")
         node.conf.write_text(config)
         node.sock.unlink(missing_ok=True)
-        bird = require_tools()["bird"]
+        bird = require_tools(ipv6=self.family == "ipv6")[
+            "bird6" if self.family == "ipv6" else "bird"
+        ]
         log = node.log.open("ab")
         try:
             node.proc = subprocess.Popen(
@@ -375,9 +467,18 @@ class LabNetwork:
 
     def kernel_routes(self, node: LabNode) -> set[str]:
         """Pod-block routes in the node's kernel table (installed by BIRD)."""
-        out = _run(["ip", "-n", node.ns, "-j", "route", "show", "proto", "bird"], check=False)
+        family = ["-6"] if self.family == "ipv6" else []
+        out = _run(
+            ["ip", "-n", node.ns, *family, "-j", "route", "show", "proto", "bird"], check=False
+        )
         try:
             rows = json.loads(out or "[]")
         except ValueError:
             return set()
         return {str(r.get("dst")) for r in rows if isinstance(r, dict)}
+
+
+def _enable_ipv6(ns: str) -> None:
+    """IPv6 on in the namespace (a host may boot with it disabled by default)."""
+    keys = [f"net.ipv6.conf.{dev}.disable_ipv6=0" for dev in ("all", "default", "eth0")]
+    _run(["ip", "netns", "exec", ns, "sysctl", "-qw", *keys])

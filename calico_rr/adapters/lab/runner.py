@@ -29,7 +29,7 @@ from calico_rr.adapters.kube.demo import (
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
-from calico_rr.adapters.lab.net import LabError, LabNetwork
+from calico_rr.adapters.lab.net import IP_FAMILIES, LabError, LabNetwork
 from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.adapters.lab.watcher import KubeWatcher
 from calico_rr.core.bgp.calico_version import CalicoVersion
@@ -78,9 +78,19 @@ class ClusterLab:
         timeout: float = 180.0,
         renderer: str = "confd",
         confd_fast_sessions: BgpTimers | None = None,
+        ip_family: str = "ipv4",
     ) -> None:
         if renderer not in RENDERERS:
             raise LabError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+        if ip_family not in IP_FAMILIES:
+            raise LabError(f"ip family must be ipv4, ipv6 or dual, got {ip_family!r}")
+        if ip_family != "ipv4" and renderer != "confd":
+            raise LabError(
+                f"ip family {ip_family} runs on the confd renderer only "
+                "(the imitation renders IPv4 BIRD configs)"
+            )
+        #: ipv4, ipv6 or dual: the addresses the lab's Nodes announce (bird6 with IPv6)
+        self.ip_family = ip_family
         self.renderer = renderer
         #: confd's templates with these timers and no BGP graceful restart
         #: (``confd.shim_fast_sessions``; None: Calico's own sessions)
@@ -128,7 +138,7 @@ class ClusterLab:
         ensure_lab_tools()
         total = self.size + self.spare
         self.progress(f"building the lab network: {total} namespaces, one BIRD each")
-        self.lab = LabNetwork(total)
+        self.lab = LabNetwork(total, ip_family=self.ip_family)
         self.lab.up()
         self._stack.append(self.lab.close)
         self.progress("starting kube-apiserver + etcd")
@@ -144,7 +154,12 @@ class ClusterLab:
         self.api_group = "crd.projectcalico.org/v1"
         synthetic = synthetic_cluster(total, zones=self.zones, racks=self.racks)
         self.nodes: list[Node] = [
-            dataclasses.replace(n, name=ln.name, ip=ln.ip)
+            dataclasses.replace(
+                n,
+                name=ln.name,
+                ip=None if self.ip_family == "ipv6" else ln.ip,
+                ip6=ln.ip6,
+            )
             for n, ln in zip(synthetic, self.lab.nodes, strict=True)
         ]
         first = self.size - self.dedicated
@@ -181,7 +196,12 @@ class ClusterLab:
         )
         fleet.start()
         self._stack.append(fleet.stop)
-        agent = ConfdAgent(self.lab, fleet, workload_free=self.dedicated_nodes).start()
+        agent = ConfdAgent(self.lab, fleet, workload_free=self.dedicated_nodes)
+        if self.lab.v6 is not None:  # bird6 beside BIRD, fed the IPv6 projection
+            agent.v6 = ConfdAgent(
+                self.lab.v6, fleet, workload_free=self.dedicated_nodes, family="ipv6"
+            )
+        agent.start()
         self._stack.append(agent.close)
         return agent
 
@@ -324,6 +344,7 @@ class ClusterLab:
             "missing_pairs": st["missing_pairs"],
             "matches_verifier": st["matches_verifier"],
             **report,
+            **({"families": st["families"]} if "families" in st else {}),
             "role_changed_nodes": sorted(role_changed),
             "route_losses_outside_role_changes": outside["route_losses"],
             "loss_examples_outside_role_changes": outside["examples"],
@@ -393,8 +414,12 @@ def run_lab(
     progress: Progress = _quiet,
     timeout: float = 180.0,
     renderer: str = "confd",
+    ip_family: str = "ipv4",
 ) -> dict[str, Any]:
-    """The lab end to end; the JSON-able result of ``calico-rr lab``."""
+    """The lab end to end; the JSON-able result of ``calico-rr lab``.  With
+    ``ip_family`` ``ipv6`` or ``dual`` the result names it, the counts cover both
+    families, and ``families`` gives each family's own (``full_mesh`` and every
+    step too)."""
     spare = max(2, nodes // 8) if scenarios else 0
     result: dict[str, Any] = {
         "nodes": nodes,
@@ -402,6 +427,8 @@ def run_lab(
         "operator": operator,
         "renderer": renderer,
     }
+    if ip_family != "ipv4":  # an IPv4 lab's output stays as it was
+        result["ip_family"] = ip_family
     t_start = time.monotonic()
     with ClusterLab(
         nodes,
@@ -412,6 +439,7 @@ def run_lab(
         progress=progress,
         timeout=timeout,
         renderer=renderer,
+        ip_family=ip_family,
     ) as lab:
         result["calico"] = lab.calico
         mesh = lab.wait_bird(since=t_start)
@@ -419,6 +447,7 @@ def run_lab(
             "sessions_established": mesh["sessions_established"],
             "matches_verifier": mesh["matches_verifier"],
             "seconds_to_converge": mesh["seconds_to_converge"],
+            **({"families": mesh["families"]} if "families" in mesh else {}),
         }
         steps = [_first_step(lab, operator, topology, racks=racks, dedicated=dedicated)]
         if operator and scenarios:
@@ -454,6 +483,8 @@ def _outcome(lab: ClusterLab, steps: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(lab.agent, ConfdAgent):
         diffs = lab.agent.peer_differences()
+        if isinstance(lab.agent.v6, ConfdAgent):  # bird6.cfg against the IPv6 projection
+            diffs += [f"{d} (ipv6)" for d in lab.agent.v6.peer_differences()]
         out["imitation_peer_differences"] = len(diffs)
         out["imitation_peer_difference_examples"] = diffs[:5]
     out.update(
@@ -476,6 +507,8 @@ def _outcome(lab: ClusterLab, steps: list[dict[str, Any]]) -> dict[str, Any]:
             "agent_errors": [*lab.watcher.errors, *lab.agent.errors][:5],
         }
     )
+    if "families" in final:
+        out["families"] = final["families"]
     return out
 
 

@@ -12,6 +12,10 @@ The resolution is one sweep period (a sweep starts every ``period`` seconds, or
 as soon as the last one ended when sweeps take longer): a loss shorter than that
 can be missed, so the report gives the median and maximum sweep time and the
 period next to the losses.
+
+In a dual-stack lab every sweep also asks every bird6 (the agent's IPv6 sibling,
+``LabAgent.v6``): a loss is per family, and the report counts both families
+(``route_losses_by_family`` splits them; IPv6 examples say ``(ipv6)``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Loss:
     origin: str
     start: float  # monotonic
     end: float | None = None  # None: still missing when sampling stopped
+    family: str = "ipv4"
 
     def seconds(self, now: float) -> float:
         return (self.end if self.end is not None else now) - self.start
@@ -49,8 +54,8 @@ class RouteSampler:
         #: unexpected exceptions of sweeps (a sweep that failed is not counted)
         self.errors: list[str] = []
         self._sweep_times: list[float] = []
-        self._held: dict[str, frozenset[str]] = {}
-        self._open: dict[tuple[str, str], Loss] = {}
+        self._held: dict[tuple[str, str], frozenset[str]] = {}  # (family, node)
+        self._open: dict[tuple[str, str, str], Loss] = {}  # (family, node, origin)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -87,29 +92,34 @@ class RouteSampler:
             self._stop.wait(max(self.period - took, 0.01))
 
     def sweep(self) -> None:
-        for node in list(self.agent.lab.nodes):
-            try:
-                held = self.agent.held(node) if node.running else None
-            except BirdError:
-                held = None
-            now = time.monotonic()
-            with self._lock:
-                if held is None:  # not answering: forget its table, it restarts empty
-                    self._held.pop(node.name, None)
-                    for key in [k for k in self._open if k[0] == node.name]:
-                        self._open.pop(key).end = now
-                    continue
-                before = self._held.get(node.name)
-                if before is not None:
-                    for origin in before - held:
-                        loss = Loss(node.name, origin, now)
-                        self._open[(node.name, origin)] = loss
-                        self.losses.append(loss)
-                for origin in [o for (n, o) in self._open if n == node.name]:
-                    if origin in held:
-                        self._open.pop((node.name, origin)).end = now
-                self._held[node.name] = held
+        agents = [self.agent, *([self.agent.v6] if self.agent.v6 is not None else [])]
+        for agent in agents:
+            for node in list(agent.lab.nodes):
+                try:
+                    held = agent.held(node) if node.running else None
+                except BirdError:
+                    held = None
+                self._record(agent.family, node.name, held)
         self.sweeps += 1
+
+    def _record(self, family: str, name: str, held: frozenset[str] | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if held is None:  # not answering: forget its table, it restarts empty
+                self._held.pop((family, name), None)
+                for key in [k for k in self._open if k[:2] == (family, name)]:
+                    self._open.pop(key).end = now
+                return
+            before = self._held.get((family, name))
+            if before is not None:
+                for origin in before - held:
+                    loss = Loss(name, origin, now, family=family)
+                    self._open[(family, name, origin)] = loss
+                    self.losses.append(loss)
+            for origin in [o for (f, n, o) in self._open if (f, n) == (family, name)]:
+                if origin in held:
+                    self._open.pop((family, name, origin)).end = now
+            self._held[(family, name)] = held
 
     def report(
         self,
@@ -127,12 +137,20 @@ class RouteSampler:
                 if loss.node not in ignore_nodes and loss.origin not in ignore_origins
             ]
         times = self._sweep_times or [0.0]
+        by_family: dict[str, int] = {}
+        if self.agent.v6 is not None:
+            by_family = {self.agent.family: 0, "ipv6": 0}
+            for loss in kept:
+                by_family[loss.family] = by_family.get(loss.family, 0) + 1
         return {
             "route_losses": len(kept),
+            **({"route_losses_by_family": by_family} if by_family else {}),
             "loss_seconds_max": round(max((loss.seconds(now) for loss in kept), default=0.0), 3),
             "nodes_with_loss": len({loss.node for loss in kept}),
             "examples": [
-                f"{loss.node} lacked {loss.origin} for {loss.seconds(now):.2f}s"
+                f"{loss.node} lacked {loss.origin}"
+                + (" (ipv6)" if loss.family == "ipv6" else "")
+                + f" for {loss.seconds(now):.2f}s"
                 for loss in kept[:5]
             ],
             "ignored_losses": len(self.losses) - len(kept),

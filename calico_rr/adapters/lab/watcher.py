@@ -239,25 +239,35 @@ class KubeWatcher(DatastoreWatcher):
         return True
 
 
-def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any]:
-    """The ``status.bgp`` of a CalicoNodeStatus for ``node``, from its BIRD."""
+def _peers(agent: LabAgent, node: LabNode) -> list[dict[str, str]]:
     try:
         sessions = agent.sessions(node)
     except BirdError:
         sessions = {}
     ip_of = {n.name: n.ip for n in agent.lab.nodes}
-    peers = [
+    return [
         {"peerIP": ip_of.get(peer, ""), "type": "NodePeer", "state": _bgp_state(info)}
         for peer, info in sorted(sessions.items())
     ]
+
+
+def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any]:
+    """The ``status.bgp`` of a CalicoNodeStatus for ``node``, from its BIRD (and
+    its bird6 in a lab with IPv6)."""
+    peers = _peers(agent, node)
+    six = [] if agent.v6 is None else _peers(agent.v6, agent.v6.lab.node(node.name))
     up = sum(1 for p in peers if p["state"] == "Established")
-    return {  # the CRD requires the V6 counters too (the lab is IPv4 only)
+    up6 = sum(1 for p in six if p["state"] == "Established")
+    out: dict[str, Any] = {  # the CRD requires the V6 counters even without IPv6
         "numberEstablishedV4": up,
         "numberNotEstablishedV4": len(peers) - up,
-        "numberEstablishedV6": 0,
-        "numberNotEstablishedV6": 0,
+        "numberEstablishedV6": up6,
+        "numberNotEstablishedV6": len(six) - up6,
         "peersV4": peers,
     }
+    if six:
+        out["peersV6"] = six
+    return out
 
 
 _BGP_STATES = frozenset({"Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established"})
