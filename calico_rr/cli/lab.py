@@ -21,6 +21,37 @@ from calico_rr.cli.base import (
     progress_printer,
 )
 
+ScenariosOpt = Annotated[
+    bool,
+    typer.Option(
+        help="With the operator: also scale up, scale down, kill an RR's BIRD, "
+        "cordon an RR, switch the topology and uninstall back to the full mesh, each "
+        "watched by the route sampler."
+    ),
+]
+DedicatedOpt = Annotated[
+    int,
+    typer.Option(
+        help="Nodes without workloads (no pod block) labelled as dedicated RR nodes; "
+        "the operator then picks RRs only among them."
+    ),
+]
+RendererOpt = Annotated[
+    str,
+    typer.Option(
+        help="Who renders each node's BIRD config: 'confd' (Calico's own, built by "
+        "scripts/calico-build.sh) or 'imitation' (the project's core.lab.bird)."
+    ),
+]
+LabFamilyOpt = Annotated[
+    str,
+    typer.Option(
+        "--ip-family",
+        help="ipv4 | ipv6 | dual: the addresses the lab's nodes announce; with IPv6 "
+        "each node also runs bird6 on confd's bird6.cfg (confd renderer only).",
+    ),
+]
+
 
 @app.command()
 def lab(
@@ -35,37 +66,11 @@ def lab(
             help="Run the operator from the full mesh (default), or apply the rendered plan.",
         ),
     ] = True,
-    scenarios: Annotated[
-        bool,
-        typer.Option(
-            help="With the operator: also scale up, scale down, kill an RR's BIRD, "
-            "cordon an RR, switch the topology and uninstall back to the full mesh, each "
-            "watched by the route sampler."
-        ),
-    ] = False,
-    dedicated: Annotated[
-        int,
-        typer.Option(
-            help="Nodes without workloads (no pod block) labelled as dedicated RR nodes; "
-            "the operator then picks RRs only among them."
-        ),
-    ] = 0,
+    scenarios: ScenariosOpt = False,
+    dedicated: DedicatedOpt = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each convergence.")] = 180,
-    renderer: Annotated[
-        str,
-        typer.Option(
-            help="Who renders each node's BIRD config: 'confd' (Calico's own, built by "
-            "scripts/calico-build.sh) or 'imitation' (the project's core.lab.bird)."
-        ),
-    ] = "confd",
-    ip_family: Annotated[
-        str,
-        typer.Option(
-            "--ip-family",
-            help="ipv4 | ipv6 | dual: the addresses the lab's nodes announce; with IPv6 "
-            "each node also runs bird6 on confd's bird6.cfg (confd renderer only).",
-        ),
-    ] = "ipv4",
+    renderer: RendererOpt = "confd",
+    ip_family: LabFamilyOpt = "ipv4",
     cleanup: Annotated[
         bool, typer.Option(help="Only remove what labs whose process died left behind.")
     ] = False,
@@ -104,15 +109,19 @@ def lab(
     )
     print_result(result, "calico-rr lab", fmt=fmt, skip="steps")
     if not is_data(fmt):
-        for step in result.get("steps", []):
-            typer.echo(
-                f"{step['step']}: converged in {step.get('seconds_to_converge')}s, "
-                f"route losses {step.get('route_losses', 0)} "
-                f"(outside RR role changes: {step.get('route_losses_outside_role_changes', 0)})"
-            )
+        _print_steps(result)
     ok = result.get("matches_verifier") and result.get("bird_reachable")
     if not ok or result.get("route_losses_outside_role_changes"):
         raise typer.Exit(1)
+
+
+def _print_steps(result: dict[str, Any]) -> None:
+    for step in result.get("steps", []):
+        typer.echo(
+            f"{step['step']}: converged in {step.get('seconds_to_converge')}s, "
+            f"route losses {step.get('route_losses', 0)} "
+            f"(outside RR role changes: {step.get('route_losses_outside_role_changes', 0)})"
+        )
 
 
 def _check_family(ip_family: str, renderer: str) -> None:

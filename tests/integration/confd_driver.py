@@ -19,6 +19,7 @@ from typing import Any
 from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.errors import AlreadyExists
+from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.confd import ConfdAgent
 from calico_rr.adapters.lab.net import LabNetwork
@@ -200,7 +201,8 @@ def pair_states(r: Rig, a: str, b: str) -> str:
     """Both ends' BIRD state text for the session between ``a`` and ``b`` (names
     tagged ``(ipv6)``, as a dual-stack status gives them: both ends' bird6)."""
     ends = []
-    agent, net, tag = r.agent, r.net, " (ipv6)"
+    agent: LabAgent = r.agent
+    net, tag = r.net, " (ipv6)"
     if a.endswith(tag) and agent.v6 is not None and net.v6 is not None:
         agent, net, a, b = agent.v6, net.v6, a.removesuffix(tag), b.removesuffix(tag)
     for me, other in ((a, b), (b, a)):
