@@ -55,12 +55,15 @@ def _wait_for_birds(proc: subprocess.Popen[str], lab_id: str, count: int) -> Non
 
 
 def test_json_without_operator() -> None:
+    # Calico's confd renders node-specific peerings active on both ends, so their
+    # connections can collide and back off (docs/LAB.md): CI has seen 26-192 s for
+    # this run, so each wait gets 300 s rather than the CLI's default 180 s.
     args = ["lab", "--nodes", "8", "--topology", "single", "--no-operator", "--dedicated", "3"]
     proc = subprocess.run(
-        [*CLI, *args, "--json"],
+        [*CLI, *args, "--timeout", "300", "--json"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
