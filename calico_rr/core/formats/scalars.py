@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -50,11 +50,15 @@ def parse_ipv4(text: str) -> str | None:
 
 def ipv4_field(value: object, obj: str, field: str) -> str:
     """The address of a node's BGP address field (:func:`parse_ipv4`), else InputError."""
-    ip = parse_ipv4(value) if isinstance(value, str) else None
+    return _address_field(parse_ipv4, "an IPv4 address such as 10.0.0.5/24", value, obj, field)
+
+
+def _address_field(
+    parse: Callable[[str], str | None], wanted: str, value: object, obj: str, field: str
+) -> str:
+    ip = parse(value) if isinstance(value, str) else None
     if ip is None:
-        raise InputError(
-            f"{safe_repr(value)} is not an IPv4 address such as 10.0.0.5/24", obj=obj, field=field
-        )
+        raise InputError(f"{safe_repr(value)} is not {wanted}", obj=obj, field=field)
     return ip
 
 
@@ -84,12 +88,7 @@ def parse_ipv6(text: str) -> str | None:
 
 def ipv6_field(value: object, obj: str, field: str) -> str:
     """The address of a node's IPv6 BGP address field (:func:`parse_ipv6`), else InputError."""
-    ip = parse_ipv6(value) if isinstance(value, str) else None
-    if ip is None:
-        raise InputError(
-            f"{safe_repr(value)} is not an IPv6 address such as fd00::5/64", obj=obj, field=field
-        )
-    return ip
+    return _address_field(parse_ipv6, "an IPv6 address such as fd00::5/64", value, obj, field)
 
 
 def established_peers(bgp: Mapping[str, Any]) -> frozenset[str]:
