@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -43,6 +44,18 @@ RendererOpt = Annotated[
         "scripts/calico-build.sh) or 'imitation' (the project's core.lab.bird)."
     ),
 ]
+ScaleOpt = Annotated[
+    bool,
+    typer.Option(
+        help="The scale mode (up to 1000 nodes): no API server and no mesh; the "
+        "planner's configuration cold-started on every BIRD at once, checked against "
+        "the verifier node by node, then measured (convergence, RSS and CPU per "
+        "BIRD, RR routes and updates, the busiest RR stopped and crashed).",
+    ),
+]
+FailoverOpt = Annotated[
+    bool, typer.Option(help="With --scale: also stop and crash the busiest RR (route sampler on).")
+]
 LabFamilyOpt = Annotated[
     str,
     typer.Option(
@@ -68,7 +81,12 @@ def lab(
     ] = True,
     scenarios: ScenariosOpt = False,
     dedicated: DedicatedOpt = 0,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each convergence.")] = 180,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for each convergence [default: 180, 900 with --scale]."),
+    ] = None,
+    scale: ScaleOpt = False,
+    failover: FailoverOpt = True,
     renderer: RendererOpt = "confd",
     ip_family: LabFamilyOpt = "ipv4",
     cleanup: Annotated[
@@ -81,6 +99,7 @@ def lab(
     local API server; compares BIRD's routes with the verifier (needs root)."""
     from calico_rr.adapters.lab.net import cleanup_stale
     from calico_rr.adapters.lab.runner import run_lab
+    from calico_rr.adapters.lab.scale import ScaleOptions, run_scale
 
     fmt = output_format(output, as_json)
     _guard(lambda: _check_family(ip_family, renderer))
@@ -91,7 +110,13 @@ def lab(
         else:
             typer.echo(f"removed {len(removed)} labs")
         return
+    if scale:
+        _guard(lambda: _check_scale(nodes, ip_family, scenarios, dedicated))
+        options = ScaleOptions(nodes, topology, zones, racks, timeout or 900.0, failover)
+        _print_scale(_unwinding_on_sigterm(lambda: run_scale(options, **_scale_feedback())), fmt)
+        return
     progress = progress_printer(fmt)
+    timeout = timeout or 180.0
     result = _unwinding_on_sigterm(
         lambda: run_lab(
             nodes=nodes,
@@ -122,6 +147,84 @@ def _print_steps(result: dict[str, Any]) -> None:
             f"route losses {step.get('route_losses', 0)} "
             f"(outside RR role changes: {step.get('route_losses_outside_role_changes', 0)})"
         )
+
+
+def _check_scale(nodes: int, ip_family: str, scenarios: bool, dedicated: int) -> None:
+    """What the scale mode does not do: a one-line error before any lab."""
+    from calico_rr.adapters.lab.net import MAX_NODES
+    from calico_rr.errors import InputError
+
+    if not 2 <= nodes <= MAX_NODES:
+        raise InputError(f"the scale lab takes 2..{MAX_NODES} nodes, got {nodes}")
+    if ip_family != "ipv4" or scenarios or dedicated:
+        raise InputError(
+            "--scale runs IPv4 clusters from the planner's configuration: it takes no "
+            "--ip-family, --scenarios or --dedicated"
+        )
+
+
+def _scale_feedback() -> dict[str, Any]:
+    """Progress lines and a bar for the long phases, on stderr whatever the output
+    format (a 1000-node run takes minutes): drawn in place on a terminal, one line
+    per tenth otherwise."""
+    tty = sys.stderr.isatty()
+    shown: dict[str, int] = {}
+
+    def line(text: str) -> None:
+        typer.echo(text, err=True)
+
+    def bar(phase: str, done: int, total: int) -> None:
+        if tty:
+            filled = 30 * done // max(total, 1)
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r{phase} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
+            sys.stderr.flush()
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth != shown.get(phase):
+            shown[phase] = tenth
+            line(f"{phase}: {done}/{total}")
+
+    return {"progress": line, "bar": bar}
+
+
+def _print_scale(result: dict[str, Any], fmt: OutputFormat) -> None:
+    """The JSON/YAML summary, or its main lines; exit 1 unless it converged equal
+    to the verifier."""
+    if is_data(fmt):
+        echo_data(result, fmt)
+    else:
+        for line in _scale_lines(result):
+            typer.echo(line)
+    if not (result.get("converged") and result.get("matches_verifier")):
+        raise typer.Exit(1)
+
+
+def _scale_lines(r: dict[str, Any]) -> list[str]:
+    bird, rr = r["bird"], r["route_reflector_figures"]
+    lines = [
+        f"{r['nodes']} nodes, {r['topology']}, {r['route_reflectors']} route reflectors",
+        f"cold start: converged={r['converged']} in {r['seconds_to_converge']} s, "
+        f"{r['sessions_established']}/{r['sessions_expected']} sessions; {r['comparison']}",
+        f"BIRD RSS MB: clients median {bird['clients']['rss_mb'].get('median')}, "
+        f"route reflectors max {bird['route_reflectors']['rss_mb'].get('max')}; "
+        f"RR CPU s max {bird['route_reflectors']['cpu_s'].get('max')}",
+        f"per RR (max): {rr['sessions'].get('max')} sessions, {rr['routes'].get('max')} "
+        f"paths held; updates received / verifier's prefixes "
+        f"{rr['updates_received_over_predicted'].get('median')} (median)",
+    ]
+    failover = r.get("failover") or {}
+    for case in ("crash_graceful_restart", "clean_stop"):
+        if case in failover:
+            run = failover[case]
+            lines.append(
+                f"{failover['route_reflector']} {case.replace('_', ' ')}: "
+                f"{run['clients_with_loss']} of {failover['sampled_clients']} sampled clients "
+                f"lost a route (longest {run['loss_seconds_max']} s); back with every "
+                f"route after {run['seconds_until_rr_back']} s"
+            )
+    lines.append(f"{r['seconds_total']} s in all")
+    return lines
 
 
 def _check_family(ip_family: str, renderer: str) -> None:

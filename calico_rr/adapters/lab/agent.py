@@ -114,6 +114,7 @@ class LabAgent:
         }
         configs = {b.name: b for b in bird_nodes(graph, state, blocks)}
         changed: list[str] = []
+        fresh: list[tuple[LabNode, str]] = []  # daemons to start, in one batch
         with self._lock:
             self.state, self.graph = state, graph
             for lab_node in self.lab.nodes:
@@ -133,8 +134,15 @@ class LabAgent:
                     continue
                 if self._last.get(lab_node.name) == text and lab_node.running:
                     continue
-                self._write(lab_node, text)
+                if lab_node.running:
+                    self._write(lab_node, text)
+                else:
+                    fresh.append((lab_node, text))
                 changed.append(lab_node.name)
+            # all at once: started one by one, the first would try peers not
+            # listening yet and sit out BIRD's error wait (LabNetwork.start_birds)
+            self.lab.start_birds(fresh)
+            self._last.update((node.name, text) for node, text in fresh)
         if changed:
             self.config_changes += 1
         return changed

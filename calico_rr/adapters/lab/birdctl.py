@@ -26,7 +26,10 @@ __all__ = [
     "BirdControl",
     "BirdError",
     "ProtocolState",
+    "RouteCount",
+    "parse_import_updates",
     "parse_protocols",
+    "parse_route_count",
     "parse_routes",
 ]
 
@@ -86,6 +89,43 @@ def parse_routes(rows: list[tuple[int, str]]) -> dict[str, int]:
             out[current] = out.get(current, 0) + 1
         elif current is not None and text.strip():
             out[current] += 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCount:
+    """``show route count``: routes (paths) and networks (prefixes) in the table."""
+
+    routes: int
+    networks: int
+
+
+_COUNT_RE = re.compile(r"(\d+) of (\d+) routes for (\d+) networks")
+
+
+def parse_route_count(rows: list[tuple[int, str]]) -> RouteCount:
+    """The reply of ``show route count`` (BIRD 1.6: ``X of Y routes for Z networks``)."""
+    for _, text in rows:
+        m = _COUNT_RE.search(text)
+        if m:
+            return RouteCount(routes=int(m.group(2)), networks=int(m.group(3)))
+    raise BirdError(f"no route count in BIRD's answer: {rows[-1:]}")
+
+
+def parse_import_updates(rows: list[tuple[int, str]]) -> dict[str, int]:
+    """BGP protocol name -> route updates it received (the *received* column of
+    ``Import updates`` in ``show protocols all``: one per prefix announced to it,
+    re-announcements included)."""
+    out: dict[str, int] = {}
+    current: str | None = None
+    for code, text in rows:
+        if code == 1002:
+            parts = text.split()
+            current = parts[0] if len(parts) > 1 and parts[1] == "BGP" else None
+            continue
+        words = text.split()
+        if current is not None and words[:2] == ["Import", "updates:"] and len(words) > 2:
+            out[current] = int(words[2])
     return out
 
 
@@ -187,6 +227,13 @@ class BirdControl:
 
     def routes(self) -> dict[str, int]:
         return parse_routes(self.call("show route"))
+
+    def route_count(self) -> RouteCount:
+        """Paths and prefixes in the table without listing them (cheap at scale)."""
+        return parse_route_count(self.call("show route count"))
+
+    def import_updates(self) -> dict[str, int]:
+        return parse_import_updates(self.call("show protocols all"))
 
     def configure(self) -> str:
         """Re-read the configuration file; the daemon's answer."""

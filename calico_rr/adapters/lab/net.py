@@ -381,8 +381,11 @@ class LabNetwork:
         BIRD's error wait (5-30 s with Calico's timers) before trying again."""
         for node, config in configs:
             self._spawn_bird(node, config)
+        # one deadline for the batch: a thousand daemons that start exchanging
+        # a million routes at once answer their sockets late on two cores
+        deadline = time.monotonic() + timeout + 0.2 * len(configs)
         for node, _ in configs:
-            self._await_bird(node, timeout)
+            self._await_bird(node, max(deadline - time.monotonic(), 1.0))
 
     def _spawn_bird(self, node: LabNode, config: str) -> None:
         if node.running:

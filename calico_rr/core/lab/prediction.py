@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.exact import propagate
+from calico_rr.core.bgp.verify.fast import propagate as fast_propagate
 
 __all__ = [
+    "DaemonTargets",
     "LabComparison",
     "compare_routes",
+    "daemon_targets",
     "expected_sessions",
     "missing_pairs",
     "predicted_routes",
@@ -39,12 +42,13 @@ def expected_sessions(graph: SessionGraph) -> set[frozenset[str]]:
 
 
 def predicted_routes(
-    graph: SessionGraph, origins: Collection[str] | None = None
+    graph: SessionGraph, origins: Collection[str] | None = None, *, fast: bool = False
 ) -> dict[str, frozenset[str]]:
-    """Node name -> names of the other nodes whose block it holds (exact engine).
+    """Node name -> names of the other nodes whose block it holds (exact engine;
+    ``fast``: the class engine, which answers the same and scales to thousands).
     ``origins``: the nodes that announce a block (default: all; a dedicated route
     reflector without workloads announces none)."""
-    result = propagate(graph, updates=False)
+    result = (fast_propagate if fast else propagate)(graph, updates=False)
     names = [n.name for n in graph.nodes]
     announce = set(names) if origins is None else set(origins)
     out: dict[str, frozenset[str]] = {}
@@ -119,3 +123,29 @@ def compare_routes(
         only_bird_holds=frozenset(pred_missing - obs_missing),
         only_verifier_holds=frozenset(obs_missing - pred_missing),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonTargets:
+    """What each node's BIRD shows once converged, by the verifier: counts the
+    scale lab can read cheaply (``show protocols``, ``show route count``) and the
+    held sets its one full check compares."""
+
+    #: node -> BGP sessions Established
+    sessions: dict[str, int]
+    #: node -> prefixes in its table: the blocks it holds, its own, the lab's /16
+    networks: dict[str, int]
+    #: node -> the other nodes whose block it holds
+    held: dict[str, frozenset[str]]
+
+
+def daemon_targets(graph: SessionGraph) -> DaemonTargets:
+    """:class:`DaemonTargets` for a lab where every node announces a pod block and
+    its BIRD's table also holds the connected lab network (``core.lab.bird``)."""
+    sessions = {n.name: 0 for n in graph.nodes}
+    for pair in expected_sessions(graph):
+        for name in pair:
+            sessions[name] += 1
+    held = predicted_routes(graph, fast=True)
+    networks = {name: len(h) + 2 for name, h in held.items()}
+    return DaemonTargets(sessions, networks, held)

@@ -1,0 +1,216 @@
+"""The lab at the talk's scale (issue 18): hundreds to thousands of real BIRDs.
+
+What the 16-to-120-node lab does per change (an API server, confd or the agent
+re-rendering on every event, a full ``show route`` of every daemon ten times a
+second) does not hold at 1000 nodes, and the full mesh it starts from never
+converges at 200 (docs/LAB.md).  The scale mode keeps what the claim needs and
+drops the rest:
+
+* no API server and no mesh: the planner's resources for the synthetic cluster
+  are read back as calico-node reads them (``plan_state``), gated by the
+  verifier, and rendered by the lab's agent straight into fresh BIRDs, all
+  started in one batch (a cold start of the whole cluster);
+* the host's neighbour table is sized first (:func:`neighbour_limits`): every
+  namespace shares the host's one ARP table, whose default hard limit (1024
+  entries) a few hundred RR sessions exceed;
+* convergence is read from counts (``show protocols`` and ``show route count``
+  per daemon, only of the daemons not yet done), then checked once in full:
+  every node's table against the verifier's prediction, node by node;
+* then measured: RSS and CPU time of every BIRD, the routes an RR holds, the
+  route updates each RR received against the verifier's ``updates_per_rr``;
+* optionally the loss of the busiest RR, twice (crashed: with graceful restart
+  on, as Calico renders it, its peers keep its routes as stale; then stopped
+  cleanly: they drop them at once), with a prefix-count sampler on a sample of
+  its clients, and the time until the RR is back with every route.
+
+:func:`run_scale` returns the JSON summary ``calico-rr lab --scale`` prints; the
+measurements are in :mod:`calico_rr.adapters.lab.scale_measure`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calico_rr.adapters.lab.agent import LabAgent
+from calico_rr.adapters.lab.net import MAX_NODES, LabError, LabNetwork, node_ip
+from calico_rr.adapters.lab.scale_measure import (
+    daemon_usage,
+    failover,
+    node_complete,
+    rr_figures,
+)
+from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
+from calico_rr.core.lab.prediction import DaemonTargets, compare_routes, daemon_targets
+from calico_rr.core.operator.safety import gate_plan
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.planner import Plan, plan
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.core.report.summary import plan_state
+from calico_rr.model import CalicoState
+
+__all__ = ["Bar", "ScaleOptions", "converge", "neighbour_limits", "run_scale", "scale_cluster"]
+
+#: ``bar(phase, done, total)``: progress of a long phase (the CLI draws it)
+Bar = Callable[[str, int, int], None]
+
+_NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+def _no_bar(_phase: str, _done: int, _total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleOptions:
+    nodes: int
+    topology: str = "hierarchy"
+    zones: int = 3
+    racks: int = 0
+    #: seconds to wait for the cold start (and each re-convergence) to converge
+    timeout: float = 900.0
+    #: also stop and crash the busiest RR, sampling a few of its clients
+    failover: bool = True
+    #: clients of that RR the route sampler reads (each read is a full ``show route``)
+    sample: int = 40
+
+
+@contextmanager
+def neighbour_limits(entries: int, root: Path = _NEIGH) -> Iterator[dict[str, int]]:
+    """Raise the host's IPv4 neighbour-table thresholds so ``entries`` entries fit
+    without garbage collection; restore the old values afterwards.
+
+    The ARP table is one per host, shared by every namespace (its ``gc_thresh``
+    sysctls exist only in the initial namespace): past ``gc_thresh3`` (1024 by
+    default) the kernel refuses new entries ("neighbour table overflow") and
+    sessions fail to start.  Yields the thresholds in force."""
+    keys = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+    old = {k: int((root / k).read_text()) for k in keys}
+    want = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
+    new = {k: max(old[k], want[k]) for k in keys}
+    try:
+        for k in reversed(keys):  # thresh3 first: the kernel keeps 1 <= 2 <= 3
+            (root / k).write_text(str(new[k]))
+        yield new
+    finally:
+        for k in keys:
+            (root / k).write_text(str(old[k]))
+
+
+def scale_cluster(opts: ScaleOptions) -> tuple[Plan, CalicoState, SessionGraph]:
+    """The plan for a synthetic cluster under the lab's node names and addresses
+    (``lab-nNN`` on 10.99.0.0/16, known before the namespaces exist), the Calico
+    state calico-node would read from it, and its session graph; refused by the
+    verifier's gate, as every path that writes a configuration is."""
+    synthetic = synthetic_cluster(opts.nodes, zones=opts.zones, racks=opts.racks)
+    nodes = [
+        dataclasses.replace(n, name=f"{LabNetwork.name_prefix}{i:02d}", ip=node_ip(i))
+        for i, n in enumerate(synthetic)
+    ]
+    extra: dict[str, Any] = {"racks": opts.racks} if opts.racks else {}
+    p = plan(nodes, PlanConfig(topology=opts.topology, **extra))  # type: ignore[arg-type]
+    state = plan_state(p)
+    graph = build_session_graph(state)
+    verdict = gate_plan(p, graph=graph)
+    if not verdict.ok:
+        raise LabError(f"the verifier refuses the plan: {verdict.explain()}")
+    return p, state, graph
+
+
+def converge(
+    lab: LabNetwork, want: DaemonTargets, *, since: float, timeout: float, bar: Bar = _no_bar
+) -> float | None:
+    """Seconds from ``since`` until every running daemon shows its sessions and its
+    count of prefixes (None: not within ``timeout``).  Each pass reads only the
+    daemons not done yet; :func:`full_check` reads them all again afterwards."""
+    pending = [n for n in lab.nodes if n.running]
+    total = len(pending)
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [n for n in pending if not node_complete(n, want)]
+        bar("converging", total - len(pending), total)
+        if not pending:
+            return round(time.monotonic() - since, 2)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def full_check(agent: LabAgent, want: DaemonTargets) -> dict[str, Any]:
+    """Every daemon's sessions and whole table against the verifier, node by node."""
+    obs = agent.observe()
+    cmp = compare_routes(want.held, obs.held)
+    ends = sum(len(obs.established.get(name, frozenset())) for name in want.sessions)
+    return {
+        "sessions_expected": sum(want.sessions.values()) // 2,
+        "sessions_established": ends // 2,
+        "missing_pairs": len(cmp.observed_missing),
+        "verifier_missing_pairs": len(cmp.predicted_missing),
+        "bird_reachable": not cmp.observed_missing,
+        "matches_verifier": cmp.matches,
+        "comparison": cmp.describe(),
+    }
+
+
+def run_scale(
+    opts: ScaleOptions, *, progress: Callable[[str], None], bar: Bar = _no_bar
+) -> dict[str, Any]:
+    """Plan and gate, build the lab, cold-start the planner's configuration on
+    every BIRD at once, check it against the verifier and measure it."""
+    t_all = time.monotonic()
+    if not 2 <= opts.nodes <= MAX_NODES:
+        raise LabError(f"the scale lab takes 2..{MAX_NODES} nodes, got {opts.nodes}")
+    progress(f"planning {opts.nodes} nodes ({opts.topology}), gated by the verifier")
+    t0 = time.monotonic()
+    p, state, graph = scale_cluster(opts)
+    progress("predicting every node's table (the verifier's class engine)")
+    want = daemon_targets(graph)
+    out: dict[str, Any] = {
+        "nodes": opts.nodes,
+        "topology": p.topology,
+        "route_reflectors": sum(1 for n in graph.nodes if n.cluster_id),
+        "phases": {"plan_and_prediction_s": round(time.monotonic() - t0, 2)},
+    }
+    entries = 2 * sum(want.sessions.values()) + 2 * opts.nodes + 1024
+    with neighbour_limits(entries) as limits:
+        out["neighbour_limits"] = limits
+        progress(f"building {opts.nodes} namespaces on one bridge")
+        t0 = time.monotonic()
+        with LabNetwork(opts.nodes) as lab:
+            out["phases"]["namespaces_s"] = round(time.monotonic() - t0, 2)
+            _cold_start(lab, state, want, opts, out, progress, bar)
+            progress("removing the lab")
+    out["seconds_total"] = round(time.monotonic() - t_all, 1)
+    return out
+
+
+def _cold_start(
+    lab: LabNetwork,
+    state: CalicoState,
+    want: DaemonTargets,
+    opts: ScaleOptions,
+    out: dict[str, Any],
+    progress: Callable[[str], None],
+    bar: Bar,
+) -> None:
+    agent = LabAgent(lab)
+    progress(f"starting {opts.nodes} BIRDs at once with the planner's configuration")
+    t0 = time.monotonic()
+    graph = agent.set_state(state)
+    agent.apply(state)
+    out["phases"]["start_s"] = round(time.monotonic() - t0, 2)
+    seconds = converge(lab, want, since=t0, timeout=opts.timeout, bar=bar)
+    out["converged"], out["seconds_to_converge"] = seconds is not None, seconds
+    progress("reading every daemon's whole table")
+    out.update(full_check(agent, want))
+    out["bird"] = daemon_usage(lab, graph)
+    out["route_reflector_figures"] = rr_figures(lab, graph)
+    if opts.failover and out["converged"]:
+        out["failover"] = failover(
+            agent, graph, want, sample=opts.sample, timeout=opts.timeout, progress=progress
+        )
