@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--also", default="single,quorum", help="at the largest size only")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--no-failover", action="store_true", help="cold starts only")
+    ap.add_argument("--redundancy", type=int, help="RRs per client (default: the planner's)")
     ap.add_argument("--merge", type=Path, help="a saved sweep these results are added to")
     ap.add_argument("--out", type=Path, default=Path("lab_scale.json"))
     ap.add_argument("--plot", type=Path)
@@ -152,7 +153,13 @@ def main() -> None:
         t0 = time.monotonic()
         print(f"{topo} {n}: running", file=sys.stderr, flush=True)
         result = run_scale(
-            ScaleOptions(n, topology=topo, timeout=args.timeout, failover=not args.no_failover),
+            ScaleOptions(
+                n,
+                topology=topo,
+                timeout=args.timeout,
+                failover=not args.no_failover,
+                redundancy=args.redundancy,
+            ),
             progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
         )
         doc["results"].append(result)

@@ -135,3 +135,62 @@ def test_scale_summary_lines_say_what_the_json_says() -> None:
     assert "converged=True in 10.9 s, 594/594 sessions" in text
     assert "lab-n00 clean stop: 1 of 40 sampled clients lost a route (longest 0.3 s)" in text
     assert "crash" not in text  # only the cases that ran
+
+
+def test_available_memory_is_read_from_meminfo(tmp_path: Path) -> None:
+    from calico_rr.adapters.lab.net import LabError
+    from calico_rr.adapters.lab.scale import available_mb
+
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       24683840 kB\nMemAvailable:    2097152 kB\n")
+    assert available_mb(info) == 2048
+    info.write_text("MemTotal:       24683840 kB\n")
+    with pytest.raises(LabError, match="no MemAvailable"):
+        available_mb(info)
+
+
+def test_memory_guard_stops_every_daemon_and_says_why() -> None:
+    import subprocess
+    import time
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.net import LabError
+    from calico_rr.adapters.lab.scale import MemoryGuard
+
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]
+    lab = SimpleNamespace(nodes=[SimpleNamespace(proc=p) for p in procs])
+    guard = MemoryGuard(lab, floor_mb=10**9)  # type: ignore[arg-type]
+    # the main thread is interrupted, so that it stops waiting on dead daemons
+    with pytest.raises(KeyboardInterrupt), guard:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert guard.tripped is not None
+    assert [p.wait(timeout=5) for p in procs] == [-9, -9, -9]
+    with pytest.raises(LabError, match="ran out of memory"):
+        guard.check()
+
+
+def test_memory_guard_leaves_a_lab_with_room_alone() -> None:
+    import subprocess
+    import time
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.scale import MemoryGuard
+
+    proc = subprocess.Popen(["sleep", "60"])
+    lab = SimpleNamespace(nodes=[SimpleNamespace(proc=proc)])
+    try:
+        with MemoryGuard(lab, floor_mb=1) as guard:  # type: ignore[arg-type]
+            time.sleep(1.2)
+        guard.check()
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_neighbour_limits_outside_the_host_namespace_change_nothing(tmp_path: Path) -> None:
+    with neighbour_limits(3000, root=tmp_path / "absent") as got:
+        assert got == {}
+    assert not (tmp_path / "absent").exists()

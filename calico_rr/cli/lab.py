@@ -87,6 +87,9 @@ def lab(
     ] = None,
     scale: ScaleOpt = False,
     failover: FailoverOpt = True,
+    redundancy: Annotated[
+        int | None, typer.Option(help="With --scale: RRs per client [default: the planner's].")
+    ] = None,
     renderer: RendererOpt = "confd",
     ip_family: LabFamilyOpt = "ipv4",
     cleanup: Annotated[
@@ -112,7 +115,9 @@ def lab(
         return
     if scale:
         _guard(lambda: _check_scale(nodes, ip_family, scenarios, dedicated))
-        options = ScaleOptions(nodes, topology, zones, racks, timeout or 900.0, failover)
+        options = ScaleOptions(
+            nodes, topology, zones, racks, timeout or 900.0, failover, redundancy=redundancy
+        )
         _print_scale(_unwinding_on_sigterm(lambda: run_scale(options, **_scale_feedback())), fmt)
         return
     progress = progress_printer(fmt)

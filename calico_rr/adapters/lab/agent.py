@@ -242,18 +242,19 @@ class LabAgent:
                     out[peer] = proto.info or proto.state
         return out
 
-    def held(self, node: LabNode) -> frozenset[str]:
-        """Other lab nodes whose pod block the node's BIRD holds."""
+    def held(self, node: LabNode, *, light: bool = False) -> frozenset[str]:
+        """Other lab nodes whose pod block the node's BIRD holds (``light``: read
+        with ``show route primary``, one line per prefix, as the scale lab does)."""
         control = node.control  # one read: a kill on another thread may clear it
         if control is None or not node.running:
             return frozenset()
         return frozenset(
             self._by_block[prefix]
-            for prefix in control.routes()
+            for prefix in (control.prefixes() if light else control.routes())
             if prefix in self._by_block and self._by_block[prefix] != node.name
         )
 
-    def observe(self) -> Observation:
+    def observe(self, *, light: bool = False) -> Observation:
         est: dict[str, frozenset[str]] = {}
         held: dict[str, frozenset[str]] = {}
         for node in self.lab.nodes:
@@ -262,7 +263,7 @@ class LabAgent:
                 est[node.name] = frozenset(
                     peer for peer, info in sessions.items() if info.startswith("Established")
                 )
-                held[node.name] = self.held(node)
+                held[node.name] = self.held(node, light=light)
             except BirdError:
                 est[node.name], held[node.name] = frozenset(), frozenset()
         return Observation(est, held)

@@ -29,7 +29,9 @@ measurements are in :mod:`calico_rr.adapters.lab.scale_measure`.
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,7 +56,16 @@ from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.core.report.summary import plan_state
 from calico_rr.model import CalicoState
 
-__all__ = ["Bar", "ScaleOptions", "converge", "neighbour_limits", "run_scale", "scale_cluster"]
+__all__ = [
+    "Bar",
+    "MemoryGuard",
+    "ScaleOptions",
+    "available_mb",
+    "converge",
+    "neighbour_limits",
+    "run_scale",
+    "scale_cluster",
+]
 
 #: ``bar(phase, done, total)``: progress of a long phase (the CLI draws it)
 Bar = Callable[[str, int, int], None]
@@ -76,8 +87,10 @@ class ScaleOptions:
     timeout: float = 900.0
     #: also stop and crash the busiest RR, sampling a few of its clients
     failover: bool = True
-    #: clients of that RR the route sampler reads (each read is a full ``show route``)
+    #: clients of that RR the prefix-count sampler reads
     sample: int = 40
+    #: RRs per client (None: the planner's default)
+    redundancy: int | None = None
 
 
 @contextmanager
@@ -88,9 +101,14 @@ def neighbour_limits(entries: int, root: Path = _NEIGH) -> Iterator[dict[str, in
     The ARP table is one per host, shared by every namespace (its ``gc_thresh``
     sysctls exist only in the initial namespace): past ``gc_thresh3`` (1024 by
     default) the kernel refuses new entries ("neighbour table overflow") and
-    sessions fail to start.  Yields the thresholds in force."""
+    sessions fail to start.  Yields the thresholds in force, or nothing (an
+    empty dict) where they cannot be read: not the host's initial namespace."""
     keys = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
-    old = {k: int((root / k).read_text()) for k in keys}
+    try:
+        old = {k: int((root / k).read_text()) for k in keys}
+    except OSError:
+        yield {}
+        return
     want = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
     new = {k: max(old[k], want[k]) for k in keys}
     try:
@@ -100,6 +118,59 @@ def neighbour_limits(entries: int, root: Path = _NEIGH) -> Iterator[dict[str, in
     finally:
         for k in keys:
             (root / k).write_text(str(old[k]))
+
+
+class MemoryGuard:
+    """Stops the lab's BIRDs before the host runs out of memory.
+
+    Every BIRD holds every prefix (times the paths add-path brings it), so a
+    lab's memory grows with N squared; with no swap the kernel's OOM killer
+    would pick some process of the host.  A thread reads ``MemAvailable``
+    every half second; below ``floor_mb`` it kills every daemon of the lab,
+    interrupts the main thread (which stops waiting on dead daemons) and
+    :meth:`check` raises a :class:`LabError` saying so."""
+
+    def __init__(self, lab: LabNetwork, *, floor_mb: int = 1024) -> None:
+        self.lab, self.floor_mb = lab, floor_mb
+        self.tripped: int | None = None  # MB available when it stopped the lab
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-memory", daemon=True)
+
+    def __enter__(self) -> MemoryGuard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            available = available_mb()
+            if available < self.floor_mb:
+                self.tripped = available
+                for node in self.lab.nodes:
+                    if node.proc is not None:
+                        node.proc.kill()
+                _thread.interrupt_main()  # the main thread stops waiting at once
+                return
+
+    def check(self) -> None:
+        if self.tripped is not None:
+            raise LabError(
+                f"the host ran out of memory ({self.tripped} MB available, the guard's "
+                f"floor is {self.floor_mb} MB): the lab's BIRDs were stopped; try fewer "
+                "nodes or fewer RRs per client (every path of every prefix is held by "
+                "every node)"
+            )
+
+
+def available_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """``MemAvailable`` in MB."""
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    raise LabError(f"no MemAvailable in {meminfo}")
 
 
 def scale_cluster(opts: ScaleOptions) -> tuple[Plan, CalicoState, SessionGraph]:
@@ -113,6 +184,8 @@ def scale_cluster(opts: ScaleOptions) -> tuple[Plan, CalicoState, SessionGraph]:
         for i, n in enumerate(synthetic)
     ]
     extra: dict[str, Any] = {"racks": opts.racks} if opts.racks else {}
+    if opts.redundancy is not None:
+        extra["redundancy"] = opts.redundancy
     p = plan(nodes, PlanConfig(topology=opts.topology, **extra))  # type: ignore[arg-type]
     state = plan_state(p)
     graph = build_session_graph(state)
@@ -143,7 +216,7 @@ def converge(
 
 def full_check(agent: LabAgent, want: DaemonTargets) -> dict[str, Any]:
     """Every daemon's sessions and whole table against the verifier, node by node."""
-    obs = agent.observe()
+    obs = agent.observe(light=True)
     cmp = compare_routes(want.held, obs.held)
     ends = sum(len(obs.established.get(name, frozenset())) for name in want.sessions)
     return {
@@ -174,16 +247,27 @@ def run_scale(
         "nodes": opts.nodes,
         "topology": p.topology,
         "route_reflectors": sum(1 for n in graph.nodes if n.cluster_id),
+        "redundancy": opts.redundancy or PlanConfig().redundancy,
         "phases": {"plan_and_prediction_s": round(time.monotonic() - t0, 2)},
     }
     entries = 2 * sum(want.sessions.values()) + 2 * opts.nodes + 1024
     with neighbour_limits(entries) as limits:
-        out["neighbour_limits"] = limits
+        out["neighbour_limits"] = limits or None
+        if not limits:
+            progress(
+                "warning: the host's neighbour-table limits cannot be set from here "
+                f"(not the initial network namespace); {entries} entries may not fit"
+            )
         progress(f"building {opts.nodes} namespaces on one bridge")
         t0 = time.monotonic()
-        with LabNetwork(opts.nodes) as lab:
+        with LabNetwork(opts.nodes) as lab, MemoryGuard(lab) as guard:
             out["phases"]["namespaces_s"] = round(time.monotonic() - t0, 2)
-            _cold_start(lab, state, want, opts, out, progress, bar)
+            try:
+                _cold_start(lab, state, want, opts, out, progress, bar)
+            except (LabError, KeyboardInterrupt):
+                guard.check()  # the real cause, when the guard stopped the lab
+                raise
+            guard.check()
             progress("removing the lab")
     out["seconds_total"] = round(time.monotonic() - t_all, 1)
     return out
