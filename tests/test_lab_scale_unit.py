@@ -194,3 +194,22 @@ def test_neighbour_limits_outside_the_host_namespace_change_nothing(tmp_path: Pa
     with neighbour_limits(3000, root=tmp_path / "absent") as got:
         assert got == {}
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_failover_the_memory_guard_stopped_keeps_the_cold_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab import scale
+
+    def stopped(*_a: object, **_k: object) -> dict[str, object]:
+        raise KeyboardInterrupt  # what the guard's interrupt_main does
+
+    monkeypatch.setattr(scale, "failover", stopped)
+    opts = ScaleOptions(nodes=10)
+    tripped = SimpleNamespace(tripped=480)
+    got = scale._guarded_failover(None, None, None, opts, tripped, print)  # type: ignore[arg-type]
+    assert got == {"aborted": "the memory guard stopped the lab (480 MB available)"}
+    with pytest.raises(KeyboardInterrupt):  # a user's Ctrl-C is not swallowed
+        scale._guarded_failover(None, None, None, opts, SimpleNamespace(tripped=None), print)  # type: ignore[arg-type]

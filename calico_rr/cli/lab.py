@@ -219,6 +219,8 @@ def _scale_lines(r: dict[str, Any]) -> list[str]:
         f"{rr['updates_received_over_predicted'].get('median')} (median)",
     ]
     failover = r.get("failover") or {}
+    if "aborted" in failover:
+        lines.append(f"failover: {failover['aborted']}")
     for case in ("crash_graceful_restart", "clean_stop"):
         if case in failover:
             run = failover[case]

@@ -242,19 +242,18 @@ class LabAgent:
                     out[peer] = proto.info or proto.state
         return out
 
-    def held(self, node: LabNode, *, light: bool = False) -> frozenset[str]:
-        """Other lab nodes whose pod block the node's BIRD holds (``light``: read
-        with ``show route primary``, one line per prefix, as the scale lab does)."""
+    def held(self, node: LabNode) -> frozenset[str]:
+        """Other lab nodes whose pod block the node's BIRD holds."""
         control = node.control  # one read: a kill on another thread may clear it
         if control is None or not node.running:
             return frozenset()
         return frozenset(
             self._by_block[prefix]
-            for prefix in (control.prefixes() if light else control.routes())
+            for prefix in control.routes()
             if prefix in self._by_block and self._by_block[prefix] != node.name
         )
 
-    def observe(self, *, light: bool = False) -> Observation:
+    def observe(self) -> Observation:
         est: dict[str, frozenset[str]] = {}
         held: dict[str, frozenset[str]] = {}
         for node in self.lab.nodes:
@@ -263,7 +262,7 @@ class LabAgent:
                 est[node.name] = frozenset(
                     peer for peer, info in sessions.items() if info.startswith("Established")
                 )
-                held[node.name] = self.held(node, light=light)
+                held[node.name] = self.held(node)
             except BirdError:
                 est[node.name], held[node.name] = frozenset(), frozenset()
         return Observation(est, held)

@@ -228,12 +228,6 @@ class BirdControl:
     def routes(self) -> dict[str, int]:
         return parse_routes(self.call("show route"))
 
-    def prefixes(self) -> set[str]:
-        """The prefixes in the table, one line each (``show route primary``): a
-        full ``show route`` lists every path, and a daemon holding thousands of
-        paths grows by megabytes answering it."""
-        return set(parse_routes(self.call("show route primary")))
-
     def route_count(self) -> RouteCount:
         """Paths and prefixes in the table without listing them (cheap at scale)."""
         return parse_route_count(self.call("show route count"))
