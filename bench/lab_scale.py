@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,9 @@ def main() -> None:
         if args.plot:
             plot(saved["results"], args.plot)
         return
+    # a kill unwinds too: the lab's namespaces go and the host's neighbour
+    # limits are put back (without this, SIGTERM left them raised)
+    signal.signal(signal.SIGTERM, lambda signum, _f: sys.exit(128 + signum))
     ensure_lab_tools()
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = [(t, n) for t in args.topologies.split(",") for n in sizes]
