@@ -43,9 +43,11 @@ from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import MAX_NODES, LabError, LabNetwork, node_ip
 from calico_rr.adapters.lab.scale_measure import (
+    Bar,
+    converge,
     daemon_usage,
     failover,
-    node_complete,
+    no_bar,
     rr_figures,
 )
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
@@ -68,14 +70,8 @@ __all__ = [
     "scale_cluster",
 ]
 
-#: ``bar(phase, done, total)``: progress of a long phase (the CLI draws it)
-Bar = Callable[[str, int, int], None]
 
 _NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
-
-
-def _no_bar(_phase: str, _done: int, _total: int) -> None:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,25 +192,6 @@ def scale_cluster(opts: ScaleOptions) -> tuple[Plan, CalicoState, SessionGraph]:
     return p, state, graph
 
 
-def converge(
-    lab: LabNetwork, want: DaemonTargets, *, since: float, timeout: float, bar: Bar = _no_bar
-) -> float | None:
-    """Seconds from ``since`` until every running daemon shows its sessions and its
-    count of prefixes (None: not within ``timeout``).  Each pass reads only the
-    daemons not done yet; :func:`full_check` reads them all again afterwards."""
-    pending = [n for n in lab.nodes if n.running]
-    total = len(pending)
-    deadline = time.monotonic() + timeout
-    while True:
-        pending = [n for n in pending if not node_complete(n, want)]
-        bar("converging", total - len(pending), total)
-        if not pending:
-            return round(time.monotonic() - since, 2)
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.2)
-
-
 def full_check(agent: LabAgent, want: DaemonTargets) -> dict[str, Any]:
     """Every daemon's sessions, and every node's kernel table, against the verifier
     node by node.
@@ -252,7 +229,7 @@ def full_check(agent: LabAgent, want: DaemonTargets) -> dict[str, Any]:
 
 
 def run_scale(
-    opts: ScaleOptions, *, progress: Callable[[str], None], bar: Bar = _no_bar
+    opts: ScaleOptions, *, progress: Callable[[str], None], bar: Bar = no_bar
 ) -> dict[str, Any]:
     """Plan and gate, build the lab, cold-start the planner's configuration on
     every BIRD at once, check it against the verifier and measure it."""
@@ -311,7 +288,7 @@ def _cold_start(
     graph = agent.set_state(state)
     agent.apply(state)
     out["phases"]["start_s"] = round(time.monotonic() - t0, 2)
-    seconds = converge(lab, want, since=t0, timeout=opts.timeout, bar=bar)
+    seconds = converge(lab.nodes, want, since=t0, timeout=opts.timeout, bar=bar)
     out["converged"], out["seconds_to_converge"] = seconds is not None, seconds
     progress("reading every daemon's sessions and every node's kernel table")
     out.update(full_check(agent, want))

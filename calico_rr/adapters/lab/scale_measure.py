@@ -30,7 +30,16 @@ from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.fast import propagate as fast_propagate
 from calico_rr.core.lab.prediction import DaemonTargets
 
-__all__ = ["DeficitSampler", "daemon_usage", "failover", "node_complete", "rr_figures"]
+__all__ = [
+    "Bar",
+    "DeficitSampler",
+    "converge",
+    "daemon_usage",
+    "failover",
+    "no_bar",
+    "node_complete",
+    "rr_figures",
+]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 #: seconds without any open loss after which a failover's losses are over
@@ -208,16 +217,36 @@ class DeficitSampler:
         }
 
 
-def _whole_again(nodes: list[LabNode], want: DaemonTargets, timeout: float) -> float | None:
-    """Seconds until each of ``nodes`` has every session and every prefix again."""
-    t0 = time.monotonic()
-    pending = list(nodes)
-    while time.monotonic() - t0 < timeout:
+#: ``bar(phase, done, total)``: progress of a long phase (the CLI draws it)
+Bar = Callable[[str, int, int], None]
+
+
+def no_bar(_phase: str, _done: int, _total: int) -> None:
+    pass
+
+
+def converge(
+    nodes: Sequence[LabNode],
+    want: DaemonTargets,
+    *,
+    since: float,
+    timeout: float,
+    bar: Bar = no_bar,
+) -> float | None:
+    """Seconds from ``since`` until each running daemon of ``nodes`` shows its
+    sessions and its count of prefixes (None: not within ``timeout``).  Each pass
+    reads only the daemons not done yet."""
+    pending = [n for n in nodes if n.running]
+    total = len(pending)
+    deadline = time.monotonic() + timeout
+    while True:
         pending = [n for n in pending if not node_complete(n, want)]
+        bar("converging", total - len(pending), total)
         if not pending:
-            return round(time.monotonic() - t0, 2)
+            return round(time.monotonic() - since, 2)
+        if time.monotonic() > deadline:
+            return None
         time.sleep(0.2)
-    return None
 
 
 def node_complete(node: LabNode, want: DaemonTargets) -> bool:
@@ -282,9 +311,13 @@ def failover(
         progress(f"{case.replace('_', ' ')} of {rr}, sampling {len(floors)} of its clients")
         loss = _loss_run(agent, node, floors, clean=clean)
         agent.restart(node)
-        loss["seconds_until_rr_back"] = _whole_again([node], want, timeout)
+        loss["seconds_until_rr_back"] = converge(
+            [node], want, since=time.monotonic(), timeout=timeout
+        )
         # the next case starts from whole tables where it samples
         sampled = [agent.lab.node(name) for name in floors]
-        loss["then_sampled_clients_whole_s"] = _whole_again(sampled, want, timeout)
+        loss["then_sampled_clients_whole_s"] = converge(
+            sampled, want, since=time.monotonic(), timeout=timeout
+        )
         out[case] = loss
     return out
