@@ -71,8 +71,8 @@ def test_lab_dual_hierarchy_cli_both_families_reachable_and_as_predicted() -> No
     # kept 2 vCPUs saturated: the migration outlasted the 180 s wait in 5 runs of
     # 5 here and twice in CI (given 420 s, it took 202 s; docs/LAB.md "IPv6 and
     # dual stack").  One zone: 4 of 4 runs converged in 41-57 s.  What is under
-    # test, both families equal to the
-    # prediction through the CLI, does not depend on the zone count.
+    # test, both families equal to the prediction through the CLI, does not depend
+    # on the zone count.
     args = ["--nodes", "16", "--zones", "1", "--ip-family", "dual", "--topology", "hierarchy"]
     args.append("--json")
     proc = subprocess.run(
