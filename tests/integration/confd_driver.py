@@ -108,19 +108,16 @@ def _relabel(admin: Any, name: str, obj: dict[str, Any], meta: dict[str, Any]) -
     client retried a PUT that timed out under load (the first one had landed; seen
     in CI) is checked, not taken for a failure: read again, and write only if the
     Node does not hold them yet."""
+    want = {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
     for _ in range(3):
-        obj["metadata"]["labels"] = meta.get("labels") or {}
-        obj["metadata"]["annotations"] = meta.get("annotations") or {}
+        obj["metadata"].update(want)
         try:
             admin.replace(api_path("v1", "nodes", name), obj)
             return
         except Conflict:
             obj = admin.get(api_path("v1", "nodes", name))
             assert obj is not None, name
-            got = obj["metadata"]
-            if (got.get("labels") or {}) == (meta.get("labels") or {}) and (
-                got.get("annotations") or {}
-            ) == (meta.get("annotations") or {}):
+            if all((obj["metadata"].get(k) or {}) == v for k, v in want.items()):
                 return
     raise AssertionError(f"node {name}: three conflicting writes in a row")
 
