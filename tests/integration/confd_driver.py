@@ -76,7 +76,9 @@ def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
     for node in lab.lab.nodes:
         if node.name not in wanted and node.running:
             agent.kill(node)
-    for name in lab.members:
+    # the API server's list, not the watcher's view (which may lag a write)
+    present, _ = admin.list(api_path("v1", "nodes"))
+    for name in sorted(obj["metadata"]["name"] for obj in present):
         if name not in wanted:
             admin.delete(api_path("v1", "nodes", name))
     for name, meta in wanted.items():

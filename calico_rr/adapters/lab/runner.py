@@ -175,6 +175,7 @@ class ClusterLab:
         self.watcher.wait_synced()
         self.progress(f"creating {self.size} nodes (full mesh on)")
         create_nodes(self.admin, self.nodes[: self.size])
+        self._await_members(self.nodes[: self.size])
 
     def _agent(self) -> LabAgent:
         """The imitation agent, or Calico's confd per node (docs/LAB.md)."""
@@ -209,8 +210,21 @@ class ClusterLab:
 
     @property
     def members(self) -> list[str]:
-        """Names of the nodes currently in the API server."""
+        """Names of the nodes in the API server, as the lab's watcher has seen them
+        (it may lag a write by the watch's delay; :meth:`_await_members`)."""
         return sorted(self.watcher.informers["nodes"].keys())
+
+    def _await_members(self, nodes: list[Node], timeout: float = 60.0) -> None:
+        """Wait until the watcher has seen the Nodes just created: callers pick the
+        nodes to delete or join from :attr:`members`, and a watch lagging the
+        creation under load made a case delete 2 of 24 (seen in CI)."""
+        names = {n.name for n in nodes}
+        deadline = time.monotonic() + timeout
+        while not names <= set(self.members):
+            if time.monotonic() > deadline:
+                late = sorted(names - set(self.members))
+                raise LabError(f"the lab's watcher has not seen nodes {late[:5]} in {timeout}s")
+            time.sleep(0.05)
 
     def cluster_ids(self) -> dict[str, str]:
         """Route reflector name -> its cluster ID, as in the API server."""
@@ -368,6 +382,7 @@ class ClusterLab:
         if len(new) < count:
             raise LabError(f"only {len(new)} spare lab nodes left, {count} asked")
         create_nodes(self.admin, new)
+        self._await_members(new)
         return [n.name for n in new]
 
     def delete(self, names: list[str]) -> None:
