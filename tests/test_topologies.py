@@ -9,6 +9,7 @@ random clusters.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -83,6 +84,22 @@ def test_hierarchy_5000_10_racks(zones: int) -> None:
     roles = sessions_by_label(graph, ROLE_LABEL)
     assert set(roles) == {"rack-rr", "spine"}
     assert roles["spine"].max == 32  # 30 rack RRs + 2 other spines
+
+
+def test_hierarchy_caps_a_small_racks_rrs_at_a_third_of_it() -> None:
+    """16 nodes in 3 zones: a generated rack per zone (6, 5 and 5 nodes) gets 2
+    rack RRs, not ``redundancy`` 3 (which made 12 RRs of 16); every client
+    still peers with 2 RRs."""
+    p = run(16, "hierarchy", zones=3)
+    racks = [s for s in p.layout.slots if s.role == "rack-rr"]
+    per_rack = Counter(s.rack for s in racks)
+    assert sorted(per_rack.values()) == [2, 2, 2]
+    assert len(p.layout.holders) == 6 + 3  # rack RRs + spines
+    s = summarize(p)
+    assert s["sessions_per_client"]["min"] == 2
+    assert s["clients_without_rr"] == 0
+    # at 9 nodes a rack is no longer capped at the default redundancy
+    assert Counter(s.role for s in run(9, "hierarchy").layout.slots)["rack-rr"] == 3
 
 
 def test_quorum_2000_shape() -> None:
@@ -184,6 +201,8 @@ def test_every_healthy_client_gets_enough_rrs(case: Case) -> None:
     graph = plan_graph(p)
     rrs = len(p.layout.holders)
     want = min(config.redundancy, rrs)
+    if p.topology == "hierarchy":  # a small rack's RRs are capped (rack_rr_cap), never below 2
+        want = min(want, 2)
     counts = rr_peer_counts(graph)
     by_name = {n.name: n for n in nodes}
     for name, count in counts.items():

@@ -207,19 +207,32 @@ def _without(view: ClusterView, taken: Iterable[str]) -> ClusterView:
 def _rack_slots(
     view: ClusterView, config: PlanConfig, racks: list[str], rack_of: dict[str, str]
 ) -> dict[str, list[Slot]]:
-    """Rack -> its rack RR slots: ``redundancy`` of them, fewer when the rack has
-    fewer eligible nodes (but at least one), under the rack's cluster ID."""
+    """Rack -> its rack RR slots under the rack's cluster ID: ``redundancy`` of
+    them, fewer when the rack has fewer eligible nodes (but at least one), and
+    no more than :func:`rack_rr_cap` allows for the rack's size."""
     ids = rack_cluster_ids(racks, config)
     eligible_in = Counter(rack_of[n.name] for n in view.eligible)
+    size_of = Counter(rack_of.values())
     out: dict[str, list[Slot]] = {}
     for rack in racks:
-        count = min(config.redundancy, eligible_in[rack]) or 1
+        count = min(config.redundancy, eligible_in[rack], rack_rr_cap(size_of[rack])) or 1
         group = label_value(rack)
         out[rack] = [
             Slot(label_value(f"{group}.{j}"), "rack-rr", ids[rack], None, rack)
             for j in range(count)
         ]
     return out
+
+
+def rack_rr_cap(rack_size: int) -> int:
+    """The most rack RRs a rack of ``rack_size`` nodes gets: a third of it, but
+    two (the single-failure guarantee: a client peers only with its rack's RRs).
+
+    A rack RR exists to spare its clients sessions; with ``redundancy`` 3 a
+    5-node rack would be 3 RRs for 2 clients, and a 16-node cluster in 3 zones
+    (a generated rack per zone) 12 RRs of 16.  Racks of 9 nodes or more are
+    not capped at the default redundancy."""
+    return max(2, rack_size // 3)
 
 
 def _place_spines(
