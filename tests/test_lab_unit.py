@@ -254,25 +254,3 @@ def test_sampler_survives_a_failing_sweep_and_reports_it() -> None:
     assert report["sampler_errors"] == [error]
     # the thread kept going: the later loss of n2's block was still recorded
     assert report["route_losses"] == 1 and report["examples"][0].startswith("n1 lacked n2")
-
-
-def test_a_daemon_outliving_sigkill_is_a_lab_error_naming_its_kernel_state(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import subprocess
-    import sys
-
-    from calico_rr.adapters.lab import net
-
-    # a process that is not killed stands in for one the kernel holds after SIGKILL
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    monkeypatch.setattr(net, "KILL_WAIT", 0.2)
-    try:
-        expected = r"BIRD of n1 \(pid \d+\) still there .*: state [A-Z], waiting in "
-        with pytest.raises(net.LabError, match=expected):
-            net._reap(proc, "n1")
-    finally:
-        proc.kill()
-        proc.wait()
-    net._reap(proc, "n1")  # gone: returns at once
-    assert net._kernel_state(proc.pid).startswith("state unknown")

@@ -143,16 +143,53 @@ class LocalProcess:
 
     def stop(self, timeout: float, sig: signal.Signals = signal.SIGTERM) -> None:
         """Send ``sig``, SIGKILL after ``timeout`` seconds, reap it, close the log."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(sig)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.kill()
-            self.popen.wait()
+        stuck = stop_process(self.popen, timeout, sig)
         self._log.close()
+        if stuck is not None:
+            raise ControlPlaneError(f"{self.name} (pid {self.popen.pid}) {stuck}")
+
+
+#: How long a SIGKILLed process may take to go.  Only the kernel holds one back
+#: (uninterruptible sleep); CI once saw a BIRD still there 10 s after SIGKILL.
+KILL_WAIT = 60.0
+
+
+def stop_process(
+    popen: subprocess.Popen[bytes], grace: float, sig: signal.Signals = signal.SIGTERM
+) -> str | None:
+    """Send ``sig`` (unless it has exited), SIGKILL it after ``grace`` seconds and
+    reap it: None once it is gone, else why it is not (:func:`reap`)."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            popen.send_signal(sig)
+    try:
+        popen.wait(timeout=grace)
+        return None
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            popen.kill()
+    return reap(popen)
+
+
+def reap(popen: subprocess.Popen[bytes], timeout: float | None = None) -> str | None:
+    """Wait up to ``timeout`` (default :data:`KILL_WAIT`) for a killed process:
+    None once reaped, else "still there N s after SIGKILL" with its kernel state
+    (state letter and the kernel function it sleeps in), for the error message."""
+    wait = KILL_WAIT if timeout is None else timeout
+    try:
+        popen.wait(timeout=wait)
+        return None
+    except subprocess.TimeoutExpired:
+        return f"still there {wait:g} s after SIGKILL: {_kernel_state(popen.pid)}"
+
+
+def _kernel_state(pid: int) -> str:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+    except (OSError, IndexError) as exc:
+        return f"state unknown ({exc})"
+    return f"state {state}, waiting in {wchan}"
 
 
 class LocalService(ABC):

@@ -69,6 +69,7 @@ from calico_rr.adapters.lab.net import (
 from calico_rr.core.bgp.families import Family
 from calico_rr.core.lab.bird import BgpTimers, bird_nodes
 from calico_rr.model import CalicoState
+from calico_rr.sandbox.process import stop_process
 
 __all__ = [
     "IPV4_TEMPLATES",
@@ -361,16 +362,17 @@ class ConfdFleet:
         return out
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        for proc in self.procs.values():  # all at once, then wait for each
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stuck = [
+            f"{name} (pid {p.pid}) {why}"
+            for name, p in self.procs.items()
+            if (why := stop_process(p, 5.0))
+        ]
         self.procs.clear()
+        if stuck:
+            raise LabError("confd " + "; ".join(stuck))
 
 
 class ConfdAgent(LabAgent):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from calico_rr.adapters.lab.birdctl import BirdControl, BirdError
 from calico_rr.errors import CalicoRRError
+from calico_rr.sandbox.process import stop_process
 
 __all__ = [
     "IP_FAMILIES",
@@ -451,13 +452,9 @@ class LabNetwork:
         proc = node.proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _reap(proc, node.name)
+        stuck = stop_process(proc, 10.0, signal.SIGKILL if kill else signal.SIGTERM)
+        if stuck is not None:  # the lab cannot reuse the node while it runs
+            raise LabError(f"BIRD of {node.name} (pid {proc.pid}) {stuck}")
         node.proc = None
 
     def register_pid(self, pid: int) -> None:
@@ -485,31 +482,3 @@ def _enable_ipv6(ns: str) -> None:
     """IPv6 on in the namespace (a host may boot with it disabled by default)."""
     keys = [f"net.ipv6.conf.{dev}.disable_ipv6=0" for dev in ("all", "default", "eth0")]
     _run(["ip", "netns", "exec", ns, "sysctl", "-qw", *keys])
-
-
-#: How long a SIGKILLed BIRD may take to go.  A process leaves only once it is out
-#: of the kernel: CI saw one still there 10 s after SIGKILL (uninterruptible,
-#: presumably waiting on a kernel lock such as RTNL while the host was busy).
-KILL_WAIT = 60.0
-
-
-def _reap(proc: subprocess.Popen[bytes], name: str) -> None:
-    """Wait for a SIGKILLed daemon; a LabError naming its kernel state when it
-    outlives :data:`KILL_WAIT` (the lab cannot reuse the node while it runs)."""
-    try:
-        proc.wait(timeout=KILL_WAIT)
-    except subprocess.TimeoutExpired:
-        raise LabError(
-            f"BIRD of {name} (pid {proc.pid}) still there {KILL_WAIT:.0f} s after SIGKILL: "
-            f"{_kernel_state(proc.pid)}"
-        ) from None
-
-
-def _kernel_state(pid: int) -> str:
-    """The process's state letter and the kernel function it sleeps in."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
-    except (OSError, IndexError) as exc:
-        return f"state unknown ({exc})"
-    return f"state {state}, waiting in {wchan}"
