@@ -48,6 +48,8 @@ class FakeLeases:
         self.objects: dict[str, dict[str, Any]] = {}
         self.version = 0
         self.fail: ApiError | None = None
+        #: calls refused with ``fail`` (a test waits for them instead of sleeping)
+        self.refused = 0
         self.before_replace: Callable[[], None] | None = None
         self.writes: list[tuple[str, str]] = []
         self._lock = threading.RLock()
@@ -60,6 +62,7 @@ class FakeLeases:
     def get(self, path: str) -> dict[str, Any] | None:
         with self._lock:
             if self.fail is not None:
+                self.refused += 1
                 raise self.fail
             obj = self.objects.get(path)
             return copy.deepcopy(obj) if obj is not None else None
@@ -67,6 +70,7 @@ class FakeLeases:
     def create(self, collection: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
             if self.fail is not None:
+                self.refused += 1
                 raise self.fail
             path = f"{collection}/{obj['metadata']['name']}"
             if path in self.objects:
@@ -86,6 +90,7 @@ class FakeLeases:
             hook()
         with self._lock:
             if self.fail is not None:
+                self.refused += 1
                 raise self.fail
             current = self.objects.get(path)
             if current is None:
@@ -372,7 +377,9 @@ def test_step_down_after_renew_deadline_without_renewals() -> None:
     try:
         assert a.wait_for_leadership(3.0)
         store.fail = make_error(503, None, text="apiserver unavailable")
-        time.sleep(0.05)  # let the loop see the failures
+        # two refusals: a renewal in flight when the API went away has finished (a
+        # fixed sleep let a loaded machine's late renewal read the advanced clock)
+        assert wait_until(lambda: store.refused >= 2)
         clock.advance(1.5)  # within the renew deadline: still leading
         time.sleep(0.1)
         assert a.is_leader
