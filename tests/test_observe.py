@@ -285,3 +285,19 @@ def test_set_phase_marks_exactly_one_phase_including_non_reconcile_states() -> N
         values = {p: m.registry.get_sample_value("calico_rr_phase", {"phase": p}) for p in PHASES}
         assert values[phase] == 1
         assert sum(v or 0 for v in values.values()) == 1, values
+
+
+def test_a_client_hanging_up_is_logged_at_debug_not_printed(
+    server: tuple[ThreadingHTTPServer, OperatorMetrics, Health],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    srv, _, _ = server
+    caplog.set_level(logging.DEBUG, logger="calico_rr.adapters.observe")
+    try:
+        raise BrokenPipeError("the scraper went away")
+    except BrokenPipeError:
+        srv.handle_error(None, ("127.0.0.1", 5))  # what socketserver calls in the handler
+    assert capsys.readouterr().err == ""
+    [record] = [r for r in caplog.records if r.name == "calico_rr.adapters.observe"]
+    assert record.levelno == logging.DEBUG and record.exc_info is not None

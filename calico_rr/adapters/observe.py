@@ -27,6 +27,8 @@ from prometheus_client import (
 
 from calico_rr.core.operator.state import Phase
 
+log = logging.getLogger(__name__)
+
 #: every value of ``calico_rr_phase{phase}``: the reconcile phases, then the
 #: states a pass can end in without a decision
 PHASES: tuple[str, ...] = (*(p.value for p in Phase), "NoConfig", "InvalidConfig", "Error")
@@ -136,6 +138,14 @@ class Health:
             return self._ready, self._why or "ok"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A probe or scraper that hangs up mid-answer is logged at DEBUG, not printed
+    as a traceback on stderr (socketserver's default)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("metrics server: a request from %s failed", client_address, exc_info=True)
+
+
 def serve(
     port: int, metrics: OperatorMetrics, health: Health, *, host: str = "0.0.0.0"
 ) -> ThreadingHTTPServer:
@@ -170,7 +180,7 @@ def serve(
         def log_message(self, format: str, *args: Any) -> None:
             return  # probes every few seconds would drown the operator's own log
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _QuietServer((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
