@@ -254,3 +254,30 @@ def test_sampler_survives_a_failing_sweep_and_reports_it() -> None:
     assert report["sampler_errors"] == [error]
     # the thread kept going: the later loss of n2's block was still recorded
     assert report["route_losses"] == 1 and report["examples"][0].startswith("n1 lacked n2")
+
+
+def test_a_clean_stop_that_needed_sigkill_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from calico_rr.adapters.lab import net
+
+    def node(name: str, code: str) -> net.LabNode:
+        # a daemon that ignores SIGTERM stands in for a BIRD still closing its sessions
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline()  # ready
+        proc.stdout.close()
+        p = tmp_path / name
+        return net.LabNode(name, 0, "ns", "10.99.0.1", "10.0.0.0/26", p, p, p, proc=proc)
+
+    ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+    stubborn = node("n1", ignore + "; print(1, flush=True); time.sleep(30)")
+    prompt = node("n2", "import time; print(1, flush=True); time.sleep(30)")
+    monkeypatch.setattr(net, "CLEAN_STOP_GRACE", 0.3)
+    lab = net.LabNetwork(2)
+    lab.stop_bird(stubborn, kill=False)
+    lab.stop_bird(prompt, kill=False)
+    assert stubborn.proc is None and prompt.proc is None
+    assert lab.forced_stops == ["n1"]

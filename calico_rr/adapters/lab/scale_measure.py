@@ -284,7 +284,12 @@ def _loss_run(
             elif time.monotonic() - quiet_since > _QUIET:
                 break
             time.sleep(0.2)
-    return {**sampler.report(), "observed_seconds": round(time.monotonic() - t0, 1)}
+    forced = clean and node.name in agent.lab.forced_stops  # a clean stop that became a crash
+    return {
+        **sampler.report(),
+        "observed_seconds": round(time.monotonic() - t0, 1),
+        "stop_forced_by_sigkill": forced,
+    }
 
 
 def failover(
