@@ -213,3 +213,28 @@ def test_a_failover_the_memory_guard_stopped_keeps_the_cold_start(
     assert got == {"aborted": "the memory guard stopped the lab (480 MB available)"}
     with pytest.raises(KeyboardInterrupt):  # a user's Ctrl-C is not swallowed
         scale._guarded_failover(None, None, None, opts, SimpleNamespace(tripped=None), print)  # type: ignore[arg-type]
+
+
+def test_rrs_and_redundancy_reach_the_scale_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from calico_rr.adapters.lab import scale
+
+    _, _, graph = scale_cluster(ScaleOptions(nodes=1000, topology="multi", rrs=3, redundancy=2))
+    rrs = {n.name for n in graph.nodes if n.cluster_id}
+    assert len(rrs) == 3
+    idx = graph.index()
+    names = [n.name for n in graph.nodes]
+    for node in graph.nodes:
+        if node.name not in rrs:
+            assert sum(1 for j in graph.peers(idx[node.name]) if names[j] in rrs) == 2
+
+    seen: list[ScaleOptions] = []
+
+    def fake_run(options: ScaleOptions, **_: object) -> dict[str, object]:
+        seen.append(options)
+        raise scale.LabError("not in a unit test")
+
+    monkeypatch.setattr(scale, "run_scale", fake_run)
+    args = ["lab", "--scale", "--nodes", "1000", "--topology", "multi", "--rrs", "3"]
+    res = CliRunner().invoke(app, [*args, "--redundancy", "2"])
+    assert "not in a unit test" in res.output
+    assert [(o.rrs, o.redundancy, o.topology) for o in seen] == [(3, 2, "multi")]

@@ -56,6 +56,12 @@ ScaleOpt = Annotated[
 FailoverOpt = Annotated[
     bool, typer.Option(help="With --scale: also stop and crash the busiest RR (route sampler on).")
 ]
+ScaleRedundancyOpt = Annotated[
+    int | None, typer.Option(help="With --scale: RRs per client [default: the planner's].")
+]
+ScaleRrsOpt = Annotated[
+    int | None, typer.Option(help="With --scale: the RR count, overriding the planner's sizing.")
+]
 LabFamilyOpt = Annotated[
     str,
     typer.Option(
@@ -87,9 +93,8 @@ def lab(
     ] = None,
     scale: ScaleOpt = False,
     failover: FailoverOpt = True,
-    redundancy: Annotated[
-        int | None, typer.Option(help="With --scale: RRs per client [default: the planner's].")
-    ] = None,
+    redundancy: ScaleRedundancyOpt = None,
+    rrs: ScaleRrsOpt = None,
     renderer: RendererOpt = "confd",
     ip_family: LabFamilyOpt = "ipv4",
     cleanup: Annotated[
@@ -100,23 +105,25 @@ def lab(
 ) -> None:
     """Real BIRD 1.6 daemons in network namespaces, driven like calico-node from a
     local API server; compares BIRD's routes with the verifier (needs root)."""
-    from calico_rr.adapters.lab.net import cleanup_stale
     from calico_rr.adapters.lab.runner import run_lab
     from calico_rr.adapters.lab.scale import ScaleOptions, run_scale
 
     fmt = output_format(output, as_json)
     _guard(lambda: _check_family(ip_family, renderer))
     if cleanup:
-        removed = _guard(cleanup_stale)
-        if is_data(fmt):
-            echo_data({"removed": removed}, fmt)
-        else:
-            typer.echo(f"removed {len(removed)} labs")
+        _cleanup(fmt)
         return
     if scale:
         _guard(lambda: _check_scale(nodes, ip_family, scenarios, dedicated))
         options = ScaleOptions(
-            nodes, topology, zones, racks, timeout or 900.0, failover, redundancy=redundancy
+            nodes,
+            topology,
+            zones,
+            racks,
+            timeout or 900.0,
+            failover,
+            redundancy=redundancy,
+            rrs=rrs,
         )
         _print_scale(_unwinding_on_sigterm(lambda: run_scale(options, **_scale_feedback())), fmt)
         return
@@ -232,6 +239,17 @@ def _scale_lines(r: dict[str, Any]) -> list[str]:
             )
     lines.append(f"{r['seconds_total']} s in all")
     return lines
+
+
+def _cleanup(fmt: OutputFormat) -> None:
+    """``lab --cleanup``: remove what labs whose process died left behind."""
+    from calico_rr.adapters.lab.net import cleanup_stale
+
+    removed = _guard(cleanup_stale)
+    if is_data(fmt):
+        echo_data({"removed": removed}, fmt)
+    else:
+        typer.echo(f"removed {len(removed)} labs")
 
 
 def _check_family(ip_family: str, renderer: str) -> None:

@@ -88,6 +88,8 @@ class ScaleOptions:
     sample: int = 40
     #: RRs per client (None: the planner's default)
     redundancy: int | None = None
+    #: the RR count, overriding the planner's sizing (None: sized; hierarchy: unused)
+    rrs: int | None = None
 
 
 @contextmanager
@@ -183,6 +185,8 @@ def scale_cluster(opts: ScaleOptions) -> tuple[Plan, CalicoState, SessionGraph]:
     extra: dict[str, Any] = {"racks": opts.racks} if opts.racks else {}
     if opts.redundancy is not None:
         extra["redundancy"] = opts.redundancy
+    if opts.rrs is not None:
+        extra["rrs"] = opts.rrs
     p = plan(nodes, PlanConfig(topology=opts.topology, **extra))  # type: ignore[arg-type]
     state = plan_state(p)
     graph = build_session_graph(state)
