@@ -103,6 +103,10 @@ def test_sigkill_then_cleanup() -> None:
     proc = _start("--nodes", "4", "--topology", "single")
     lab_id = f"crr{proc.pid % 100000}"
     _wait_for_birds(proc, lab_id, 4)
+    # the control plane's temporary directory is in the lab's record
+    directories = json.loads((REGISTRY / f"{lab_id}.json").read_text())["directories"]
+    assert [os.path.basename(d).startswith("calico-rr-cp-") for d in directories] == [True]
+    assert os.path.isdir(directories[0])
     proc.kill()
     proc.communicate(timeout=30)
     # the daemons die with the lab process (parent-death signal) ...
@@ -117,4 +121,5 @@ def test_sigkill_then_cleanup() -> None:
     )
     assert lab_id in json.loads(out.stdout)["removed"]
     assert _namespaces(lab_id + "-") == []
+    assert not os.path.exists(directories[0])  # a SIGKILLed lab cannot remove it itself
     assert not (REGISTRY / f"{lab_id}.json").exists()

@@ -12,7 +12,7 @@ Layout (nothing touches the host's own network stack):
   namespaces seen as IPv6 lab nodes (their address, pod block, socket and
   daemon), so the agent, the sampler and the comparisons run on it unchanged.
 
-Every namespace, link and daemon the lab makes is recorded in a registry file
+Every namespace, link, daemon and temporary directory the lab makes is recorded in a registry file
 (``/run/calico-rr-lab/<id>.json``) before it is made.  :meth:`LabNetwork.close`
 removes them (deleting a namespace removes its veth ends); daemons are started
 with a parent-death signal so they die with the lab process even on SIGKILL, and
@@ -159,9 +159,10 @@ def _remove(record: dict[str, object]) -> None:
     for ns in _list(record, "namespaces"):
         if ns in present:
             _run(["ip", "netns", "delete", str(ns)], check=False)
-    work = record.get("workdir")
-    if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
-        shutil.rmtree(work, ignore_errors=True)
+    for work in [record.get("workdir"), *_list(record, "directories")]:
+        # only ever a temporary directory: the record is a file anyone could edit
+        if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def cleanup_stale(registry: Path = REGISTRY) -> list[str]:
@@ -473,6 +474,15 @@ class LabNetwork:
         pids = self._record.setdefault("pids", [])
         assert isinstance(pids, list)
         pids.append(pid)
+        self._save()
+
+    def register_directory(self, path: Path) -> None:
+        """Record a temporary directory the lab's parts live in (a control plane's),
+        removed by :func:`cleanup_stale` once the lab's process is gone: a SIGKILLed
+        lab cannot remove it itself."""
+        directories = self._record.setdefault("directories", [])
+        assert isinstance(directories, list)
+        directories.append(str(path))
         self._save()
 
     def kernel_routes(self, node: LabNode) -> set[str]:

@@ -145,6 +145,7 @@ class ClusterLab:
         self.cp = ControlPlane()
         self.cp.start()
         self._stack.append(self.cp.stop)
+        self.lab.register_directory(self.cp.directory)  # its processes die with ours
         apply_crds(self.cp, calico_crds())
         from pathlib import Path
 
