@@ -7,7 +7,10 @@ first:
 
 1. **single** when every RR can hold every other node: ``nodes - 1 <= budget``;
 2. **multi** with the sized RR count, raised up to the sizing maximum if that is
-   what it takes, when ``redundancy * clients / RRs + (RRs - 1) <= budget``;
+   what it takes, when ``redundancy * clients / RRs + (RRs - 1) <= budget`` and a
+   client's add-path table stays within ``ROUTES_PER_NODE_BUDGET``
+   (``multi.paths_per_prefix``: it grows factorially with the RR count, so in
+   practice multi is picked only with 3-5 RRs);
 3. **hierarchy** otherwise (its rack count is derived from the same budget).
 
 Quorum is never picked automatically: at equal RR count its session load equals
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import math
 
+from calico_rr.core.bgp.verify.fanout import ROUTES_PER_NODE_BUDGET
 from calico_rr.core.planning.config import LinearSizing, PlanConfig
+from calico_rr.core.planning.topologies import multi
 
 
 def multi_load(nodes: int, rrs: int, redundancy: int) -> int:
@@ -47,6 +52,14 @@ def choose(
     step = max(1, zones)
     first = -(-max(1, min(sized, ceiling)) // step) * step
     for rrs in range(first, ceiling + 1, step):
+        routes = multi.paths_per_prefix(rrs, config.redundancy) * nodes
+        if routes > ROUTES_PER_NODE_BUDGET:  # more RRs only make it worse
+            return (
+                "hierarchy",
+                sized,
+                f"multi with {rrs} RRs would put about {routes:,} add-path routes on a "
+                f"node (budget {ROUTES_PER_NODE_BUDGET:,})",
+            )
         load = multi_load(nodes, rrs, config.redundancy)
         if load <= budget:
             return "multi", rrs, f"{rrs} RRs with {load} sessions each fit the {budget} budget"

@@ -20,6 +20,9 @@ RR, 552-553 sessions (talk: ~542 / 10 / ~552).
 
 from __future__ import annotations
 
+import math
+
+from calico_rr.core.bgp.verify.fanout import ROUTES_PER_NODE_BUDGET
 from calico_rr.core.planning.config import GROUP_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
     ClusterView,
@@ -34,6 +37,38 @@ from calico_rr.core.planning.topologies.base import (
 from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 
 NAME = "multi"
+
+
+def paths_per_prefix(rrs: int, per_client: int) -> int:
+    """Most add-path paths one client holds for another client's prefix here.
+
+    Every RR treats every other RR as its client (distinct cluster IDs, domain.md
+    section 2), so a route reaches an RR ``t`` over every chain of distinct RRs
+    from one of the origin's RRs: ``sum((R-2)!/(R-2-j)!)`` chains from each of
+    them, plus the direct one when ``t`` is itself one of them.  A client sums
+    its ``k`` RRs; two groups (windows of ``k`` slots on a ring of ``R``) share at
+    least ``max(0, 2k - R)`` RRs.  Checked against :mod:`core.bgp.verify.fanout`
+    (tests) and against BIRD's route counts (docs/PERFORMANCE.md).
+    """
+    if rrs <= 1:
+        return rrs
+    k = min(per_client, rrs)
+    chains = sum(math.perm(rrs - 2, j) for j in range(rrs - 1))
+    shared = max(0, 2 * k - rrs)
+    return shared * (1 + (k - 1) * chains) + (k - shared) * k * chains
+
+
+def fanout_warning(nodes: int, rrs: int, per_client: int) -> str | None:
+    """A warning when a client's add-path table would pass the budget."""
+    paths = paths_per_prefix(rrs, per_client)
+    if paths * nodes <= ROUTES_PER_NODE_BUDGET:
+        return None
+    return (
+        f"multi with {rrs} RRs: a client's BIRD can hold up to {paths:,} paths per prefix "
+        f"(add-path through chains of RRs), about {paths * nodes:,} routes for {nodes} "
+        f"nodes, over the {ROUTES_PER_NODE_BUDGET:,} budget: use fewer RRs (--rrs) or "
+        "the hierarchy topology (docs/TOPOLOGIES.md)"
+    )
 
 
 def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
@@ -58,4 +93,7 @@ def build(view: ClusterView, config: PlanConfig, rrs: int) -> Layout:
     draft.rules.append(RR_MESH)
     for group, members in zip(groups, group_slots, strict=True):
         draft.group_rule(f"calico-rr-{group}", GROUP_LABEL, group, members)
+    warning = fanout_warning(len(view.nodes), count, red)
+    if warning is not None:
+        draft.warnings.append(warning)
     return draft.layout(NAME, red, {"cluster_ids": count, "groups": len(groups)})
