@@ -663,3 +663,23 @@ def test_a_dump_is_read_as_the_release_its_cluster_information_records() -> None
     inv = inventory_from_documents(as_list(*rr_cluster(5), info))
     assert "read as Calico v3.28.1, the release ClusterInformation default records" in inv.notes
     assert not any(n.startswith("ignored") and "ClusterInformation" in n for n in inv.notes)
+
+
+def distinct_id_mesh(clients: int, rrs: int) -> list[dict[str, Any]]:
+    """``rr_cluster`` with one cluster ID per RR: the RRs treat each other as clients."""
+    docs = rr_cluster(clients, rrs)
+    for i in range(rrs):
+        docs[i] = k8s_node(i, cid=f"244.0.0.{i + 1}", labels={RR: "true"})
+    return docs
+
+
+def test_add_path_fanout_of_a_mesh_of_distinct_cluster_ids() -> None:
+    # 6 RRs, every client on all of them: 6 x (1 + 5 x 65) = 1956 paths per prefix
+    found = of(findings(distinct_id_mesh(200, 6)), "add-path-fanout")
+    assert [f.severity for f in found] == [Severity.WARNING]
+    assert "1,956 paths for one prefix" in found[0].message
+    assert "over the budget of 200,000" in found[0].message
+    # 3 RRs: 15 paths per prefix, about 3,000 routes per node
+    assert of(findings(distinct_id_mesh(200, 3)), "add-path-fanout") == []
+    # one shared cluster ID: no chains at all
+    assert of(findings(rr_cluster(200, 6)), "add-path-fanout") == []

@@ -43,6 +43,9 @@ all-selectors       error     more than 100 BGP nodes and a BGPPeer whose both s
                     warning   ... peerSelector selecting every node, from a subset
                     info      ... nodeSelector (or none) selecting every node, towards
                               a subset
+add-path-fanout     warning   some BIRD would hold more than 200,000 add-path routes:
+                              RRs under several cluster IDs chain routes through each
+                              other (core.bgp.verify.fanout)
 =================== ========= ==========================================================
 
 "Selects every node" is evaluated, not read off the text: ``all()``, but also

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.twins import twin_pairs
+from calico_rr.core.bgp.verify.fanout import MAX_STATES, ROUTES_PER_NODE_BUDGET, fanout
 from calico_rr.core.doctor.findings import (
     EXAMPLES,
     CheckView,
@@ -351,6 +352,34 @@ def _all_selector_finding(peer: BGPPeer, view: CheckView, n: int) -> list[Findin
     return [Finding("all-selectors", severity, f"BGPPeer/{peer.name}", message, fix)]
 
 
+def check_add_path_fanout(view: CheckView) -> list[Finding]:
+    """Too many add-path routes on one BIRD (core.bgp.verify.fanout): only reflectors
+    under two or more cluster IDs can chain a route through each other."""
+    graph = view.graph
+    if len({n.cluster_id for n in graph.nodes if n.cluster_id is not None}) < 2:
+        return []
+    found = fanout(graph, limit=ROUTES_PER_NODE_BUDGET)
+    if found is None or not (found.over_budget or found.at_least):
+        return []
+    more = "at least " if found.at_least else "about "
+    return [
+        Finding(
+            "add-path-fanout",
+            Severity.WARNING,
+            f"Node/{found.holder}",
+            f"BIRD on {found.holder} holds {more}{found.routes_per_node:,} routes, up to "
+            f"{more}{found.paths_per_prefix:,} paths for one prefix ({found.origin}'s), over "
+            f"the budget of {ROUTES_PER_NODE_BUDGET:,} (counting stops at that or after "
+            f"{MAX_STATES:,} states). calico-node's BIRD sends every path it holds "
+            "(add paths on), and route reflectors under distinct cluster IDs pass each "
+            "route on through every chain of them.",
+            "Use fewer cluster IDs that reflect to each other: fewer RRs, RRs of one group "
+            "under one cluster ID, or `calico-rr plan --topology hierarchy` "
+            "(docs/TOPOLOGIES.md).",
+        )
+    ]
+
+
 #: The checks of this module, in the order :func:`~calico_rr.core.doctor.checks.diagnose`
 #: runs them.
 PEERING_CHECKS = (
@@ -361,4 +390,5 @@ PEERING_CHECKS = (
     check_rr_overloaded,
     check_rr_single_zone,
     check_all_selectors,
+    check_add_path_fanout,
 )
