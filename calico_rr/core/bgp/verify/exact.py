@@ -47,7 +47,7 @@ class _NodeView:
     has_ebgp: list[bool]
 
 
-def _view(graph: SessionGraph) -> _NodeView:
+def node_view(graph: SessionGraph) -> _NodeView:
     enc = encode(graph)
     n = len(graph.nodes)
     kind: list[dict[int, Arrival]] = []
@@ -198,7 +198,7 @@ class ExactPropagation:
 
 def propagate(graph: SessionGraph, *, updates: bool = True) -> ExactPropagation:
     """Propagate every node's prefix over ``graph``; ``updates=False`` skips UPDATE counts."""
-    view = _view(graph)
+    view = node_view(graph)
     n = len(graph.nodes)
     missing: list[tuple[int, int]] = []
     held: dict[tuple[int, int], tuple[int, int]] = {}
@@ -256,7 +256,7 @@ def paths(graph: SessionGraph, origin: int, node: int, *, limit: int = 1000) -> 
     Raises ValueError once more than ``limit`` paths to ``node`` are found.
     Paths are returned sorted by hop sequence.
     """
-    view = _view(graph)
+    view = node_view(graph)
     found: list[Path] = []
     # (hops, CLUSTER_LIST names, AS_PATH, cl bits, as bits)
     stack: list[tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...], int, int]] = [

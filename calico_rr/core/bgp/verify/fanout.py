@@ -25,7 +25,7 @@ import heapq
 from dataclasses import dataclass
 
 from calico_rr.core.bgp.sessions import SessionGraph
-from calico_rr.core.bgp.verify.exact import _view
+from calico_rr.core.bgp.verify.exact import node_view
 from calico_rr.core.bgp.verify.rules import Arrival, accepts, export_path, may_export, order_key
 
 #: States (holder, sender, CLUSTER_LIST, AS_PATH) one origin may expand before the
@@ -93,7 +93,7 @@ class _Counter:
     """The graph prepared once for counting from many origins."""
 
     def __init__(self, graph: SessionGraph) -> None:
-        self.view = view = _view(graph)
+        self.view = view = node_view(graph)
         self.size = len(graph.nodes)
         #: per node, per peer group: the peers that may pass a path on (the rest
         #: only hold it, and are counted per group, not one by one)
