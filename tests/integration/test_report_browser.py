@@ -94,7 +94,8 @@ def rendered(chromium: str, report: Path) -> Iterator[dict[str, Any]]:
 
 
 def test_plan_table_renders(rendered: dict[str, Any]) -> None:
-    assert rendered["title"].startswith("calico-rr report: multi, 2000 nodes")
+    # auto: multi would need 15 RRs, an add-path table no node holds (test_fanout)
+    assert rendered["title"].startswith("calico-rr report: hierarchy, 2000 nodes")
     rows = rendered["table"]
     assert len(rows) >= 13  # header + the rows `calico-rr plan` prints
     assert rows[1].split("\t") == ["# of nodes", "2000"]
