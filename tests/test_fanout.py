@@ -110,3 +110,18 @@ def test_explicit_multi_warns_when_the_table_is_too_big() -> None:
     assert any("585 paths per prefix" in w for w in big.warnings), big.warnings
     small = plan(synthetic_cluster(1000, zones=3), PlanConfig(topology="multi", rrs=3))
     assert not any("paths per prefix" in w for w in small.warnings)
+
+
+def test_plan_summary_counts_the_table_and_warns_for_quorum_too() -> None:
+    from calico_rr.core.report.summary import summarize
+
+    quorum = summarize(plan(synthetic_cluster(2000, zones=3), PlanConfig(topology="quorum")))
+    assert quorum["cluster_ids"] == 4
+    assert quorum["add_path"]["routes_per_node"] > ROUTES_PER_NODE_BUDGET
+    assert any("add-path routes" in w for w in quorum["warnings"])
+    hierarchy = summarize(plan(synthetic_cluster(2000, zones=3), PlanConfig()))
+    assert hierarchy["topology"] == "hierarchy"
+    assert 0 < hierarchy["add_path"]["routes_per_node"] <= ROUTES_PER_NODE_BUDGET
+    assert not hierarchy["warnings"]
+    # one cluster ID: nothing chains through reflectors, nothing counted
+    assert summarize(plan(synthetic_cluster(300, zones=3), PlanConfig()))["add_path"] is None

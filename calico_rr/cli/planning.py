@@ -169,6 +169,16 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("Full mesh would need", str(summary["full_mesh_sessions"])),
         ("BGPPeer objects", str(summary["bgppeer_objects"])),
     ]
+    add_path = summary.get("add_path")
+    if isinstance(add_path, dict):
+        more = "≥ " if add_path["at_least"] else ""
+        rows.append(
+            (
+                "Add-path routes / node (max)",
+                f"{more}{add_path['routes_per_node']:,} ({more}{add_path['paths_per_prefix']:,}"
+                " per prefix)",
+            )
+        )
     rows.extend(_family_rows(summary.get("families")))
     safety = summary.get("safety")
     if isinstance(safety, dict):
