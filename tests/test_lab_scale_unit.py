@@ -13,7 +13,8 @@ from calico_rr.adapters.lab.birdctl import (
     parse_import_updates,
     parse_route_count,
 )
-from calico_rr.adapters.lab.scale import ScaleOptions, neighbour_limits, scale_cluster
+from calico_rr.adapters.lab.net import neighbour_limits
+from calico_rr.adapters.lab.scale import ScaleOptions, scale_cluster
 from calico_rr.cli import app
 from calico_rr.core.lab.prediction import daemon_targets, predicted_routes
 

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from calico_rr.sandbox.process import stop_process
 
 __all__ = [
     "IP_FAMILIES",
+    "NEIGH_SYSCTLS",
     "POD_SUPERNET6",
     "REGISTRY",
     "LabError",
@@ -47,6 +49,7 @@ __all__ = [
     "LabNode",
     "cleanup_stale",
     "die_with_parent",
+    "neighbour_limits",
     "node_ip6",
     "pod_block",
     "pod_block6",
@@ -65,6 +68,8 @@ SUBNET6 = ipaddress.IPv6Network("fd99::/64")
 POD_SUPERNET6 = ipaddress.IPv6Network("fd44::/48")
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 MAX_NODES = 1000
+#: the host's IPv4 neighbour-table thresholds (one ARP table for every namespace)
+NEIGH_SYSCTLS = Path("/proc/sys/net/ipv4/neigh/default")
 
 
 class LabError(CalicoRRError):
@@ -163,6 +168,33 @@ def _remove(record: dict[str, object]) -> None:
         # only ever a temporary directory: the record is a file anyone could edit
         if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
             shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def neighbour_limits(entries: int, root: Path = NEIGH_SYSCTLS) -> Iterator[dict[str, int]]:
+    """Raise the host's IPv4 neighbour-table thresholds so ``entries`` entries fit
+    without garbage collection; restore the old values afterwards.
+
+    The ARP table is one per host, shared by every namespace (its ``gc_thresh``
+    sysctls exist only in the initial namespace): past ``gc_thresh3`` (1024 by
+    default) the kernel refuses new entries ("neighbour table overflow") and
+    sessions fail to start.  Yields the thresholds in force, or nothing (an
+    empty dict) where they cannot be read: not the host's initial namespace."""
+    keys = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+    try:
+        old = {k: int((root / k).read_text()) for k in keys}
+    except OSError:
+        yield {}
+        return
+    want = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
+    new = {k: max(old[k], want[k]) for k in keys}
+    try:
+        for k in reversed(keys):  # thresh3 first: the kernel keeps 1 <= 2 <= 3
+            (root / k).write_text(str(new[k]))
+        yield new
+    finally:
+        for k in keys:
+            (root / k).write_text(str(old[k]))
 
 
 def cleanup_stale(registry: Path = REGISTRY) -> list[str]:

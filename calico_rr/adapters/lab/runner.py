@@ -14,6 +14,7 @@ sampler on and reports losses and re-convergence time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from calico_rr.adapters.kube.demo import (
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.confd import ConfdAgent
-from calico_rr.adapters.lab.net import IP_FAMILIES, LabError, LabNetwork
+from calico_rr.adapters.lab.net import IP_FAMILIES, LabError, LabNetwork, neighbour_limits
 from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.adapters.lab.watcher import KubeWatcher
 from calico_rr.core.bgp.calico_version import CalicoVersion
@@ -138,6 +139,12 @@ class ClusterLab:
         ensure_lab_tools()
         total = self.size + self.spare
         self.progress(f"building the lab network: {total} namespaces, one BIRD each")
+        # the mesh the lab starts from has every node hold every other node in the
+        # host's one ARP table: 200 nodes are 39,800 entries, 39 times the default
+        # limit; past it the kernel drops packets and BGP hold timers expire
+        limits = contextlib.ExitStack()
+        limits.enter_context(neighbour_limits(total * total + 1024))
+        self._stack.append(limits.close)
         self.lab = LabNetwork(total, ip_family=self.ip_family)
         self.lab.up()
         self._stack.append(self.lab.close)

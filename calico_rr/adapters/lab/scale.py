@@ -33,15 +33,20 @@ import _thread
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
-from calico_rr.adapters.lab.net import MAX_NODES, LabError, LabNetwork, node_ip
+from calico_rr.adapters.lab.net import (
+    MAX_NODES,
+    LabError,
+    LabNetwork,
+    neighbour_limits,
+    node_ip,
+)
 from calico_rr.adapters.lab.scale_measure import (
     Bar,
     converge,
@@ -65,13 +70,9 @@ __all__ = [
     "ScaleOptions",
     "available_mb",
     "converge",
-    "neighbour_limits",
     "run_scale",
     "scale_cluster",
 ]
-
-
-_NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,33 +91,6 @@ class ScaleOptions:
     redundancy: int | None = None
     #: the RR count, overriding the planner's sizing (None: sized; hierarchy: unused)
     rrs: int | None = None
-
-
-@contextmanager
-def neighbour_limits(entries: int, root: Path = _NEIGH) -> Iterator[dict[str, int]]:
-    """Raise the host's IPv4 neighbour-table thresholds so ``entries`` entries fit
-    without garbage collection; restore the old values afterwards.
-
-    The ARP table is one per host, shared by every namespace (its ``gc_thresh``
-    sysctls exist only in the initial namespace): past ``gc_thresh3`` (1024 by
-    default) the kernel refuses new entries ("neighbour table overflow") and
-    sessions fail to start.  Yields the thresholds in force, or nothing (an
-    empty dict) where they cannot be read: not the host's initial namespace."""
-    keys = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
-    try:
-        old = {k: int((root / k).read_text()) for k in keys}
-    except OSError:
-        yield {}
-        return
-    want = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
-    new = {k: max(old[k], want[k]) for k in keys}
-    try:
-        for k in reversed(keys):  # thresh3 first: the kernel keeps 1 <= 2 <= 3
-            (root / k).write_text(str(new[k]))
-        yield new
-    finally:
-        for k in keys:
-            (root / k).write_text(str(old[k]))
 
 
 class MemoryGuard:
