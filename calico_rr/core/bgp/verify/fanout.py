@@ -73,21 +73,6 @@ class FanOut:
             "budget": ROUTES_PER_NODE_BUDGET,
         }
 
-    def to_text(self) -> list[str]:
-        more = "at least " if self.at_least else ""
-        lines = [
-            f"add-path table: {more}{self.paths_per_prefix} paths for one prefix "
-            f"({self.holder}, {self.origin}'s prefix), about {more}{self.routes_per_node:,} "
-            "routes on the busiest node"
-        ]
-        if self.over_budget:
-            lines.append(
-                f"  WARNING: more than {ROUTES_PER_NODE_BUDGET:,} routes per BIRD (~0.5 KB "
-                "each, on every node): too many cluster IDs reflect to each other; use "
-                "fewer RRs or the hierarchy topology (docs/TOPOLOGIES.md)"
-            )
-        return lines
-
 
 class _Counter:
     """The graph prepared once for counting from many origins."""
