@@ -68,6 +68,11 @@ SUBNET6 = ipaddress.IPv6Network("fd99::/64")
 POD_SUPERNET6 = ipaddress.IPv6Network("fd44::/48")
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 MAX_NODES = 1000
+#: How long a starting BIRD may take to answer on its control socket.  It answers
+#: in milliseconds on an idle host, but CI once saw one of a 20-node lab take over
+#: 8 s (test_lab_confd_random, seed 35), on the disk that stalled etcd's fsync for
+#: 27 s (docs/CONTROLPLANE.md); waiting longer costs nothing when it is fast.
+BIRD_SOCKET_WAIT = 30.0
 #: the host's IPv4 neighbour-table thresholds (one ARP table for every namespace)
 NEIGH_SYSCTLS = Path("/proc/sys/net/ipv4/neigh/default")
 
@@ -412,11 +417,13 @@ class LabNetwork:
                 return n
         raise KeyError(name)
 
-    def start_bird(self, node: LabNode, config: str, *, timeout: float = 10.0) -> None:
+    def start_bird(self, node: LabNode, config: str, *, timeout: float = BIRD_SOCKET_WAIT) -> None:
         """Write ``config`` and start the node's BIRD; returns once its socket answers."""
         self.start_birds([(node, config)], timeout=timeout)
 
-    def start_birds(self, configs: list[tuple[LabNode, str]], *, timeout: float = 10.0) -> None:
+    def start_birds(
+        self, configs: list[tuple[LabNode, str]], *, timeout: float = BIRD_SOCKET_WAIT
+    ) -> None:
         """Start several BIRDs at once, then wait for each socket.  Started one after
         the other, the first would connect to peers not listening yet and sit out
         BIRD's error wait (5-30 s with Calico's timers) before trying again."""
