@@ -179,8 +179,11 @@ def test_kubectl_plugin_runs_the_same_app() -> None:
 
 
 def test_shell_completion_is_offered() -> None:
+    # the shell is the one the command runs under (typer reads the process's
+    # ancestry), as from a user's prompt: a parent bash, not the test's process
+    # (under CI's make, or reparented to init, it finds no shell and exits 1)
     shown = subprocess.run(
-        [str(BIN / "calico-rr"), "--show-completion", "bash"],
+        ["bash", "-c", '"$0" --show-completion; exit $?', str(BIN / "calico-rr")],
         capture_output=True,
         text=True,
         check=False,

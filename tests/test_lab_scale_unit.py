@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from calico_rr.adapters.lab.birdctl import (
     parse_import_updates,
     parse_route_count,
 )
-from calico_rr.adapters.lab.net import neighbour_limits
+from calico_rr.adapters.lab.net import LabNetwork, cleanup_stale, neighbour_limits
 from calico_rr.adapters.lab.scale import ScaleOptions, scale_cluster
 from calico_rr.cli import app
 from calico_rr.core.lab.prediction import daemon_targets, predicted_routes
@@ -56,6 +57,29 @@ def test_neighbour_limits_raise_then_restore(tmp_path: Path) -> None:
     assert [
         (tmp_path / k).read_text().strip() for k in ("gc_thresh1", "gc_thresh2", "gc_thresh3")
     ] == ["128", "512", "1024"]
+
+
+def _thresholds(root: Path) -> list[int]:
+    return [int((root / k).read_text()) for k in ("gc_thresh1", "gc_thresh2", "gc_thresh3")]
+
+
+def test_a_killed_labs_neighbour_limits_are_put_back_by_cleanup(tmp_path: Path) -> None:
+    root, registry = tmp_path / "sysctl", tmp_path / "registry"
+    root.mkdir()
+    for key, value in (("gc_thresh1", 128), ("gc_thresh2", 512), ("gc_thresh3", 1024)):
+        (root / key).write_text(f"{value}\n")
+    lab = LabNetwork(2, registry=registry, lab_id="crrdead")
+    lab._record = {"owner": 2**22 + 1}  # no such pid: the lab's process is gone
+    limits = neighbour_limits(1000, root=root, lab=lab)
+    limits.__enter__()  # and never left: the lab was SIGKILLed
+    # recorded before it was made
+    record = json.loads((registry / "crrdead.json").read_text())
+    assert record["neighbour_limits"]["gc_thresh3"] == [1024, 4000]
+    assert _thresholds(root) == [1000, 2000, 4000]
+    (root / "gc_thresh3").write_text("9000")  # raised since by someone else: theirs now
+    assert cleanup_stale(registry, sysctls=root) == ["crrdead"]
+    assert _thresholds(root) == [128, 512, 9000]
+    assert not (registry / "crrdead.json").exists()
 
 
 def test_neighbour_limits_never_lower_a_host_setting(tmp_path: Path) -> None:

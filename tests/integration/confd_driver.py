@@ -69,7 +69,9 @@ def node_names(docs: list[dict[str, Any]]) -> list[str]:
 
 def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
     """The configuration in the API server, as Calico's CRDs store it; the BIRDs
-    of nodes that leave are stopped (running ones are reloaded by confd)."""
+    of nodes that leave are stopped (running ones are reloaded by confd).  What
+    the API server already holds as wanted is not written again: an unchanged
+    write is still an event that every confd renders."""
     agent = rig(lab).agent
     admin, group = lab.admin, lab.api_group
     wanted = {d["metadata"]["name"]: d["metadata"] for d in docs if d["kind"] == "Node"}
@@ -77,12 +79,12 @@ def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
         if node.name not in wanted and node.running:
             agent.kill(node)
     # the API server's list, not the watcher's view (which may lag a write)
-    present, _ = admin.list(api_path("v1", "nodes"))
-    for name in sorted(obj["metadata"]["name"] for obj in present):
-        if name not in wanted:
-            admin.delete(api_path("v1", "nodes", name))
+    items, _ = admin.list(api_path("v1", "nodes"))
+    present = {obj["metadata"]["name"]: obj for obj in items}
+    for name in sorted(set(present) - set(wanted)):
+        admin.delete(api_path("v1", "nodes", name))
     for name, meta in wanted.items():
-        obj = admin.get(api_path("v1", "nodes", name))
+        obj = present.get(name)
         if obj is None:
             doc = {"apiVersion": "v1", "kind": "Node", "metadata": meta}
             try:
@@ -94,15 +96,27 @@ def write_docs(lab: ClusterLab, docs: list[dict[str, Any]]) -> None:
                 obj = admin.get(api_path("v1", "nodes", name))
                 assert obj is not None, name
         _relabel(admin, name, obj, meta)
-    peers, _ = admin.list(api_path(group, "bgppeers"))
-    for peer in peers:
-        admin.delete(api_path(group, "bgppeers", peer["metadata"]["name"]))
+    _write_peers(admin, group, [d for d in docs if d["kind"] == "BGPPeer"])
     for doc in docs:
-        if doc["kind"] == "BGPPeer":
-            admin.create(api_path(group, "bgppeers"), {**doc, "apiVersion": group})
-        elif doc["kind"] == "BGPConfiguration":
+        if doc["kind"] == "BGPConfiguration":
             path = api_path(group, "bgpconfigurations", "default")
             admin.apply(path, {**doc, "apiVersion": group}, force=True)
+
+
+def _write_peers(admin: Any, group: str, peers: list[dict[str, Any]]) -> None:
+    """Exactly ``peers`` as the API server's BGPPeers (by name and spec)."""
+    want = {p["metadata"]["name"]: p for p in peers}
+    held, _ = admin.list(api_path(group, "bgppeers"))
+    kept = set()
+    for peer in held:
+        name = peer["metadata"]["name"]
+        if name in want and peer.get("spec") == want[name].get("spec"):
+            kept.add(name)
+        else:
+            admin.delete(api_path(group, "bgppeers", name))
+    for name, doc in want.items():
+        if name not in kept:
+            admin.create(api_path(group, "bgppeers"), {**doc, "apiVersion": group})
 
 
 def _relabel(admin: Any, name: str, obj: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -111,6 +125,8 @@ def _relabel(admin: Any, name: str, obj: dict[str, Any], meta: dict[str, Any]) -
     in CI) is checked, not taken for a failure: read again, and write only if the
     Node does not hold them yet."""
     want = {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
+    if all((obj["metadata"].get(k) or {}) == v for k, v in want.items()):
+        return  # held already
     for _ in range(3):
         obj["metadata"].update(want)
         try:
@@ -139,11 +155,15 @@ def write_etcd(r: Rig, client: EtcdClient, docs: list[dict[str, Any]]) -> None:
         if node.name not in names and node.running:
             r.agent.kill(node)
     kinds = ("nodes/", "bgppeers/", "bgpconfigurations/")
+    held: dict[str, bytes] = {}
     for kv in client.list(RESOURCE_ROOT).kvs:
-        if kv.key[len(RESOURCE_ROOT) :].startswith(kinds) and kv.key not in wanted:
-            client.delete(kv.key)
+        if kv.key[len(RESOURCE_ROOT) :].startswith(kinds):
+            held[kv.key] = kv.value
+            if kv.key not in wanted:
+                client.delete(kv.key)
     for key, value in wanted.items():
-        client.put(key, value)
+        if held.get(key) != value:  # an unchanged put is still an event confd renders
+            client.put(key, value)
 
 
 def wait_rendered(r: Rig, docs: list[dict[str, Any]], timeout: float) -> list[str]:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from calico_rr.adapters.lab.net import REGISTRY
+from calico_rr.adapters.lab.net import NEIGH_KEYS, NEIGH_SYSCTLS, REGISTRY
 from calico_rr.sandbox.lab_tools import ensure_lab_tools
 
 from .procs import pids_of
@@ -99,12 +99,21 @@ def test_sigterm_removes_everything() -> None:
     assert not (REGISTRY / f"{lab_id}.json").exists()
 
 
+def _thresholds() -> list[int]:
+    return [int((NEIGH_SYSCTLS / k).read_text()) for k in NEIGH_KEYS]
+
+
 def test_sigkill_then_cleanup() -> None:
+    before = _thresholds()
     proc = _start("--nodes", "4", "--topology", "single")
     lab_id = f"crr{proc.pid % 100000}"
     _wait_for_birds(proc, lab_id, 4)
-    # the control plane's temporary directory is in the lab's record
-    directories = json.loads((REGISTRY / f"{lab_id}.json").read_text())["directories"]
+    # the control plane's temporary directory and the host's raised neighbour
+    # limits are in the lab's record
+    record = json.loads((REGISTRY / f"{lab_id}.json").read_text())
+    directories = record["directories"]
+    raised = [record["neighbour_limits"][k][1] for k in NEIGH_KEYS]
+    assert raised == _thresholds()
     assert [os.path.basename(d).startswith("calico-rr-cp-") for d in directories] == [True]
     assert os.path.isdir(directories[0])
     proc.kill()
@@ -122,4 +131,5 @@ def test_sigkill_then_cleanup() -> None:
     assert lab_id in json.loads(out.stdout)["removed"]
     assert _namespaces(lab_id + "-") == []
     assert not os.path.exists(directories[0])  # a SIGKILLed lab cannot remove it itself
+    assert _thresholds() == before  # nor put the host's limits back
     assert not (REGISTRY / f"{lab_id}.json").exists()

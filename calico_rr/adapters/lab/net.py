@@ -41,6 +41,7 @@ from calico_rr.sandbox.process import stop_process
 
 __all__ = [
     "IP_FAMILIES",
+    "NEIGH_KEYS",
     "NEIGH_SYSCTLS",
     "POD_SUPERNET6",
     "REGISTRY",
@@ -75,6 +76,7 @@ MAX_NODES = 1000
 BIRD_SOCKET_WAIT = 30.0
 #: the host's IPv4 neighbour-table thresholds (one ARP table for every namespace)
 NEIGH_SYSCTLS = Path("/proc/sys/net/ipv4/neigh/default")
+NEIGH_KEYS = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
 
 
 class LabError(CalicoRRError):
@@ -161,7 +163,7 @@ def _list(record: dict[str, object], key: str) -> list[object]:
     return list(value) if isinstance(value, list) else []
 
 
-def _remove(record: dict[str, object]) -> None:
+def _remove(record: dict[str, object], sysctls: Path | None = None) -> None:
     for pid in _list(record, "pids"):
         with contextlib.suppress(ProcessLookupError, PermissionError, TypeError, ValueError):
             os.kill(int(str(pid)), signal.SIGKILL)
@@ -173,36 +175,57 @@ def _remove(record: dict[str, object]) -> None:
         # only ever a temporary directory: the record is a file anyone could edit
         if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
             shutil.rmtree(work, ignore_errors=True)
+    _restore_limits(record.get("neighbour_limits"), sysctls or NEIGH_SYSCTLS)
+
+
+def _restore_limits(limits: object, root: Path) -> None:
+    """Put back the neighbour-table thresholds a lab raised (a SIGKILLed lab cannot
+    itself), each only while it still holds the lab's value: a later lab that
+    raised it further keeps its own."""
+    if not isinstance(limits, dict):
+        return
+    for key in NEIGH_KEYS:  # lowering: thresh1 first keeps 1 <= 2 <= 3
+        pair = limits.get(key)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if int((root / key).read_text()) == pair[1]:
+                (root / key).write_text(str(pair[0]))
 
 
 @contextlib.contextmanager
-def neighbour_limits(entries: int, root: Path = NEIGH_SYSCTLS) -> Iterator[dict[str, int]]:
+def neighbour_limits(
+    entries: int, root: Path = NEIGH_SYSCTLS, lab: LabNetwork | None = None
+) -> Iterator[dict[str, int]]:
     """Raise the host's IPv4 neighbour-table thresholds so ``entries`` entries fit
-    without garbage collection; restore the old values afterwards.
+    without garbage collection; restore the old values afterwards.  With ``lab``,
+    the change is recorded in the lab's registry file before it is made, so that
+    :func:`cleanup_stale` restores them after a SIGKILL.
 
     The ARP table is one per host, shared by every namespace (its ``gc_thresh``
     sysctls exist only in the initial namespace): past ``gc_thresh3`` (1024 by
     default) the kernel refuses new entries ("neighbour table overflow") and
     sessions fail to start.  Yields the thresholds in force, or nothing (an
     empty dict) where they cannot be read: not the host's initial namespace."""
-    keys = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
     try:
-        old = {k: int((root / k).read_text()) for k in keys}
+        old = {k: int((root / k).read_text()) for k in NEIGH_KEYS}
     except OSError:
         yield {}
         return
     want = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
-    new = {k: max(old[k], want[k]) for k in keys}
+    new = {k: max(old[k], want[k]) for k in NEIGH_KEYS}
+    if lab is not None:
+        lab.register_neighbour_limits({k: (old[k], new[k]) for k in NEIGH_KEYS})
     try:
-        for k in reversed(keys):  # thresh3 first: the kernel keeps 1 <= 2 <= 3
+        for k in reversed(NEIGH_KEYS):  # thresh3 first: the kernel keeps 1 <= 2 <= 3
             (root / k).write_text(str(new[k]))
         yield new
     finally:
-        for k in keys:
+        for k in NEIGH_KEYS:
             (root / k).write_text(str(old[k]))
 
 
-def cleanup_stale(registry: Path = REGISTRY) -> list[str]:
+def cleanup_stale(registry: Path = REGISTRY, sysctls: Path | None = None) -> list[str]:
     """Remove what labs whose process has died left behind; their ids."""
     removed: list[str] = []
     if not registry.is_dir():
@@ -215,7 +238,7 @@ def cleanup_stale(registry: Path = REGISTRY) -> list[str]:
         owner = record.get("owner")
         if isinstance(owner, int) and _pid_alive(owner) and owner != os.getpid():
             continue
-        _remove(record)
+        _remove(record, sysctls)
         path.unlink(missing_ok=True)
         removed.append(path.stem)
     return removed
@@ -513,6 +536,12 @@ class LabNetwork:
         pids = self._record.setdefault("pids", [])
         assert isinstance(pids, list)
         pids.append(pid)
+        self._save()
+
+    def register_neighbour_limits(self, limits: dict[str, tuple[int, int]]) -> None:
+        """Record the host's neighbour-table thresholds the lab raises (key: (old,
+        new)), put back by :func:`cleanup_stale` once the lab's process is gone."""
+        self._record["neighbour_limits"] = {k: list(v) for k, v in limits.items()}
         self._save()
 
     def register_directory(self, path: Path) -> None:

@@ -142,12 +142,12 @@ class ClusterLab:
         # the mesh the lab starts from has every node hold every other node in the
         # host's one ARP table: 200 nodes are 39,800 entries, 39 times the default
         # limit; past it the kernel drops packets and BGP hold timers expire
-        limits = contextlib.ExitStack()
-        limits.enter_context(neighbour_limits(total * total + 1024))
-        self._stack.append(limits.close)
         self.lab = LabNetwork(total, ip_family=self.ip_family)
         self.lab.up()
         self._stack.append(self.lab.close)
+        limits = contextlib.ExitStack()
+        limits.enter_context(neighbour_limits(total * total + 1024, lab=self.lab))
+        self._stack.append(limits.close)
         self.progress("starting kube-apiserver + etcd")
         self.cp = ControlPlane()
         self.cp.start()

@@ -227,17 +227,17 @@ def run_scale(
         "phases": {"plan_and_prediction_s": round(time.monotonic() - t0, 2)},
     }
     entries = 2 * sum(want.sessions.values()) + 2 * opts.nodes + 1024
-    with neighbour_limits(entries) as limits:
-        out["neighbour_limits"] = limits or None
-        if not limits:
-            progress(
-                "warning: the host's neighbour-table limits cannot be set from here "
-                f"(not the initial network namespace); {entries} entries may not fit"
-            )
-        progress(f"building {opts.nodes} namespaces on one bridge")
-        t0 = time.monotonic()
-        with LabNetwork(opts.nodes) as lab, MemoryGuard(lab) as guard:
-            out["phases"]["namespaces_s"] = round(time.monotonic() - t0, 2)
+    progress(f"building {opts.nodes} namespaces on one bridge")
+    t0 = time.monotonic()
+    with LabNetwork(opts.nodes) as lab:
+        out["phases"]["namespaces_s"] = round(time.monotonic() - t0, 2)
+        with neighbour_limits(entries, lab=lab) as limits, MemoryGuard(lab) as guard:
+            out["neighbour_limits"] = limits or None
+            if not limits:
+                progress(
+                    "warning: the host's neighbour-table limits cannot be set from here "
+                    f"(not the initial network namespace); {entries} entries may not fit"
+                )
             try:
                 agent, graph = _cold_start(lab, state, want, opts, out, progress, bar)
             except (LabError, KeyboardInterrupt):
