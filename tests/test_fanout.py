@@ -108,8 +108,11 @@ def test_explicit_multi_warns_when_the_table_is_too_big() -> None:
     big = plan(synthetic_cluster(1000, zones=3), PlanConfig(topology="multi"))
     assert len(big.layout.holders) == 6
     assert any("585 paths per prefix" in w for w in big.warnings), big.warnings
+    # the operator reports such a layout Degraded (adapters/controller.py)
+    assert [w for w in big.degrading if "585 paths per prefix" in w]
     small = plan(synthetic_cluster(1000, zones=3), PlanConfig(topology="multi", rrs=3))
     assert not any("paths per prefix" in w for w in small.warnings)
+    assert small.degrading == ()
 
 
 def test_plan_summary_counts_the_table_and_warns_for_quorum_too() -> None:

@@ -330,4 +330,5 @@ def test_no_or_few_eligible_nodes_plan_and_the_gate_refuses(
     p = run(nodes, topology, zones=zones, dedicated_label=dedicated)
     if not p.layout.holders:
         assert "no node is eligible to be a route reflector" in p.warnings
+        assert "no node is eligible to be a route reflector" in p.degrading
         assert not gate_plan(p).ok

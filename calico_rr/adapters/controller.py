@@ -37,7 +37,6 @@ from calico_rr.adapters.runtime import ReconcileLoop, conditions
 from calico_rr.core import operator as core
 from calico_rr.core.operator.preview import preview
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
-from calico_rr.core.planning.candidates import FAMILY_GAP
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError
 
@@ -360,11 +359,8 @@ class Controller(ReconcileLoop):
         degraded = status.pop("_degraded", None)
         if d.phase == core.Phase.BLOCKED:
             degraded = d.message
-        warnings = list(d.plan.warnings) if d.plan is not None else []
-        # A layout short of RRs, or with an RR lacking a family the cluster uses
-        # (its clients get no routes of that family through it), is Degraded.
-        if not degraded and any("no node" in w or FAMILY_GAP in w for w in warnings):
-            degraded = "; ".join(warnings)
+        if not degraded and d.plan is not None and d.plan.degrading:
+            degraded = "; ".join(d.plan.warnings)
         self._write_status(
             status,
             phase=d.phase.value,

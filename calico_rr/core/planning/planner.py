@@ -20,7 +20,7 @@ from typing import Any
 from calico_rr.core.formats.kube import node_to_k8s
 from calico_rr.core.limits import MAX_NODES
 from calico_rr.core.planning import render
-from calico_rr.core.planning.candidates import healthy, ineligibility
+from calico_rr.core.planning.candidates import FAMILY_GAP, healthy, ineligibility
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.sizing import rr_count
 from calico_rr.core.planning.topologies import auto, hierarchy, multi, quorum, single
@@ -38,6 +38,13 @@ TOPOLOGY_BUILDERS: dict[str, Builder] = {
 }
 
 
+#: Warnings after which a layout misses part of what it is for, which the operator
+#: reports as Degraded: RRs short (no node eligible, or none left for a role), an
+#: RR without an address family its clients use, or a multi whose clients'
+#: add-path tables pass the budget (their BIRDs may run out of memory).
+DEGRADING = ("no node", FAMILY_GAP, multi.FANOUT)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     config: PlanConfig
@@ -51,6 +58,11 @@ class Plan:
     @property
     def topology(self) -> str:
         return self.layout.topology
+
+    @property
+    def degrading(self) -> tuple[str, ...]:
+        """The warnings that make this layout Degraded (:data:`DEGRADING`)."""
+        return tuple(w for w in self.warnings if any(mark in w for mark in DEGRADING))
 
     def node_changes(self) -> list[render.NodeChange]:
         return render.node_changes(self.view.nodes, self.layout)

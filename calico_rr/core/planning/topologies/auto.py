@@ -52,8 +52,8 @@ def choose(
     step = max(1, zones)
     first = -(-max(1, min(sized, ceiling)) // step) * step
     for rrs in range(first, ceiling + 1, step):
-        routes = multi.paths_per_prefix(rrs, config.redundancy) * nodes
-        if routes > ROUTES_PER_NODE_BUDGET:  # more RRs only make it worse
+        routes = multi.routes_over_budget(nodes, rrs, config.redundancy)
+        if routes is not None:  # more RRs only make it worse
             return (
                 "hierarchy",
                 sized,

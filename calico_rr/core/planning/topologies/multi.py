@@ -37,6 +37,8 @@ from calico_rr.core.planning.topologies.base import (
 from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 
 NAME = "multi"
+#: In the warning of a layout whose clients' add-path tables pass the budget.
+FANOUT = "add-path through chains of RRs"
 
 
 def paths_per_prefix(rrs: int, per_client: int) -> int:
@@ -58,16 +60,24 @@ def paths_per_prefix(rrs: int, per_client: int) -> int:
     return shared * (1 + (k - 1) * chains) + (k - shared) * k * chains
 
 
+def routes_over_budget(nodes: int, rrs: int, per_client: int) -> int | None:
+    """The add-path routes a client would hold (one prefix per node), when that
+    passes ``ROUTES_PER_NODE_BUDGET``; None within it."""
+    routes = paths_per_prefix(rrs, per_client) * nodes
+    return routes if routes > ROUTES_PER_NODE_BUDGET else None
+
+
 def fanout_warning(nodes: int, rrs: int, per_client: int) -> str | None:
     """A warning when a client's add-path table would pass the budget."""
-    paths = paths_per_prefix(rrs, per_client)
-    if paths * nodes <= ROUTES_PER_NODE_BUDGET:
+    routes = routes_over_budget(nodes, rrs, per_client)
+    if routes is None:
         return None
     return (
-        f"multi with {rrs} RRs: a client's BIRD can hold up to {paths:,} paths per prefix "
-        f"(add-path through chains of RRs), about {paths * nodes:,} routes for {nodes} "
-        f"nodes, over the {ROUTES_PER_NODE_BUDGET:,} budget: use fewer RRs (--rrs) or "
-        "the hierarchy topology (docs/TOPOLOGIES.md)"
+        f"multi with {rrs} RRs: a client's BIRD can hold up to "
+        f"{paths_per_prefix(rrs, per_client):,} paths per prefix ({FANOUT}), "
+        f"about {routes:,} routes for {nodes} nodes, over the "
+        f"{ROUTES_PER_NODE_BUDGET:,} budget: use fewer RRs (--rrs) or the hierarchy "
+        "topology (docs/TOPOLOGIES.md)"
     )
 
 
