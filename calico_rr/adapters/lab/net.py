@@ -163,7 +163,7 @@ def _list(record: dict[str, object], key: str) -> list[object]:
     return list(value) if isinstance(value, list) else []
 
 
-def _remove(record: dict[str, object], sysctls: Path | None = None) -> None:
+def _remove(record: dict[str, object], sysctls: Path = NEIGH_SYSCTLS) -> None:
     for pid in _list(record, "pids"):
         with contextlib.suppress(ProcessLookupError, PermissionError, TypeError, ValueError):
             os.kill(int(str(pid)), signal.SIGKILL)
@@ -175,7 +175,7 @@ def _remove(record: dict[str, object], sysctls: Path | None = None) -> None:
         # only ever a temporary directory: the record is a file anyone could edit
         if isinstance(work, str) and work.startswith(tempfile.gettempdir()):
             shutil.rmtree(work, ignore_errors=True)
-    _restore_limits(record.get("neighbour_limits"), sysctls or NEIGH_SYSCTLS)
+    _restore_limits(record.get("neighbour_limits"), sysctls)
 
 
 def _restore_limits(limits: object, root: Path) -> None:
@@ -225,7 +225,7 @@ def neighbour_limits(
             (root / k).write_text(str(old[k]))
 
 
-def cleanup_stale(registry: Path = REGISTRY, sysctls: Path | None = None) -> list[str]:
+def cleanup_stale(registry: Path = REGISTRY, sysctls: Path = NEIGH_SYSCTLS) -> list[str]:
     """Remove what labs whose process has died left behind; their ids."""
     removed: list[str] = []
     if not registry.is_dir():
