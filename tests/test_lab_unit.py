@@ -281,3 +281,82 @@ def test_a_clean_stop_that_needed_sigkill_is_recorded(
     lab.stop_bird(prompt, kill=False)
     assert stubborn.proc is None and prompt.proc is None
     assert lab.forced_stops == ["n1"]
+
+
+def test_a_lagging_sampler_gives_bounds_not_a_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab import sampler as sampling
+
+    clock = {"t": 100.0}
+    monkeypatch.setattr(sampling.time, "monotonic", lambda: clock["t"])
+    agent = SimpleNamespace(v6=None, family="ipv4")
+    s = sampling.RouteSampler(agent, lag_limit=2.0)  # type: ignore[arg-type]
+
+    def sample(at: float, held: set[str]) -> None:
+        clock["t"] = at
+        s._record("ipv4", "n1", frozenset(held))
+
+    sample(100.0, {"n2"})
+    sample(101.0, {"n2"})
+    sample(102.0, set())  # lost between 101 and 102
+    sample(103.0, set())
+    sample(110.0, {"n2"})  # back between 103 and 110: a 7 s gap
+    s.stopped = 111.0
+    report = s.report()
+    assert report["route_losses"] == 1
+    assert report["loss_seconds_max"] == 8.0
+    # at least 102..103, at most 101..110
+    assert report["loss_seconds_max_bounds"] == [1.0, 9.0]
+    assert report["sample_gap_seconds_max"] == 7.0 and report["sampler_lagged"] is True
+    assert report["examples"] == ["n1 lacked n2 for 1.00s to 9.00s (sampler lagged)"]
+
+
+def test_a_sampler_on_time_reports_lengths() -> None:
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.sampler import RouteSampler
+
+    agent = SimpleNamespace(v6=None, family="ipv4")
+    s = RouteSampler(agent)  # type: ignore[arg-type]
+    s._record("ipv4", "n1", frozenset({"n2"}))
+    s._record("ipv4", "n1", frozenset())
+    s._record("ipv4", "n1", frozenset({"n2"}))
+    report = s.report()
+    assert report["sampler_lagged"] is False and report["route_losses"] == 1
+    assert report["examples"][0].startswith("n1 lacked n2 for ")
+    assert not report["examples"][0].endswith("(sampler lagged)")
+
+
+def test_confd_runs_only_for_nodes_in_the_datastore(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.confd import ConfdFleet
+
+    nodes = [SimpleNamespace(name=f"n{i}") for i in range(3)]
+    fleet = ConfdFleet.__new__(ConfdFleet)  # no binaries: _start_one is replaced
+    fleet.lab = SimpleNamespace(nodes=nodes, v6=None, workdir=tmp_path)  # type: ignore[assignment]
+    fleet.procs, fleet._follow_lock, fleet._stopped = {}, threading.Lock(), False
+    started: list[str] = []
+
+    def start_one(node: SimpleNamespace) -> None:
+        started.append(node.name)
+        fleet.procs[node.name] = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"]
+        )
+
+    fleet._start_one = start_one  # type: ignore[method-assign,assignment]
+    fleet.follow({"n0", "n1", "n2"})
+    old = fleet.procs["n2"]
+    fleet.follow({"n0", "n1"})  # n2's Node deleted: its confd stops
+    assert old.poll() is not None and set(fleet.procs) == {"n0", "n1"}
+    stale = fleet.files(nodes[2])[0]  # type: ignore[arg-type]
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old render")
+    fleet.follow({"n0", "n1", "n2"})  # back: started again, its old files gone
+    assert started == ["n0", "n1", "n2", "n2"] and not stale.exists()
+    fleet.stop()
+    fleet.follow({"n0"})  # after stop, nothing starts again
+    assert fleet.procs == {} and started == ["n0", "n1", "n2", "n2"]

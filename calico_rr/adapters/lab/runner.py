@@ -379,6 +379,12 @@ class ClusterLab:
             f"matches verifier {out['matches_verifier']}, route losses {out['route_losses']} "
             f"({out['route_losses_outside_role_changes']} outside the {len(role_changed)} "
             f"nodes whose RR role changed; longest {out['loss_seconds_max']}s)"
+            + (
+                f"; the sampler lagged (samples of a node up to "
+                f"{out['sample_gap_seconds_max']}s apart): loss times are bounds"
+                if out["sampler_lagged"]
+                else ""
+            )
         )
         return out
 

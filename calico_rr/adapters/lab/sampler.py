@@ -11,7 +11,17 @@ its table starts from scratch then.
 The resolution is one sweep period (a sweep starts every ``period`` seconds, or
 as soon as the last one ended when sweeps take longer): a loss shorter than that
 can be missed, so the report gives the median and maximum sweep time and the
-period next to the losses.
+period next to the losses.  A sweep asks the nodes from a small thread pool, so
+one BIRD that is slow to answer (busy reconfiguring) delays only its own sample.
+
+On a loaded host a sweep can still take minutes (a 50-node migration on confd
+at a load average of 54 had one of 506 s).  Then a loss's measured length says
+little: it began somewhere between the last sample that held the route and the
+first that did not, and ended between the last sample without it and the first
+with it again.  Each loss keeps those four times, the report gives the bounds
+(``loss_seconds_max_bounds``) and the longest interval between two samples of one
+node (``sample_gap_seconds_max``), and says ``sampler_lagged`` when that interval
+passed ``lag_limit``: its loss times are then bounds, not measurements.
 
 In a dual-stack lab every sweep also asks every bird6 (the agent's IPv6 sibling,
 ``LabAgent.v6``): a loss is per family, and the report counts both families
@@ -23,10 +33,12 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
+from calico_rr.adapters.lab.net import LabNode
 
 __all__ = ["Loss", "RouteSampler"]
 
@@ -35,20 +47,38 @@ __all__ = ["Loss", "RouteSampler"]
 class Loss:
     node: str
     origin: str
-    start: float  # monotonic
-    end: float | None = None  # None: still missing when sampling stopped
+    start: float  # monotonic: the first sample without the route
+    end: float | None = None  # the first sample with it again; None: still missing
     family: str = "ipv4"
+    held_before: float | None = None  # the last sample that held it (None: = start)
+    missing_until: float | None = None  # the last sample without it (None: = start)
 
     def seconds(self, now: float) -> float:
         return (self.end if self.end is not None else now) - self.start
 
+    def bounds(self, now: float) -> tuple[float, float]:
+        """The shortest and longest the loss can have been, given when its node
+        was sampled: the sampler saw it missing from ``start`` to
+        ``missing_until`` at least, and no longer than from the sample before
+        ``start`` to ``end``."""
+        low = (self.missing_until or self.start) - self.start
+        high = (self.end if self.end is not None else now) - (self.held_before or self.start)
+        return low, high
+
 
 class RouteSampler:
-    def __init__(self, agent: LabAgent, *, period: float = 0.1) -> None:
+    def __init__(
+        self, agent: LabAgent, *, period: float = 0.1, lag_limit: float = 2.0, workers: int = 8
+    ) -> None:
         self.agent = agent
         #: minimum seconds between sweep starts (the sampler shares the GIL with
         #: the operator and the agent when they run in one process)
         self.period = period
+        #: a node sampled less often than this makes the report's loss times bounds
+        self.lag_limit = lag_limit
+        self.workers = workers
+        self._last_sample: dict[tuple[str, str], float] = {}  # (family, node)
+        self._gap_max = 0.0
         self.losses: list[Loss] = []
         self.sweeps = 0
         #: unexpected exceptions of sweeps (a sweep that failed is not counted)
@@ -81,30 +111,41 @@ class RouteSampler:
         self.stop()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            try:
-                self.sweep()
-            except Exception as exc:  # keep sampling; the report carries it
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            took = time.monotonic() - t0
-            self._sweep_times.append(took)
-            self._stop.wait(max(self.period - took, 0.01))
-
-    def sweep(self) -> None:
-        agents = [self.agent, *([self.agent.v6] if self.agent.v6 is not None else [])]
-        for agent in agents:
-            for node in list(agent.lab.nodes):
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="lab-sample") as pool:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
                 try:
-                    held = agent.held(node) if node.running else None
-                except BirdError:
-                    held = None
-                self._record(agent.family, node.name, held)
+                    self.sweep(pool)
+                except Exception as exc:  # keep sampling; the report carries it
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                took = time.monotonic() - t0
+                self._sweep_times.append(took)
+                self._stop.wait(max(self.period - took, 0.01))
+
+    def sweep(self, pool: ThreadPoolExecutor | None = None) -> None:
+        agents = [self.agent, *([self.agent.v6] if self.agent.v6 is not None else [])]
+        jobs = [(agent, node) for agent in agents for node in list(agent.lab.nodes)]
+        if pool is None:
+            for agent, node in jobs:
+                self._sample(agent, node)
+        else:  # list(): wait for all, and raise the first error of any
+            list(pool.map(lambda job: self._sample(*job), jobs))
         self.sweeps += 1
+
+    def _sample(self, agent: LabAgent, node: LabNode) -> None:
+        try:
+            held = agent.held(node) if node.running else None
+        except BirdError:
+            held = None
+        self._record(agent.family, node.name, held)
 
     def _record(self, family: str, name: str, held: frozenset[str] | None) -> None:
         now = time.monotonic()
         with self._lock:
+            last = self._last_sample.get((family, name))
+            self._last_sample[(family, name)] = now
+            if last is not None:
+                self._gap_max = max(self._gap_max, now - last)
             if held is None:  # not answering: forget its table, it restarts empty
                 self._held.pop((family, name), None)
                 for key in [k for k in self._open if k[:2] == (family, name)]:
@@ -113,12 +154,16 @@ class RouteSampler:
             before = self._held.get((family, name))
             if before is not None:
                 for origin in before - held:
-                    loss = Loss(name, origin, now, family=family)
+                    loss = Loss(name, origin, now, family=family, held_before=last)
                     self._open[(family, name, origin)] = loss
                     self.losses.append(loss)
             for origin in [o for (f, n, o) in self._open if (f, n) == (family, name)]:
+                loss = self._open[(family, name, origin)]
                 if origin in held:
-                    self._open.pop((family, name, origin)).end = now
+                    loss.end = now
+                    del self._open[(family, name, origin)]
+                else:
+                    loss.missing_until = now
             self._held[(family, name)] = held
 
     def report(
@@ -142,21 +187,33 @@ class RouteSampler:
             by_family = {self.agent.family: 0, "ipv6": 0}
             for loss in kept:
                 by_family[loss.family] = by_family.get(loss.family, 0) + 1
+        lagged = self._gap_max > self.lag_limit
+        bounds = [loss.bounds(now) for loss in kept]
         return {
             "route_losses": len(kept),
             **({"route_losses_by_family": by_family} if by_family else {}),
             "loss_seconds_max": round(max((loss.seconds(now) for loss in kept), default=0.0), 3),
-            "nodes_with_loss": len({loss.node for loss in kept}),
-            "examples": [
-                f"{loss.node} lacked {loss.origin}"
-                + (" (ipv6)" if loss.family == "ipv6" else "")
-                + f" for {loss.seconds(now):.2f}s"
-                for loss in kept[:5]
+            "loss_seconds_max_bounds": [
+                round(max((low for low, _ in bounds), default=0.0), 3),
+                round(max((high for _, high in bounds), default=0.0), 3),
             ],
+            "nodes_with_loss": len({loss.node for loss in kept}),
+            "examples": [_example(loss, now, lagged) for loss in kept[:5]],
             "ignored_losses": len(self.losses) - len(kept),
             "sweeps": self.sweeps,
             "sweep_seconds_median": round(statistics.median(times), 4),
             "sweep_seconds_max": round(max(times), 4),
             "sweep_period": self.period,
+            "sample_gap_seconds_max": round(self._gap_max, 3),
+            "sampler_lagged": lagged,
             "sampler_errors": list(self.errors[:5]),
         }
+
+
+def _example(loss: Loss, now: float, lagged: bool) -> str:
+    """One loss in words; on a lagging sampler, with the bounds of its length."""
+    text = f"{loss.node} lacked {loss.origin}" + (" (ipv6)" if loss.family == "ipv6" else "")
+    if not lagged:
+        return text + f" for {loss.seconds(now):.2f}s"
+    low, high = loss.bounds(now)
+    return text + f" for {low:.2f}s to {high:.2f}s (sampler lagged)"
