@@ -360,3 +360,17 @@ def test_confd_runs_only_for_nodes_in_the_datastore(tmp_path: Path) -> None:
     fleet.stop()
     fleet.follow({"n0"})  # after stop, nothing starts again
     assert fleet.procs == {} and started == ["n0", "n1", "n2", "n2"]
+
+
+def test_the_sampler_paces_itself_in_a_large_lab() -> None:
+    from types import SimpleNamespace
+
+    from calico_rr.adapters.lab.sampler import SAMPLE_PACE, RouteSampler
+
+    def sampler(nodes: int, v6: object = None) -> RouteSampler:
+        lab = SimpleNamespace(nodes=[object()] * nodes)
+        return RouteSampler(SimpleNamespace(lab=lab, v6=v6, family="ipv4"))  # type: ignore[arg-type]
+
+    assert sampler(16)._period() == 0.1  # a small lab: every 0.1 s
+    assert sampler(1000)._period() == 1000 * SAMPLE_PACE == 2.0
+    assert sampler(100, v6=object())._period() == 200 * SAMPLE_PACE  # bird6 too

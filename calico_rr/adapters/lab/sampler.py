@@ -40,7 +40,10 @@ from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabNode
 
-__all__ = ["Loss", "RouteSampler"]
+__all__ = ["SAMPLE_PACE", "Loss", "RouteSampler"]
+
+#: seconds of sweep period per sampled daemon (500 samples a second at most)
+SAMPLE_PACE = 0.002
 
 
 @dataclass
@@ -120,7 +123,14 @@ class RouteSampler:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                 took = time.monotonic() - t0
                 self._sweep_times.append(took)
-                self._stop.wait(max(self.period - took, 0.01))
+                self._stop.wait(max(self._period() - took, 0.01))
+
+    def _period(self) -> float:
+        """``period``, or longer in a large lab: at most ``1 / SAMPLE_PACE``
+        samples a second in all, so that the parallel sweep's own load on the
+        daemons (one ``show route`` each) stays bounded at any size."""
+        lab_nodes = len(self.agent.lab.nodes) * (2 if self.agent.v6 is not None else 1)
+        return max(self.period, lab_nodes * SAMPLE_PACE)
 
     def sweep(self, pool: ThreadPoolExecutor | None = None) -> None:
         agents = [self.agent, *([self.agent.v6] if self.agent.v6 is not None else [])]
