@@ -83,7 +83,6 @@ class FaultTransport(BaseTransport):
     def __init__(self, inner: BaseTransport) -> None:
         self.inner = inner
         self.injected = 0
-        self.passed = 0
         self.log: list[tuple[str, str, int]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -136,7 +135,6 @@ class FaultTransport(BaseTransport):
                         del self._faults[i]
                     self.injected += 1
                     return fault
-            self.passed += 1
             return None
 
     def handle_request(self, request: Request) -> Response:

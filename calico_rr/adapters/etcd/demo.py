@@ -319,14 +319,6 @@ def wait_steady(op: EtcdOperator, admin: EtcdClient, timeout: float, since: floa
     return demo.wait_steady(op, lambda: status(admin), timeout, since)
 
 
-def wait_node_handled(op: EtcdOperator, name: str, since: float, timeout: float) -> float:
-    """Seconds from ``since`` until a reconcile pass that started after the node
-    reached the operator's cache has ended, leaving the layout Steady."""
-    key = L.resource_key("nodes", name)
-    seen = lambda: op.caches["nodes"].get(key) is not None  # noqa: E731
-    return demo.wait_node_handled(op, seen, name, since, timeout)
-
-
 @dataclass
 class EtcdSite:
     """The demo's view of etcd: requests counted by etcd itself (docs/ETCD.md)."""

@@ -102,13 +102,6 @@ def wait_steady(op: Operator, admin: KubeClient, timeout: float, since: float = 
     return demo.wait_steady(op, lambda: _config_status(admin), timeout, since)
 
 
-def wait_node_handled(op: Operator, name: str, since: float, timeout: float) -> float:
-    """Seconds from ``since`` until a reconcile pass that started after the node
-    reached the operator's cache has ended, leaving the layout Steady."""
-    seen = lambda: op.informers["nodes"].get(name) is not None  # noqa: E731
-    return demo.wait_node_handled(op, seen, name, since, timeout)
-
-
 @dataclass
 class KubeSite:
     """The demo's view of the Kubernetes API: API requests from the audit log."""

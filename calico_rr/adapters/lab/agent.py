@@ -89,7 +89,6 @@ class LabAgent:
         self.graph: SessionGraph | None = None
         self.reloads = 0
         self.errors: list[str] = []
-        self.config_changes = 0
         self._last: dict[str, str] = {}
         self._peer_of: dict[str, dict[str, str]] = {}  # node -> protocol -> peer name
         self._lock = threading.RLock()
@@ -143,8 +142,6 @@ class LabAgent:
             # listening yet and sit out BIRD's error wait (LabNetwork.start_birds)
             self.lab.start_birds(fresh)
             self._last.update((node.name, text) for node, text in fresh)
-        if changed:
-            self.config_changes += 1
         return changed
 
     def _graph(self, state: CalicoState) -> SessionGraph:

@@ -30,7 +30,6 @@ __all__ = [
     "families_present",
     "family_of_address",
     "missing_families",
-    "node_families",
     "project",
 ]
 
@@ -47,11 +46,6 @@ def family_of_address(address: str) -> Family:
 
 def _address(node: CalicoNode | Node, family: Family) -> str | None:
     return node.ip if family == "ipv4" else node.ip6
-
-
-def node_families(node: CalicoNode | Node) -> frozenset[Family]:
-    """The families ``node`` has an address of."""
-    return frozenset(f for f in FAMILIES if _address(node, f) is not None)
 
 
 def families_of_nodes(nodes: Sequence[CalicoNode | Node]) -> tuple[Family, ...]:

@@ -41,7 +41,6 @@ from calico_rr.errors import InputError
 
 Matcher: TypeAlias = Callable[[Mapping[str, str]], bool]
 CompareOp = Literal["==", "!=", "starts with", "ends with", "contains"]
-COMPARE_OPS: tuple[CompareOp, ...] = ("==", "!=", "starts with", "ends with", "contains")
 
 
 #: Characters of the selector quoted in an error message (a message is one line).

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from calico_rr.core.bgp.calico_fields import node_to_node_mesh
-from calico_rr.core.bgp.resources import ParsedResources, parse_resources
 from calico_rr.core.formats.fields import mapping, string_map
 from calico_rr.core.formats.scalars import established_peers, format_timestamp
 from calico_rr.core.operator.state import NodeBGPStatus
@@ -47,7 +46,6 @@ __all__ = [
     "RESOURCE_ROOT",
     "OwnershipConflict",
     "ResourceKey",
-    "calico_state",
     "check_name",
     "decode_document",
     "encode_document",
@@ -318,9 +316,3 @@ def node_status_from_calico(doc: Mapping[str, Any]) -> tuple[str, NodeBGPStatus]
     if not isinstance(bgp, Mapping):
         return node, NodeBGPStatus(False)
     return node, NodeBGPStatus(True, established_peers(bgp))
-
-
-def calico_state(docs: Iterable[Mapping[str, Any]], *, where: str = "etcd") -> ParsedResources:
-    """Calico Nodes, BGPPeers and BGPConfigurations read from etcd as calico-node
-    sees them (``core.bgp.resources.parse_resources``: the v3 shapes are the same)."""
-    return parse_resources(list(docs), where=where)
