@@ -328,40 +328,6 @@ def test_a_sampler_on_time_reports_lengths() -> None:
     assert not report["examples"][0].endswith("(sampler lagged)")
 
 
-def test_confd_runs_only_for_nodes_in_the_datastore(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    from types import SimpleNamespace
-
-    from calico_rr.adapters.lab.confd import ConfdFleet
-
-    nodes = [SimpleNamespace(name=f"n{i}") for i in range(3)]
-    fleet = ConfdFleet.__new__(ConfdFleet)  # no binaries: _start_one is replaced
-    fleet.lab = SimpleNamespace(nodes=nodes, v6=None, workdir=tmp_path)  # type: ignore[assignment]
-    fleet.procs, fleet._follow_lock, fleet._stopped = {}, threading.Lock(), False
-    started: list[str] = []
-
-    def start_one(node: SimpleNamespace) -> None:
-        started.append(node.name)
-        fleet.procs[node.name] = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(60)"]
-        )
-
-    fleet._start_one = start_one  # type: ignore[method-assign,assignment]
-    fleet.follow({"n0", "n1", "n2"})
-    old = fleet.procs["n2"]
-    fleet.follow({"n0", "n1"})  # n2's Node deleted: its confd stops
-    assert old.poll() is not None and set(fleet.procs) == {"n0", "n1"}
-    stale = fleet.files(nodes[2])[0]  # type: ignore[arg-type]
-    stale.parent.mkdir(parents=True)
-    stale.write_text("old render")
-    fleet.follow({"n0", "n1", "n2"})  # back: started again, its old files gone
-    assert started == ["n0", "n1", "n2", "n2"] and not stale.exists()
-    fleet.stop()
-    fleet.follow({"n0"})  # after stop, nothing starts again
-    assert fleet.procs == {} and started == ["n0", "n1", "n2", "n2"]
-
-
 def test_the_sampler_paces_itself_in_a_large_lab() -> None:
     from types import SimpleNamespace
 

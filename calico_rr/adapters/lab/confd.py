@@ -283,8 +283,6 @@ class ConfdFleet:
         self.datastore = dict(datastore)
         self.fast_sessions = fast_sessions
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._follow_lock = threading.Lock()
-        self._stopped = False
         bird = shutil.which("bird", path="/usr/sbin:/sbin:/usr/bin")
         birdc = shutil.which("birdc", path="/usr/sbin:/sbin:/usr/bin")
         if bird is None or birdc is None:
@@ -353,27 +351,6 @@ class ConfdFleet:
         self.procs[node.name] = proc
         self.lab.register_pid(proc.pid)
 
-    def follow(self, present: Collection[str]) -> None:
-        """Run confd only for the nodes ``present`` in the datastore.  A node's own
-        key is read by ``bird.cfg.template`` unconditionally, so the confd of a
-        node that is not there fails every render and retries with a backoff
-        doubling from 250 ms to 5 s, watching nothing meanwhile
-        (``confd/pkg/resource/template/processor.go`` in the Calico module): a
-        node that comes back would get its config up to 5 s late.  Stopped
-        instead, and started again (its old files removed, so that BIRD waits for
-        the new render) once its Node is back."""
-        families: tuple[Family, ...] = ("ipv4", "ipv6") if self.lab.v6 is not None else ("ipv4",)
-        with self._follow_lock:
-            nodes = [] if self._stopped else self.lab.nodes
-            for node in (n for n in nodes if n.name not in present and n.name in self.procs):
-                proc = self.procs.pop(node.name)
-                if why := stop_process(proc, 5.0):
-                    raise LabError(f"confd of {node.name} (pid {proc.pid}) {why}")
-            for node in (n for n in nodes if n.name in present and n.name not in self.procs):
-                for path in (path for family in families for path in self.files(node, family)):
-                    path.unlink(missing_ok=True)
-                self._start_one(node)
-
     def dead(self) -> list[str]:
         """Nodes whose confd exited (with the tail of its log)."""
         out = []
@@ -385,17 +362,15 @@ class ConfdFleet:
         return out
 
     def stop(self) -> None:
-        with self._follow_lock:
-            self._stopped = True  # and :meth:`follow` starts none again
-            procs, self.procs = dict(self.procs), {}
-        for proc in procs.values():  # all at once, then wait for each
+        for proc in self.procs.values():  # all at once, then wait for each
             if proc.poll() is None:
                 proc.terminate()
         stuck = [
             f"{name} (pid {p.pid}) {why}"
-            for name, p in procs.items()
+            for name, p in self.procs.items()
             if (why := stop_process(p, 5.0))
         ]
+        self.procs.clear()
         if stuck:
             raise LabError("confd " + "; ".join(stuck))
 
@@ -423,7 +398,6 @@ class ConfdAgent(LabAgent):
 
     def apply(self, state: CalicoState) -> list[str]:
         self.set_state(state)
-        self.fleet.follow({node.name for node in state.nodes})
         return self.start_ready()
 
     def start_ready(self) -> list[str]:
