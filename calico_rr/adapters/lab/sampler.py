@@ -132,14 +132,11 @@ class RouteSampler:
         lab_nodes = len(self.agent.lab.nodes) * (2 if self.agent.v6 is not None else 1)
         return max(self.period, lab_nodes * SAMPLE_PACE)
 
-    def sweep(self, pool: ThreadPoolExecutor | None = None) -> None:
+    def sweep(self, pool: ThreadPoolExecutor) -> None:
         agents = [self.agent, *([self.agent.v6] if self.agent.v6 is not None else [])]
         jobs = [(agent, node) for agent in agents for node in list(agent.lab.nodes)]
-        if pool is None:
-            for agent, node in jobs:
-                self._sample(agent, node)
-        else:  # list(): wait for all, and raise the first error of any
-            list(pool.map(lambda job: self._sample(*job), jobs))
+        # list(): wait for all, and raise the first error of any
+        list(pool.map(lambda job: self._sample(*job), jobs))
         self.sweeps += 1
 
     def _sample(self, agent: LabAgent, node: LabNode) -> None:
