@@ -340,3 +340,38 @@ def test_the_sampler_paces_itself_in_a_large_lab() -> None:
     assert sampler(16)._period() == 0.1  # a small lab: every 0.1 s
     assert sampler(1000)._period() == 1000 * SAMPLE_PACE == 2.0
     assert sampler(100, v6=object())._period() == 200 * SAMPLE_PACE  # bird6 too
+
+
+class _SilentBird:
+    """A lab agent whose one daemon answers once, then times out."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.v6 = None
+        self.answers = [{"lab-n01": "Established"}]
+        self.lab = SimpleNamespace(
+            nodes=[
+                SimpleNamespace(name="lab-n00", ip="10.99.1.1"),
+                SimpleNamespace(name="lab-n01", ip="10.99.1.2"),
+            ]
+        )
+
+    def sessions(self, node: object) -> dict[str, str]:
+        if not self.answers:
+            raise BirdError("BIRD at lab-n00.ctl: timed out")
+        return self.answers.pop()
+
+
+def test_a_silent_bird_leaves_the_last_status_standing() -> None:
+    """A timed-out control socket is no report, not a report of no peers (which
+    would hold the operator's confirmation back until the next good one)."""
+    from calico_rr.adapters.lab.watcher import bgp_status
+
+    agent = _SilentBird()
+    node = agent.lab.nodes[0]
+    first = bgp_status(agent, node)  # type: ignore[arg-type]
+    assert first is not None
+    assert first["numberEstablishedV4"] == 1
+    assert first["peersV4"] == [{"peerIP": "10.99.1.2", "type": "NodePeer", "state": "Established"}]
+    assert bgp_status(agent, node) is None  # type: ignore[arg-type]

@@ -152,7 +152,7 @@ class DatastoreWatcher(ABC):
             if node is None:
                 continue
             bgp = bgp_status(self.agent, node)
-            if self._status_sent.get(key) == bgp:
+            if bgp is None or self._status_sent.get(key) == bgp:
                 continue
             status = {"lastUpdated": format_timestamp(time.time()), "bgp": bgp}
             if not self._write_status(key, doc, status):
@@ -239,11 +239,13 @@ class KubeWatcher(DatastoreWatcher):
         return True
 
 
-def _peers(agent: LabAgent, node: LabNode) -> list[dict[str, str]]:
+def _peers(agent: LabAgent, node: LabNode) -> list[dict[str, str]] | None:
+    """The node's sessions as CalicoNodeStatus peers; None when its BIRD did not
+    answer (under load a control socket can stay silent past its timeout)."""
     try:
         sessions = agent.sessions(node)
     except BirdError:
-        sessions = {}
+        return None
     ip_of = {n.name: n.ip for n in agent.lab.nodes}
     return [
         {"peerIP": ip_of.get(peer, ""), "type": "NodePeer", "state": _bgp_state(info)}
@@ -251,11 +253,16 @@ def _peers(agent: LabAgent, node: LabNode) -> list[dict[str, str]]:
     ]
 
 
-def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any]:
+def bgp_status(agent: LabAgent, node: LabNode) -> dict[str, Any] | None:
     """The ``status.bgp`` of a CalicoNodeStatus for ``node``, from its BIRD (and
-    its bird6 in a lab with IPv6)."""
+    its bird6 in a lab with IPv6); None when a daemon did not answer.  The last
+    report then stands, as calico-node's does: "no peers" would be a false report
+    that holds the operator back until the next good one (seen at 100 nodes, where
+    one status sweep took minutes)."""
     peers = _peers(agent, node)
     six = [] if agent.v6 is None else _peers(agent.v6, agent.v6.lab.node(node.name))
+    if peers is None or six is None:
+        return None
     up = sum(1 for p in peers if p["state"] == "Established")
     up6 = sum(1 for p in six if p["state"] == "Established")
     out: dict[str, Any] = {  # the CRD requires the V6 counters even without IPv6

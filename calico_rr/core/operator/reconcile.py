@@ -40,13 +40,16 @@ While the node-to-node mesh is on, a node that gets a cluster ID leaves the
 mesh, and until *every* RR has its ID the RR layout alone does not carry every
 route (an RR's prefix would reach only its own group).  So while the mesh is on
 a **bridge** BGPPeer ``calico-rr-bridge`` peers every node with every node
-carrying our RR label - the shape of Calico's own single-RR recipe, and no
-heavier than the mesh it replaces.  Every RR with an ID then hears and reaches
-everyone directly, whatever the order of the writes.  The mesh is switched off
-only once the layout is applied and confirmed (``MeshOff``), and the bridge is
-deleted after that.  :func:`uninstall` runs the same steps backwards: bridge and
-mesh on first, confirm, then RRs give up their IDs (one by one is safe: every
-RR is still peered with every node through the bridge), then our BGPPeers go.
+carrying our RR label - the shape of Calico's own single-RR recipe.  Every RR
+with an ID then hears and reaches everyone directly, whatever the order of the
+writes.  Its cost is not the mesh's: it peers the RRs with each other too, and
+under several cluster IDs every node's add-path table grows with the chains of
+RRs until the mesh goes off (docs/OPERATIONS.md, bench/bridge_fanout.py).  The
+mesh is switched off only once the layout is applied and confirmed
+(``MeshOff``), and the bridge is deleted after that.  :func:`uninstall` runs
+the same steps backwards: bridge and mesh on first, confirm, then RRs give up
+their IDs (one by one is safe: every RR is still peered with every node through
+the bridge), then our BGPPeers go.
 """
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""The operator's transitions: add-path tables while old and new peerings coexist.
+
+    .venv/bin/python bench/bridge_fanout.py --sizes 50,100,1000 --topologies hierarchy,multi
+    .venv/bin/python bench/bridge_fanout.py --sizes 100 --topologies hierarchy --from single
+
+Drives the pure reconcile (core.operator) on an in-memory cluster to Steady and
+counts the add-path table (core.bgp.verify.fanout) of the busiest node twice: in
+the make state and in the final layout.  For a migration from the mesh the make
+state is the bridge BGPPeer, the new layout and the mesh together, just before
+the mesh goes off; for a topology switch (``--from single``) it is the old
+peerings' ``-prev`` companions beside the new layout, just before the break.
+No BIRD runs; the counter's figures matched BIRD 1.6.8's route counts in the lab
+(docs/PERFORMANCE.md, "The operator's transitions").
+
+Why it matters: the bridge peers every node with every RR, so every RR also peers
+with every other RR.  Under one cluster ID that is Calico's own recipe; under
+several (hierarchy, multi) each RR treats the others as clients, a route travels
+every chain of distinct IDs, and every node holds thousands of paths per prefix
+for as long as the make state lasts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify.fanout import FanOut, fanout
+from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.settings import OperatorSettings
+from calico_rr.core.operator.state import Phase
+from calico_rr.core.planning.config import PlanConfig
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.model import ANN_CLUSTER_ID
+from calico_rr.testing.sim import SimCluster
+
+
+def _table(sim: SimCluster) -> FanOut | None:
+    return fanout(build_session_graph(parse_resources(sim.calico_documents()).state))
+
+
+def _row(found: FanOut | None) -> dict[str, object]:
+    if found is None:
+        return {}
+    return {
+        "paths_per_prefix": found.paths_per_prefix,
+        "routes_per_node": found.routes_per_node,
+        "holder": found.holder,
+        "lower_bound": found.at_least,
+    }
+
+
+def _settings(topology: str) -> OperatorSettings:
+    return OperatorSettings(
+        plan=PlanConfig(topology=topology),  # type: ignore[arg-type]
+        session_check="Wait",
+        wait_timeout=5.0,
+        debounce=0.0,
+        rr_label=None,
+        paused=False,
+    )
+
+
+def _drive(sim: SimCluster, topology: str) -> FanOut | None:
+    """Reconcile to Steady; the largest table of a state just before old peerings
+    go (the mesh switched off, or a rollout's break): the make state."""
+    settings = _settings(topology)
+    worst: FanOut | None = None
+    for _ in range(200):
+        decision = reconcile(sim.observed(), settings)
+        if decision.phase == Phase.STEADY:
+            return worst
+        if decision.mesh is False or decision.phase == Phase.BREAKING:
+            found = _table(sim)
+            if found is not None and (
+                worst is None or found.routes_per_node > worst.routes_per_node
+            ):
+                worst = found
+        sim.execute(decision)
+        if decision.requeue_after is not None:
+            sim.now += decision.requeue_after
+    raise SystemExit(f"{topology}: the operator did not reach Steady")
+
+
+def measure(size: int, topology: str, start: str, zones: int) -> dict[str, object]:
+    """The add-path table of the make state on the way from ``start`` (``mesh``
+    or a topology the operator applied first) to ``topology``, and of the end."""
+    sim = SimCluster.of(synthetic_cluster(size, zones=zones))
+    if start != "mesh":
+        _drive(sim, start)
+    make = _drive(sim, topology)
+    rrs = sum(1 for ns in sim.nodes.values() if ANN_CLUSTER_ID in ns.node.annotations)
+    return {
+        "nodes": size,
+        "from": start,
+        "topology": topology,
+        "route_reflectors": rrs,
+        "make_state": _row(make),
+        "final_layout": _row(_table(sim)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="50,100,200,1000")
+    ap.add_argument("--topologies", default="hierarchy,multi,quorum,single")
+    ap.add_argument("--zones", type=int, default=3)
+    ap.add_argument("--from", dest="start", default="mesh", help="mesh, or a topology")
+    args = ap.parse_args()
+    for topology in args.topologies.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            t0 = time.perf_counter()
+            row = measure(size, topology, args.start, args.zones)
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
