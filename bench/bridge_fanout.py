@@ -10,7 +10,7 @@ state is the bridge BGPPeer, the new layout and the mesh together, just before
 the mesh goes off; for a topology switch (``--from single``) it is the old
 peerings' ``-prev`` companions beside the new layout, just before the break.
 No BIRD runs; the counter's figures matched BIRD 1.6.8's route counts in the lab
-(docs/PERFORMANCE.md, "The operator's transitions").
+(docs/PERFORMANCE.md, "The cause is the add-path table").
 
 Why it matters: the bridge peers every node with every RR, so every RR also peers
 with every other RR.  Under one cluster ID that is Calico's own recipe; under
@@ -28,9 +28,8 @@ import time
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.bgp.verify.fanout import FanOut, fanout
-from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.settings import OperatorSettings
-from calico_rr.core.operator.state import Phase
+from calico_rr.core.operator.state import Decision, Phase
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID
@@ -52,36 +51,20 @@ def _row(found: FanOut | None) -> dict[str, object]:
     }
 
 
-def _settings(topology: str) -> OperatorSettings:
-    return OperatorSettings(
-        plan=PlanConfig(topology=topology),  # type: ignore[arg-type]
-        session_check="Wait",
-        wait_timeout=5.0,
-        debounce=0.0,
-        rr_label=None,
-        paused=False,
-    )
-
-
 def _drive(sim: SimCluster, topology: str) -> FanOut | None:
     """Reconcile to Steady; the largest table of a state just before old peerings
     go (the mesh switched off, or a rollout's break): the make state."""
-    settings = _settings(topology)
-    worst: FanOut | None = None
-    for _ in range(200):
-        decision = reconcile(sim.observed(), settings)
-        if decision.phase == Phase.STEADY:
-            return worst
-        if decision.mesh is False or decision.phase == Phase.BREAKING:
-            found = _table(sim)
-            if found is not None and (
-                worst is None or found.routes_per_node > worst.routes_per_node
-            ):
-                worst = found
-        sim.execute(decision)
-        if decision.requeue_after is not None:
-            sim.now += decision.requeue_after
-    raise SystemExit(f"{topology}: the operator did not reach Steady")
+    tables: list[FanOut] = []
+
+    def inspect(state: SimCluster, decision: Decision) -> None:
+        make_state = decision.mesh is False or decision.phase == Phase.BREAKING
+        if make_state and (found := _table(state)) is not None:
+            tables.append(found)
+
+    # no CalicoNodeStatus in memory: confirm by waiting (the clock follows requeues)
+    settings = OperatorSettings(plan=PlanConfig(topology=topology), session_check="Wait")  # type: ignore[arg-type]
+    sim.run(settings, before=inspect)
+    return max(tables, key=lambda t: t.routes_per_node, default=None)
 
 
 def measure(size: int, topology: str, start: str, zones: int) -> dict[str, object]:

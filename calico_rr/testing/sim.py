@@ -176,14 +176,18 @@ class SimCluster:
         checker: Checker | None = None,
         max_rounds: int = 200,
         tick: float | None = None,
+        before: Callable[[SimCluster, Decision], None] | None = None,
     ) -> list[Decision]:
-        """Reconcile until Steady, advancing the clock by each requeue (or ``tick``)."""
+        """Reconcile until Steady, advancing the clock by each requeue (or ``tick``);
+        ``before`` sees each decision and the state it is about to change."""
         out: list[Decision] = []
         for _ in range(max_rounds):
             d = reconcile(self.observed(), settings)
             out.append(d)
             if d.phase in (Phase.STEADY, Phase.PAUSED):
                 return out
+            if before is not None:
+                before(self, d)
             self.execute(d, checker=checker)
             if d.requeue_after is not None:
                 self.now += tick if tick is not None else d.requeue_after
