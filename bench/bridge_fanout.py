@@ -12,11 +12,13 @@ peerings' ``-prev`` companions beside the new layout, just before the break.
 No BIRD runs; the counter's figures matched BIRD 1.6.8's route counts in the lab
 (docs/PERFORMANCE.md, "The cause is the add-path table").
 
-Why it matters: the bridge peers every node with every RR, so every RR also peers
-with every other RR.  Under one cluster ID that is Calico's own recipe; under
-several (hierarchy, multi) each RR treats the others as clients, a route travels
-every chain of distinct IDs, and every node holds thousands of paths per prefix
-for as long as the make state lasts.
+Why it matters: a bridge to every RR peers the RRs with each other too.  Under
+one cluster ID that is Calico's own recipe; under several (hierarchy, multi) each
+RR treats the others as clients, a route travels every chain of distinct IDs,
+and every node held thousands of paths per prefix for as long as the make state
+lasted.  The bridge now reaches the RRs of one cluster ID where the layout has
+one with two RRs or more (core.operator.peerings.bridge_hubs); this script keeps
+the figures honest for every topology, size and starting point.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ doc has the sequence)."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,12 +32,14 @@ from calico_rr.core.operator.state import (
     PREV,
     PREV_SUFFIX,
 )
-from calico_rr.core.planning.config import OWNED_NODE_LABELS, RR_LABEL
+from calico_rr.core.planning.config import OWNED_NODE_LABELS, RR_LABEL, SLOT_LABEL
 from calico_rr.model import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     PREFIX,
 )
+
+_EVERY_RR = f"has({RR_LABEL})"
 
 
 def prev_key(key: str) -> str:
@@ -110,8 +113,10 @@ def companion_peer(obj: Mapping[str, Any], api_group: str) -> dict[str, Any]:
     }
 
 
-def bridge_peer(api_group: str) -> dict[str, Any]:
-    """Every node peers with every node carrying our RR label (see module doc)."""
+def bridge_peer(api_group: str, hubs: frozenset[str] | None = None) -> dict[str, Any]:
+    """Every node peers with the bridge's hubs: the RRs in the slots ``hubs``, or
+    every node carrying our RR label when ``hubs`` is None (see module doc)."""
+    peers = _EVERY_RR if hubs is None else to_text(InSet(SLOT_LABEL, hubs))
     return {
         "apiVersion": api_group,
         "kind": "BGPPeer",
@@ -119,8 +124,53 @@ def bridge_peer(api_group: str) -> dict[str, Any]:
             "name": BRIDGE_NAME,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, BRIDGE_LABEL: "true"},
         },
-        "spec": {"nodeSelector": "all()", "peerSelector": f"has({RR_LABEL})"},
+        "spec": {"nodeSelector": "all()", "peerSelector": peers},
     }
+
+
+def bridge_hubs(
+    cids: Mapping[str, str], labels: Mapping[str, Mapping[str, str]]
+) -> frozenset[str] | None:
+    """The slots of the RRs the bridge peers every node with, or None for every RR.
+
+    Why not every RR: the bridge also peers the RRs with each other, and an RR
+    treats a peer of another cluster ID as its client, so under several IDs a
+    route travels every chain of RRs with distinct IDs (4 IDs and 12 RRs: 2,713
+    paths per prefix on every node; docs/OPERATIONS.md).  The RRs of one cluster
+    ID do not reflect to each other, so a bridge to them alone carries one
+    group's worth of paths.  The hubs are the RRs of the ID with the most RRs
+    (at least two, so one can fail; the lowest ID of a tie: a hierarchy's
+    spines); with one ID, or none with two RRs, every RR."""
+    by_cid: dict[str, list[str]] = {}
+    for node, cid in cids.items():
+        slot = labels.get(node, {}).get(SLOT_LABEL)
+        if slot is not None:
+            by_cid.setdefault(cid, []).append(slot)
+    if len(by_cid) < 2:
+        return None
+    size, _, cid = max((len(s), _neg_ip(c), c) for c, s in by_cid.items())
+    return frozenset(by_cid[cid]) if size >= 2 else None
+
+
+def _neg_ip(text: str) -> int:
+    """Sort key putting the lowest address last (max() then picks it)."""
+    try:
+        return -int(ipaddress.ip_address(text))
+    except ValueError:
+        return 0
+
+
+def bridge_hub_nodes(
+    bridge: Mapping[str, Any], labels: Mapping[str, Mapping[str, str]]
+) -> frozenset[str]:
+    """The nodes a bridge to hubs peers every node with (its peerSelector's
+    matches among ``labels``); empty for a bridge to every RR, which needs no
+    order of writes."""
+    peers = str(spec_of(bridge).get("peerSelector") or "all()")
+    if peers == _EVERY_RR:
+        return frozenset()
+    selector = parse_selector(peers)
+    return frozenset(node for node, node_labels in labels.items() if selector.matches(node_labels))
 
 
 def is_bridge(obj: Mapping[str, Any]) -> bool:

@@ -39,17 +39,19 @@ The mesh (migration and uninstall)
 While the node-to-node mesh is on, a node that gets a cluster ID leaves the
 mesh, and until *every* RR has its ID the RR layout alone does not carry every
 route (an RR's prefix would reach only its own group).  So while the mesh is on
-a **bridge** BGPPeer ``calico-rr-bridge`` peers every node with every node
-carrying our RR label - the shape of Calico's own single-RR recipe.  Every RR
-with an ID then hears and reaches everyone directly, whatever the order of the
-writes.  Its cost is not the mesh's: it peers the RRs with each other too, and
-under several cluster IDs every node's add-path table grows with the chains of
-RRs until the mesh goes off (docs/OPERATIONS.md, bench/bridge_fanout.py).  The
+a **bridge** BGPPeer ``calico-rr-bridge`` peers every node with the *hubs*: the
+RRs of one cluster ID (a hierarchy's spines; every RR when the layout has one ID,
+or no ID with two RRs - peerings.bridge_hubs).  The hubs get their IDs first
+(:func:`_hubs_first`): from then on any RR with an ID hears and reaches everyone
+through a hub, which reflects, whatever the order of the other writes.  A bridge
+to every RR would do without the order, but it peers the RRs with each other,
+and under several cluster IDs a route then travels every chain of RRs: a 12-RR
+hierarchy held 2,713 paths per prefix on every node (docs/PERFORMANCE.md); to the
+hubs alone, 66, against 45 in the final layout (bench/bridge_fanout.py).  The
 mesh is switched off only once the layout is applied and confirmed
-(``MeshOff``), and the bridge is deleted after that.  :func:`uninstall` runs
-the same steps backwards: bridge and mesh on first, confirm, then RRs give up
-their IDs (one by one is safe: every RR is still peered with every node through
-the bridge), then our BGPPeers go.
+(``MeshOff``), and the bridge is deleted after that.  :func:`uninstall` runs the
+same steps backwards: bridge and mesh on first, confirm, then the RRs give up
+their IDs, the hubs last, then our BGPPeers go.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ from calico_rr.core.bgp.selector import (
 )
 from calico_rr.core.operator.confirm import confirm_sessions, node_status_changes
 from calico_rr.core.operator.peerings import (
+    bridge_hub_nodes,
+    bridge_hubs,
     bridge_peer,
     companion_peer,
     is_bridge,
@@ -75,7 +79,6 @@ from calico_rr.core.operator.peerings import (
 )
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import (
-    BRIDGE_NAME,
     MARKER,
     PREV,
     PREV_SUFFIX,
@@ -99,6 +102,8 @@ class _Desired:
     cids: dict[str, str]
     peers: dict[str, dict[str, Any]]
     rr_nodes: frozenset[str]
+    bridge: dict[str, Any] | None  # while the mesh is on
+    hub_nodes: frozenset[str]  # the bridge's RRs when they are not every RR (else empty)
 
 
 def _desired(obs: Observed, settings: OperatorSettings) -> _Desired:
@@ -113,9 +118,43 @@ def _desired(obs: Observed, settings: OperatorSettings) -> _Desired:
             want[settings.rr_label[0]] = settings.rr_label[1]
         labels[name] = want
     peers = {str(p["metadata"]["name"]): p for p in render.bgppeers(layout, settings.plan)}
-    if obs.mesh_enabled:
-        peers[BRIDGE_NAME] = bridge_peer(settings.plan.api_group)
-    return _Desired(the_plan, labels, cids, peers, frozenset(cids))
+    bridge = (
+        _wanted_bridge(obs, settings.plan.api_group, cids, labels) if obs.mesh_enabled else None
+    )
+    hubs = frozenset() if bridge is None else bridge_hub_nodes(bridge, labels)
+    return _Desired(the_plan, labels, cids, peers, frozenset(cids), bridge, hubs)
+
+
+def _wanted_bridge(
+    obs: Observed, group: str, cids: Mapping[str, str], labels: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    """The bridge to the hubs (peerings.bridge_hubs) when no other node holds an ID
+    of ours yet, or when it is already there; else to every RR.  An existing bridge
+    is never narrowed: that would remove sessions an RR may depend on."""
+    every_rr = bridge_peer(group)
+    hubs = bridge_hubs(cids, labels)
+    if hubs is None:
+        return every_rr
+    to_hubs = bridge_peer(group, hubs)
+    existing = [p for p in obs.peers.values() if is_bridge(p)]
+    if existing:
+        return to_hubs if all(_same_peer(p, to_hubs) for p in existing) else every_rr
+    holders = {n for n, ns in obs.nodes.items() if current_cluster_id(ns) is not None}
+    return to_hubs if holders <= bridge_hub_nodes(to_hubs, labels) else every_rr
+
+
+def _hubs_first(obs: Observed, want: _Desired, applies: list[NodeApply]) -> list[NodeApply]:
+    """``applies`` less those of the other RRs until every hub has its cluster ID.
+
+    A node with a cluster ID leaves the mesh; while the bridge reaches the hubs
+    only, another RR is heard by (and hears) the nodes of other groups through a
+    hub that reflects, so the hubs go first.  Within each of the two passes any
+    subset of the writes is safe (the executor applies a batch's nodes at once)."""
+    if not want.hub_nodes:
+        return applies
+    if all(current_cluster_id(obs.nodes[n]) == want.cids.get(n) for n in want.hub_nodes):
+        return applies
+    return [a for a in applies if a.name not in want.cids or a.name in want.hub_nodes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +219,10 @@ def _wanted_node_applies(obs: Observed, want: _Desired, names: Iterable[str]) ->
     return out
 
 
+def _bridge_in_place(obs: Observed, bridge: Mapping[str, Any], have: _OurPeers) -> bool:
+    return bool(have.bridge) and all(_same_peer(obs.peers[n], bridge) for n in have.bridge)
+
+
 def _same_peer(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     hl = (have.get("metadata") or {}).get("labels") or {}
     wl = want["metadata"]["labels"]
@@ -199,7 +242,6 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
     extra = _extra_key(settings)
     record = dict(obs.transition or {})
     have = _OurPeers.of(obs)
-    want_bridge = want.peers.pop(BRIDGE_NAME, None)
     prev_of = {
         n: prev_labels(ns.node.labels)
         for n, ns in obs.nodes.items()
@@ -218,7 +260,7 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
     if prev_of or have.companions or record.get("kind") == "Rollout" or breaking or changed_peers:
         return _rollout(obs, settings, want, record, have, prev_of, breaking)
 
-    decision = _direct_writes(obs, settings, want, want_bridge, have)
+    decision = _direct_writes(obs, settings, want, have)
     if decision.writes:
         nodes, peers = len(decision.node_applies), len(decision.peer_applies)
         decision.message = f"applying {nodes} node(s), {peers} BGPPeer(s)"
@@ -239,19 +281,20 @@ def _direct_writes(
     obs: Observed,
     settings: OperatorSettings,
     want: _Desired,
-    want_bridge: dict[str, Any] | None,
     have: _OurPeers,
 ) -> Decision:
     """The writes of a change that removes no peering: node labels and IDs, new
     BGPPeers, the bridge while the mesh is on (and its removal once it is off)."""
     decision = Decision(Phase.APPLYING, plan=want.plan)
-    decision.node_applies = _wanted_node_applies(obs, want, sorted(obs.nodes))
-    if want_bridge is not None and not have.bridge:
-        decision.peer_applies.append(want_bridge)
+    decision.node_applies = _hubs_first(
+        obs, want, _wanted_node_applies(obs, want, sorted(obs.nodes))
+    )
+    if want.bridge is not None and not _bridge_in_place(obs, want.bridge, have):
+        decision.peer_applies.append(want.bridge)
     for name, peer in sorted(want.peers.items()):
         if name not in have.layout:
             decision.peer_applies.append(peer)
-    if want_bridge is None:
+    if want.bridge is None:
         # Mesh off and the layout confirmed before it went off: the bridge can go.
         decision.peer_deletes.extend(sorted(have.bridge))
     node_status_changes(obs, settings, want.rr_nodes, decision)
@@ -318,7 +361,7 @@ def _after_break_blocker(obs: Observed, settings: OperatorSettings, want: _Desir
                 "metadata": {"name": name, "labels": labels, "annotations": annotations},
             }
         )
-    docs += [p for n, p in sorted(want.peers.items()) if n != BRIDGE_NAME]
+    docs += [p for _, p in sorted(want.peers.items())]
     docs.append(render.bgp_configuration(settings.plan, mesh=False))
     down = [ns.node.name for ns in obs.nodes.values() if not ns.node.ready]
     report = check(docs, down)
@@ -408,14 +451,14 @@ def _make(
     """The writes still missing from the make state (none once it is complete)."""
     group = settings.plan.api_group
     make = Decision(Phase.MAKING, plan=want.plan, in_transition=len(make_labels))
-    if obs.mesh_enabled and not have.bridge:
-        make.peer_applies.append(bridge_peer(group))
+    if want.bridge is not None and not _bridge_in_place(obs, want.bridge, have):
+        make.peer_applies.append(want.bridge)
     for name in _need_companion(want, have, make_labels):
         make.peer_applies.append(companion_peer(have.layout[name], group))
     for name, peer in sorted(want.peers.items()):
         if name not in have.layout or not _same_peer(have.layout[name], peer):
             make.peer_applies.append(peer)
-    make.node_applies = _make_node_applies(obs, settings, want, make_labels)
+    make.node_applies = _hubs_first(obs, want, _make_node_applies(obs, settings, want, make_labels))
     touched_existing = bool(make.peer_applies) or any(
         change.name in make_labels for change in make.node_applies
     )

@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from calico_rr.core.operator.peerings import (
+    bridge_hub_nodes,
+    bridge_hubs,
     bridge_peer,
     is_bridge,
 )
@@ -54,7 +56,7 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
     if not obs.mesh_enabled or not bridge:
         d = Decision(Phase.UNINSTALLING, "bridge every node to the RRs and switch the mesh on")
         if not bridge:
-            d.peer_applies.append(bridge_peer(settings.plan.api_group))
+            d.peer_applies.append(_bridge(obs, settings))
         if not obs.mesh_enabled:
             d.mesh = True
         d.set_transition({"kind": "Uninstall", "madeAt": obs.now})
@@ -74,13 +76,45 @@ def uninstall(obs: Observed, settings: OperatorSettings, *, mesh_before: bool | 
         )
         d.requeue_after = requeue_delay(settings, waited)
         return d
-    d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
     rrs = sorted(n for n in owned_nodes if current_cluster_id(obs.nodes[n]) is not None)
+    first = _hubs_last(obs, settings, bridge, rrs)
+    if first is not None:
+        return first
+    d = Decision(Phase.UNINSTALLING, "removing our labels, annotations and BGPPeers")
     for name in rrs + sorted(owned_nodes - set(rrs)):
         d.node_applies.append(NodeApply(name, {}, {}, obs.nodes[name].uid))
     d.peer_deletes.extend(sorted(others))
     d.node_status_deletes.extend(sorted(obs.node_status_objects))
     return d
+
+
+def _hubs_last(
+    obs: Observed, settings: OperatorSettings, bridge: set[str], rrs: list[str]
+) -> Decision | None:
+    """With a bridge to hubs (peerings.bridge_hubs), the other RRs give up their
+    roles first, while a hub holding its ID reflects every route; None when no
+    such pass is due.  Should no hub hold its ID, the bridge widens to every RR."""
+    labels = {n: ns.node.labels for n, ns in obs.nodes.items()}
+    hubs = frozenset().union(*(bridge_hub_nodes(obs.peers[n], labels) for n in bridge))
+    if not hubs or any(not bridge_hub_nodes(obs.peers[n], labels) for n in bridge):
+        return None  # a bridge to every RR: any order is safe
+    others = [n for n in rrs if n not in hubs]
+    if not others:
+        return None
+    if not any(n in hubs for n in rrs):
+        d = Decision(Phase.UNINSTALLING, "no hub holds its ID: bridging every RR")
+        d.peer_applies.append(bridge_peer(settings.plan.api_group))
+        return d
+    d = Decision(Phase.UNINSTALLING, "removing the other route reflectors' roles (hubs last)")
+    d.node_applies = [NodeApply(n, {}, {}, obs.nodes[n].uid) for n in others]
+    return d
+
+
+def _bridge(obs: Observed, settings: OperatorSettings) -> dict[str, Any]:
+    """The bridge to the RRs of one cluster ID (peerings.bridge_hubs), or to all."""
+    cids = {n: cid for n, ns in obs.nodes.items() if (cid := current_cluster_id(ns)) is not None}
+    labels = {n: ns.node.labels for n, ns in obs.nodes.items()}
+    return bridge_peer(settings.plan.api_group, bridge_hubs(cids, labels))
 
 
 def uninstall_preview(

@@ -1,0 +1,148 @@
+"""The bridge BGPPeer that carries every route while the mesh is switched
+(core.operator.peerings.bridge_hubs): to the RRs of one cluster ID when there are
+several, so its make state stays near the final layout's add-path table, with the
+other RRs' writes ordered after the hubs' - and every subset of a batch safe, since
+the executor writes a batch's nodes at once."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from test_reconcile import converged, make_settings, safe
+
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.selector import parse_selector
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify.fanout import fanout
+from calico_rr.core.operator.peerings import bridge_hubs
+from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.state import BRIDGE_NAME, Decision, NodeApply, Phase
+from calico_rr.core.operator.uninstall import uninstall
+from calico_rr.core.planning import planner
+from calico_rr.core.planning.config import RR_LABEL, SLOT_LABEL, PlanConfig
+from calico_rr.core.planning.synthetic import synthetic_cluster
+from calico_rr.model import ANN_CLUSTER_ID
+from calico_rr.testing.sim import SimCluster
+
+
+def _cid_changes(sim: SimCluster, d: Decision) -> list[NodeApply]:
+    """The applies that give a node a cluster ID or take one away."""
+    return [
+        a
+        for a in d.node_applies
+        if a.annotations.get(ANN_CLUSTER_ID)
+        != sim.nodes[a.name].node.annotations.get(ANN_CLUSTER_ID)
+    ]
+
+
+def every_subset_safe(sim: SimCluster, d: Decision) -> int:
+    """Check every subset of ``d``'s ID changes, with its other node writes all
+    landed (and, in a small batch, none): the executor writes a batch's nodes in
+    parallel.  Returns the number of states checked."""
+    changes = _cid_changes(sim, d)
+    rest = [a for a in d.node_applies if a not in changes]
+    base = sim.clone()
+    base.execute(replace(d, node_applies=[], peer_deletes=[], mesh=None))
+    states = 0
+    variants = [rest] if len(changes) > 6 else [[], rest]  # a bound on the test's time
+    for others in variants:
+        for k in range(len(changes) + 1):
+            for subset in itertools.combinations(changes, k):
+                state = base.clone()
+                state.execute(Decision(Phase.APPLYING, node_applies=[*others, *subset]))
+                safe(state, f"{[a.name for a in subset]} of {d.message}")
+                states += 1
+    return states
+
+
+def drive(sim: SimCluster, step: Callable[[], Decision], checked: list[int]) -> list[Decision]:
+    decisions = []
+    for _ in range(200):
+        d = step()
+        decisions.append(d)
+        if not d.writes and not d.transition_set and d.phase in (Phase.STEADY, Phase.UNINSTALLED):
+            return decisions
+        if d.node_applies:
+            checked.append(every_subset_safe(sim, d))
+        sim.execute(d, checker=safe)
+        sim.now += d.requeue_after or 1.0
+    raise AssertionError("did not settle")
+
+
+def table(sim: SimCluster) -> int:
+    found = fanout(build_session_graph(parse_resources(sim.calico_documents()).state))
+    assert found is not None and not found.at_least
+    return found.paths_per_prefix
+
+
+def test_hubs_are_the_rrs_of_the_largest_cluster_id() -> None:
+    def hubs(topology: str) -> frozenset[str] | None:
+        layout = planner.plan(synthetic_cluster(40, zones=3), PlanConfig(topology=topology)).layout
+        return bridge_hubs(layout.cluster_ids(), layout.node_labels)
+
+    assert hubs("hierarchy") == {"spine.0", "spine.1", "spine.2"}
+    assert hubs("quorum") == {"r0", "r1", "r2"}  # two IDs of three: the lower
+    assert hubs("single") is None  # one ID: every RR
+    assert hubs("multi") is None  # one RR per ID: no group survives a failure alone
+
+
+@pytest.mark.parametrize("topology", ["hierarchy", "quorum"])
+def test_migration_writes_hubs_first_and_every_subset_is_safe(topology: str) -> None:
+    sim = SimCluster.of(synthetic_cluster(40, zones=3))
+    s = make_settings(topology)
+    checked: list[int] = []
+    decisions = drive(sim, lambda: reconcile(sim.observed(), s), checked)
+    bridge = parse_selector(
+        next(p for d in decisions for p in d.peer_applies if p["metadata"]["name"] == BRIDGE_NAME)[
+            "spec"
+        ]["peerSelector"]
+    )
+    rrs = {n for n, ns in sim.nodes.items() if ANN_CLUSTER_ID in ns.node.annotations}
+    hubs = {n for n in rrs if bridge.matches(sim.nodes[n].node.labels)}
+    assert hubs and hubs < rrs
+    writes = [d for d in decisions if d.node_applies]
+    assert {a.name for a in writes[0].node_applies} & rrs == hubs  # pass 1: hubs only
+    assert rrs - hubs <= {a.name for a in writes[1].node_applies}  # pass 2: the rest
+    assert sum(checked) > 2 ** len(hubs)
+    assert not sim.mesh_enabled and BRIDGE_NAME not in sim.peers
+
+
+def test_the_make_state_stays_near_the_final_table() -> None:
+    """Issue: the bridge to every RR peered the RRs of four cluster IDs with each
+    other, and every node held 2,713 paths per prefix until the mesh went off."""
+    sim = SimCluster.of(synthetic_cluster(40, zones=3))
+    s = make_settings("hierarchy")
+    make: list[int] = []
+
+    def before(state: SimCluster, d: Decision) -> None:
+        if d.mesh is False:
+            make.append(table(state))
+
+    sim.run(s, before=before)
+    final = table(sim)
+    assert make and make[0] <= 2 * final, (make, final)
+
+
+def test_uninstall_takes_the_hubs_last_and_every_subset_is_safe() -> None:
+    sim, s = converged(20, topology="hierarchy")
+    checked: list[int] = []
+    decisions = drive(sim, lambda: uninstall(sim.observed(), s, mesh_before=True), checked)
+    bridge = next(p for d in decisions for p in d.peer_applies)
+    assert SLOT_LABEL in bridge["spec"]["peerSelector"]  # to the spines, not every RR
+    removals = [d for d in decisions if d.node_applies]
+    assert len(removals) == 2
+    first = {a.name for a in removals[0].node_applies}
+    assert first and all("spine" not in n for n in first)
+    assert sim.mesh_enabled and not sim.peers
+
+
+def test_a_mesh_switched_on_over_a_settled_layout_bridges_every_rr() -> None:
+    """The bridge is narrowed only while no other RR holds an ID: here every RR has
+    one, so only a bridge to every RR keeps each reachable in any order."""
+    sim, s = converged(30, topology="hierarchy")
+    sim.mesh_enabled = True
+    d = reconcile(sim.observed(), s)
+    assert [p["spec"]["peerSelector"] for p in d.peer_applies] == [f"has({RR_LABEL})"]
