@@ -146,3 +146,20 @@ def test_a_mesh_switched_on_over_a_settled_layout_bridges_every_rr() -> None:
     sim.mesh_enabled = True
     d = reconcile(sim.observed(), s)
     assert [p["spec"]["peerSelector"] for p in d.peer_applies] == [f"has({RR_LABEL})"]
+
+
+def test_a_switch_keeps_new_rrs_out_of_the_old_peerings() -> None:
+    """single -> hierarchy: the 9 nodes that become RRs were clients.  Matched by
+    their new labels, the old layout's RR-to-RR BGPPeer (kept until the break)
+    peered all 12 new RRs of 4 cluster IDs with each other: 2,712 paths per prefix
+    (60x the final layout).  Marked and matched by what they were, 499."""
+    sim, _ = converged(40, topology="single")
+    make: list[int] = []
+
+    def before(state: SimCluster, d: Decision) -> None:
+        if d.phase == Phase.BREAKING:
+            make.append(table(state))
+
+    sim.run(make_settings("hierarchy"), checker=safe, before=before)
+    final = table(sim)
+    assert make and make[0] <= 12 * final, (make, final)

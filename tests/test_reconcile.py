@@ -45,7 +45,7 @@ def make_settings(topology: str = "multi", **kw: object) -> OperatorSettings:
 def running_safety(sim: SimCluster) -> Safety:
     """Reachability among the running nodes that have been given peerings.
     (A node that just joined has none until its first write: nothing to lose.)"""
-    fresh = set() if sim.mesh_enabled else {n for n, ns in sim.nodes.items() if not ns.owned_labels}
+    fresh = set() if sim.mesh_enabled else sim.joined
     return sim.safety(sim.down() | fresh)
 
 

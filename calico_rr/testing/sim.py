@@ -49,6 +49,8 @@ class SimCluster:
     now: float = 1000.0
     writes: int = 0
     log: list[str] = field(default_factory=list)
+    #: nodes added by :meth:`add` since the last whole batch of writes, untouched
+    joined: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, nodes: Iterable[Node]) -> SimCluster:
@@ -61,9 +63,11 @@ class SimCluster:
 
     def add(self, node: Node) -> None:
         self.nodes[node.name] = NodeState(node)
+        self.joined.add(node.name)
 
     def remove(self, name: str) -> None:
         del self.nodes[name]
+        self.joined.discard(name)
 
     def update(self, name: str, **changes: Any) -> None:
         ns = self.nodes[name]
@@ -149,6 +153,7 @@ class SimCluster:
                 budget -= 1
             if checker is not None:
                 checker(self, what)
+        self.joined.clear()  # the operator has answered every join it saw
 
     def _set_transition(self, rec: dict[str, Any] | None) -> None:
         self.transition = rec
@@ -160,6 +165,7 @@ class SimCluster:
         ns = self.nodes.get(a.name)
         if ns is None:
             return  # the node left meanwhile: the API server would 404
+        self.joined.discard(a.name)
         labels = {k: v for k, v in ns.node.labels.items() if k not in ns.owned_labels}
         labels.update(a.labels)
         ann = {k: v for k, v in ns.node.annotations.items() if k not in ns.owned_annotations}

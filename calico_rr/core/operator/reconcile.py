@@ -258,7 +258,16 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         n for n, p in have.layout.items() if n not in want.peers or not _same_peer(p, want.peers[n])
     }
     if prev_of or have.companions or record.get("kind") == "Rollout" or breaking or changed_peers:
-        return _rollout(obs, settings, want, record, have, prev_of, breaking)
+        # In a rollout every node whose role changes keeps a copy of its labels,
+        # also one that only gains labels: the old BGPPeers' companions then match
+        # it as it was, not as it becomes (peerings.companion_selector).
+        changing = breaking | {
+            n
+            for n, ns in obs.nodes.items()
+            if n not in prev_of
+            and (current[n] != want.labels[n] or current_cluster_id(ns) != want.cids.get(n))
+        }
+        return _rollout(obs, settings, want, record, have, prev_of, changing)
 
     decision = _direct_writes(obs, settings, want, have)
     if decision.writes:
@@ -459,7 +468,13 @@ def _make(
         if name not in have.layout or not _same_peer(have.layout[name], peer):
             make.peer_applies.append(peer)
     make.node_applies = _hubs_first(obs, want, _make_node_applies(obs, settings, want, make_labels))
-    touched_existing = bool(make.peer_applies) or any(
+    # A BGPPeer the new layout drops goes once its companion is there: the companion
+    # keeps its peerings by the labels nodes had, while the original would match
+    # their new labels too (peerings.companion_selector says why that costs).
+    make.peer_deletes.extend(
+        sorted(n for n in have.layout if n not in want.peers and n + PREV_SUFFIX in have.companions)
+    )
+    touched_existing = bool(make.peer_applies or make.peer_deletes) or any(
         change.name in make_labels for change in make.node_applies
     )
     node_status_changes(obs, settings, want.rr_nodes, make)
