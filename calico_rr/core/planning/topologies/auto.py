@@ -57,7 +57,7 @@ def choose(
             return (
                 "hierarchy",
                 sized,
-                f"multi with {rrs} RRs would put about {routes:,} add-path routes on a "
+                f"multi with {rrs} RRs would put up to {routes:,} add-path routes on a "
                 f"node (budget {ROUTES_PER_NODE_BUDGET:,})",
             )
         load = multi_load(nodes, rrs, config.redundancy)

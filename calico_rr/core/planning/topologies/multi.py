@@ -75,7 +75,7 @@ def fanout_warning(nodes: int, rrs: int, per_client: int) -> str | None:
     return (
         f"multi with {rrs} RRs: a client's BIRD can hold up to "
         f"{paths_per_prefix(rrs, per_client):,} paths per prefix ({FANOUT}), "
-        f"about {routes:,} routes for {nodes} nodes, over the "
+        f"so up to {routes:,} routes for {nodes} nodes, over the "
         f"{ROUTES_PER_NODE_BUDGET:,} budget: use fewer RRs (--rrs) or the hierarchy "
         "topology (docs/TOPOLOGIES.md)"
     )
