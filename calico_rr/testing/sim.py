@@ -1,4 +1,4 @@
-"""An in-memory cluster that executes :class:`~calico_rr.core.operator.reconcile.Decision`
+"""An in-memory cluster that executes :class:`~calico_rr.core.operator.state.Decision`
 batches one write at a time, for unit and property tests of the pure reconcile.
 
 It models exactly what the reconcile relies on from the API server:

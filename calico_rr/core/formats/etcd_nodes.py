@@ -30,7 +30,7 @@ On nodes, Kubernetes records which label/annotation keys our field manager appli
 in ``managedFields``.  etcd has no such record, so calico-rr keeps its own: the
 annotation ``calico-rr.io/owned-fields`` on the Calico Node lists the label keys and
 the (KDD-named) annotation keys it set, in the vocabulary of
-:class:`~calico_rr.core.operator.reconcile.NodeState`.  :func:`apply_node` follows
+:class:`~calico_rr.core.operator.state.NodeState`.  :func:`apply_node` follows
 server-side apply's rules with it: the keys given are the complete set of ours, keys
 we set before and omit now are removed, and a key someone else set to a different
 value is a conflict (:class:`~calico_rr.core.formats.etcd.OwnershipConflict`), never
@@ -286,7 +286,7 @@ def apply_node(
     doc: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> dict[str, Any]:
     """The Calico Node ``doc`` with our fields set to exactly ``labels`` and
-    ``annotations`` (a :class:`~calico_rr.core.operator.reconcile.NodeApply`'s), as
+    ``annotations`` (a :class:`~calico_rr.core.operator.state.NodeApply`'s), as
     server-side apply would leave it.
 
     * Keys in ``labels`` are set; labels we set before (our record) and left out
