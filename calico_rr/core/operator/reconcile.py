@@ -118,29 +118,30 @@ def _desired(obs: Observed, settings: OperatorSettings) -> _Desired:
             want[settings.rr_label[0]] = settings.rr_label[1]
         labels[name] = want
     peers = {str(p["metadata"]["name"]): p for p in render.bgppeers(layout, settings.plan)}
-    bridge = (
-        _wanted_bridge(obs, settings.plan.api_group, cids, labels) if obs.mesh_enabled else None
-    )
-    hubs = frozenset() if bridge is None else bridge_hub_nodes(bridge, labels)
+    bridge, hubs = None, frozenset[str]()
+    if obs.mesh_enabled:
+        bridge, hubs = _wanted_bridge(obs, settings.plan.api_group, cids, labels)
     return _Desired(the_plan, labels, cids, peers, frozenset(cids), bridge, hubs)
 
 
 def _wanted_bridge(
     obs: Observed, group: str, cids: Mapping[str, str], labels: Mapping[str, Mapping[str, str]]
-) -> dict[str, Any]:
-    """The bridge to the hubs (peerings.bridge_hubs) when no other node holds an ID
-    of ours yet, or when it is already there; else to every RR.  An existing bridge
-    is never narrowed: that would remove sessions an RR may depend on."""
-    every_rr = bridge_peer(group)
-    hubs = bridge_hubs(cids, labels)
-    if hubs is None:
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """The bridge and its hub nodes (none for a bridge to every RR): to the hubs
+    (peerings.bridge_hubs) when no other node holds an ID of ours yet, or when it
+    is already there; else to every RR.  An existing bridge is never narrowed:
+    that would remove sessions an RR may depend on."""
+    every_rr = bridge_peer(group), frozenset[str]()
+    slots = bridge_hubs(cids, labels)
+    if slots is None:
         return every_rr
-    to_hubs = bridge_peer(group, hubs)
+    to_hubs = bridge_peer(group, slots)
+    hubs = bridge_hub_nodes(to_hubs, labels)
     existing = [p for p in obs.peers.values() if is_bridge(p)]
     if existing:
-        return to_hubs if all(_same_peer(p, to_hubs) for p in existing) else every_rr
+        return (to_hubs, hubs) if all(_same_peer(p, to_hubs) for p in existing) else every_rr
     holders = {n for n, ns in obs.nodes.items() if current_cluster_id(ns) is not None}
-    return to_hubs if holders <= bridge_hub_nodes(to_hubs, labels) else every_rr
+    return (to_hubs, hubs) if holders <= hubs else every_rr
 
 
 def _hubs_first(obs: Observed, want: _Desired, applies: list[NodeApply]) -> list[NodeApply]:
@@ -261,7 +262,7 @@ def reconcile(obs: Observed, settings: OperatorSettings) -> Decision:
         # In a rollout every node whose role changes keeps a copy of its labels,
         # also one that only gains labels: the old BGPPeers' companions then match
         # it as it was, not as it becomes (peerings.companion_selector).
-        changing = breaking | {
+        changing = {  # breaking ones included
             n
             for n, ns in obs.nodes.items()
             if n not in prev_of

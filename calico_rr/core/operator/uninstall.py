@@ -95,9 +95,10 @@ def _hubs_last(
     roles first, while a hub holding its ID reflects every route; None when no
     such pass is due.  Should no hub hold its ID, the bridge widens to every RR."""
     labels = {n: ns.node.labels for n, ns in obs.nodes.items()}
-    hubs = frozenset().union(*(bridge_hub_nodes(obs.peers[n], labels) for n in bridge))
-    if not hubs or any(not bridge_hub_nodes(obs.peers[n], labels) for n in bridge):
+    per_bridge = [bridge_hub_nodes(obs.peers[n], labels) for n in sorted(bridge)]
+    if not per_bridge or not all(per_bridge):
         return None  # a bridge to every RR: any order is safe
+    hubs = frozenset().union(*per_bridge)
     others = [n for n in rrs if n not in hubs]
     if not others:
         return None
