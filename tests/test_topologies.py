@@ -313,6 +313,16 @@ def test_property_generator_covers_every_topology() -> None:
     assert seen == {"single", "multi", "quorum", "hierarchy"}
 
 
+def test_a_slot_no_node_can_hold_degrades_the_layout_whatever_its_words() -> None:
+    """RRs short is Degraded: 18 nodes of which zone-a's 6 may be RRs leave a
+    hierarchy one spine short.  Text matching once missed this warning ("no
+    eligible node left" does not contain "no node"); the kind now travels with it."""
+    p = run(18, "hierarchy", zones=3, dedicated_label="topology.kubernetes.io/zone=zone-a")
+    assert p.degrading == ("no eligible node left for RR slot spine.2",)
+    plain = dataclasses.replace(p, warnings=tuple(str(w) for w in p.warnings))
+    assert plain.warnings == p.warnings and plain.degrading == ()
+
+
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize(
     ("zones", "dedicated"),

@@ -28,6 +28,7 @@ from calico_rr.core.operator.state import (
     NodeState,
     Observed,
     Phase,
+    server_side_apply,
 )
 from calico_rr.core.planning.candidates import healthy
 from calico_rr.model import Node
@@ -162,16 +163,8 @@ class SimCluster:
         self.peers[str(obj["metadata"]["name"])] = copy.deepcopy(obj)
 
     def _apply_node(self, a: NodeApply) -> None:
-        ns = self.nodes.get(a.name)
-        if ns is None:
-            return  # the node left meanwhile: the API server would 404
         self.joined.discard(a.name)
-        labels = {k: v for k, v in ns.node.labels.items() if k not in ns.owned_labels}
-        labels.update(a.labels)
-        ann = {k: v for k, v in ns.node.annotations.items() if k not in ns.owned_annotations}
-        ann.update(a.annotations)
-        node = replace(ns.node, labels=labels, annotations=ann)
-        self.nodes[a.name] = NodeState(node, frozenset(a.labels), frozenset(a.annotations))
+        server_side_apply(self.nodes, a)
 
     # -- driving the operator ------------------------------------------------------
 

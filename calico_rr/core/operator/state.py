@@ -177,8 +177,10 @@ def requeue_delay(settings: OperatorSettings, waited: float) -> float:
     return max(0.05, min(1.0, left if left > 0 else 1.0))
 
 
-def _apply_node(nodes: dict[str, NodeState], a: NodeApply) -> None:
-    """Server-side apply of our fields: what we applied before and omit now goes."""
+def server_side_apply(nodes: dict[str, NodeState], a: NodeApply) -> None:
+    """Server-side apply of our fields to ``nodes[a.name]`` (a node that left is
+    skipped, as the API server would answer 404): what we applied before and omit
+    now goes; other owners' labels and annotations stay."""
     ns = nodes.get(a.name)
     if ns is None:
         return
@@ -199,7 +201,7 @@ def after_writes(obs: Observed, d: Decision) -> Observed:
     for p in d.peer_applies:
         peers[str(p["metadata"]["name"])] = p
     for a in d.node_applies:
-        _apply_node(nodes, a)
+        server_side_apply(nodes, a)
     for name in d.peer_deletes:
         peers.pop(name, None)
     cns.update(str(o["metadata"]["name"]) for o in d.node_status_applies)

@@ -161,7 +161,7 @@ def fill_slots(
                 "taking one from another rack"
             )
         if choice is None:
-            warnings.append(f"no eligible node left for RR slot {req.slot}")
+            warnings.append(Degrading(f"no eligible node left for RR slot {req.slot}"))
             continue
         if req.zone is not None and zone_of.get(choice.name) != req.zone:
             warnings.append(
@@ -176,8 +176,18 @@ def fill_slots(
 
 _Buckets = dict[tuple[str | None, str | None], list[Node]]
 
-#: In the warning of an RR without an address of a family the cluster uses: the
-#: operator reports such a layout as Degraded (adapters/controller.py).
+
+class Degrading(str):
+    """A planner warning after which the layout misses part of what it is for: RRs
+    short (a slot no node can hold), an RR without an address family its clients
+    use, or clients' add-path tables over the budget.  The operator reports such a
+    layout as Degraded (adapters/controller.py).  It prints and compares as its
+    text; the kind travels with the warning rather than being read from its words."""
+
+    __slots__ = ()
+
+
+#: In the warning of an RR without an address of a family the cluster uses.
 FAMILY_GAP = "no eligible node with every address family"
 
 
@@ -189,8 +199,10 @@ def _lacking_warning(choice: Node, slot: str, need: Sequence[Family]) -> list[st
         return []
     names = " and ".join("IPv6" if f == "ipv6" else "IPv4" for f in lacking)
     return [
-        f"RR {choice.name} (slot {slot}) has no {names} address: {FAMILY_GAP} "
-        f"({', '.join(need)}) is left, so its clients get no {names} routes through it"
+        Degrading(
+            f"RR {choice.name} (slot {slot}) has no {names} address: {FAMILY_GAP} "
+            f"({', '.join(need)}) is left, so its clients get no {names} routes through it"
+        )
     ]
 
 

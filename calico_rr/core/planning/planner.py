@@ -20,7 +20,7 @@ from typing import Any
 from calico_rr.core.formats.kube import node_to_k8s
 from calico_rr.core.limits import MAX_NODES
 from calico_rr.core.planning import render
-from calico_rr.core.planning.candidates import FAMILY_GAP, healthy, ineligibility
+from calico_rr.core.planning.candidates import Degrading, healthy, ineligibility
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.sizing import rr_count
 from calico_rr.core.planning.topologies import auto, hierarchy, multi, quorum, single
@@ -36,13 +36,6 @@ TOPOLOGY_BUILDERS: dict[str, Builder] = {
     quorum.NAME: quorum.build,
     hierarchy.NAME: hierarchy.build,
 }
-
-
-#: Warnings after which a layout misses part of what it is for, which the operator
-#: reports as Degraded: RRs short (no node eligible, or none left for a role), an
-#: RR without an address family its clients use, or a multi whose clients'
-#: add-path tables pass the budget (their BIRDs may run out of memory).
-DEGRADING = ("no node", FAMILY_GAP, multi.FANOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +54,9 @@ class Plan:
 
     @property
     def degrading(self) -> tuple[str, ...]:
-        """The warnings that make this layout Degraded (:data:`DEGRADING`)."""
-        return tuple(w for w in self.warnings if any(mark in w for mark in DEGRADING))
+        """The warnings that make this layout Degraded (:class:`Degrading`: RRs short,
+        an RR without a family its clients use, add-path tables over budget)."""
+        return tuple(w for w in self.warnings if isinstance(w, Degrading))
 
     def node_changes(self) -> list[render.NodeChange]:
         return render.node_changes(self.view.nodes, self.layout)
@@ -165,7 +159,7 @@ def plan(nodes: Sequence[Node], config: PlanConfig) -> Plan:
     layout = TOPOLOGY_BUILDERS[topology](view, config, sized)
     warnings = [*_clamp_warnings(config, layout, len(view.eligible)), *layout.warnings]
     if not view.eligible and bgp_nodes:
-        warnings.append("no node is eligible to be a route reflector")
+        warnings.append(Degrading("no node is eligible to be a route reflector"))
     return Plan(
         config=config,
         nodes=view.nodes,

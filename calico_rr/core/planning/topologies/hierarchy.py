@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 
+from calico_rr.core.planning.candidates import Degrading
 from calico_rr.core.planning.config import (
     GENERATED_RACK_LABEL,
     GROUP_LABEL,
@@ -281,7 +282,9 @@ def _add_rules(
         draft.rules.append(_role_rule("calico-rr-rack-to-spine", "rack-rr", "spine"))
         draft.rules.append(_role_rule("calico-rr-spine-mesh", "spine", "spine"))
     else:
-        draft.warnings.append("no node left for a spine RR: rack RRs peer with each other")
+        draft.warnings.append(
+            Degrading("no node left for a spine RR: rack RRs peer with each other")
+        )
         draft.rules.append(_role_rule("calico-rr-rack-rr-mesh", "rack-rr", "rack-rr"))
 
 

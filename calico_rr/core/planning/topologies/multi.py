@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 from calico_rr.core.bgp.verify.fanout import ROUTES_PER_NODE_BUDGET
+from calico_rr.core.planning.candidates import Degrading
 from calico_rr.core.planning.config import GROUP_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
     ClusterView,
@@ -67,12 +68,12 @@ def routes_over_budget(nodes: int, rrs: int, per_client: int) -> int | None:
     return routes if routes > ROUTES_PER_NODE_BUDGET else None
 
 
-def fanout_warning(nodes: int, rrs: int, per_client: int) -> str | None:
+def fanout_warning(nodes: int, rrs: int, per_client: int) -> Degrading | None:
     """A warning when a client's add-path table would pass the budget."""
     routes = routes_over_budget(nodes, rrs, per_client)
     if routes is None:
         return None
-    return (
+    return Degrading(
         f"multi with {rrs} RRs: a client's BIRD can hold up to "
         f"{paths_per_prefix(rrs, per_client):,} paths per prefix ({FANOUT}), "
         f"so up to {routes:,} routes for {nodes} nodes, over the "
