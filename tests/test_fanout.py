@@ -4,6 +4,9 @@ clear of layouts whose add-path tables would not fit a node."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from calico_rr.core.bgp.resources import parse_resources
@@ -128,3 +131,35 @@ def test_plan_summary_counts_the_table_and_warns_for_quorum_too() -> None:
     assert not hierarchy["warnings"]
     # one cluster ID: nothing chains through reflectors, nothing counted
     assert summarize(plan(synthetic_cluster(300, zones=3), PlanConfig()))["add_path"] is None
+
+
+def test_verify_and_doctor_count_the_table_plan_counts(tmp_path: Path) -> None:
+    """``verify`` reports the add-path table ``plan`` reports (for a plan and for its
+    rendered resources), says so in its text, and warns past the budget like
+    ``doctor``; under one cluster ID nothing is counted."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from calico_rr.cli import app
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code in (0, 1), result.output
+        return result.output
+
+    args = ["--nodes", "120", "--zones", "3", "--topology", "multi", "--rrs", "9"]
+    planned_table = json.loads(run("plan", *args, "-o", "json"))["add_path"]
+    assert planned_table["routes_per_node"] > ROUTES_PER_NODE_BUDGET, planned_table
+    assert json.loads(run("verify", *args, "-o", "json"))["add_path"] == planned_table
+    resources = tmp_path / "resources.yaml"
+    run("render", *args, "--include-nodes", "--force", "--output-file", str(resources))
+    checked = json.loads(run("verify", "--resources", str(resources), "-o", "json"))
+    assert checked["add_path"] == planned_table
+    text = run("verify", "--resources", str(resources))
+    assert f"add-path: {planned_table['holder']}'s BIRD would hold" in text
+    assert "over the 200,000 budget" in text
+    assert "add-path-fanout" in run("doctor", "--resources", str(resources), "-o", "json")
+    one_id = ["--nodes", "120", "--zones", "3", "--topology", "single"]
+    assert json.loads(run("verify", *one_id, "-o", "json"))["add_path"] is None
+    assert "add-path" not in run("verify", *one_id)

@@ -357,6 +357,7 @@ def verify(
     Exit code 0: reachable and tolerant of the failures checked; 1: not; 2: bad input.
     """
     from calico_rr.core.bgp.verify.families import verify_families
+    from calico_rr.core.bgp.verify.fanout import reflected_fanout
 
     def run() -> tuple[dict[str, Any], list[str], bool]:
         live = is_live(kubeconfig, context)
@@ -379,8 +380,12 @@ def verify(
         )
         data = report.to_dict()
         ok = _verified(data)
+        # how much BIRD holds: not part of the verdict, but of what the layout costs
+        found = reflected_fanout(report.primary.graph)
+        data["add_path"] = None if found is None else found.to_dict()
         data["notes"] = notes
-        return data, [*report.to_text(), *(f"note: {n}" for n in notes)], ok
+        add_path = [] if found is None else [f"add-path: {found.describe()}"]
+        return data, [*report.to_text(), *add_path, *(f"note: {n}" for n in notes)], ok
 
     data, text, ok = _guard(run)
     fmt = output_format(output, as_json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.twins import twin_pairs
-from calico_rr.core.bgp.verify.fanout import MAX_STATES, ROUTES_PER_NODE_BUDGET, fanout
+from calico_rr.core.bgp.verify.fanout import MAX_STATES, ROUTES_PER_NODE_BUDGET, reflected_fanout
 from calico_rr.core.doctor.findings import (
     EXAMPLES,
     CheckView,
@@ -355,11 +355,8 @@ def _all_selector_finding(peer: BGPPeer, view: CheckView, n: int) -> list[Findin
 def check_add_path_fanout(view: CheckView) -> list[Finding]:
     """Too many add-path routes on one BIRD (core.bgp.verify.fanout): only reflectors
     under two or more cluster IDs can chain a route through each other."""
-    graph = view.graph
-    if len({n.cluster_id for n in graph.nodes if n.cluster_id is not None}) < 2:
-        return []
-    found = fanout(graph, limit=ROUTES_PER_NODE_BUDGET)
-    if found is None or not (found.over_budget or found.at_least):
+    found = reflected_fanout(view.graph)
+    if found is None or not found.warns:
         return []
     more = "at least " if found.at_least else "about "
     return [

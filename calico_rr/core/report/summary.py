@@ -17,7 +17,7 @@ from calico_rr.core.bgp.metrics import session_metrics
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.bgp.verify.families import family_graphs
-from calico_rr.core.bgp.verify.fanout import ROUTES_PER_NODE_BUDGET, fanout
+from calico_rr.core.bgp.verify.fanout import reflected_fanout
 from calico_rr.core.planning.planner import Plan
 from calico_rr.core.planning.topologies import multi
 from calico_rr.model import CalicoState
@@ -105,24 +105,12 @@ def summarize(
 
 
 def _add_path(out: dict[str, Any], graph: SessionGraph, topology: str) -> None:
-    """The busiest node's add-path table (``verify.fanout``), counted where routes can
-    chain through reflectors: under two or more cluster IDs.  Under one, a client
-    holds one path per RR it peers with, so the count adds nothing but time (0.4 s
-    at 5000 nodes)."""
-    out["add_path"] = None
-    if out["cluster_ids"] < 2:
-        return
-    found = fanout(graph, limit=ROUTES_PER_NODE_BUDGET)
-    if found is None:
-        return
-    out["add_path"] = found.to_dict()
-    over = found.over_budget or found.at_least
+    """The busiest node's add-path table (``verify.fanout.reflected_fanout``)."""
+    found = reflected_fanout(graph)
+    out["add_path"] = None if found is None else found.to_dict()
     # multi's own warning (topologies.multi.fanout_warning) already covers its worst case
-    if over and topology != multi.NAME:
-        more = "at least " if found.at_least else "about "
+    if found is not None and found.warns and topology != multi.NAME:
         out["warnings"].append(
-            f"{found.holder}'s BIRD would hold {more}{found.routes_per_node:,} add-path "
-            f"routes (up to {more}{found.paths_per_prefix:,} paths per prefix), over the "
-            f"{ROUTES_PER_NODE_BUDGET:,} budget: fewer RRs or cluster IDs, or the "
-            "hierarchy topology (docs/TOPOLOGIES.md)"
+            f"{found.describe()}: fewer RRs or cluster IDs, or the hierarchy topology "
+            "(docs/TOPOLOGIES.md)"
         )

@@ -63,6 +63,27 @@ class FanOut:
     def over_budget(self) -> bool:
         return self.routes_per_node > ROUTES_PER_NODE_BUDGET
 
+    @property
+    def warns(self) -> bool:
+        """Over the budget, or counted only in part (a lower bound): worth a warning."""
+        return self.over_budget or self.at_least
+
+    def describe(self) -> str:
+        """The busiest node's table in words, and the budget when it is passed."""
+        more = "at least " if self.at_least else "about "
+        text = (
+            f"{self.holder}'s BIRD would hold {more}{self.routes_per_node:,} add-path "
+            f"routes (up to {more}{self.paths_per_prefix:,} paths per prefix)"
+        )
+        if self.over_budget:
+            text += f", over the {ROUTES_PER_NODE_BUDGET:,} budget"
+        elif self.at_least:
+            text += (
+                f"; the count stopped at {MAX_STATES:,} states for one origin (layouts "
+                f"within the {ROUTES_PER_NODE_BUDGET:,} budget need a few hundred)"
+            )
+        return text
+
     def to_dict(self) -> dict[str, object]:
         return {
             "paths_per_prefix": self.paths_per_prefix,
@@ -148,6 +169,16 @@ def path_counts(
     early (more than ``limit`` paths for some node, or :data:`MAX_STATES`), and
     the counts are then lower bounds."""
     return _Counter(graph).counts(origin, limit)
+
+
+def reflected_fanout(graph: SessionGraph) -> FanOut | None:
+    """:func:`fanout` up to the budget, where routes can chain through reflectors:
+    under two or more cluster IDs (None under fewer).  Under one, a client holds
+    one path per RR it peers with, and the count would add only time (0.4 s at
+    5000 nodes).  What ``plan``, ``verify`` and ``doctor`` report."""
+    if len({n.cluster_id for n in graph.nodes if n.cluster_id is not None}) < 2:
+        return None
+    return fanout(graph, limit=ROUTES_PER_NODE_BUDGET)
 
 
 def fanout(graph: SessionGraph, *, limit: int | None = None) -> FanOut | None:
