@@ -17,10 +17,10 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.bgp.verify.fanout import fanout
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.peerings import bridge_hubs
-from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.state import BRIDGE_NAME, Decision, NodeApply, Phase
-from calico_rr.core.operator.uninstall import uninstall
+from calico_rr.core.operator.teardown import uninstall
 from calico_rr.core.planning import planner
 from calico_rr.core.planning.config import RR_LABEL, SLOT_LABEL, PlanConfig
 from calico_rr.core.planning.synthetic import synthetic_cluster

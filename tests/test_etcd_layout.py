@@ -23,7 +23,7 @@ from calico_rr.core.formats.etcd_nodes import (
     owned_fields,
     with_kube_health,
 )
-from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import Decision, Observed, Phase

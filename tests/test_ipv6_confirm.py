@@ -14,7 +14,7 @@ from calico_rr.core.operator.confirm import (
     rr_peer_addresses_by_family,
     sessions_confirmed,
 )
-from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import NodeBGPStatus, Observed, Phase
 from calico_rr.core.planning.config import RR_LABEL, PlanConfig

@@ -50,7 +50,7 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 def test_the_sources_are_found() -> None:
     names = {_module(p) for p in SOURCES}
-    assert {"calico_rr.core.operator.reconcile", "calico_rr.cli", "calico_rr.sandbox"} <= names
+    assert {"calico_rr.core.operator.decide", "calico_rr.cli", "calico_rr.sandbox"} <= names
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,12 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.core.operator.confirm import sessions_confirmed
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.peerings import companion_selector
-from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.safety import Safety
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import COMPANION_LABEL, MARKER, NodeBGPStatus, Phase
-from calico_rr.core.operator.uninstall import uninstall
+from calico_rr.core.operator.teardown import uninstall
 from calico_rr.core.planning.config import GROUP_LABEL, RR_LABEL, SLOT_LABEL, PlanConfig
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_CLUSTER_ID, Node

@@ -167,7 +167,7 @@ def test_verify_of_nothing_is_not_verified(tmp_path: Path) -> None:
 
 
 def test_operator_blocks_with_the_same_explanation() -> None:
-    from calico_rr.core.operator.reconcile import _mesh_off_blocker
+    from calico_rr.core.operator.decide import _mesh_off_blocker
 
     down = [replace(n, conditions={"Ready": "False"}) for n in synthetic_cluster(6)]
     why = _mesh_off_blocker(plan(down, PlanConfig()))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calico_rr.core.bgp.families import address_annotations
-from calico_rr.core.operator.reconcile import reconcile
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import (

@@ -1,5 +1,5 @@
 """Confirming new BGP sessions before old peerings go (pure): the *confirm* step
-of core.operator.reconcile's module doc.
+of core.operator.decide's module doc.
 
 The route reflectors of the new layout report their sessions through
 CalicoNodeStatus objects the operator requests; when Calico reports nothing (or

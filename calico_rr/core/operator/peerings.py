@@ -1,7 +1,7 @@
 """The objects the operator writes beside the plan's own (pure): the ``prev.``
 label copies and companion BGPPeers that keep old peerings during a rollout, the
 bridge BGPPeer that carries every route while the mesh is switched, and the
-CalicoNodeStatus requests that report sessions (core.operator.reconcile's module
+CalicoNodeStatus requests that report sessions (core.operator.decide's module
 doc has the sequence)."""
 
 from __future__ import annotations

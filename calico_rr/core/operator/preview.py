@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calico_rr.core.operator.confirm import rr_peer_addresses
+from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.peerings import spec_of
-from calico_rr.core.operator.reconcile import reconcile
 from calico_rr.core.operator.safety import Verdict, gate_plan
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import (
@@ -244,7 +244,7 @@ def preview(obs: Observed, settings: OperatorSettings) -> Preview:
     gate = None
     if plan is not None and outcome == Phase.STEADY.value and Phase.MESH_OFF.value in steps:
         # The reconcile switched the mesh off only after this very gate passed on
-        # this layout (reconcile._mesh_off_blocker): the verifier need not run twice.
+        # this layout (decide._mesh_off_blocker): the verifier need not run twice.
         gate = Verdict(sum(1 for n in plan.nodes if n.addressed), (), ())
     elif plan is not None:
         gate = gate_plan(plan, down=[n.name for n in plan.nodes if not n.ready])

@@ -1,5 +1,5 @@
 """Putting a cluster back on the node-to-node mesh (pure): the uninstall's steps
-are the migration's backwards (core.operator.reconcile's module doc)."""
+are the migration's backwards (core.operator.decide's module doc)."""
 
 from __future__ import annotations
 
