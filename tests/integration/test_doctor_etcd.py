@@ -119,3 +119,28 @@ def test_bad_document_and_empty_datastore_are_clear_errors(
         etcd_documents(admin)
     both = doctor_cli(etcd, "--kubeconfig", "/nonexistent")
     assert both.returncode == 2 and "not both" in both.stderr, both.stderr
+
+
+def test_doctor_reads_as_the_release_the_datastore_records(
+    etcd: EtcdServer, admin: EtcdClient
+) -> None:
+    """calico-node records its release in ClusterInformation default, in etcd as on
+    Kubernetes: the etcd inventory reads the datastore as that release."""
+    from calico_rr.adapters.etcd.inventory import CLUSTER_INFORMATION_KEY
+
+    Cluster(etcd, admin).add(synthetic_cluster(10))
+    assert not any("ClusterInformation" in n for n in load_etcd(admin).notes)
+    info = {
+        "apiVersion": L.API_VERSION,
+        "kind": "ClusterInformation",
+        "metadata": {"name": "default"},
+        "spec": {"calicoVersion": "v3.28.1", "clusterType": "bgp"},
+    }
+    admin.put(CLUSTER_INFORMATION_KEY, json.dumps(info).encode())
+    notes = load_etcd(admin).notes
+    assert "read as Calico v3.28.1, the release ClusterInformation default records" in notes
+    proc = doctor_cli(etcd)  # the table ends with the notes
+    assert "note: read as Calico v3.28.1" in proc.stdout, proc.stdout + proc.stderr
+    admin.put(CLUSTER_INFORMATION_KEY, b"{not json")
+    with pytest.raises(InputError, match="clusterinformations/default"):
+        load_etcd(admin)
