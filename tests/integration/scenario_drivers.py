@@ -82,6 +82,10 @@ UNLIMITED = 10**9
 # ---------------------------------------------------------------------------
 
 
+#: our node labels, a rollout's ``prev.`` copies included
+OUR_LABELS = ("calico-rr", "prev.calico-rr")
+
+
 class WriteBudget:
     """A transport wrapper for the Kubernetes client that counts the operator's
     writes and lets ``budget`` layout writes through (not counting the config
@@ -380,10 +384,11 @@ class Driver(abc.ABC):
         }
 
     def layout(self) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
-        """Our node labels and cluster IDs, and our BGPPeers' specs."""
+        """Our node labels (a rollout's ``prev.`` copies too) and cluster IDs, and our
+        BGPPeers' specs."""
         nodes = {
             n: {
-                **{k: x for k, x in v.labels.items() if k.startswith("calico-rr")},
+                **{k: x for k, x in v.labels.items() if k.startswith(OUR_LABELS)},
                 "cid": v.cluster_id,
             }
             for n, v in self.nodes().items()

@@ -184,10 +184,12 @@ class Cluster:
         )
 
     def layout(self) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
-        """Our node labels and cluster IDs, and our BGPPeers' specs."""
+        """Our node labels (a rollout's ``prev.`` copies too) and cluster IDs, and our
+        BGPPeers' specs."""
+        ours = ("calico-rr", "prev.calico-rr")
         nodes = {
             n: {
-                **{k: v for k, v in d["metadata"]["labels"].items() if k.startswith("calico-rr")},
+                **{k: v for k, v in d["metadata"]["labels"].items() if k.startswith(ours)},
                 "cid": d["spec"].get("bgp", {}).get("routeReflectorClusterID", ""),
             }
             for n, d in self.docs("nodes").items()

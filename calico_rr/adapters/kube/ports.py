@@ -268,7 +268,16 @@ class KubeStatus:
 
     def write(self, fields: Mapping[str, Any], *, end_pass: bool) -> None:
         path = api_path(CONFIG_API, CRD_PLURAL, self.op.config_name) + "/status"
-        result = self.op.client.patch(path, {"status": dict(fields)}, patch_type="merge")
+        body = dict(fields)
+        record = body.get("transition")
+        if isinstance(record, Mapping):
+            # A merge patch merges nested objects (RFC 7386): a key the new record
+            # drops (a make state's madeAt, the break's oldPeeringsGone) is removed
+            # only by a null, else the old value would stay beside the new record.
+            old = self.current().get("transition")
+            dropped = {k: None for k in old if k not in record} if isinstance(old, Mapping) else {}
+            body["transition"] = {**dropped, **record}
+        result = self.op.client.patch(path, {"status": body}, patch_type="merge")
         self.op.informers["config"].store(result)
         self.op._count("status")
 
