@@ -238,7 +238,13 @@ def test_a_plan_changed_between_the_halves_of_the_break_is_made_again() -> None:
         sim.run(make_settings("multi"), checker=safe, before=stop_after_first_half)
     assert sim.transition is not None and "oldPeeringsGone" in sim.transition
     sim.run(make_settings("multi", rrs=6), checker=safe, before=lambda _s, d: seen.append(d))
-    assert seen[0].phase == Phase.MAKING and "plan changed" in seen[0].message
+    again = seen[0]
+    assert again.phase == Phase.MAKING and "plan changed" in again.message
+    # the stale prev. copies go (nothing matches them any more), labels and IDs stay
+    assert again.node_applies and all(
+        not any(k.startswith("prev.") for k in a.labels) for a in again.node_applies
+    )
+    assert seen[1].phase == Phase.MAKING and seen[1].node_applies  # a fresh make
     assert any(d.phase == Phase.CONFIRMING for d in seen)
     assert sim.transition is None
     assert not any(k.startswith("prev.") for ns in sim.nodes.values() for k in ns.node.labels)

@@ -111,11 +111,7 @@ def rollout(
         if wait is not None:
             return wait
     elif gone != _break_key(want, make_labels):
-        # The plan changed between the two halves of the break: make it again.
-        again = Decision(Phase.MAKING, "rollout: the plan changed; making again", plan=want.plan)
-        again.in_transition, again.requeue_after = in_transition, 0.05
-        again.set_transition({"kind": "Rollout", "startedAt": record.get("startedAt", obs.now)})
-        return again
+        return _make_again(obs, want, record, make_labels)
     else:
         why = "old peerings removed"
     if not obs.mesh_enabled:
@@ -133,6 +129,24 @@ def rollout(
                 requeue_after=5.0,
             )
     return _break(obs, settings, want, record, have, make_labels, held, why)
+
+
+def _make_again(
+    obs: Observed, want: Desired, record: Mapping[str, Any], make_labels: Mapping[str, Any]
+) -> Decision:
+    """The plan changed between the two halves of the break: the nodes drop their
+    ``prev.`` copies (inert: the companions are gone) and keep labels and IDs as
+    they are, and the next pass starts a rollout from there, make first."""
+    again = Decision(Phase.MAKING, "rollout: the plan changed; making again", plan=want.plan)
+    again.in_transition = len(make_labels)
+    for name in sorted(make_labels):
+        ns = obs.nodes[name]
+        labels = {k: v for k, v in ns.owned_label_values().items() if not k.startswith(PREV)}
+        change = apply_if_changed(ns, labels, current_cluster_id(ns))
+        if change is not None:
+            again.node_applies.append(change)
+    again.set_transition({"kind": "Rollout", "startedAt": record.get("startedAt", obs.now)})
+    return again
 
 
 #: In the transition record: the old peerings are gone and the RRs that kept their
@@ -205,6 +219,8 @@ def _break(
         base = {k: v for k, v in record.items() if k != _OLD_GONE}
         brk.set_transition({**base, _OLD_GONE: _break_key(want, make_labels)})
         return brk
+    if record.get(_OLD_GONE) is not None:
+        brk.message = f"rollout: old peerings removed; {len(held)} RR(s) take their new cluster IDs"
     brk.node_applies = wanted_node_applies(obs, want, sorted(make_labels))
     node_status_changes(obs, settings, want.rr_nodes, brk)
     brk.set_transition(None)
