@@ -222,6 +222,28 @@ def test_the_break_takes_old_peerings_first_when_the_state_between_is_safe() -> 
     assert moved <= {a.name for a in second.node_applies} and not second.peer_deletes
 
 
+@pytest.mark.parametrize("rrs", [4, 5])
+def test_old_rrs_made_clients_keep_their_ids_between_the_halves(rrs: int) -> None:
+    """single (``rrs`` RRs) -> multi (3): the old RRs the plan makes clients are
+    still RRs, under their shared old ID, between the break's halves, and the
+    check of that state reads them so (rollout._between).  With two of them
+    (``rrs`` 5) the state between would cut them off from each other (found:
+    "node-00003 lacks node-00004" after the first half, when the check read them
+    as clients), so the break stays one batch; with one it splits.  Every write
+    checked."""
+    sim = SimCluster.of(synthetic_cluster(30, zones=3))
+    sim.run(make_settings("single", rrs=rrs), checker=safe)
+    old_rrs = {n for n, ns in sim.nodes.items() if ANN_CLUSTER_ID in ns.node.annotations}
+    old_ids = _cids(sim, old_rrs)
+    _, breaks = _breaks_of(sim, "multi", old_rrs)
+    demoted = {n for n, cid in _cids(sim, old_rrs).items() if cid is None}
+    assert len(demoted) == rrs - 3
+    assert len(breaks) == (2 if len(demoted) == 1 else 1)
+    last, ids_before_last = breaks[-1]
+    assert {n: ids_before_last[n] for n in demoted} == {n: old_ids[n] for n in demoted}
+    assert demoted <= {a.name for a in last.node_applies}
+
+
 def test_a_plan_changed_between_the_halves_of_the_break_is_made_again() -> None:
     """The second half writes the layout the first was checked for: when the plan
     changes between them, the rollout makes the new layout first (every write

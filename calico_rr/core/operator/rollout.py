@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from calico_rr.core.bgp.families import address_annotations
@@ -46,13 +47,14 @@ from calico_rr.model import ANN_CLUSTER_ID
 
 
 def _after_break_blocker(
-    obs: Observed, settings: OperatorSettings, want: Desired, held: Mapping[str, str]
+    obs: Observed, settings: OperatorSettings, want: Desired, ids: Mapping[str, str]
 ) -> str | None:
     """Why a rollout's break must wait with the mesh off, or None.  Checks the
     cluster exactly as the break leaves it: every node's labels with ours replaced
     by the wanted ones, our cluster IDs replaced by the wanted ones (or, where
-    given, by the ``held`` ones), our wanted BGPPeers (a user's own BGPPeers are
-    not seen here, so this errs on the safe side), the mesh off."""
+    given, by ``ids``: the state between a split break's halves), our wanted
+    BGPPeers (a user's own BGPPeers are not seen here, so this errs on the safe
+    side), the mesh off."""
     from calico_rr.core.operator.safety import check
 
     if not want.plan.layout.holders:
@@ -63,7 +65,7 @@ def _after_break_blocker(
         labels = {k: v for k, v in node.labels.items() if k not in ns.owned_labels}
         labels.update(want.labels[name])
         annotations = {k: v for k, v in node.annotations.items() if k not in ns.owned_annotations}
-        cid = held.get(name, want.cids.get(name))
+        cid = ids.get(name, want.cids.get(name))
         if cid is not None:
             annotations[ANN_CLUSTER_ID] = cid
         annotations = address_annotations(node, annotations)
@@ -93,10 +95,11 @@ def rollout(
     """Make, confirm, break (see the module docstring): the next step of a rollout."""
     make_labels = _make_labels(obs, prev_of, breaking)
     held = _held_ids(obs, want, make_labels)
+    ctx = _Rollout(obs, settings, want, record, have, make_labels, held)
     in_transition = len(make_labels)
     gone = record.get(_OLD_GONE)
     if gone is None:
-        make = _make(obs, settings, want, record, have, make_labels, held)
+        make = _make(ctx)
         if make.writes:
             return make
         wait, why = confirm_sessions(
@@ -128,7 +131,7 @@ def rollout(
                 in_transition=in_transition,
                 requeue_after=5.0,
             )
-    return _break(obs, settings, want, record, have, make_labels, held, why)
+    return _break(ctx, why)
 
 
 def _make_again(
@@ -192,19 +195,33 @@ def _break_key(want: Desired, make_labels: Mapping[str, Mapping[str, str]]) -> s
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _break(
-    obs: Observed,
-    settings: OperatorSettings,
-    want: Desired,
-    record: dict[str, Any],
-    have: OurPeers,
-    make_labels: dict[str, dict[str, str]],
-    held: Mapping[str, str],
-    why: str,
-) -> Decision:
+@dataclass(frozen=True, slots=True)
+class _Rollout:
+    """What one pass of a rollout reads: the cluster, the settings, the layout
+    wanted, the transition record, our BGPPeers, the nodes in transition with
+    their ``prev.`` labels, and the cluster IDs held (:func:`_held_ids`)."""
+
+    obs: Observed
+    settings: OperatorSettings
+    want: Desired
+    record: dict[str, Any]
+    have: OurPeers
+    make_labels: dict[str, dict[str, str]]
+    held: Mapping[str, str]
+
+
+def _break(ctx: _Rollout, why: str) -> Decision:
     """Remove the old peerings; nodes then drop their ``prev.`` copies and take
     their wanted IDs.  With IDs held (:func:`_held_ids`) that is two passes, the
     old peerings first, when the state between is safe too."""
+    obs, want, record, have, make_labels, held = (
+        ctx.obs,
+        ctx.want,
+        ctx.record,
+        ctx.have,
+        ctx.make_labels,
+        ctx.held,
+    )
     brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
     brk.in_transition = len(make_labels)
     # The replaced BGPPeers go before their companions: a companion found without
@@ -214,7 +231,11 @@ def _break(
     brk.peer_deletes.extend(sorted(have.companions))
     if not obs.mesh_enabled:
         brk.peer_deletes.extend(sorted(have.bridge))
-    if held and brk.peer_deletes and _after_break_blocker(obs, settings, want, held) is None:
+    if (
+        held
+        and brk.peer_deletes
+        and _after_break_blocker(obs, ctx.settings, want, _between(ctx)) is None
+    ):
         brk.message += f"; {len(held)} RR(s) keep their cluster IDs until then"
         base = {k: v for k, v in record.items() if k != _OLD_GONE}
         brk.set_transition({**base, _OLD_GONE: _break_key(want, make_labels)})
@@ -222,9 +243,21 @@ def _break(
     if record.get(_OLD_GONE) is not None:
         brk.message = f"rollout: old peerings removed; {len(held)} RR(s) take their new cluster IDs"
     brk.node_applies = wanted_node_applies(obs, want, sorted(make_labels))
-    node_status_changes(obs, settings, want.rr_nodes, brk)
+    node_status_changes(obs, ctx.settings, want.rr_nodes, brk)
     brk.set_transition(None)
     return brk
+
+
+def _between(ctx: _Rollout) -> dict[str, str]:
+    """The cluster IDs that differ from the wanted ones between a split break's
+    halves: the held ones, and those of old RRs the plan makes clients (they give
+    their IDs up in the second half, with their ``prev.`` copies)."""
+    ids = {}
+    for name in ctx.make_labels:
+        cid = current_cluster_id(ctx.obs.nodes[name])
+        if cid is not None and ctx.want.cids.get(name) is None:
+            ids[name] = cid
+    return {**ids, **ctx.held}
 
 
 def _make_labels(
@@ -244,16 +277,16 @@ def _make_labels(
     return make_labels
 
 
-def _make(
-    obs: Observed,
-    settings: OperatorSettings,
-    want: Desired,
-    record: dict[str, Any],
-    have: OurPeers,
-    make_labels: dict[str, dict[str, str]],
-    held: Mapping[str, str],
-) -> Decision:
+def _make(ctx: _Rollout) -> Decision:
     """The writes still missing from the make state (none once it is complete)."""
+    obs, settings, want, record, have, make_labels = (
+        ctx.obs,
+        ctx.settings,
+        ctx.want,
+        ctx.record,
+        ctx.have,
+        ctx.make_labels,
+    )
     group = settings.plan.api_group
     make = Decision(Phase.MAKING, plan=want.plan, in_transition=len(make_labels))
     if want.bridge is not None and not bridge_in_place(obs, want.bridge, have):
@@ -264,7 +297,7 @@ def _make(
         if name not in have.layout or not same_peer(have.layout[name], peer):
             make.peer_applies.append(peer)
     make.node_applies = hubs_first(
-        obs, want, _make_node_applies(obs, settings, want, make_labels, held)
+        obs, want, _make_node_applies(obs, settings, want, make_labels, ctx.held)
     )
     # A BGPPeer the new layout drops goes once its companion is there: the companion
     # keeps its peerings by the labels nodes had, while the original would match
