@@ -79,7 +79,8 @@ def doctor(
     findings, inventory = _guard(check)
     fmt = output_format(output, as_json)
     if is_data(fmt):
-        echo_data({"findings": [f.to_dict() for f in findings]}, fmt)
+        data = {"findings": [f.to_dict() for f in findings], "notes": list(inventory.notes)}
+        echo_data(data, fmt)
     else:
         _print_findings(findings, inventory, wide=fmt == OutputFormat.wide)
     raise typer.Exit(1 if any(f.severity == "error" for f in findings) else 0)

@@ -111,7 +111,7 @@ def doctor(*args: str) -> tuple[int, list[dict[str, str]]]:
     result = runner.invoke(app, ["doctor", "--json", *args])
     assert result.exit_code in (0, 1), result.output
     data = json.loads(result.stdout)
-    assert list(data) == ["findings"]
+    assert list(data) == ["findings", "notes"]
     return result.exit_code, data["findings"]
 
 
