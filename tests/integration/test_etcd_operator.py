@@ -34,6 +34,8 @@ from calico_rr.model import Node
 from calico_rr.sandbox.etcd import EtcdServer
 from calico_rr.sandbox.process import free_port
 
+from .scenario_drivers import OUR_LABELS
+
 pytestmark = pytest.mark.integration
 
 CONFIG_KEY = "/calico-rr/config/default"
@@ -186,10 +188,9 @@ class Cluster:
     def layout(self) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
         """Our node labels (a rollout's ``prev.`` copies too) and cluster IDs, and our
         BGPPeers' specs."""
-        ours = ("calico-rr", "prev.calico-rr")
         nodes = {
             n: {
-                **{k: v for k, v in d["metadata"]["labels"].items() if k.startswith(ours)},
+                **{k: v for k, v in d["metadata"]["labels"].items() if k.startswith(OUR_LABELS)},
                 "cid": d["spec"].get("bgp", {}).get("routeReflectorClusterID", ""),
             }
             for n, d in self.docs("nodes").items()
