@@ -213,39 +213,49 @@ class _Rollout:
 def _break(ctx: _Rollout, why: str) -> Decision:
     """Remove the old peerings; nodes then drop their ``prev.`` copies and take
     their wanted IDs.  With IDs held (:func:`_held_ids`) that is two passes, the
-    old peerings first, when the state between is safe too."""
-    obs, want, record, have, make_labels, held = (
-        ctx.obs,
-        ctx.want,
-        ctx.record,
-        ctx.have,
-        ctx.make_labels,
-        ctx.held,
-    )
+    old peerings first, when :func:`_may_split` says the state between and the
+    second half are safe."""
+    obs, want, held = ctx.obs, ctx.want, ctx.held
     brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
-    brk.in_transition = len(make_labels)
+    brk.in_transition = len(ctx.make_labels)
     # The replaced BGPPeers go before their companions: a companion found without
     # its original would be re-created by the next pass (a crash between the two
     # deletes, repeated, would otherwise never finish the break).
-    brk.peer_deletes.extend(sorted(n for n in have.layout if n not in want.peers))
-    brk.peer_deletes.extend(sorted(have.companions))
+    brk.peer_deletes.extend(sorted(n for n in ctx.have.layout if n not in want.peers))
+    brk.peer_deletes.extend(sorted(ctx.have.companions))
     if not obs.mesh_enabled:
-        brk.peer_deletes.extend(sorted(have.bridge))
-    if (
-        held
-        and brk.peer_deletes
-        and _after_break_blocker(obs, ctx.settings, want, _between(ctx)) is None
-    ):
+        brk.peer_deletes.extend(sorted(ctx.have.bridge))
+    if brk.peer_deletes and _may_split(ctx):
         brk.message += f"; {len(held)} RR(s) keep their cluster IDs until then"
-        base = {k: v for k, v in record.items() if k != _OLD_GONE}
-        brk.set_transition({**base, _OLD_GONE: _break_key(want, make_labels)})
+        base = {k: v for k, v in ctx.record.items() if k != _OLD_GONE}
+        brk.set_transition({**base, _OLD_GONE: _break_key(want, ctx.make_labels)})
         return brk
-    if record.get(_OLD_GONE) is not None:
+    if ctx.record.get(_OLD_GONE) is not None:
         brk.message = f"rollout: old peerings removed; {len(held)} RR(s) take their new cluster IDs"
-    brk.node_applies = wanted_node_applies(obs, want, sorted(make_labels))
+    brk.node_applies = wanted_node_applies(obs, want, sorted(ctx.make_labels))
     node_status_changes(obs, ctx.settings, want.rr_nodes, brk)
     brk.set_transition(None)
     return brk
+
+
+def _may_split(ctx: _Rollout) -> bool:
+    """Whether the break may take the old peerings first and the held IDs after.
+
+    The state between must pass the safety check, read with the IDs the nodes
+    really have then (:func:`_between`: old RRs the plan makes clients are still
+    RRs).  And no held RR may take an ID that another node in transition holds
+    and gives up: the second half's writes land in any order, and for a moment
+    the two would share it.  ``hierarchy`` -> ``single`` gives the rack RRs the
+    spines' ID; with some rack RRs moved and the old spines not yet clients, the
+    spines are non-clients of every RR and lose each other's routes (found by the
+    in-memory checker)."""
+    if not ctx.held:
+        return False
+    between = _between(ctx)
+    leaving = set(between.values())  # each differs from the node's wanted ID
+    if any(ctx.want.cids.get(name) in leaving for name in ctx.held):
+        return False
+    return _after_break_blocker(ctx.obs, ctx.settings, ctx.want, between) is None
 
 
 def _between(ctx: _Rollout) -> dict[str, str]:
