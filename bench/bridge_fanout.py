@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bridge_fanout.py --sizes 50,100,1000 --topologies hierarchy,multi
     .venv/bin/python bench/bridge_fanout.py --sizes 100 --topologies hierarchy --from single
+    .venv/bin/python bench/bridge_fanout.py --sizes 100 --from single --every-write
 
 Drives the pure reconcile (core.operator) on an in-memory cluster to Steady and
 counts the add-path table (core.bgp.verify.fanout) of the busiest node twice: in
@@ -53,31 +54,47 @@ def _row(found: FanOut | None) -> dict[str, object]:
     }
 
 
-def _drive(sim: SimCluster, topology: str) -> FanOut | None:
-    """Reconcile to Steady; the largest table of a state just before old peerings
-    go (the mesh switched off, or a rollout's break): the make state."""
-    tables: list[FanOut] = []
+def _drive(
+    sim: SimCluster, topology: str, every_write: bool = False
+) -> tuple[FanOut | None, FanOut | None]:
+    """Reconcile to Steady; the table of the make state (the largest of a state
+    just before old peerings go: the mesh switched off, or a rollout's break) and,
+    with ``every_write``, the largest after any single write of a rollout's break
+    (core.operator.rollout._break: the moment held cluster IDs change before the
+    deletes, say).  Every write costs a count: for small sizes."""
+    make: list[FanOut] = []
+    writes: list[FanOut] = []
+    breaking = [False]
 
     def inspect(state: SimCluster, decision: Decision) -> None:
-        make_state = decision.mesh is False or decision.phase == Phase.BREAKING
-        if make_state and (found := _table(state)) is not None:
-            tables.append(found)
+        breaking[0] = decision.phase == Phase.BREAKING
+        first_break = breaking[0] and not make
+        if (decision.mesh is False or first_break) and (found := _table(state)) is not None:
+            make.append(found)
+
+    def each_write(state: SimCluster, _what: str) -> None:
+        if breaking[0] and (found := _table(state)) is not None:
+            writes.append(found)
 
     # no CalicoNodeStatus in memory: confirm by waiting (the clock follows requeues)
     settings = OperatorSettings(plan=PlanConfig(topology=topology), session_check="Wait")  # type: ignore[arg-type]
-    sim.run(settings, before=inspect)
-    return max(tables, key=lambda t: t.routes_per_node, default=None)
+    sim.run(settings, before=inspect, checker=each_write if every_write else None)
+    worst = max(make, key=lambda t: t.routes_per_node, default=None)
+    return worst, max(writes, key=lambda t: t.routes_per_node, default=None)
 
 
-def measure(size: int, topology: str, start: str, zones: int) -> dict[str, object]:
+def measure(
+    size: int, topology: str, start: str, zones: int, every_write: bool = False
+) -> dict[str, object]:
     """The add-path table of the make state on the way from ``start`` (``mesh``
-    or a topology the operator applied first) to ``topology``, and of the end."""
+    or a topology the operator applied first) to ``topology``, of the end, and
+    with ``every_write`` the largest after any write of the break."""
     sim = SimCluster.of(synthetic_cluster(size, zones=zones))
     if start != "mesh":
         _drive(sim, start)
-    make = _drive(sim, topology)
+    make, brk = _drive(sim, topology, every_write)
     rrs = sum(1 for ns in sim.nodes.values() if ANN_CLUSTER_ID in ns.node.annotations)
-    return {
+    row: dict[str, object] = {
         "nodes": size,
         "from": start,
         "topology": topology,
@@ -85,6 +102,9 @@ def measure(size: int, topology: str, start: str, zones: int) -> dict[str, objec
         "make_state": _row(make),
         "final_layout": _row(_table(sim)),
     }
+    if every_write:
+        row["break_worst_write"] = _row(brk)
+    return row
 
 
 def main() -> None:
@@ -93,11 +113,14 @@ def main() -> None:
     ap.add_argument("--topologies", default="hierarchy,multi,quorum,single")
     ap.add_argument("--zones", type=int, default=3)
     ap.add_argument("--from", dest="start", default="mesh", help="mesh, or a topology")
+    ap.add_argument(
+        "--every-write", action="store_true", help="count after every write of the break"
+    )
     args = ap.parse_args()
     for topology in args.topologies.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             t0 = time.perf_counter()
-            row = measure(size, topology, args.start, args.zones)
+            row = measure(size, topology, args.start, args.zones, args.every_write)
             row["seconds"] = round(time.perf_counter() - t0, 2)
             print(json.dumps(row), flush=True)
 

@@ -33,12 +33,14 @@ switch, a BGPPeer changing - goes through a **rollout**:
    from the route reflectors of the new layout, or - when Calico reports
    nothing - a configured wait.  The time the make state was complete is
    recorded in the status so a restart does not restart the clock.
-3. *Break.*  Nodes drop the ``prev`` labels and take their wanted IDs,
-   companions and BGPPeers the new layout does not have are deleted, the record
-   is cleared.  With IDs held, the old peerings go first when the state between
-   is safe too, and the IDs follow in a second pass (``oldPeeringsGone`` in the
-   record keys the layout it was done for: a plan changed meanwhile is made
-   again first).
+3. *Break.*  Companions and BGPPeers the new layout does not have are deleted
+   first (``oldPeeringsGone`` in the record keys the layout it was done for: a
+   plan changed meanwhile is made again first); then the nodes drop the ``prev``
+   labels, inert by then, and the record is cleared.  In one batch the nodes
+   that dropped their copies first were matched by the companions by their new
+   labels under the old rules (rollout._break).  IDs still held change in the
+   second pass when the state between is safe with them (rollout._may_split),
+   else in a pass before the deletes, the old peerings still there.
 
 The mesh (migration and uninstall)
 ----------------------------------

@@ -211,10 +211,18 @@ class _Rollout:
 
 
 def _break(ctx: _Rollout, why: str) -> Decision:
-    """Remove the old peerings; nodes then drop their ``prev.`` copies and take
-    their wanted IDs.  With IDs held (:func:`_held_ids`) that is two passes, the
-    old peerings first, when :func:`_may_split` says the state between and the
-    second half are safe."""
+    """Remove the old peerings, then let the nodes drop their ``prev.`` copies,
+    in two passes: in one batch the nodes that dropped their copies first would,
+    for a moment, be matched by the companions under the old rules by their new
+    labels (``single`` -> ``hierarchy`` at 40 nodes: 95,832 routes per node
+    against 747 when done).  Between the passes the ``prev.`` labels are inert.
+
+    Nodes whose cluster ID still differs from the wanted one (held, or old RRs
+    the plan makes clients) take it in the second pass when :func:`_may_split`
+    allows, else in the first, before the deletes (the executor writes a batch's
+    nodes before its deletes): for that moment the make state has the new IDs,
+    as every make state had before IDs were held (``single`` -> ``hierarchy`` at
+    100 nodes: 32,285 routes per node, 1,887 when done)."""
     obs, want, held = ctx.obs, ctx.want, ctx.held
     brk = Decision(Phase.BREAKING, f"rollout: {why}; removing old peerings", plan=want.plan)
     brk.in_transition = len(ctx.make_labels)
@@ -225,13 +233,20 @@ def _break(ctx: _Rollout, why: str) -> Decision:
     brk.peer_deletes.extend(sorted(ctx.have.companions))
     if not obs.mesh_enabled:
         brk.peer_deletes.extend(sorted(ctx.have.bridge))
-    if brk.peer_deletes and _may_split(ctx):
-        brk.message += f"; {len(held)} RR(s) keep their cluster IDs until then"
+    if brk.peer_deletes:
+        if _between(ctx) and not _may_split(ctx):
+            brk.node_applies = _make_node_applies(
+                obs, ctx.settings, want, ctx.make_labels, {}, wanted_ids=True
+            )
+            brk.message += f" once {len(brk.node_applies)} RR(s) have their new cluster IDs"
+        elif held:
+            brk.message += f"; {len(held)} RR(s) keep their cluster IDs until then"
         base = {k: v for k, v in ctx.record.items() if k != _OLD_GONE}
         brk.set_transition({**base, _OLD_GONE: _break_key(want, ctx.make_labels)})
         return brk
-    if ctx.record.get(_OLD_GONE) is not None:
-        brk.message = f"rollout: old peerings removed; {len(held)} RR(s) take their new cluster IDs"
+    brk.message = "rollout: old peerings removed; nodes drop their prev. copies"
+    if held:
+        brk.message += f", {len(held)} RR(s) take their new cluster IDs"
     brk.node_applies = wanted_node_applies(obs, want, sorted(ctx.make_labels))
     node_status_changes(obs, ctx.settings, want.rr_nodes, brk)
     brk.set_transition(None)
@@ -239,12 +254,13 @@ def _break(ctx: _Rollout, why: str) -> Decision:
 
 
 def _may_split(ctx: _Rollout) -> bool:
-    """Whether the break may take the old peerings first and the held IDs after.
+    """Whether the nodes whose ID differs from the wanted one may keep it until
+    the old peerings are gone.
 
     The state between must pass the safety check, read with the IDs the nodes
     really have then (:func:`_between`: old RRs the plan makes clients are still
     RRs).  And no held RR may take an ID that another node in transition holds
-    and gives up: the second half's writes land in any order, and for a moment
+    and gives up: the second pass's writes land in any order, and for a moment
     the two would share it.  ``hierarchy`` -> ``single`` gives the rack RRs the
     spines' ID; with some rack RRs moved and the old spines not yet clients, the
     spines are non-clients of every RR and lose each other's routes (found by the
@@ -368,10 +384,13 @@ def _make_node_applies(
     want: Desired,
     make_labels: dict[str, dict[str, str]],
     held: Mapping[str, str],
+    *,
+    wanted_ids: bool = False,
 ) -> list[NodeApply]:
     """Every node gets its wanted labels and ID; a node in transition also keeps its
-    ``prev.`` copy, its current cluster ID if the plan takes it away or it is
-    ``held`` (:func:`_held_ids`), and our extra RR label if it has it."""
+    ``prev.`` copy, its current cluster ID if the plan takes it away (unless
+    ``wanted_ids``) or it is ``held`` (:func:`_held_ids`), and our extra RR label
+    if it has it."""
     extra = extra_key(settings)
     out: list[NodeApply] = []
     for name, ns in sorted(obs.nodes.items()):
@@ -379,7 +398,8 @@ def _make_node_applies(
         cid = want.cids.get(name)
         if name in make_labels:
             labels.update(make_labels[name])
-            cid = held.get(name, cid if cid is not None else current_cluster_id(ns))
+            if not wanted_ids:
+                cid = held.get(name, cid if cid is not None else current_cluster_id(ns))
             if extra is not None and extra in current_labels(ns, extra):
                 labels.setdefault(extra, ns.node.labels[extra])
         change = apply_if_changed(ns, labels, cid)
