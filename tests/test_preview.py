@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
+from calico_rr.cli.diff import footer
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify.fanout import reflected_fanout
 from calico_rr.core.operator.preview import MAX_NAMES, preview
 from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
-from calico_rr.core.operator.state import current_cluster_id
+from calico_rr.core.operator.state import Decision, Phase, current_cluster_id
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.testing.sim import SimCluster
 
@@ -120,3 +124,45 @@ def test_the_crd_keeps_every_field_of_the_preview() -> None:
             assert key in declared, key
             assert declared[key]["type"] == types[type(value)], key
     assert set(refused) | set(ok) >= set(declared) - {"held"}
+
+
+@pytest.mark.parametrize(
+    ("start", "topology", "n"), [("single", "hierarchy", 60), ("hierarchy", "multi", 60)]
+)
+def test_the_preview_counts_the_make_state_the_operator_confirms(
+    start: str, topology: str, n: int
+) -> None:
+    """``diff`` prints the add-path table of the make state, where old and new
+    peerings coexist while the new sessions are confirmed: the table of the very
+    state the operator holds then (the in-memory cluster at its first confirming
+    pass), with the warning when it is over the budget (``hierarchy`` -> ``multi``
+    is: each new RR has an ID of its own and is still peered with the old ones)."""
+    sim = SimCluster.of(synthetic_cluster(n, zones=3))
+    sim.run(settings(topology=start))
+    shown = preview(sim.observed(), settings(topology=topology, paused=True))
+    table = shown.make_state_table()
+    assert table is not None
+    confirmed: list[int] = []
+
+    def at_confirm(state: SimCluster, d: Decision) -> None:
+        if d.phase == Phase.CONFIRMING and not confirmed:
+            graph = build_session_graph(parse_resources(state.calico_documents()).state)
+            found = reflected_fanout(graph)  # stops once over the budget, as the preview
+            assert found is not None
+            confirmed.append(found.routes_per_node)
+
+    sim.run(settings(topology=topology), before=at_confirm)
+    assert confirmed == [table.routes_per_node]
+    lines = footer(shown, "flags", None, GROUP)
+    said = [line for line in lines if "make state" in line]
+    assert said and str(f"{table.routes_per_node:,}") in said[0]
+    assert any("plan the final topology" in line for line in lines) == table.warns
+    assert table.warns == (topology == "multi"), table.describe()
+
+
+def test_no_make_state_no_count() -> None:
+    sim = SimCluster.of(synthetic_cluster(30, zones=3))
+    sim.run(settings(topology="single"))
+    shown = preview(sim.observed(), settings(topology="single", paused=True))
+    assert shown.made is None and shown.make_state_table() is None
+    assert not any("make state" in line for line in footer(shown, "flags", None, GROUP))

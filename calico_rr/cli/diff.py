@@ -137,6 +137,14 @@ def footer(shown: Any, source: str, refused: list[str] | None, group: str) -> li
         lines.append("# the operator would go: " + " -> ".join(shown.steps))
     if shown.held:
         lines.append(f"# the operator would hold ({shown.outcome}): {shown.held}")
+    table = shown.make_state_table()
+    if table is not None:
+        lines.append(f"# make state (while the new sessions are confirmed): {table.describe()}")
+        if table.warns:
+            lines.append(
+                "#   old and new peerings coexist that long; plan the final topology from "
+                "the start, or switch in a quiet window (docs/OPERATIONS.md)"
+            )
     gate = shown.gate
     if gate is not None and not gate.ok:
         lines.append("# safety gate: REFUSED - the planned layout would cut nodes off:")

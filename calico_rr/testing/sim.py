@@ -17,7 +17,6 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.operator.settings import OperatorSettings
@@ -28,6 +27,7 @@ from calico_rr.core.operator.state import (
     NodeState,
     Observed,
     Phase,
+    calico_documents,
     server_side_apply,
 )
 from calico_rr.core.planning.candidates import healthy
@@ -97,27 +97,7 @@ class SimCluster:
         return {n for n, ns in self.nodes.items() if not ns.node.ready}
 
     def calico_documents(self) -> list[dict[str, Any]]:
-        docs: list[dict[str, Any]] = []
-        for ns in self.nodes.values():
-            n = ns.node
-            ann = address_annotations(n, n.annotations)
-            docs.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {"name": n.name, "labels": dict(n.labels), "annotations": ann},
-                }
-            )
-        docs.extend(copy.deepcopy(list(self.peers.values())))
-        docs.append(
-            {
-                "apiVersion": "crd.projectcalico.org/v1",
-                "kind": "BGPConfiguration",
-                "metadata": {"name": "default"},
-                "spec": {"nodeToNodeMeshEnabled": self.mesh_enabled},
-            }
-        )
-        return docs
+        return calico_documents(self.nodes, self.peers, self.mesh_enabled)
 
     def safety(self, down: Collection[str] | None = None) -> Safety:
         return check(self.calico_documents(), self.down() if down is None else down)

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from calico_rr.core.bgp.resources import parse_resources
+from calico_rr.core.bgp.sessions import build_session_graph
+from calico_rr.core.bgp.verify.fanout import FanOut, reflected_fanout
 from calico_rr.core.operator.confirm import rr_peer_addresses
 from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.peerings import spec_of
@@ -30,11 +33,12 @@ from calico_rr.core.operator.state import (
     Observed,
     Phase,
     after_writes,
+    calico_documents,
     current_cluster_id,
 )
 from calico_rr.core.planning import planner
 
-__all__ = ["MAX_NAMES", "NodeChange", "PeerChange", "Preview", "preview", "simulate"]
+__all__ = ["MAX_NAMES", "NodeChange", "PeerChange", "Preview", "Run", "preview", "simulate"]
 
 #: Names listed per kind in the status (the counts are always complete): a status
 #: object must stay small at 5000 nodes.
@@ -85,6 +89,20 @@ class Preview:
     #: the phases the operator would go through, in order
     steps: tuple[str, ...]
     final: Observed = field(repr=False, compare=False)
+    #: the make state the operator would confirm (None: no confirmation on the way)
+    made: Observed | None = field(default=None, repr=False, compare=False)
+
+    def make_state_table(self) -> FanOut | None:
+        """The add-path table of the busiest node in the make state, where routes
+        chain through reflectors (``verify.fanout.reflected_fanout``; None without
+        a make state or under fewer than two cluster IDs).  Old and new peerings
+        coexist there for as long as the confirmation lasts (docs/OPERATIONS.md).
+        Counted on demand: up to a few seconds at 5000 nodes."""
+        if self.made is None:
+            return None
+        made = self.made
+        docs = calico_documents(made.nodes, made.peers, made.mesh_enabled)
+        return reflected_fanout(build_session_graph(parse_resources(docs).state))
 
     @property
     def rrs_added(self) -> list[str]:
@@ -179,26 +197,41 @@ def _confirmed(obs: Observed, settings: OperatorSettings, d: Decision) -> Observ
     return replace(obs, node_status=reports, now=obs.now + settings.wait_timeout + 1.0)
 
 
-def simulate(
-    obs: Observed, settings: OperatorSettings
-) -> tuple[Observed, list[Decision], int, str, str]:
-    """Run the reconcile on a copy of ``obs`` to its end: (end state, decisions,
-    writes, outcome, why it holds)."""
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A simulated reconcile: where it ends, the decisions on the way, their
+    writes, the outcome and why it holds, and the first state it confirmed (the
+    make state a migration or rollout keeps while it waits for sessions)."""
+
+    final: Observed
+    decisions: list[Decision]
+    writes: int
+    outcome: str
+    held: str
+    confirmed: Observed | None
+
+
+def simulate(obs: Observed, settings: OperatorSettings) -> Run:
+    """Run the reconcile on a copy of ``obs`` to its end."""
     settings = replace(settings, paused=False)
     decisions: list[Decision] = []
     writes = 0
+    confirmed: Observed | None = None
     for _ in range(MAX_PASSES):
         d = reconcile(obs, settings)
         decisions.append(d)
         if d.phase == Phase.STEADY and not d.writes:
-            return obs, decisions, writes, Phase.STEADY.value, ""
+            return Run(obs, decisions, writes, Phase.STEADY.value, "", confirmed)
         if d.phase == Phase.BLOCKED:
-            return obs, decisions, writes, Phase.BLOCKED.value, d.message
+            return Run(obs, decisions, writes, Phase.BLOCKED.value, d.message, confirmed)
+        if d.phase == Phase.CONFIRMING and confirmed is None:
+            confirmed = obs
         writes += d.writes
         obs = after_writes(obs, d)
         if d.phase == Phase.CONFIRMING:
             obs = _confirmed(obs, settings, d)
-    return obs, decisions, writes, "Unfinished", f"no end after {MAX_PASSES} passes"
+    held = f"no end after {MAX_PASSES} passes"
+    return Run(obs, decisions, writes, "Unfinished", held, confirmed)
 
 
 def _ours(ns: NodeState) -> dict[str, str]:
@@ -238,11 +271,12 @@ def _steps(decisions: Sequence[Decision]) -> tuple[str, ...]:
 
 def preview(obs: Observed, settings: OperatorSettings) -> Preview:
     """What the operator would write from ``obs`` with ``settings`` (paused or not)."""
-    final, decisions, writes, outcome, held = simulate(obs, settings)
-    steps = _steps(decisions)
-    plan = next((d.plan for d in reversed(decisions) if d.plan is not None), None)
+    run = simulate(obs, settings)
+    final = run.final
+    steps = _steps(run.decisions)
+    plan = next((d.plan for d in reversed(run.decisions) if d.plan is not None), None)
     gate = None
-    if plan is not None and outcome == Phase.STEADY.value and Phase.MESH_OFF.value in steps:
+    if plan is not None and run.outcome == Phase.STEADY.value and Phase.MESH_OFF.value in steps:
         # The reconcile switched the mesh off only after this very gate passed on
         # this layout (decide._mesh_off_blocker): the verifier need not run twice.
         gate = Verdict(sum(1 for n in plan.nodes if n.addressed), (), ())
@@ -254,8 +288,8 @@ def preview(obs: Observed, settings: OperatorSettings) -> Preview:
         if before != after:
             nodes.append(NodeChange(name, before, after))
     return Preview(
-        outcome=outcome,
-        held=held,
+        outcome=run.outcome,
+        held=run.held,
         plan=plan,
         gate=gate,
         rrs_before=_rr_nodes(obs),
@@ -264,7 +298,8 @@ def preview(obs: Observed, settings: OperatorSettings) -> Preview:
         peers=tuple(_peer_changes(obs, final)),
         mesh_before=obs.mesh_enabled,
         mesh_after=final.mesh_enabled,
-        writes=writes,
+        writes=run.writes,
         steps=steps,
         final=final,
+        made=run.confirmed,
     )

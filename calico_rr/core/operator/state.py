@@ -6,11 +6,13 @@ that only the operator writes."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.planning import planner
 from calico_rr.model import (
@@ -190,6 +192,32 @@ def server_side_apply(nodes: dict[str, NodeState], a: NodeApply) -> None:
     ann.update(a.annotations)
     node = replace(ns.node, labels=labels, annotations=ann)
     nodes[a.name] = NodeState(node, frozenset(a.labels), frozenset(a.annotations), ns.uid)
+
+
+def calico_documents(
+    nodes: Mapping[str, NodeState], peers: Mapping[str, Mapping[str, Any]], mesh_enabled: bool
+) -> list[dict[str, Any]]:
+    """Nodes, BGPPeers and the mesh flag as the Calico documents the verifier reads
+    (``core.bgp.resources.parse_resources``)."""
+    docs: list[dict[str, Any]] = []
+    for ns in nodes.values():
+        n = ns.node
+        meta = {
+            "name": n.name,
+            "labels": dict(n.labels),
+            "annotations": address_annotations(n, n.annotations),
+        }
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": meta})
+    docs.extend(copy.deepcopy([dict(p) for p in peers.values()]))
+    docs.append(
+        {
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeToNodeMeshEnabled": mesh_enabled},
+        }
+    )
+    return docs
 
 
 def after_writes(obs: Observed, d: Decision) -> Observed:
