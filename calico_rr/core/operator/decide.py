@@ -40,7 +40,7 @@ switch, a BGPPeer changing - goes through a **rollout**:
    that dropped their copies first were matched by the companions by their new
    labels under the old rules (rollout._break).  IDs still held change in the
    second pass when the state between is safe with them (rollout._may_split),
-   else in a pass before the deletes, the old peerings still there.
+   else in the first, written before its deletes (the old peerings still there).
 
 The mesh (migration and uninstall)
 ----------------------------------
