@@ -234,7 +234,8 @@ def _break(ctx: _Rollout, why: str) -> Decision:
     if not obs.mesh_enabled:
         brk.peer_deletes.extend(sorted(ctx.have.bridge))
     if brk.peer_deletes:
-        if _between(ctx) and not _may_split(ctx):
+        between = _between(ctx)
+        if between and not _may_split(ctx, between):
             brk.node_applies = _make_node_applies(
                 obs, ctx.settings, want, ctx.make_labels, {}, wanted_ids=True
             )
@@ -253,13 +254,13 @@ def _break(ctx: _Rollout, why: str) -> Decision:
     return brk
 
 
-def _may_split(ctx: _Rollout) -> bool:
+def _may_split(ctx: _Rollout, between: Mapping[str, str]) -> bool:
     """Whether the nodes whose ID differs from the wanted one may keep it until
     the old peerings are gone.
 
     The state between must pass the safety check, read with the IDs the nodes
-    really have then (:func:`_between`: old RRs the plan makes clients are still
-    RRs).  And no held RR may take an ID that another node in transition holds
+    really have then (``between``, from :func:`_between`: old RRs the plan makes
+    clients are still RRs).  And no held RR may take an ID that another node in transition holds
     and gives up: the second pass's writes land in any order, and for a moment
     the two would share it.  ``hierarchy`` -> ``single`` gives the rack RRs the
     spines' ID; with some rack RRs moved and the old spines not yet clients, the
@@ -267,7 +268,6 @@ def _may_split(ctx: _Rollout) -> bool:
     in-memory checker)."""
     if not ctx.held:
         return False
-    between = _between(ctx)
     leaving = set(between.values())  # each differs from the node's wanted ID
     if any(ctx.want.cids.get(name) in leaving for name in ctx.held):
         return False
