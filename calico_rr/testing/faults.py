@@ -37,8 +37,6 @@ from calico_rr.adapters.http import BaseTransport, ConnectError, Request, Respon
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import REASONS
 
-__all__ = ["Fault", "FaultTransport", "fault_client", "status_body"]
-
 
 def status_body(code: int, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
     """A Kubernetes ``Status`` object as the API server sends for a failure."""

@@ -34,8 +34,6 @@ from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.core.lab.prediction import predicted_routes
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6
 
-__all__ = ["config_shapes", "random_config"]
-
 _IDS = ("9.9.9.1", "9.9.9.2", "9.9.9.3")
 _SELECTORS = (
     "all()",

@@ -204,6 +204,3 @@ def status_all_established(sim: SimCluster) -> dict[str, NodeBGPStatus]:
                 graph.nodes[j].ip or "" for j in graph.peers(i) if graph.nodes[j].name in live
             )
     return {name: NodeBGPStatus(True, frozenset(ips)) for name, ips in up.items()}
-
-
-__all__ = ["Crash", "SimCluster", "status_all_established"]

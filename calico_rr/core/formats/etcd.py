@@ -38,28 +38,6 @@ from calico_rr.core.operator.state import NodeBGPStatus
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
-__all__ = [
-    "API_VERSION",
-    "FELIX_STATUS_PREFIX",
-    "KINDS",
-    "PLURALS",
-    "RESOURCE_ROOT",
-    "OwnershipConflict",
-    "ResourceKey",
-    "check_name",
-    "decode_document",
-    "encode_document",
-    "felix_status_host",
-    "is_managed",
-    "managed_document",
-    "mesh_document",
-    "mesh_enabled",
-    "node_status_from_calico",
-    "parse_key",
-    "plural_prefix",
-    "resource_key",
-]
-
 API_VERSION: Final = "projectcalico.org/v3"
 RESOURCE_ROOT: Final = "/calico/resources/v3/projectcalico.org/"
 FELIX_STATUS_PREFIX: Final = "/calico/felix/v2/"

@@ -57,17 +57,6 @@ from calico_rr.core.values import cluster_id
 from calico_rr.errors import InputError
 from calico_rr.model import ANN_ASN, ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6, PREFIX, Node
 
-__all__ = [
-    "OWNED_FIELDS_ANNOTATION",
-    "apply_node",
-    "k8s_node_name",
-    "node_from_calico",
-    "node_state_from_calico",
-    "node_to_calico",
-    "owned_fields",
-    "with_kube_health",
-]
-
 #: Our record of the node fields we set (the etcd stand-in for managedFields).
 OWNED_FIELDS_ANNOTATION: Final = f"{PREFIX}/owned-fields"
 

@@ -14,16 +14,6 @@ from typing import Any, TypeGuard
 
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = [
-    "duplicate",
-    "flag",
-    "is_map",
-    "mapping",
-    "position",
-    "string_map",
-    "type_name",
-]
-
 
 def position(where: str, document: int, item: int = 0) -> str:
     """Where an object sits in decoded input, counted as a person counts (1-based).

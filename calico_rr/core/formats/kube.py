@@ -43,8 +43,6 @@ from calico_rr.core.values import cluster_id, is_dotted_quad
 from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4, ANN_IPV6, Node, Taint
 
-__all__ = ["node_from_k8s", "node_to_k8s", "nodes_from_documents"]
-
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 #: metadata fields the API server owns; an apply request carrying them would either

@@ -20,18 +20,6 @@ from calico_rr.core.formats.fields import type_name
 from calico_rr.core.values import is_dotted_quad
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = [
-    "established_peers",
-    "format_timestamp",
-    "ipv4_field",
-    "ipv6_field",
-    "parse_ipv4",
-    "parse_ipv6",
-    "parse_timestamp",
-    "timestamp_field",
-]
-
-
 _PREFIX_LENGTHS = frozenset(str(n) for n in range(33))
 
 

@@ -23,15 +23,6 @@ from calico_rr.core.planning.config import RACK_LABEL
 from calico_rr.errors import ConfigError
 from calico_rr.model import ZONE_LABEL, Condition, Node, Taint
 
-__all__ = [
-    "ADDRESSES",
-    "IP_FAMILIES",
-    "synthetic_cluster",
-    "synthetic_ip",
-    "synthetic_ip6",
-    "zone_name",
-]
-
 #: ``ip_family`` values: IPv4 addresses only, IPv6 only, or both on every node.
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 
