@@ -28,13 +28,11 @@ TOPOLOGY_LABEL = f"{PREFIX}/topology"
 
 @dataclass(frozen=True, slots=True)
 class NodeChange:
-    """Planner-owned labels/annotation of one node: desired vs current."""
+    """A node whose planner-owned labels or cluster ID must change, as they must become."""
 
     name: str
     labels: Mapping[str, str]  # desired owned labels (complete set)
     cluster_id: str | None  # desired RR cluster ID annotation (None: none)
-    remove_labels: tuple[str, ...]  # owned labels present now and not desired
-    remove_cluster_id: bool  # annotation present now, set by us, not desired
 
 
 def owned_cluster_id(node: Node) -> bool:
@@ -55,15 +53,7 @@ def node_changes(nodes: Sequence[Node], layout: Layout) -> list[NodeChange]:
         remove_cid = have_cid is not None and cid is None and owned_cluster_id(node)
         if have == dict(want) and (cid == have_cid or (cid is None and not remove_cid)):
             continue
-        out.append(
-            NodeChange(
-                name=node.name,
-                labels=dict(want),
-                cluster_id=cid,
-                remove_labels=tuple(k for k in have if k not in want),
-                remove_cluster_id=remove_cid,
-            )
-        )
+        out.append(NodeChange(name=node.name, labels=dict(want), cluster_id=cid))
     return out
 
 
