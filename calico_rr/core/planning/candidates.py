@@ -54,17 +54,26 @@ def label_matches(labels: Mapping[str, str], spec: str) -> bool:
 
 def healthy(node: Node) -> bool:
     """Ready, schedulable, not being deleted, no pressure or unhealthy taint."""
-    if not node.ready or node.unschedulable or node.deleting:
-        return False
-    if any(node.conditions.get(c) == "True" for c in _PRESSURE):
-        return False
-    return not any(t.key in UNHEALTHY_TAINTS for t in node.taints)
+    return _unhealthy(node) is None
 
 
 def ineligibility(node: Node, config: PlanConfig) -> str | None:
     """Why ``node`` may not be a route reflector, or None when it may."""
     if not node.addressed:
         return "no BGP address"
+    unhealthy = _unhealthy(node)
+    if unhealthy is not None:
+        return unhealthy
+    for spec in config.incompatible_labels:
+        if label_matches(node.labels, spec):
+            return f"incompatible label {spec}"
+    if config.dedicated_label and not label_matches(node.labels, config.dedicated_label):
+        return f"not a dedicated RR node ({config.dedicated_label})"
+    return None
+
+
+def _unhealthy(node: Node) -> str | None:
+    """Why ``node`` is not healthy, or None when it is."""
     if not node.ready:
         return "not Ready"
     if node.unschedulable:
@@ -77,11 +86,6 @@ def ineligibility(node: Node, config: PlanConfig) -> str | None:
     for taint in node.taints:
         if taint.key in UNHEALTHY_TAINTS:
             return f"taint {taint.key}"
-    for spec in config.incompatible_labels:
-        if label_matches(node.labels, spec):
-            return f"incompatible label {spec}"
-    if config.dedicated_label and not label_matches(node.labels, config.dedicated_label):
-        return f"not a dedicated RR node ({config.dedicated_label})"
     return None
 
 
@@ -127,7 +131,7 @@ def fill_slots(
     complete = {n.name for n in eligible if not missing_families(n, need)}
 
     # 1. Keep current holders (oldest first so a duplicate claim resolves stably).
-    for node in sorted(eligible, key=_age_key):
+    for node in sorted(eligible, key=lambda n: (n.created, n.name)):
         slot = node.labels.get(SLOT_LABEL)
         if slot is None or slot not in wanted or slot in taken:
             continue
@@ -238,19 +242,11 @@ def _pick(
         order = list(zones)
     # Nodes without a zone label (or when zones are not used) come last.
     order.append(None)
-    best: Node | None = None
     for z in order:
         for n in buckets.get((rack, z), ()):
             if n.name not in used:
-                best = n
-                break
-        if best is not None:
-            return best
+                return n
     return None
-
-
-def _age_key(node: Node) -> tuple[float, str]:
-    return (node.created, node.name)
 
 
 def _rank_key(node: Node, config: PlanConfig) -> tuple[int, float, str]:
