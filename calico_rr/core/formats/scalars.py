@@ -107,8 +107,8 @@ def established_peers(bgp: Mapping[str, Any]) -> frozenset[str]:
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 
 #: datetime's range, so that every value format_timestamp writes parses back.
-_MIN_TS = -62135596800.0  # 0001-01-01T00:00:00Z
-_MAX_TS = 253402300800.0  # 10000-01-01T00:00:00Z (exclusive)
+MIN_TS = -62135596800.0  # 0001-01-01T00:00:00Z
+MAX_TS = 253402300800.0  # 10000-01-01T00:00:00Z (exclusive)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
@@ -142,7 +142,7 @@ def format_timestamp(seconds: float) -> str:
     trailing zeros trimmed) only when ``seconds`` has one.  Raises ValueError
     outside years 1-9999.
     """
-    if not _MIN_TS <= seconds < _MAX_TS:  # also false for NaN
+    if not MIN_TS <= seconds < MAX_TS:  # also false for NaN
         raise ValueError(f"{seconds!r} is outside years 1-9999")
     whole = math.floor(seconds)
     micro = round((seconds - whole) * 1_000_000)

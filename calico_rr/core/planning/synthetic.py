@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from calico_rr.core.formats.scalars import MAX_TS, MIN_TS
 from calico_rr.core.limits import MAX_NODES
 from calico_rr.core.planning.config import RACK_LABEL
 from calico_rr.errors import ConfigError
@@ -29,10 +30,6 @@ IP_FAMILIES = ("ipv4", "ipv6", "dual")
 #: Addresses come from 10.0.0.0/8 with 254 hosts per /24 (host parts .1-.254, so no
 #: network or broadcast-looking address, and never 10.0.0.0): 256 * 256 * 254.
 ADDRESSES = 256 * 256 * 254
-
-#: Years 1-9999: the range RFC 3339 timestamps (core.formats.scalars.format_timestamp) can write.
-_MIN_TS = -62135596800.0
-_MAX_TS = 253402300800.0
 
 _HEALTHY: Mapping[str, str] = {
     Condition.READY.value: "True",
@@ -159,7 +156,8 @@ def _check(
             f"synthetic cluster: zone and rack label are both {zone_label!r}; they must differ"
         )
     last = start + 60.0 * max(nodes - 1, 0)
-    if not (_MIN_TS <= start < _MAX_TS and last < _MAX_TS):  # also rejects NaN/inf
+    # Years 1-9999: the range RFC 3339 timestamps (format_timestamp) can write.
+    if not (MIN_TS <= start < MAX_TS and last < MAX_TS):  # also rejects NaN/inf
         raise ConfigError(f"synthetic cluster: start {start} gives creation times outside 1-9999")
 
 
