@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
+from calico_rr.core.formats.etcd import is_managed
 from calico_rr.core.operator.decide import reconcile
 from calico_rr.core.operator.safety import Safety, check
 from calico_rr.core.operator.settings import OperatorSettings
@@ -82,7 +84,7 @@ class SimCluster:
     # -- what the operator sees --------------------------------------------------
 
     def observed(self) -> Observed:
-        ours = {n: p for n, p in self.peers.items() if _ours(p)}
+        ours = {n: p for n, p in self.peers.items() if is_managed(p)}
         return Observed(
             nodes=dict(self.nodes),
             peers=ours,
@@ -109,16 +111,16 @@ class SimCluster:
     ) -> None:
         """Apply ``decision``'s writes in the documented order; raise :class:`Crash`
         once ``budget`` writes are done (the rest are lost)."""
-        steps: list[tuple[str, Callable[[], None]]] = []
+        steps: list[tuple[str, Callable[[], object]]] = []
         if decision.transition_set and decision.transition is not None:
             rec = dict(decision.transition)
             steps.append(("status", lambda: self._set_transition(rec)))
         for p in decision.peer_applies:
-            steps.append((f"apply bgppeer {p['metadata']['name']}", _bind(self._apply_peer, p)))
+            steps.append((f"apply bgppeer {p['metadata']['name']}", partial(self._apply_peer, p)))
         for a in decision.node_applies:
-            steps.append((f"apply node {a.name}", _bind(self._apply_node, a)))
+            steps.append((f"apply node {a.name}", partial(self._apply_node, a)))
         for name in decision.peer_deletes:
-            steps.append((f"delete bgppeer {name}", _bind(self.peers.pop, name)))
+            steps.append((f"delete bgppeer {name}", partial(self.peers.pop, name)))
         if decision.mesh is not None:
             mesh = decision.mesh
             steps.append((f"mesh {mesh}", lambda: setattr(self, "mesh_enabled", mesh)))
@@ -171,18 +173,6 @@ class SimCluster:
             if d.requeue_after is not None:
                 self.now += tick if tick is not None else d.requeue_after
         raise AssertionError(f"no convergence in {max_rounds} rounds: {out[-1].message}")
-
-
-def _ours(obj: dict[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get("app.kubernetes.io/managed-by") == "calico-rr")
-
-
-def _bind(fn: Callable[[Any], object], arg: Any) -> Callable[[], None]:
-    def call() -> None:
-        fn(arg)
-
-    return call
 
 
 def status_all_established(sim: SimCluster) -> dict[str, NodeBGPStatus]:
