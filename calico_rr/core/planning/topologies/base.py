@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from calico_rr.core.bgp.families import families_of_nodes
-from calico_rr.core.planning.candidates import SlotRequest, fill_slots
+from calico_rr.core.planning.candidates import SlotRequest, fill_slots, healthy
 from calico_rr.core.planning.config import (
     GROUP_LABEL,
     ROLE_LABEL,
@@ -30,6 +30,7 @@ from calico_rr.core.planning.config import (
     SLOT_LABEL,
     PlanConfig,
 )
+from calico_rr.core.planning.sizing import zone_slots
 from calico_rr.model import Node
 
 
@@ -214,9 +215,6 @@ def slot_zones(view: ClusterView, config: PlanConfig, count: int) -> list[str | 
     With ``per_zone_sizing`` (and no explicit ``--rrs``) each zone is sized on its
     own ready nodes instead of splitting ``count``.
     """
-    from calico_rr.core.planning.candidates import healthy
-    from calico_rr.core.planning.sizing import zone_slots
-
     if not view.zones:
         return [None] * min(count, len(view.eligible))
     ready = view.count_by_zone([n for n in view.nodes if n.addressed and healthy(n)])
@@ -243,3 +241,55 @@ def clients_of(view: ClusterView, holders: Mapping[str, str]) -> list[Node]:
     """Every BGP node that holds no RR slot (unhealthy ones too: they still need routes)."""
     rr_nodes = set(holders.values())
     return [n for n in view.nodes if n.addressed and n.name not in rr_nodes]
+
+
+# -- the steps every topology builder takes the same way -------------------------
+#
+# Each builder fills its RR slots, labels the holders as RRs, adds its clients'
+# labels and its peerings, and returns a Layout; a Draft carries those pieces
+# from one step to the next.
+
+#: Every RR peers with every other RR (single, multi and quorum clusters).
+RR_MESH = PeerRule("calico-rr-rr-mesh", f"has({RR_LABEL})", f"has({RR_LABEL})")
+
+
+@dataclass(slots=True)
+class Draft:
+    """A layout in the making: the filled slots, then labels and rules as they come."""
+
+    slots: tuple[Slot, ...]
+    #: slot id -> node name
+    holders: dict[str, str]
+    warnings: list[str]
+    #: node name -> planner labels; starts with the holders' RR labels
+    labels: dict[str, dict[str, str]]
+    rules: list[PeerRule] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, slots: Sequence[Slot], holders: dict[str, str], warnings: list[str]) -> Draft:
+        by_id = {s.id: s for s in slots}
+        labels = {node: rr_labels(by_id[slot]) for slot, node in holders.items()}
+        return cls(tuple(slots), holders, warnings, labels)
+
+    @classmethod
+    def filled(cls, view: ClusterView, slots: Sequence[Slot], config: PlanConfig) -> Draft:
+        """Choose a node for each slot (:func:`fill`) and label it as an RR."""
+        holders, warnings = fill(view, slots, config)
+        return cls.of(slots, holders, warnings)
+
+    def group_rule(self, name: str, label: str, value: str, members: Sequence[Slot]) -> None:
+        """One client group's BGPPeer: nodes with ``label=value`` peer with ``members``."""
+        selector = slot_selector([s.id for s in members])
+        self.rules.append(PeerRule(name, f"{label} == '{value}'", selector))
+
+    def layout(self, topology: str, redundancy: int, shape: Mapping[str, object]) -> Layout:
+        return Layout(
+            topology=topology,
+            slots=self.slots,
+            holders=self.holders,
+            node_labels=self.labels,
+            rules=tuple(self.rules),
+            redundancy=redundancy,
+            warnings=tuple(self.warnings),
+            shape=shape,
+        )

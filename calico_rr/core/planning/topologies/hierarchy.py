@@ -39,6 +39,7 @@ from calico_rr.core.planning.config import (
 )
 from calico_rr.core.planning.topologies.base import (
     ClusterView,
+    Draft,
     Layout,
     PeerRule,
     Slot,
@@ -46,7 +47,6 @@ from calico_rr.core.planning.topologies.base import (
     fill,
     label_value,
 )
-from calico_rr.core.planning.topologies.common import Draft
 from calico_rr.model import Node
 
 NAME = "hierarchy"

@@ -26,7 +26,9 @@ from calico_rr.core.bgp.verify.fanout import ROUTES_PER_NODE_BUDGET
 from calico_rr.core.planning.candidates import Degrading
 from calico_rr.core.planning.config import GROUP_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
+    RR_MESH,
     ClusterView,
+    Draft,
     Layout,
     Slot,
     assign_groups,
@@ -35,7 +37,6 @@ from calico_rr.core.planning.topologies.base import (
     slot_zones,
     zone_allowed,
 )
-from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 
 NAME = "multi"
 #: In the warning of a layout whose clients' add-path tables pass the budget.

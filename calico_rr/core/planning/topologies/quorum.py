@@ -38,13 +38,14 @@ from itertools import combinations
 
 from calico_rr.core.planning.config import CROSS_LABEL, QUORUM_LABEL, PlanConfig, cluster_id
 from calico_rr.core.planning.topologies.base import (
+    RR_MESH,
     ClusterView,
+    Draft,
     Layout,
     Slot,
     clients_of,
     slot_zones,
 )
-from calico_rr.core.planning.topologies.common import RR_MESH, Draft
 from calico_rr.model import Node
 
 NAME = "quorum"

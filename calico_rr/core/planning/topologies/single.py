@@ -10,8 +10,15 @@ other as plain iBGP.  500 nodes, 3 RRs: 497 clients and 2 RR peers per RR,
 from __future__ import annotations
 
 from calico_rr.core.planning.config import RR_LABEL, PlanConfig, cluster_id
-from calico_rr.core.planning.topologies.base import ClusterView, Layout, PeerRule, Slot, slot_zones
-from calico_rr.core.planning.topologies.common import RR_MESH, Draft
+from calico_rr.core.planning.topologies.base import (
+    RR_MESH,
+    ClusterView,
+    Draft,
+    Layout,
+    PeerRule,
+    Slot,
+    slot_zones,
+)
 
 NAME = "single"
 
