@@ -112,28 +112,14 @@ def _config(
             }
         )
     mesh = rng.random() < 0.3
-    docs.append(
-        {
-            "apiVersion": "projectcalico.org/v3",
-            "kind": "BGPConfiguration",
-            "metadata": {"name": "default"},
-            "spec": {"nodeToNodeMeshEnabled": mesh},
-        }
-    )
+    docs.append(_doc("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": mesh}))
     for i in range(rng.randint(0 if mesh else 1, 4)):
         spec: dict[str, Any] = {"peerSelector": rng.choice(_SELECTORS)}
         if rng.random() < 0.2:
             spec["node"] = rng.choice(chosen)[0]
         else:
             spec["nodeSelector"] = rng.choice(_SELECTORS)
-        docs.append(
-            {
-                "apiVersion": "projectcalico.org/v3",
-                "kind": "BGPPeer",
-                "metadata": {"name": f"random-{i}"},
-                "spec": spec,
-            }
-        )
+        docs.append(_doc("BGPPeer", f"random-{i}", spec))
     return docs
 
 
