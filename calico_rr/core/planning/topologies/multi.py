@@ -39,8 +39,6 @@ from calico_rr.core.planning.topologies.base import (
 )
 
 NAME = "multi"
-#: In the warning of a layout whose clients' add-path tables pass the budget.
-FANOUT = "add-path through chains of RRs"
 
 
 def paths_per_prefix(rrs: int, per_client: int) -> int:
@@ -76,8 +74,8 @@ def fanout_warning(nodes: int, rrs: int, per_client: int) -> Degrading | None:
         return None
     return Degrading(
         f"multi with {rrs} RRs: a client's BIRD can hold up to "
-        f"{paths_per_prefix(rrs, per_client):,} paths per prefix ({FANOUT}), "
-        f"so up to {routes:,} routes for {nodes} nodes, over the "
+        f"{paths_per_prefix(rrs, per_client):,} paths per prefix (add-path through chains "
+        f"of RRs), so up to {routes:,} routes for {nodes} nodes, over the "
         f"{ROUTES_PER_NODE_BUDGET:,} budget: use fewer RRs (--rrs) or the hierarchy "
         "topology (docs/TOPOLOGIES.md)"
     )
