@@ -40,15 +40,8 @@ class InputError(CalicoRRError):
         self.obj = obj
         self.field = field
         self.detail = message
-        where = ""
-        if obj:
-            where = obj
-            if field:
-                where += f" field {field}"
-            where += ": "
-        elif field:
-            where = f"field {field}: "
-        super().__init__(where + message)
+        where = " ".join(filter(None, [obj, f"field {field}" if field else None]))
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class ConfigError(CalicoRRError):
