@@ -73,9 +73,9 @@ class Fault:
 class FaultTransport(BaseTransport):
     """An HTTP transport that injects queued faults and passes the rest to ``inner``.
 
-    Thread-safe.  Counters: :attr:`injected` (faults answered), :attr:`passed`
-    (requests forwarded); :attr:`log` keeps ``(method, path?query, status)`` of every
-    request (status 0 for an injected connection error).
+    Thread-safe.  :attr:`injected` counts the faults answered; :attr:`log` keeps
+    ``(method, path?query, status)`` of every request (status 0 for an injected
+    connection error).
     """
 
     def __init__(self, inner: BaseTransport) -> None:
@@ -118,11 +118,6 @@ class FaultTransport(BaseTransport):
         """How many injections are still queued (sum of the remaining ``times``)."""
         with self._lock:
             return sum(f.times for f in self._faults)
-
-    def clear(self) -> None:
-        """Drop every queued fault."""
-        with self._lock:
-            self._faults.clear()
 
     def _take(self, method: str, target: str) -> Fault | None:
         with self._lock:
