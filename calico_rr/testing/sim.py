@@ -114,7 +114,7 @@ class SimCluster:
         steps: list[tuple[str, Callable[[], object]]] = []
         if decision.transition_set and decision.transition is not None:
             rec = dict(decision.transition)
-            steps.append(("status", lambda: self._set_transition(rec)))
+            steps.append(("status", partial(setattr, self, "transition", rec)))
         for p in decision.peer_applies:
             steps.append((f"apply bgppeer {p['metadata']['name']}", partial(self._apply_peer, p)))
         for a in decision.node_applies:
@@ -123,9 +123,9 @@ class SimCluster:
             steps.append((f"delete bgppeer {name}", partial(self.peers.pop, name)))
         if decision.mesh is not None:
             mesh = decision.mesh
-            steps.append((f"mesh {mesh}", lambda: setattr(self, "mesh_enabled", mesh)))
+            steps.append((f"mesh {mesh}", partial(setattr, self, "mesh_enabled", mesh)))
         if decision.transition_set and decision.transition is None:
-            steps.append(("status clear", lambda: self._set_transition(None)))
+            steps.append(("status clear", partial(setattr, self, "transition", None)))
         for what, step in steps:
             if budget is not None and budget <= 0:
                 raise Crash(what)
@@ -137,9 +137,6 @@ class SimCluster:
             if checker is not None:
                 checker(self, what)
         self.joined.clear()  # the operator has answered every join it saw
-
-    def _set_transition(self, rec: dict[str, Any] | None) -> None:
-        self.transition = rec
 
     def _apply_peer(self, obj: dict[str, Any]) -> None:
         self.peers[str(obj["metadata"]["name"])] = copy.deepcopy(obj)
