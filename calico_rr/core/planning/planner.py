@@ -28,9 +28,7 @@ from calico_rr.core.planning.topologies.base import ClusterView, Layout
 from calico_rr.errors import InputError
 from calico_rr.model import Node
 
-Builder = Callable[[ClusterView, PlanConfig, int], Layout]
-
-TOPOLOGY_BUILDERS: dict[str, Builder] = {
+TOPOLOGY_BUILDERS: dict[str, Callable[[ClusterView, PlanConfig, int], Layout]] = {
     single.NAME: single.build,
     multi.NAME: multi.build,
     quorum.NAME: quorum.build,
