@@ -12,6 +12,7 @@ number of sessions, so the 12.5 million sessions of a 5000-node mesh cost nothin
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +30,14 @@ class Stats:
 
     @classmethod
     def of(cls, values: Iterable[int]) -> Stats:
-        return _weighted((v, 1) for v in values)
+        return weighted((v, 1) for v in values)
 
     def to_dict(self) -> dict[str, int | float]:
         return {"min": self.min, "mean": self.mean, "max": self.max}
 
 
-def _weighted(pairs: Iterable[tuple[int, int]]) -> Stats:
-    """Stats of a multiset given as (value, multiplicity) pairs."""
+def weighted(pairs: Iterable[tuple[int, int]]) -> Stats:
+    """Stats of a multiset given as (value, multiplicity) pairs (no expansion: meshes are huge)."""
     lo: int | None = None
     hi = 0
     total = 0
@@ -73,19 +74,7 @@ class SessionMetrics:
     max_sessions_node: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "nodes": self.nodes,
-            "route_reflectors": self.route_reflectors,
-            "cluster_ids": self.cluster_ids,
-            "total_sessions": self.total_sessions,
-            "bgppeer_objects": self.bgppeer_objects,
-            "sessions_per_rr": self.sessions_per_rr.to_dict(),
-            "clients_per_rr": self.clients_per_rr.to_dict(),
-            "rr_peers_per_rr": self.rr_peers_per_rr.to_dict(),
-            "sessions_per_client": self.sessions_per_client.to_dict(),
-            "clients_without_rr": self.clients_without_rr,
-            "max_sessions_node": self.max_sessions_node,
-        }
+        return dataclasses.asdict(self)
 
 
 def _class_counts(graph: SessionGraph) -> list[tuple[int, int]]:
@@ -134,10 +123,10 @@ def session_metrics(graph: SessionGraph, *, bgppeer_objects: int) -> SessionMetr
         cluster_ids=len({cls.cluster_id for cls in graph.classes if cls.cluster_id is not None}),
         total_sessions=graph.total_sessions(),
         bgppeer_objects=bgppeer_objects,
-        sessions_per_rr=_weighted((sum(counts[c]), sizes[c]) for c in rr_classes),
-        clients_per_rr=_weighted((counts[c][1], sizes[c]) for c in rr_classes),
-        rr_peers_per_rr=_weighted((counts[c][0], sizes[c]) for c in rr_classes),
-        sessions_per_client=_weighted((sum(counts[c]), sizes[c]) for c in plain_classes),
+        sessions_per_rr=weighted((sum(counts[c]), sizes[c]) for c in rr_classes),
+        clients_per_rr=weighted((counts[c][1], sizes[c]) for c in rr_classes),
+        rr_peers_per_rr=weighted((counts[c][0], sizes[c]) for c in rr_classes),
+        sessions_per_client=weighted((sum(counts[c]), sizes[c]) for c in plain_classes),
         clients_without_rr=without_rr,
         max_sessions_node=graph.nodes[busiest[1]].name if busiest is not None else None,
     )
@@ -159,4 +148,4 @@ def sessions_by_label(graph: SessionGraph, key: str) -> dict[str, Stats]:
             value = graph.nodes[m].labels.get(key, "")
             hist = groups.setdefault(value, {})
             hist[degree] = hist.get(degree, 0) + 1
-    return {value: _weighted(groups[value].items()) for value in sorted(groups)}
+    return {value: weighted(groups[value].items()) for value in sorted(groups)}
