@@ -11,6 +11,7 @@ prefix.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from calico_rr.core.bgp.metrics import Stats
+from calico_rr.core.bgp.metrics import Stats, weighted
 from calico_rr.core.bgp.sessions import SessionGraph, SessionKind
 from calico_rr.core.bgp.verify import exact, fast
 from calico_rr.core.bgp.verify.rules import Propagation
@@ -87,11 +88,7 @@ class ZoneFailure:
     removed: int  # nodes removed with the zone
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tolerant": self.tolerant,
-            "missing_pairs": self.missing_pairs,
-            "removed": self.removed,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,16 +190,6 @@ def _stats_text(s: Stats) -> str:
     return f"min {s.min}, mean {s.mean}, max {s.max}"
 
 
-def _weighted_stats(hist: Mapping[int, int]) -> Stats:
-    """Stats of a multiset given as value -> multiplicity (no expansion: meshes are huge)."""
-    count = sum(w for w in hist.values() if w > 0)
-    if count == 0:
-        return Stats()
-    values = [v for v, w in hist.items() if w > 0]
-    total = sum(v * w for v, w in hist.items() if w > 0)
-    return Stats(min=min(values), mean=round(total / count, 2), max=max(values))
-
-
 def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, _Run, _Losses]:
     if engine == "auto":
         engine = "exact" if len(graph.nodes) <= AUTO_EXACT_MAX_NODES else "fast"
@@ -213,51 +200,16 @@ def _runner(graph: SessionGraph, engine: Engine) -> tuple[str, _Run, _Losses]:
     raise ValueError(f"unknown engine {engine!r} (auto, exact, fast)")
 
 
-def _swappable(graph: SessionGraph, a: int, b: int) -> bool:
-    """Whether exchanging classes ``a`` and ``b`` (member by member) is an automorphism.
+def _rr_groups(graph: SessionGraph) -> list[list[int]]:
+    """RR nodes grouped per class, whose members any permutation exchanges.
 
-    Then failing a member of ``a`` or the matching member of ``b`` gives isomorphic
-    graphs, hence the same missing-pair count.  The relation is an equivalence:
-    if (a b) and (b c) are automorphisms, so is their conjugate (a c).
+    Groups are per class, never merged along automorphisms (:func:`_rr_orbits`):
+    swapping two classes moves all their members together, so for k failures
+    (one count per group stands for every combination with those counts) the
+    groups must be the classes themselves.  Sorted by lowest node index.
     """
-    ca, cb = graph.classes[a], graph.classes[b]
-    if (ca.cluster_id, ca.asn, len(ca.members)) != (cb.cluster_id, cb.asn, len(cb.members)):
-        return False
-    ra, rb = graph.adj[a], graph.adj[b]
-    if ra.get(a) != rb.get(b) or ra.get(b) != rb.get(a):
-        return False
-    outside_a = {d: k for d, k in ra.items() if d not in (a, b)}
-    outside_b = {d: k for d, k in rb.items() if d not in (a, b)}
-    if outside_a != outside_b:
-        return False
-    return all(graph.adj[d].get(a) == graph.adj[d].get(b) for d in outside_a)
-
-
-def _rr_groups(graph: SessionGraph, *, merge: bool = True) -> list[list[int]]:
-    """RR nodes grouped so that any two in a group are exchanged by an automorphism.
-
-    Members of one class always are; with ``merge``, classes are merged when
-    :func:`_swappable`.  That is right for single failures only: swapping two
-    classes moves all their members together, so for k failures (one count per
-    group stands for every combination with those counts) the groups must be the
-    classes themselves, whose members any permutation exchanges.
-    Groups are sorted by their lowest node index, members ascending.
-    """
-    reps: list[int] = []  # one class per group
-    groups: list[list[int]] = []
-    for c, cls in enumerate(graph.classes):
-        if cls.cluster_id is None or not cls.members:
-            continue
-        for g, rep in enumerate(reps):
-            if merge and _swappable(graph, rep, c):
-                groups[g].extend(cls.members)
-                break
-        else:
-            reps.append(c)
-            groups.append(list(cls.members))
-    for grp in groups:
-        grp.sort()
-    return sorted(groups, key=lambda grp: grp[0])
+    groups = [list(cls.members) for cls in graph.classes if cls.cluster_id is not None]
+    return sorted((grp for grp in groups if grp), key=lambda grp: grp[0])
 
 
 # -- automorphisms of the class graph, for single-RR failures ---------------------------
@@ -492,7 +444,7 @@ def _k_rr_failure(
 ) -> KFailure:
     """Simulate ``fail_rrs`` RRs failing together, one combination per symmetry
     class (see :func:`_k_orbits`), up to the first that loses routes."""
-    groups = _rr_groups(graph, merge=False)
+    groups = _rr_groups(graph)
     n_rr = sum(len(grp) for grp in groups)
     k = min(fail_rrs, n_rr)
     vectors = _k_orbits(graph, groups, k)
@@ -560,7 +512,7 @@ def verify(
         loops=False,  # see VerifyReport.loops: asserted on every export
         max_cluster_list=result.max_cluster_list,
         updates_per_rr=Stats.of(result.rr_updates().values()),
-        updates_per_session=_weighted_stats(result.session_updates()),
+        updates_per_session=weighted(result.session_updates().items()),
         path_diversity=(
             result.diversity_min,
             round(result.diversity_sum / held, 2) if held else 0.0,
