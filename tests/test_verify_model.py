@@ -11,7 +11,6 @@ from calico_rr.core.bgp.verify.rules import (
     Arrival,
     accepts,
     class_graph,
-    cluster_names,
     encode,
     export_path,
     insert_minimal,
@@ -157,14 +156,6 @@ def test_encode_rejects_graphs_calico_node_cannot_build() -> None:
     enc = encode(graph(({1: SessionKind.IBGP}, {0: SessionKind.IBGP})))
     assert enc.adj == (((1, Arrival.IBGP),), ((0, Arrival.IBGP),))
     assert enc.cluster_bit == (0, 0)
-
-
-def test_cluster_names_decodes_bits() -> None:
-    enc = encode(class_graph([(["a"], "1.1.1.1", 1), (["b"], "2.2.2.2", 1)], [(0, 1)]))
-    assert cluster_names(enc.cluster_bit[0] | enc.cluster_bit[1], enc.cluster_ids) == {
-        "1.1.1.1",
-        "2.2.2.2",
-    }
 
 
 @given(

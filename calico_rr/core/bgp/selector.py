@@ -32,7 +32,7 @@ or built from an AST, at most MAX_SELECTOR_TREE_DEPTH levels deep.  Beyond them
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -284,11 +284,6 @@ class Selector:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return self._fn(labels)
-
-    def select(self, label_sets: Iterable[Mapping[str, str]]) -> list[int]:
-        """Indices of the label sets that match."""
-        fn = self._fn
-        return [i for i, labels in enumerate(label_sets) if fn(labels)]
 
     @property
     def is_all(self) -> bool:

@@ -239,11 +239,6 @@ def encode(graph: SessionGraph) -> Encoded:
     )
 
 
-def cluster_names(bits: int, cluster_ids: Sequence[str]) -> frozenset[str]:
-    """The cluster IDs encoded in ``bits``."""
-    return frozenset(cid for i, cid in enumerate(cluster_ids) if bits >> i & 1)
-
-
 # ---------------------------------------------------------------------------
 # What an engine answers
 # ---------------------------------------------------------------------------
