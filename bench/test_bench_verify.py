@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from calico_rr.core.bgp.verify import verify
+from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster

@@ -75,7 +75,7 @@ def test_duplicate_ipv6_address_names_the_family() -> None:
 
 
 def test_ipv4_only_report_is_unchanged() -> None:
-    from calico_rr.core.bgp.verify import verify
+    from calico_rr.core.bgp.verify.report import verify
 
     state = State(tuple(dataclasses.replace(n, ip6=None) for n in dual(8)))
     by_family = verify_families(state).to_dict()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from calico_rr.adapters.plots import comparison_figure, diagram_figure
 from calico_rr.adapters.report_html import ReportPage, render_html
 from calico_rr.cli import app, summary_rows
-from calico_rr.core.bgp.verify import verify
+from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster

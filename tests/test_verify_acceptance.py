@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from calico_rr.cli import app
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import build_session_graph
-from calico_rr.core.bgp.verify import verify
+from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster

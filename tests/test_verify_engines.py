@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calico_rr.core.bgp.sessions import SessionGraph
-from calico_rr.core.bgp.verify import exact, fast, verify
+from calico_rr.core.bgp.verify import exact, fast
+from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.bgp.verify.rules import (
     ARRIVAL_OF,
     Arrival,

@@ -13,7 +13,8 @@ import pytest
 
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
-from calico_rr.core.bgp.verify import exact, fast, verify
+from calico_rr.core.bgp.verify import exact, fast
+from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.bgp.verify.rules import Propagation, class_graph
 from calico_rr.model import ANN_CLUSTER_ID, ANN_IPV4
 

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from calico_rr.core.bgp.metrics import Stats
 from calico_rr.core.bgp.sessions import SessionGraph
-from calico_rr.core.bgp.verify import class_graph, exact, fast, report, verify
+from calico_rr.core.bgp.verify import exact, fast, report
+from calico_rr.core.bgp.verify.report import verify
+from calico_rr.core.bgp.verify.rules import class_graph
 
 AS = 64512
 

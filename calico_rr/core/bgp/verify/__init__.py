@@ -11,16 +11,3 @@ BIRD's route-reflection rules to it (domain.md sections 2-3):
 * :mod:`.report` - :func:`verify`, which runs an engine on the graph and on its
   failure scenarios and returns a :class:`VerifyReport`.
 """
-
-from calico_rr.core.bgp.verify.report import Engine, KFailure, VerifyReport, ZoneFailure, verify
-from calico_rr.core.bgp.verify.rules import Propagation, class_graph
-
-__all__ = [
-    "Engine",
-    "KFailure",
-    "Propagation",
-    "VerifyReport",
-    "ZoneFailure",
-    "class_graph",
-    "verify",
-]
