@@ -28,6 +28,7 @@ __all__ = [
     "address_annotations",
     "families_of_nodes",
     "families_present",
+    "family_label",
     "family_of_address",
     "missing_families",
     "project",
@@ -37,6 +38,13 @@ Family = Literal["ipv4", "ipv6"]
 
 #: Every family, in the order reports list them.
 FAMILIES: Final[tuple[Family, ...]] = ("ipv4", "ipv6")
+
+_LABELS: Mapping[str, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
+
+
+def family_label(family: str) -> str:
+    """``IPv4`` / ``IPv6``: how people write the families."""
+    return _LABELS.get(family, family)
 
 
 def family_of_address(address: str) -> Family:

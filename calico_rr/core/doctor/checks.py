@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from calico_rr.core.bgp.families import Family, families_present, project
+from calico_rr.core.bgp.families import Family, families_present, family_label, project
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.doctor.families import FAMILY_CHECKS
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity
@@ -111,7 +111,7 @@ def _merge_families(families: Sequence[Family], found: Sequence[list[Finding]]) 
     common = set(found[0]).intersection(*found[1:])
     out = sorted(common, key=Finding.sort_key)
     for family, items in zip(families, found, strict=True):
-        name = "IPv4" if family == "ipv4" else "IPv6"
+        name = family_label(family)
         out.extend(
             replace(f, message=f"{name} sessions: {f.message}") for f in items if f not in common
         )

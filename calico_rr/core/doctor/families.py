@@ -12,31 +12,22 @@ from calico_rr.core.bgp.families import (
     Family,
     families_of_nodes,
     families_present,
+    family_label,
+    family_of_address,
+    missing_families,
     project,
 )
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity, examples, group_object
-from calico_rr.core.doctor.inventory import IPPool
 
-__all__ = ["FAMILY_CHECKS", "pool_family"]
-
-_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
-
-
-def pool_family(pool: IPPool) -> Family:
-    """An IPPool's family, from its CIDR (an IPv6 one always holds a colon)."""
-    return "ipv6" if ":" in pool.cidr else "ipv4"
+__all__ = ["FAMILY_CHECKS"]
 
 
 def _families_used(view: CheckView) -> tuple[Family, ...]:
     """Families some node has an address of, or some enabled IPPool hands out."""
     nodes = families_of_nodes(view.inv.state.nodes)
-    pools = {pool_family(p) for p in view.inv.pools if not p.disabled}
+    pools = {family_of_address(p.cidr) for p in view.inv.pools if not p.disabled}
     return tuple(f for f in FAMILIES if f in pools or f in nodes)
-
-
-def _has(node: object, family: Family) -> bool:
-    return getattr(node, "ip" if family == "ipv4" else "ip6", None) is not None
 
 
 def check_family_gaps(view: CheckView) -> list[Finding]:
@@ -46,12 +37,12 @@ def check_family_gaps(view: CheckView) -> list[Finding]:
     bgp = [n for n in nodes if n.ip is not None or n.ip6 is not None]
     out: list[Finding] = []
     for family in used:
-        name = _NAMES[family]
-        lacking = sorted(n.name for n in bgp if not _has(n, family))
+        name = family_label(family)
+        lacking = sorted(n.name for n in bgp if missing_families(n, (family,)))
         if not lacking or (len(used) == 1 and len(lacking) == len(bgp)):
             continue
         if len(lacking) == len(bgp):
-            pools = sorted(p.name for p in view.inv.pools if pool_family(p) == family)
+            pools = sorted(p.name for p in view.inv.pools if family_of_address(p.cidr) == family)
             out.append(
                 Finding(
                     "family-unrouted",
@@ -70,7 +61,7 @@ def check_family_gaps(view: CheckView) -> list[Finding]:
                 "dual-stack-gap",
                 Severity.WARNING,
                 group_object("Node", lacking),
-                f"the cluster uses {' and '.join(_NAMES[f] for f in used)} but "
+                f"the cluster uses {' and '.join(family_label(f) for f in used)} but "
                 f"{len(lacking)} of {len(bgp)} BGP nodes have no {name} address "
                 f"({examples(lacking)}): they hold no {name} route and no node holds "
                 f"an {name} route to them.",
@@ -91,7 +82,8 @@ def check_mesh_per_family(view: CheckView) -> list[Finding]:
     for family in present:
         graph = build_session_graph(project(state, family))
         members = sum(1 for n in graph.nodes if n.cluster_id is None)
-        parts.append(f"{_NAMES[family]}: {members} nodes, {members * (members - 1) // 2} sessions")
+        name = family_label(family)
+        parts.append(f"{name}: {members} nodes, {members * (members - 1) // 2} sessions")
     return [
         Finding(
             "mesh-per-family",

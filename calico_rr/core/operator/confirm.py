@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from calico_rr.core.bgp.families import Family
-from calico_rr.core.bgp.verify.families import family_graphs, family_label
+from calico_rr.core.bgp.families import Family, family_label
+from calico_rr.core.bgp.verify.families import family_graphs
 from calico_rr.core.operator.peerings import cns_name, cns_object
 from calico_rr.core.operator.settings import OperatorSettings
 from calico_rr.core.operator.state import Decision, Observed, Phase, requeue_delay

@@ -25,11 +25,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from calico_rr.core.bgp.families import Family, families_of_nodes
+from calico_rr.core.bgp.families import Family, families_of_nodes, family_label
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify import fast
-from calico_rr.core.bgp.verify.families import family_graphs, family_label
+from calico_rr.core.bgp.verify.families import family_graphs
 from calico_rr.model import CalicoState
 
 if TYPE_CHECKING:

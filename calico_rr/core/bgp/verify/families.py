@@ -22,7 +22,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from calico_rr.core.bgp.families import FAMILIES, Family, families_present, project
+from calico_rr.core.bgp.families import (
+    FAMILIES,
+    Family,
+    families_present,
+    family_label,
+    project,
+)
 from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.bgp.verify.report import Engine, KFailure, VerifyReport, ZoneFailure, verify
 from calico_rr.model import CalicoState
@@ -31,17 +37,9 @@ __all__ = [
     "FamiliesReport",
     "FamilyReport",
     "family_graphs",
-    "family_label",
     "verify_families",
     "verify_graphs",
 ]
-
-_LABELS: Mapping[str, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
-
-
-def family_label(family: str) -> str:
-    """``IPv4`` / ``IPv6``: how people write the families."""
-    return _LABELS.get(family, family)
 
 
 @dataclass(frozen=True, slots=True)
