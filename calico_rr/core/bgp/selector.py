@@ -367,10 +367,16 @@ class _Parser:
         self._skip_ws()
         return self.text.startswith(literal, self.pos)
 
-    def _expect(self, literal: str) -> None:
+    def _accept(self, literal: str) -> bool:
+        """Consume ``literal`` if it comes next (after whitespace)."""
         if not self._peek(literal):
-            raise self._fail(repr(literal))
+            return False
         self.pos += len(literal)
+        return True
+
+    def _expect(self, literal: str) -> None:
+        if not self._accept(literal):
+            raise self._fail(repr(literal))
 
     def _run(self, chars: frozenset[str]) -> str:
         self._skip_ws()
@@ -413,22 +419,19 @@ class _Parser:
 
     def _or(self) -> Expr:
         parts = [self._and()]
-        while self._peek("||"):
-            self.pos += 2
+        while self._accept("||"):
             parts.append(self._and())
         return parts[0] if len(parts) == 1 else Or(tuple(parts))
 
     def _and(self) -> Expr:
         parts = [self._unary()]
-        while self._peek("&&"):
-            self.pos += 2
+        while self._accept("&&"):
             parts.append(self._unary())
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def _unary(self) -> Expr:
         # "!=" never starts a term, so a '!' here is always negation.
-        if self._peek("!"):
-            self.pos += 1
+        if self._accept("!"):
             self._enter()
             expr = Not(self._unary())
             self.depth -= 1
@@ -436,8 +439,7 @@ class _Parser:
         return self._primary()
 
     def _primary(self) -> Expr:
-        if self._peek("("):
-            self.pos += 1
+        if self._accept("("):
             self._enter()
             expr = self._or()
             self._expect(")")
@@ -449,8 +451,7 @@ class _Parser:
         key = self._run(_KEY_CHARS)
         if not key:
             raise self._fail("'(', '!', 'all()', 'has(' or a label key", start)
-        if key in ("all", "has") and self._peek("("):
-            self.pos += 1
+        if key in ("all", "has") and self._accept("("):
             if key == "all":
                 self._expect(")")
                 return All()
@@ -460,11 +461,9 @@ class _Parser:
         return self._comparison(key)
 
     def _comparison(self, key: str) -> Expr:
-        if self._peek("=="):
-            self.pos += 2
+        if self._accept("=="):
             return Compare(key, "==", self._string())
-        if self._peek("!="):
-            self.pos += 2
+        if self._accept("!="):
             return Compare(key, "!=", self._string())
         op_pos = self.pos
         word = self._run(_WORD_CHARS)
@@ -492,12 +491,10 @@ class _Parser:
     def _set(self) -> frozenset[str]:
         self._expect("{")
         values: list[str] = []
-        if self._peek("}"):
-            self.pos += 1
+        if self._accept("}"):
             return frozenset()
         values.append(self._string())
-        while self._peek(","):
-            self.pos += 1
+        while self._accept(","):
             values.append(self._string())
         self._expect("}")
         return frozenset(values)
