@@ -129,21 +129,15 @@ class SessionGraph:
     def degree(self, node: int) -> int:
         """Number of sessions of ``node``."""
         c = self.node_class[node]
-        total = 0
-        for d in self.adj[c]:
-            total += len(self.classes[d].members) - (1 if d == c else 0)
-        return total
+        return sum(len(self.classes[d].members) - (d == c) for d in self.adj[c])
 
     def total_sessions(self) -> int:
         """Number of distinct sessions (each counted once)."""
-        twice = 0
-        for c, cls in enumerate(self.classes):
-            for d in self.adj[c]:
-                n_c = len(cls.members)
-                if d == c:
-                    twice += n_c * (n_c - 1)
-                else:
-                    twice += n_c * len(self.classes[d].members)
+        twice = sum(
+            len(cls.members) * (len(self.classes[d].members) - (d == c))
+            for c, cls in enumerate(self.classes)
+            for d in self.adj[c]
+        )
         return twice // 2
 
     def is_rr(self, node: int) -> bool:

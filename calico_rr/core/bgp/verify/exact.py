@@ -10,6 +10,7 @@ Cost grows with nodes x sessions: about half a minute for 1000 nodes (docs/PERFO
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -181,10 +182,7 @@ class ExactPropagation:
         return None if self.upd is None else self.upd.get((u, v))
 
     def session_updates(self) -> dict[int, int]:
-        hist: dict[int, int] = {}
-        for count in (self.upd or {}).values():
-            hist[count] = hist.get(count, 0) + 1
-        return hist
+        return dict(Counter((self.upd or {}).values()))
 
     def rr_updates(self) -> dict[int, int]:
         if self.upd is None:
