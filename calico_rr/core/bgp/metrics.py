@@ -77,7 +77,7 @@ class SessionMetrics:
         return dataclasses.asdict(self)
 
 
-def _class_counts(graph: SessionGraph) -> list[tuple[int, int]]:
+def class_counts(graph: SessionGraph) -> list[tuple[int, int]]:
     """Per class: (RR peers, non-RR peers) of one member."""
     out: list[tuple[int, int]] = []
     for c, row in enumerate(graph.adj):
@@ -95,7 +95,7 @@ def _class_counts(graph: SessionGraph) -> list[tuple[int, int]]:
 
 def session_metrics(graph: SessionGraph, *, bgppeer_objects: int) -> SessionMetrics:
     """Figures for a plan summary; ``bgppeer_objects`` is the number of BGPPeers rendered."""
-    counts = _class_counts(graph)
+    counts = class_counts(graph)
     rr_classes = [c for c, cls in enumerate(graph.classes) if cls.cluster_id is not None]
     plain_classes = [c for c, cls in enumerate(graph.classes) if cls.cluster_id is None]
     sizes = [len(cls.members) for cls in graph.classes]
@@ -139,7 +139,7 @@ def sessions_by_label(graph: SessionGraph, key: str) -> dict[str, Stats]:
     Members of one class may carry different values (the label need not appear in
     any selector), so this walks the RR nodes, but never their peers.
     """
-    degree_of_class = [sum(c) for c in _class_counts(graph)]
+    degree_of_class = [sum(c) for c in class_counts(graph)]
     groups: dict[str, dict[int, int]] = {}
     for cls, degree in zip(graph.classes, degree_of_class, strict=True):
         if cls.cluster_id is None:

@@ -134,10 +134,7 @@ def expr_keys(expr: Expr) -> frozenset[str]:
     if isinstance(expr, Not):
         return expr_keys(expr.expr)
     if isinstance(expr, And | Or):
-        out: frozenset[str] = frozenset()
-        for part in expr.parts:
-            out |= expr_keys(part)
-        return out
+        return frozenset().union(*(expr_keys(part) for part in expr.parts))
     return frozenset()
 
 

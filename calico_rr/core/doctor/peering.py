@@ -8,6 +8,7 @@ evaluated on the BGP nodes' labels, not read off their text.
 
 from __future__ import annotations
 
+from calico_rr.core.bgp.metrics import class_counts
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.bgp.twins import twin_pairs
 from calico_rr.core.bgp.verify.fanout import MAX_STATES, ROUTES_PER_NODE_BUDGET, reflected_fanout
@@ -196,18 +197,12 @@ def check_client_without_rr(view: CheckView) -> list[Finding]:
 
 def check_rr_overloaded(view: CheckView) -> list[Finding]:
     graph = view.graph
+    counts = class_counts(graph)
     over: list[tuple[str, int, int]] = []  # (name, sessions, sessions to RRs)
     for i in view.rrs():
-        total = graph.degree(i)
-        if total <= view.budget:
-            continue
-        c = graph.node_class[i]
-        to_rrs = 0
-        for d in graph.adj[c]:
-            cls = graph.classes[d]
-            if cls.cluster_id is not None:
-                to_rrs += len(cls.members) - (1 if d == c else 0)
-        over.append((graph.nodes[i].name, total, to_rrs))
+        to_rrs, to_others = counts[graph.node_class[i]]
+        if to_rrs + to_others > view.budget:
+            over.append((graph.nodes[i].name, to_rrs + to_others, to_rrs))
     if not over:
         return []
     over.sort(key=lambda t: (-t[1], t[0]))

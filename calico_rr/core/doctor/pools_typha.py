@@ -4,6 +4,8 @@ Kubernetes datastore; how many replicas is ``core.operator.typha``'s rule)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity, plural
 from calico_rr.core.doctor.inventory import TYPHA_NAME, Deployment, Inventory
 from calico_rr.core.operator.typha import (
@@ -31,9 +33,7 @@ def _subnet_evidence(view: CheckView) -> tuple[bool | None, str]:
     known = [view.inv.subnets[n] for n in nodes if n in view.inv.subnets]
     if not known:
         return None, "the nodes' subnets are unknown (their addresses carry no prefix length)"
-    sizes: dict[str, int] = {}
-    for net in known:
-        sizes[net] = sizes.get(net, 0) + 1
+    sizes = Counter(known)
     shared = sum(k for k in sizes.values() if k > 1)
     biggest = max(sizes, key=lambda s: (sizes[s], s))
     text = f"{len(known)} nodes sit in {plural(len(sizes), 'subnet')}"
