@@ -19,18 +19,6 @@ from calico_rr.core.formats.scalars import parse_ipv6
 from calico_rr.core.values import is_dotted_quad
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = [
-    "MAX_ASN",
-    "asn",
-    "cidr_address",
-    "cidr_address6",
-    "decimal",
-    "node_to_node_mesh",
-    "opt_str",
-    "peer_address",
-    "selector",
-]
-
 MAX_ASN = 4294967295  # AS numbers are 32-bit (RFC 6793)
 
 

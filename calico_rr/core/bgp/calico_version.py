@@ -28,8 +28,6 @@ from typing import Any
 
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = ["REVERSE_PEERING_SINCE", "CalicoVersion", "parse_calico_version", "reading_release"]
-
 _VERSION = re.compile(r"^v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[-+].*)?$")
 
 

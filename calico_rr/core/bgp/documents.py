@@ -17,15 +17,6 @@ from typing import Any, NamedTuple
 from calico_rr.core.formats.fields import duplicate, position, type_name
 from calico_rr.errors import InputError, safe_repr
 
-__all__ = [
-    "CALICO_GROUPS",
-    "V1_GROUP",
-    "V3_GROUP",
-    "Located",
-    "iter_objects",
-    "resolve_api_groups",
-]
-
 V1_GROUP = "crd.projectcalico.org/v1"
 V3_GROUP = "projectcalico.org/v3"
 CALICO_GROUPS = frozenset({V3_GROUP, V1_GROUP})

@@ -22,18 +22,6 @@ from typing import Final, Literal
 
 from calico_rr.model import ANN_IPV4, ANN_IPV6, BGPPeer, CalicoNode, CalicoState, Node
 
-__all__ = [
-    "FAMILIES",
-    "Family",
-    "address_annotations",
-    "families_of_nodes",
-    "families_present",
-    "family_label",
-    "family_of_address",
-    "missing_families",
-    "project",
-]
-
 Family = Literal["ipv4", "ipv6"]
 
 #: Every family, in the order reports list them.

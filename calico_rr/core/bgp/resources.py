@@ -51,14 +51,6 @@ from calico_rr.model import (
     ReversePeering,
 )
 
-__all__ = [
-    "ParsedResources",
-    "bgppeer_from_dict",
-    "calico_node_from_k8s_dict",
-    "parse_objects",
-    "parse_resources",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class ParsedResources:

@@ -33,8 +33,6 @@ from calico_rr.core.bgp.families import families_present, project
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.model import CalicoState
 
-__all__ = ["TwinPairs", "twin_pairs"]
-
 
 @dataclass(frozen=True, slots=True)
 class TwinPairs:

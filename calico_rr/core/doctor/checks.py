@@ -72,8 +72,6 @@ from calico_rr.core.doctor.peering import (
 from calico_rr.core.doctor.pools_typha import POOL_TYPHA_CHECKS
 from calico_rr.errors import InputError
 
-__all__ = ["CHECKS", "DEFAULT_SESSION_BUDGET", "diagnose", "summary_counts"]
-
 #: Sessions one route reflector handles comfortably (domain.md 4; PlanConfig's default).
 DEFAULT_SESSION_BUDGET = 500
 

@@ -20,8 +20,6 @@ from calico_rr.core.bgp.families import (
 from calico_rr.core.bgp.sessions import build_session_graph
 from calico_rr.core.doctor.findings import CheckView, Finding, Severity, examples, group_object
 
-__all__ = ["FAMILY_CHECKS"]
-
 
 def _families_used(view: CheckView) -> tuple[Family, ...]:
     """Families some node has an address of, or some enabled IPPool hands out."""

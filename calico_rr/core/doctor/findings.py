@@ -10,16 +10,6 @@ from enum import StrEnum
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.doctor.inventory import Inventory
 
-__all__ = [
-    "EXAMPLES",
-    "CheckView",
-    "Finding",
-    "Severity",
-    "examples",
-    "group_object",
-    "plural",
-]
-
 #: How many names a message lists before "and N more".
 EXAMPLES = 5
 

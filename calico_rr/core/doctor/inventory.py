@@ -28,15 +28,6 @@ from calico_rr.core.formats.fields import type_name
 from calico_rr.errors import InputError, one_line, safe_repr
 from calico_rr.model import ANN_IPV4, CalicoState
 
-__all__ = [
-    "DUMP_COMMAND",
-    "TYPHA_NAME",
-    "Deployment",
-    "IPPool",
-    "Inventory",
-    "inventory_from_documents",
-]
-
 #: The Deployment the Typha checks look for.
 TYPHA_NAME = "calico-typha"
 

@@ -25,12 +25,6 @@ from calico_rr.core.doctor.inventory import Inventory
 from calico_rr.errors import safe_repr
 from calico_rr.model import ZONE_LABEL, BGPPeer
 
-__all__ = [
-    "MESH_LIMIT",
-    "PEERING_CHECKS",
-    "SELECTOR_LIMIT",
-]
-
 #: Above this many nodes in the node-to-node mesh, the mesh is the bottleneck.
 MESH_LIMIT = 100
 #: Above this many BGP nodes, ``all()`` selectors in BGPPeers are flagged.

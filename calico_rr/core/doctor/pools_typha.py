@@ -15,12 +15,6 @@ from calico_rr.core.operator.typha import (
     replicas_wanted,
 )
 
-__all__ = [
-    "POOL_TYPHA_CHECKS",
-    "TYPHA_ESSENTIAL",
-    "TYPHA_RECOMMENDED",
-]
-
 #: Typha (Kubernetes datastore only): recommended above 50 nodes, essential above 100;
 #: how many replicas is the Typha rule's (``core.operator.typha``).
 TYPHA_RECOMMENDED = 50

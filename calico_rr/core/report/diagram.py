@@ -45,8 +45,6 @@ from calico_rr.core.planning.config import (
 )
 from calico_rr.model import ZONE_LABEL
 
-__all__ = ["LINK_KINDS", "Box", "Diagram", "Link", "Mesh", "group_diagram"]
-
 #: Link kind -> how to read it (legend text).
 LINK_KINDS: dict[str, str] = {
     "client": "RR - client (rr client on the RR side)",

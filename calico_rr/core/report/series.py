@@ -32,20 +32,6 @@ from calico_rr.core.report.summary import plan_graph
 from calico_rr.errors import CalicoRRError, InputError
 from calico_rr.model import ZONE_LABEL, Node
 
-__all__ = [
-    "COMPARED",
-    "DEFAULT_SIZES",
-    "METRICS",
-    "ClusterShape",
-    "Comparison",
-    "Point",
-    "Series",
-    "compare",
-    "measure",
-    "parse_sizes",
-    "sizes_with",
-]
-
 #: Cluster sizes compared by default: the talk's range (50 to 5000) and one step beyond.
 #: All five series at all sizes take about 8 s on one core (measured, docs/REPORT.md).
 DEFAULT_SIZES: tuple[int, ...] = (50, 100, 200, 500, 1000, 2000, 5000, 10000)

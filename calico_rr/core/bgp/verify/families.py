@@ -33,14 +33,6 @@ from calico_rr.core.bgp.sessions import SessionGraph, build_session_graph
 from calico_rr.core.bgp.verify.report import Engine, KFailure, VerifyReport, ZoneFailure, verify
 from calico_rr.model import CalicoState
 
-__all__ = [
-    "FamiliesReport",
-    "FamilyReport",
-    "family_graphs",
-    "verify_families",
-    "verify_graphs",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class FamilyReport:
