@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from calico_rr.adapters.calico_bin import locate
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import (
@@ -27,9 +28,9 @@ from calico_rr.adapters.kube.demo import (
     create_nodes,
     ready_status,
 )
-from calico_rr.adapters.kube.operator import Operator
+from calico_rr.adapters.kube.operator import Operator, uninstall
 from calico_rr.adapters.lab.agent import LabAgent
-from calico_rr.adapters.lab.confd import ConfdAgent
+from calico_rr.adapters.lab.confd import ConfdAgent, ConfdFleet, create_ipam, kubernetes_datastore
 from calico_rr.adapters.lab.net import IP_FAMILIES, LabError, LabNetwork, neighbour_limits
 from calico_rr.adapters.lab.sampler import RouteSampler
 from calico_rr.adapters.lab.watcher import KubeWatcher
@@ -154,10 +155,7 @@ class ClusterLab:
         self._stack.append(self.cp.stop)
         self.lab.register_directory(self.cp.directory)  # its processes die with ours
         apply_crds(self.cp, calico_crds())
-        from pathlib import Path
-
-        apply_crds(self.cp, Path(__file__).resolve().parents[3] / "deploy" / "crds")
-        install_operator_rbac(self.cp)
+        install_operator_rbac(self.cp)  # our CRDs too
         self.admin = KubeClient.from_kubeconfig(self.cp.admin_kubeconfig)
         self.api_group = "crd.projectcalico.org/v1"
         synthetic = synthetic_cluster(total, zones=self.zones, racks=self.racks)
@@ -189,9 +187,6 @@ class ClusterLab:
         """The imitation agent, or Calico's confd per node (docs/LAB.md)."""
         if self.renderer == "imitation":
             return LabAgent(self.lab, workload_free=self.dedicated_nodes)
-        from calico_rr.adapters.calico_bin import locate
-        from calico_rr.adapters.lab.confd import ConfdFleet, create_ipam, kubernetes_datastore
-
         binaries = locate()
         self.calico = binaries.as_dict()
         self.release = binaries.release
@@ -420,8 +415,6 @@ class ClusterLab:
     def uninstall(self) -> None:
         """`calico-rr uninstall` with the operator still running: mesh on first,
         then every calico-rr peering, label and annotation goes."""
-        from calico_rr.adapters.kube.operator import uninstall
-
         uninstall(self.admin, timeout=self.timeout)
 
     def kill_bird(self, name: str) -> None:
