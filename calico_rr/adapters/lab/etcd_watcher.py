@@ -56,10 +56,6 @@ class EtcdWatcher(DatastoreWatcher):
         )
         self.synced = self.cache.synced
 
-    @property
-    def lists(self) -> int:
-        return self.cache.lists
-
     def _start_caches(self) -> None:
         self.cache.start()
 
