@@ -65,11 +65,9 @@ from calico_rr.core.report.summary import plan_state
 from calico_rr.model import CalicoState
 
 __all__ = [
-    "Bar",
     "MemoryGuard",
     "ScaleOptions",
     "available_mb",
-    "converge",
     "run_scale",
     "scale_cluster",
 ]
