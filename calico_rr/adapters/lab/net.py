@@ -23,6 +23,7 @@ with a parent-death signal so they die with the lab process even on SIGKILL, and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -404,17 +405,13 @@ class LabNetwork:
         for n in self.nodes:
             assert n.ip6 is not None and n.block6 is not None
             view.nodes.append(
-                LabNode(
-                    name=n.name,
-                    index=n.index,
-                    ns=n.ns,
+                dataclasses.replace(
+                    n,
                     ip=n.ip6,
                     block=n.block6,
                     conf=self.workdir / f"{n.name}.conf6",
                     sock=self.workdir / f"{n.name}.ctl6",
                     log=self.workdir / f"{n.name}.log6",
-                    ip6=n.ip6,
-                    block6=n.block6,
                 )
             )
         return view
