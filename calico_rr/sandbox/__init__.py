@@ -5,12 +5,5 @@ pki (certificates).  Product code: the package's own commands run them
 (docs/CONTROLPLANE.md)."""
 
 from calico_rr.sandbox.controlplane import ControlPlane, apply_crds, request
-from calico_rr.sandbox.process import ControlPlaneError, build_binaries
 
-__all__ = [
-    "ControlPlane",
-    "ControlPlaneError",
-    "apply_crds",
-    "build_binaries",
-    "request",
-]
+__all__ = ["ControlPlane", "apply_crds", "request"]

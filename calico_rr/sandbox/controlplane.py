@@ -2,9 +2,9 @@
 
 ``ControlPlane`` starts etcd and kube-apiserver on 127.0.0.1 with free ports and
 fresh certificates, waits until the API server is ready and stops everything on
-exit.  The binaries come from ``scripts/controlplane-build.sh`` (or a directory you
-pass in).  Only the standard library and PyYAML are used; certificates are made
-with the ``openssl`` command.  See docs/CONTROLPLANE.md.
+exit.  The binaries come from ``scripts/controlplane-build.sh``.  Only the
+standard library and PyYAML are used; certificates are made with the ``openssl``
+command.  See docs/CONTROLPLANE.md.
 """
 
 from __future__ import annotations
@@ -78,26 +78,17 @@ class Credentials:
 class ControlPlane(LocalService):
     """etcd + kube-apiserver on 127.0.0.1, for the duration of a ``with`` block.
 
-    ``binaries`` is a directory holding ``etcd`` and ``kube-apiserver``; when None,
-    ``scripts/controlplane-build.sh`` provides it (building on first use).
-    ``audit=True`` turns on the API server's audit log (Metadata level, every
-    request); read it with :meth:`audit_events`.
+    ``scripts/controlplane-build.sh`` provides ``etcd`` and ``kube-apiserver``
+    (building on first use).  ``audit=True`` turns on the API server's audit log
+    (Metadata level, every request); read it with :meth:`audit_events`.
     """
 
     label = "control plane"
+    startup_timeout = 120.0
+    stop_timeout = 15.0
 
-    def __init__(
-        self,
-        binaries: Path | None = None,
-        *,
-        startup_timeout: float = 120.0,
-        stop_timeout: float = 15.0,
-        service_cluster_ip_range: str = "10.0.0.0/24",
-        extra_apiserver_args: tuple[str, ...] = (),
-        audit: bool = False,
-    ) -> None:
-        super().__init__(binaries, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.service_cluster_ip_range = service_cluster_ip_range
+    def __init__(self, *, extra_apiserver_args: tuple[str, ...] = (), audit: bool = False) -> None:
+        super().__init__()
         self.extra_apiserver_args = extra_apiserver_args
         self.audit = audit
         self._processes: list[LocalProcess] = []
@@ -139,13 +130,9 @@ class ControlPlane(LocalService):
         return self.directory / "audit.log"
 
     def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
-        """The audit events so far, one per request, optionally only ``user``'s.
-
-        Each request is logged at several stages; this keeps ``ResponseComplete``
-        and, for watches (which complete only when they end), ``ResponseStarted``,
-        de-duplicated by ``auditID`` so that every request counts once.  The log is
-        written in blocking mode: a request's entry exists before its response.
-        """
+        """The audit events so far, one per request (:func:`audit_request`,
+        de-duplicated by ``auditID``), optionally only ``user``'s.  The log is
+        written in blocking mode: a request's entry exists before its response."""
         if not self.audit:
             raise ControlPlaneError("auditing is off: start ControlPlane(audit=True)")
         try:
@@ -169,7 +156,7 @@ class ControlPlane(LocalService):
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        self.binaries = self._prepare("calico-rr-cp-", ("etcd", "kube-apiserver"))
+        self.binaries = self._prepare("calico-rr-cp-")
         self._make_pki()
         self._start_etcd()
         self._start_apiserver()
@@ -277,7 +264,7 @@ class ControlPlane(LocalService):
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={self.service_cluster_ip_range}",
+                "--service-cluster-ip-range=10.0.0.0/24",
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",

@@ -50,7 +50,6 @@ authorityKeyIdentifier = keyid
 class EtcdServer(LocalService):
     """One etcd member on 127.0.0.1 for the duration of a ``with`` block.
 
-    ``binaries`` is a directory holding ``etcd`` (default: the build script's).
     ``progress_notify_interval`` (e.g. ``"1s"``) shortens etcd's watch progress
     notifications (default 10 minutes).
     """
@@ -58,15 +57,9 @@ class EtcdServer(LocalService):
     label = "etcd"
 
     def __init__(
-        self,
-        binaries: Path | None = None,
-        *,
-        startup_timeout: float = 60.0,
-        stop_timeout: float = 10.0,
-        progress_notify_interval: str | None = None,
-        extra_args: tuple[str, ...] = (),
+        self, *, progress_notify_interval: str | None = None, extra_args: tuple[str, ...] = ()
     ) -> None:
-        super().__init__(binaries, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        super().__init__()
         self.progress_notify_interval = progress_notify_interval
         self.extra_args = extra_args
         self._proc: LocalProcess | None = None
@@ -119,7 +112,7 @@ class EtcdServer(LocalService):
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._etcd = self._prepare("calico-rr-etcd-", ("etcd",)) / "etcd"
+        self._etcd = self._prepare("calico-rr-etcd-") / "etcd"
         make_ca(self.pki, _ETCD_SECTIONS)
         issue_cert(self.pki, "server", "/CN=etcd", "etcd_server_ext", 2)
         issue_cert(self.pki, "client", "/CN=calico-rr", "client_ext", 3)

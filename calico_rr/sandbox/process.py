@@ -20,7 +20,6 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,15 +43,11 @@ def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> P
         directory = run_build_script(script, timeout=timeout)
     except RuntimeError as exc:
         raise ControlPlaneError(str(exc)) from exc
-    check_binaries(directory)
-    return directory
-
-
-def check_binaries(directory: Path, names: Sequence[str] = ("etcd", "kube-apiserver")) -> None:
-    for name in names:
+    for name in ("etcd", "kube-apiserver"):
         path = directory / name
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise ControlPlaneError(f"missing executable {path}")
+    return directory
 
 
 def free_port() -> int:
@@ -195,21 +190,19 @@ def _kernel_state(pid: int) -> str:
 class LocalService(ABC):
     """A server made of local processes, for the duration of a ``with`` block.
 
-    ``binaries`` is a directory holding the executables (default: the build
-    script's, built on first use).  Its files live in a fresh temporary directory,
-    certificates under ``pki/``; :meth:`stop` removes it.  If :meth:`start` fails
-    half-way, entering the block stops what did start.
+    Its executables are the build script's (built on first use).  Its files live
+    in a fresh temporary directory, certificates under ``pki/``; :meth:`stop`
+    removes it.  If :meth:`start` fails half-way, entering the block stops what
+    did start.
     """
 
     #: what error messages call this server
     label = "server"
+    #: seconds a process may take to become ready, and to stop before SIGKILL
+    startup_timeout = 60.0
+    stop_timeout = 10.0
 
-    def __init__(
-        self, binaries: Path | None, *, startup_timeout: float, stop_timeout: float
-    ) -> None:
-        self._binaries_arg = binaries
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
+    def __init__(self) -> None:
         self._dir: Path | None = None
 
     @property
@@ -240,21 +233,15 @@ class LocalService(ABC):
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _prepare(self, prefix: str, executables: Sequence[str]) -> Path:
+    def _prepare(self, prefix: str) -> Path:
         """The checks before a start, then the temporary directory (named
         ``prefix...``, with an empty ``pki/``); returns the binaries' directory."""
         if self._dir is not None:
             raise ControlPlaneError(f"{self.label} already started")
-        binaries = self._binaries_arg if self._binaries_arg is not None else build_binaries()
-        check_binaries(binaries, executables)
+        binaries = build_binaries()
         if shutil.which("openssl") is None:
             raise ControlPlaneError("the openssl command is needed to make certificates")
         self._dir = Path(tempfile.mkdtemp(prefix=prefix))
