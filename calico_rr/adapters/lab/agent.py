@@ -71,8 +71,6 @@ class LabAgent:
         self,
         lab: LabNetwork,
         *,
-        timers: BgpTimers | None = None,
-        graceful_restart: int | None = 120,
         workload_free: Collection[str] = (),
         family: Family = "ipv4",
     ) -> None:
@@ -83,8 +81,6 @@ class LabAgent:
         self.v6: LabAgent | None = None
         #: nodes without workloads (dedicated route reflectors): no pod block
         self.workload_free = frozenset(workload_free)
-        self.timers = timers if timers is not None else BgpTimers()
-        self.graceful_restart = graceful_restart
         self.state: CalicoState | None = None
         self.graph: SessionGraph | None = None
         self.reloads = 0
@@ -120,12 +116,7 @@ class LabAgent:
                 bn = configs.get(lab_node.name) or BirdNode(
                     lab_node.name, lab_node.ip, state.default_asn(), None, blocks[lab_node.name], ()
                 )
-                text = render_bird_config(
-                    bn,
-                    graceful_restart=self.graceful_restart,
-                    socket_hint=str(lab_node.sock),
-                    timers=self.timers,
-                )
+                text = render_bird_config(bn, socket_hint=str(lab_node.sock), timers=BgpTimers())
                 protos = zip(protocol_names(bn), bn.peers, strict=True)
                 self._peer_of[lab_node.name] = {proto: peer.name for proto, peer in protos}
                 if lab_node.name in self.held_down:
