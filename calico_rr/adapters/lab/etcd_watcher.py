@@ -37,15 +37,9 @@ class EtcdWatcher(DatastoreWatcher):
     apply_first_sync = True
 
     def __init__(
-        self,
-        agent: LabAgent,
-        client: EtcdClient,
-        *,
-        coalesce: float = 0.05,
-        status_period: float = 1.0,
-        calico: CalicoVersion | None = None,
+        self, agent: LabAgent, client: EtcdClient, *, calico: CalicoVersion | None = None
     ) -> None:
-        super().__init__(agent, coalesce=coalesce, status_period=status_period, calico=calico)
+        super().__init__(agent, calico=calico)
         self.client = client
         self.cache = PrefixCache(
             client,

@@ -49,20 +49,15 @@ class DatastoreWatcher(ABC):
     #: sends none); False waits for the first object, as the Kubernetes lab
     #: creates its Nodes after the informers sync
     apply_first_sync = False
+    #: seconds the apply loop waits after an event for more to come
+    coalesce = 0.05
+    #: seconds between two status reports
+    status_period = 1.0
 
-    def __init__(
-        self,
-        agent: LabAgent,
-        *,
-        coalesce: float = 0.05,
-        status_period: float = 1.0,
-        calico: CalicoVersion | None = None,
-    ) -> None:
+    def __init__(self, agent: LabAgent, *, calico: CalicoVersion | None = None) -> None:
         self.agent = agent
         #: the Calico release whose reading the verifier's view follows (None: newest)
         self.calico = calico
-        self.coalesce = coalesce
-        self.status_period = status_period
         self.errors: list[str] = []
         self.applied = 0
         self.status_writes = 0
@@ -172,11 +167,9 @@ class KubeWatcher(DatastoreWatcher):
         client: KubeClient,
         api_group: str,
         *,
-        coalesce: float = 0.05,
-        status_period: float = 1.0,
         calico: CalicoVersion | None = None,
     ) -> None:
-        super().__init__(agent, coalesce=coalesce, status_period=status_period, calico=calico)
+        super().__init__(agent, calico=calico)
         self.client = client
         self.api_group = api_group
         kinds = {
