@@ -149,10 +149,6 @@ class ControlPlane(LocalService):
             events.setdefault(str(event.get("auditID")), event)
         return list(events.values())
 
-    def logs(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of each process's log, for error messages."""
-        return "\n".join(f"--- {p.name} ---\n{p.tail(lines)}" for p in self._processes)
-
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
