@@ -270,7 +270,7 @@ def test_a_clean_stop_that_needed_sigkill_is_recorded(
         assert proc.stdout is not None and proc.stdout.readline()  # ready
         proc.stdout.close()
         p = tmp_path / name
-        return net.LabNode(name, 0, "ns", "10.99.0.1", "10.0.0.0/26", p, p, p, proc=proc)
+        return net.LabNode(name, "ns", "10.99.0.1", "10.0.0.0/26", p, p, p, proc=proc)
 
     ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
     stubborn = node("n1", ignore + "; print(1, flush=True); time.sleep(30)")

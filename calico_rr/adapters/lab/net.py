@@ -248,7 +248,6 @@ def cleanup_stale(registry: Path = REGISTRY, sysctls: Path = NEIGH_SYSCTLS) -> l
 @dataclass
 class LabNode:
     name: str
-    index: int
     ns: str
     ip: str
     block: str
@@ -374,7 +373,6 @@ class LabNetwork:
             self.nodes.append(
                 LabNode(
                     name=name,
-                    index=i,
                     ns=ns,
                     ip=ip,
                     block=pod_block(i),
@@ -437,13 +435,11 @@ class LabNetwork:
                 return n
         raise KeyError(name)
 
-    def start_bird(self, node: LabNode, config: str, *, timeout: float = BIRD_SOCKET_WAIT) -> None:
+    def start_bird(self, node: LabNode, config: str) -> None:
         """Write ``config`` and start the node's BIRD; returns once its socket answers."""
-        self.start_birds([(node, config)], timeout=timeout)
+        self.start_birds([(node, config)])
 
-    def start_birds(
-        self, configs: list[tuple[LabNode, str]], *, timeout: float = BIRD_SOCKET_WAIT
-    ) -> None:
+    def start_birds(self, configs: list[tuple[LabNode, str]]) -> None:
         """Start several BIRDs at once, then wait for each socket.  Started one after
         the other, the first would connect to peers not listening yet and sit out
         BIRD's error wait (5-30 s with Calico's timers) before trying again."""
@@ -451,7 +447,7 @@ class LabNetwork:
             self._spawn_bird(node, config)
         # one deadline for the batch: a thousand daemons that start exchanging
         # a million routes at once answer their sockets late on two cores
-        deadline = time.monotonic() + timeout + 0.2 * len(configs)
+        deadline = time.monotonic() + BIRD_SOCKET_WAIT + 0.2 * len(configs)
         for node, _ in configs:
             self._await_bird(node, max(deadline - time.monotonic(), 1.0))
 
