@@ -522,16 +522,13 @@ class ConfdAgent(LabAgent):
         return parse_neighbors(path.read_text()) if path.is_file() else {}
 
 
-def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[str]) -> int:
+def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[str]) -> None:
     """The IPPool and one BlockAffinity per workload node (its lab /26), as
-    Calico's IPAM leaves them; without them confd exports no pod block.  The
-    number of objects created."""
+    Calico's IPAM leaves them; without them confd exports no pod block."""
     group = "crd.projectcalico.org/v1"
     client.create(api_path(group, "ippools"), ippool_document())
-    count = 1
     if lab.v6 is not None:  # an IPv6 pool and /122 blocks (every node has both)
         client.create(api_path(group, "ippools"), ippool_document(str(POD_SUPERNET6)))
-        count += 1
     for node in lab.nodes:
         if node.name in workload_free:
             continue
@@ -539,8 +536,6 @@ def create_ipam(client: KubeClient, lab: LabNetwork, workload_free: Collection[s
             if block is not None:
                 doc = block_affinity_document(node.name, block)
                 client.create(api_path(group, "blockaffinities"), doc)
-                count += 1
-    return count
 
 
 def etcd_ipam(lab: LabNetwork, workload_free: Collection[str]) -> list[tuple[str, bytes]]:

@@ -138,10 +138,9 @@ class DatastoreWatcher(ABC):
             except Exception as exc:  # keep reporting; say why once per kind
                 self._note(f"status report: {exc!r}")
 
-    def report_status(self) -> int:
+    def report_status(self) -> None:
         """Write session states into the CalicoNodeStatus objects naming lab nodes."""
         lab_nodes = {n.name: n for n in self.agent.lab.nodes}
-        writes = 0
         for key, doc in list(self._node_statuses()):
             node = lab_nodes.get(str((doc.get("spec") or {}).get("node") or ""))
             if node is None:
@@ -153,9 +152,7 @@ class DatastoreWatcher(ABC):
             if not self._write_status(key, doc, status):
                 continue
             self._status_sent[key] = bgp
-            writes += 1
-        self.status_writes += writes
-        return writes
+            self.status_writes += 1
 
 
 class KubeWatcher(DatastoreWatcher):
