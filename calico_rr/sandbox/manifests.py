@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from calico_rr.sandbox.controlplane import ControlPlane, request
+from calico_rr.sandbox.controlplane import ControlPlane, apply_crds, request
 from calico_rr.sandbox.process import REPO_ROOT, ControlPlaneError
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -29,8 +30,6 @@ _KINDS: dict[str, tuple[str, bool]] = {
 
 
 def calico_crds(group: str = "crd.projectcalico.org-v1") -> Path:
-    import os
-
     base = Path(os.environ.get("CALICO_RR_CALICO_CRDS", str(CALICO_CRDS)))
     path = base / group
     if not path.is_dir():
@@ -60,9 +59,8 @@ def object_path(doc: dict[str, Any]) -> str:
     return f"{base}/{meta['name']}"
 
 
-def apply_documents(cp: ControlPlane, docs: Iterable[dict[str, Any]]) -> int:
-    """Server-side apply each document as the admin user; returns how many."""
-    count = 0
+def apply_documents(cp: ControlPlane, docs: Iterable[dict[str, Any]]) -> None:
+    """Server-side apply each document as the admin user."""
     for doc in docs:
         status, body = request(
             cp,
@@ -76,15 +74,11 @@ def apply_documents(cp: ControlPlane, docs: Iterable[dict[str, Any]]) -> int:
             raise ControlPlaneError(
                 f"applying {doc['kind']} {doc['metadata']['name']}: {status} {body}"
             )
-        count += 1
-    return count
 
 
 def install_operator_rbac(cp: ControlPlane) -> None:
     """Our CRD and RBAC (deploy/), so the ``calico-rr`` user can run the operator."""
-    from calico_rr.sandbox.controlplane import apply_crds
-
     apply_crds(cp, DEPLOY / "crds")
-    docs = [d for d in documents(DEPLOY / "rbac.yaml")]
+    docs = list(documents(DEPLOY / "rbac.yaml"))
     apply_documents(cp, [d for d in docs if d["kind"] == "Namespace"])
     apply_documents(cp, [d for d in docs if d["kind"] != "Namespace"])
