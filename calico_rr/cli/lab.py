@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from calico_rr.cli.base import (
     print_result,
     progress_printer,
 )
+from calico_rr.errors import InputError
 
 ScenariosOpt = Annotated[
     bool,
@@ -164,7 +166,6 @@ def _print_steps(result: dict[str, Any]) -> None:
 def _check_scale(nodes: int, ip_family: str, scenarios: bool, dedicated: int) -> None:
     """What the scale mode does not do: a one-line error before any lab."""
     from calico_rr.adapters.lab.net import MAX_NODES
-    from calico_rr.errors import InputError
 
     if not 2 <= nodes <= MAX_NODES:
         raise InputError(f"the scale lab takes 2..{MAX_NODES} nodes, got {nodes}")
@@ -254,8 +255,6 @@ def _cleanup(fmt: OutputFormat) -> None:
 
 def _check_family(ip_family: str, renderer: str) -> None:
     """Bad --ip-family (or IPv6 on the imitation): a one-line error before any lab."""
-    from calico_rr.errors import InputError
-
     if ip_family not in ("ipv4", "ipv6", "dual"):
         raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}")
     if ip_family != "ipv4" and renderer != "confd":
@@ -268,7 +267,6 @@ def _check_family(ip_family: str, renderer: str) -> None:
 def _unwinding_on_sigterm(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``run`` (errors as _guard reports them) with SIGTERM raising KeyboardInterrupt,
     as Ctrl-C does: the lab unwinds, removing every namespace and daemon; exit 130."""
-    import signal
 
     def on_term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
