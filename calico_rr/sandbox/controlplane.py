@@ -94,7 +94,6 @@ class ControlPlane(LocalService):
         self._processes: list[LocalProcess] = []
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._users: dict[str, Credentials] = {}
-        self.binaries: Path | None = None
         self.etcd_url = ""
         self.url = ""
 
@@ -152,10 +151,10 @@ class ControlPlane(LocalService):
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        self.binaries = self._prepare("calico-rr-cp-")
+        binaries = self._prepare("calico-rr-cp-")
         self._make_pki()
-        self._start_etcd()
-        self._start_apiserver()
+        self._start_etcd(binaries / "etcd")
+        self._start_apiserver(binaries / "kube-apiserver")
         for user in (ADMIN_USER, OPERATOR_USER):
             self._write_kubeconfig(self._users[user])
 
@@ -196,8 +195,7 @@ class ControlPlane(LocalService):
         self._processes.append(proc)
         proc.wait_ready(what, ready, self.startup_timeout)
 
-    def _start_etcd(self) -> None:
-        assert self.binaries is not None
+    def _start_etcd(self, etcd: Path) -> None:
         client, peer = free_port(), free_port()
         while peer == client:
             peer = free_port()
@@ -206,7 +204,7 @@ class ControlPlane(LocalService):
         self._run(
             "etcd",
             [
-                str(self.binaries / "etcd"),
+                str(etcd),
                 "--name=default",
                 f"--data-dir={self.directory / 'etcd-data'}",
                 f"--listen-client-urls={self.etcd_url}",
@@ -226,8 +224,7 @@ class ControlPlane(LocalService):
             lambda: etcd_healthy(self.etcd_url),
         )
 
-    def _start_apiserver(self) -> None:
-        assert self.binaries is not None
+    def _start_apiserver(self, apiserver: Path) -> None:
         pki = self.pki
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
@@ -247,7 +244,7 @@ class ControlPlane(LocalService):
         self._run(
             "kube-apiserver",
             [
-                str(self.binaries / "kube-apiserver"),
+                str(apiserver),
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={port}",
