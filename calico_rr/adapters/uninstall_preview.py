@@ -10,7 +10,6 @@ called, so a dry run changes nothing, whatever it finds.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from calico_rr.core import operator as core
@@ -27,44 +26,30 @@ if TYPE_CHECKING:
     from calico_rr.adapters.kube.client import KubeClient
     from calico_rr.adapters.wiring import DatastoreOperator
 
-__all__ = ["preview_etcd", "preview_kube"]
 
-
-def preview_kube(
-    client: KubeClient,
-    *,
-    config_name: str = CONFIG_NAME,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-) -> dict[str, Any]:
+def preview_kube(client: KubeClient, *, timeout: float = 60.0) -> dict[str, Any]:
     """The dry run on the Kubernetes API (what ``kube.operator.uninstall`` would do)."""
     from calico_rr.adapters.kube.api import api_path
     from calico_rr.adapters.kube.operator import Operator
     from calico_rr.adapters.kube.ports import CONFIG_API
 
-    op = Operator(client, env=env, config_name=config_name, leader_election=False)
-    if client.get(api_path(CONFIG_API, CRD_PLURAL, config_name)) is None:
-        raise ConfigError(f"no {CRD_KIND} named {config_name!r}: nothing to uninstall")
+    op = Operator(client, leader_election=False)
+    if client.get(api_path(CONFIG_API, CRD_PLURAL, CONFIG_NAME)) is None:
+        raise ConfigError(f"no {CRD_KIND} named {CONFIG_NAME!r}: nothing to uninstall")
     op.start_caches()
     try:
         result = _preview(op, timeout)
     finally:
         op.stop_caches()
-    result.update(datastore="kubernetes", delete=f"{CRD_KIND} {config_name}")
+    result.update(datastore="kubernetes", delete=f"{CRD_KIND} {CONFIG_NAME}")
     return result
 
 
-def preview_etcd(
-    client: EtcdClient,
-    *,
-    config_name: str = CONFIG_NAME,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-) -> dict[str, Any]:
+def preview_etcd(client: EtcdClient, *, timeout: float = 60.0) -> dict[str, Any]:
     """The dry run on Calico's etcd (what ``etcd.operator.uninstall`` would do)."""
     from calico_rr.adapters.etcd.operator import EtcdOperator
 
-    op = EtcdOperator(client, env=env or {}, config_name=config_name, leader_election=False)
+    op = EtcdOperator(client, env={}, leader_election=False)
     op.start_caches()
     try:
         if not _synced(op, timeout) or op.caches["own"].get(op.config_key) is None:
