@@ -16,8 +16,6 @@ import tempfile
 
 from calico_rr.errors import InputError
 
-__all__ = ["write_atomic"]
-
 
 def write_atomic(path: str, data: bytes, *, field: str) -> None:
     """Replace ``path`` with ``data`` atomically; raise InputError on any OS error."""

@@ -31,8 +31,6 @@ from calico_rr.core.formats.kube import nodes_from_documents
 from calico_rr.errors import InputError
 from calico_rr.model import Node
 
-__all__ = ["load_nodes", "parse_text", "read_documents"]
-
 # libyaml's C parser is an order of magnitude faster than the pure-Python one: a
 # 5000-node `kubectl get nodes -o yaml` is tens of megabytes.  Fall back when PyYAML
 # was built without libyaml.

@@ -19,8 +19,6 @@ from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS
 from calico_rr.core import operator as core
 
-__all__ = ["Cache", "DatastoreOperator"]
-
 
 class Cache(Protocol):
     """One watched collection the pass reads (an Informer, a PrefixCache)."""

@@ -21,7 +21,7 @@ import typer
 from calico_rr.cli import planning, diff, operating, doctor, lab
 
 # isort: on
-from calico_rr.cli.base import EXIT_BAD_INPUT, app, load_inputs
+from calico_rr.cli.base import EXIT_BAD_INPUT, app
 from calico_rr.cli.planning import summary_rows
 
 #: The console script kubectl finds for ``kubectl calico-rr`` (a dash in a plugin's
@@ -33,7 +33,6 @@ __all__ = [
     "diff",
     "doctor",
     "lab",
-    "load_inputs",
     "main",
     "operating",
     "planning",

@@ -12,8 +12,6 @@ from typing import Any
 from calico_rr.cli.base import Inputs, load_inputs
 from calico_rr.errors import InputError
 
-__all__ = ["flags_config", "is_live", "live_resources", "plan_inputs"]
-
 
 def is_live(kubeconfig: str | None, context: str | None) -> bool:
     """A live cluster is asked for: either flag names one."""

@@ -29,8 +29,6 @@ from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import InputError
 from calico_rr.model import Node
 
-__all__ = ["LiveCluster", "dry_run", "live_nodes", "observed", "read_cluster", "verify_documents"]
-
 #: The operator's field manager: a dry run must meet the same ownership rules.
 FIELD_MANAGER = "calico-rr"
 
