@@ -15,6 +15,7 @@ from calico_rr.cli.base import (
     KubeconfigOpt,
     OutputFormat,
     OutputOpt,
+    TopologyOpt,
     _guard,
     app,
     echo_data,
@@ -298,9 +299,7 @@ def _print_preview(preview: dict[str, Any], *, wide: bool) -> None:
 def demo(
     nodes: Annotated[int, typer.Option(help="Synthetic nodes to create.")] = 1000,
     zones: Annotated[int, typer.Option(help="Zones to spread them over.")] = 3,
-    topology: Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")] = (
-        "auto"
-    ),
+    topology: TopologyOpt = "auto",
     datastore: Annotated[
         str,
         typer.Option(

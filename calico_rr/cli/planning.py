@@ -73,13 +73,14 @@ def plan(
 
     Exit code 0: the plan is safe to apply; 1: the safety gate refuses it (which
     nodes would be cut off, and why, on stderr); 2: bad input."""
+    from calico_rr.adapters.plots import comparison_figure, plot_format
     from calico_rr.core.bgp.verify.families import verify_graphs
     from calico_rr.core.operator.safety import gate_plan
     from calico_rr.core.planning.planner import plan as make_plan
     from calico_rr.core.report.summary import plan_graphs, summarize
 
     # A bad --plot path fails before anything is computed or written.
-    plot_fmt = _guard(lambda: _plot_format(plot)) if plot is not None else None
+    plot_fmt = _guard(lambda: plot_format(plot)) if plot is not None else None
     gaps: list[str] = []
     verdicts: list[Verdict] = []
 
@@ -97,7 +98,6 @@ def plan(
         summary["safety"] = verdicts[0].to_dict()
         if plot is not None and plot_fmt is not None:
             from calico_rr.adapters.files import write_atomic
-            from calico_rr.adapters.plots import comparison_figure
 
             comparison = _comparison(inputs, summary["nodes"], plot_sizes)
             write_atomic(plot, comparison_figure(comparison, plot_fmt), field="--plot")
@@ -276,7 +276,8 @@ def render(
         # a List, as `kubectl get -o json` prints several objects: kubectl applies it
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}, indent=2) + "\n"
     else:
-        text = yaml.dump_all(docs, Dumper=_dumper(), sort_keys=False, default_flow_style=False)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        text = yaml.dump_all(docs, Dumper=dumper, sort_keys=False, default_flow_style=False)
     if output_file is None:
         sys.stdout.write(text)
     else:
@@ -309,10 +310,6 @@ def _pass_gate(verdict: Verdict, *, force: bool, what: str) -> None:
         err=True,
     )
     raise typer.Exit(1)
-
-
-def _dumper() -> type[yaml.SafeDumper]:
-    return getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 # -- verify ---------------------------------------------------------------------
@@ -476,12 +473,6 @@ def _verified(data: dict[str, Any]) -> bool:
 
 
 # -- plots and the HTML report (docs/REPORT.md) -------------------------------------
-
-
-def _plot_format(path: str) -> str:
-    from calico_rr.adapters.plots import plot_format
-
-    return plot_format(path)
 
 
 def _comparison(inputs: Inputs, own_size: int, sizes_text: str | None) -> Any:
