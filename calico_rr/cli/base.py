@@ -31,6 +31,7 @@ from calico_rr.model import ZONE_LABEL, Node
 
 if typing.TYPE_CHECKING:
     from calico_rr.adapters.etcd.client import EtcdClient
+    from calico_rr.adapters.kube.client import KubeClient
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -494,6 +495,23 @@ class Datastore:
             username=self.etcd_username,
         )
         return EtcdClient.from_settings(settings)
+
+    def session(
+        self,
+        kubeconfig: str | None,
+        context: str | None,
+        *,
+        on_etcd: Callable[[EtcdClient], T],
+        on_kube: Callable[[KubeClient], T],
+    ) -> T:
+        """``on_etcd`` or ``on_kube`` on a client of the datastore chosen, closed after."""
+        if self.is_etcd:
+            with self.etcd_client() as etcd:
+                return on_etcd(etcd)
+        from calico_rr.adapters.kube.client import KubeClient
+
+        with KubeClient.load(kubeconfig, context=context) as client:
+            return on_kube(client)
 
 
 def with_datastore_options(fn: Callable[..., None]) -> Callable[..., None]:

@@ -56,24 +56,17 @@ def doctor(
             raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
         if session_budget < 1:
             raise InputError(f"must be >= 1, got {session_budget}", field="--session-budget")
-        if resources is None and datastore.is_etcd:
-            if kubeconfig is not None:
-                raise InputError("give either --kubeconfig or the etcd datastore, not both")
-            from calico_rr.adapters.etcd.inventory import load_etcd
-
-            etcd = datastore.etcd_client()
-            with etcd:
-                inventory = load_etcd(etcd)
-        elif resources is not None:
+        if resources is not None:
             from calico_rr.adapters.kube.inventory import load_dump
 
             inventory = load_dump(resources)
         else:
-            from calico_rr.adapters.kube.client import KubeClient
+            if kubeconfig is not None and datastore.is_etcd:
+                raise InputError("give either --kubeconfig or the etcd datastore, not both")
+            from calico_rr.adapters.etcd.inventory import load_etcd
             from calico_rr.adapters.kube.inventory import load_live
 
-            with KubeClient.load(kubeconfig, context=context) as client:
-                inventory = load_live(client)
+            inventory = datastore.session(kubeconfig, context, on_etcd=load_etcd, on_kube=load_live)
         return diagnose(inventory, session_budget=session_budget), inventory
 
     findings, inventory = _guard(check)

@@ -227,44 +227,36 @@ def uninstall(
 
     setup_logging("info", json_format=False)
     if dry_run:
-        preview = _guard(lambda: _dry_run(datastore, kubeconfig, context, timeout))
+        from calico_rr.adapters.uninstall_preview import preview_etcd, preview_kube
+
+        preview = _guard(
+            lambda: datastore.session(
+                kubeconfig,
+                context,
+                on_etcd=lambda etcd: preview_etcd(etcd, timeout=timeout),
+                on_kube=lambda client: preview_kube(client, timeout=timeout),
+            )
+        )
         if is_data(output):
             echo_data(preview, output)
         else:
             _print_preview(preview, wide=output == OutputFormat.wide)
         return
+    from calico_rr.adapters.etcd.operator import uninstall as etcd_uninstall
+    from calico_rr.adapters.kube.operator import uninstall as kube_uninstall
 
-    def run_it() -> str:
-        if datastore.is_etcd:
-            from calico_rr.adapters.etcd.operator import uninstall as etcd_uninstall
-
-            etcd = datastore.etcd_client()
-            with etcd:
-                return etcd_uninstall(etcd, timeout=timeout)
-        from calico_rr.adapters.kube.client import KubeClient
-        from calico_rr.adapters.kube.operator import uninstall as run_uninstall
-
-        return run_uninstall(KubeClient.load(kubeconfig, context=context), timeout=timeout)
-
-    message = _guard(run_it)
+    message = _guard(
+        lambda: datastore.session(
+            kubeconfig,
+            context,
+            on_etcd=lambda etcd: etcd_uninstall(etcd, timeout=timeout),
+            on_kube=lambda client: kube_uninstall(client, timeout=timeout),
+        )
+    )
     if is_data(output):
         echo_data({"uninstalled": True, "message": message}, output)
     else:
         typer.echo(message)
-
-
-def _dry_run(
-    datastore: Datastore, kubeconfig: str | None, context: str | None, timeout: float
-) -> dict[str, Any]:
-    from calico_rr.adapters import uninstall_preview
-
-    if datastore.is_etcd:
-        with datastore.etcd_client() as etcd:
-            return uninstall_preview.preview_etcd(etcd, timeout=timeout)
-    from calico_rr.adapters.kube.client import KubeClient
-
-    with KubeClient.load(kubeconfig, context=context) as client:
-        return uninstall_preview.preview_kube(client, timeout=timeout)
 
 
 def _print_preview(preview: dict[str, Any], *, wide: bool) -> None:
