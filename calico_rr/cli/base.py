@@ -45,18 +45,14 @@ EXIT_BAD_INPUT = 2
 T = TypeVar("T")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("calico-rr")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"calico-rr {_version()}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"calico-rr {version('calico-rr')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("calico-rr unknown")
         raise typer.Exit(0)
 
 
@@ -264,6 +260,16 @@ def _api_group(text: str) -> str:
     return aliases.get(text, text)
 
 
+def synthetic_only(ip_family: str, whose: str) -> None:
+    """Refuse ``--ip-family`` (but its default) where ``whose`` addresses decide the
+    families: ignoring the flag would hide that."""
+    if ip_family != "ipv4":
+        raise InputError(
+            f"--ip-family applies to a synthetic cluster (--nodes); {whose} "
+            "addresses say which families it uses"
+        )
+
+
 def load_inputs(
     *,
     nodes: int | None,
@@ -319,12 +325,8 @@ def load_inputs(
         raise InputError("give exactly one of --nodes N (synthetic) or --nodes-file PATH")
     if ip_family not in ("ipv4", "ipv6", "dual"):
         raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}")
-    if nodes_file is not None and ip_family != "ipv4":
-        raise InputError(
-            "--ip-family applies to a synthetic cluster (--nodes); a node file's "
-            "addresses say which families it uses"
-        )
     if nodes_file is not None:
+        synthetic_only(ip_family, "a node file's")
         from calico_rr.adapters.nodes_io import load_nodes
 
         loaded, notes = load_nodes(nodes_file)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from calico_rr.cli.base import Inputs, load_inputs
+from calico_rr.cli.base import Inputs, load_inputs, synthetic_only
 from calico_rr.errors import InputError
 
 
@@ -22,12 +22,8 @@ def flags_config(plan_args: dict[str, Any]) -> Any:
     """The PlanConfig of the planning flags alone (no nodes read or generated), as for
     a nodes file: ``--racks`` generates racks for unlabelled nodes.  Only a live
     cluster's commands call it, so ``--ip-family`` is refused here: the cluster's
-    own addresses decide its families, and ignoring the flag would hide that."""
-    if plan_args.get("ip_family", "ipv4") != "ipv4":
-        raise InputError(
-            "--ip-family applies to a synthetic cluster (--nodes); a live cluster's "
-            "addresses say which families it uses"
-        )
+    own addresses decide its families."""
+    synthetic_only(plan_args.get("ip_family", "ipv4"), "a live cluster's")
     config = load_inputs(**{**plan_args, "nodes": 0, "nodes_file": None}).config
     return replace(config, racks=plan_args.get("racks"))
 

@@ -37,6 +37,7 @@ from calico_rr.cli.base import (
     is_data,
     load_inputs,
     output_format,
+    synthetic_only,
     with_plan_options,
 )
 from calico_rr.cli.live import is_live, live_resources, plan_inputs
@@ -420,12 +421,8 @@ def _state_for_verify(
             "give either the resources (--resources, --kubeconfig/--context) or a cluster "
             "to plan (--nodes/--nodes-file)"
         )
-    if plan_args.get("ip_family", "ipv4") != "ipv4":
-        where = "a live cluster's" if callable(resources) else "the resources'"
-        raise InputError(
-            f"--ip-family applies to a synthetic cluster (--nodes); {where} "
-            "addresses say which families it uses"
-        )
+    whose = "a live cluster's" if callable(resources) else "the resources'"
+    synthetic_only(plan_args.get("ip_family", "ipv4"), whose)
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.bgp.resources import parse_resources
 
