@@ -12,12 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from calico_rr.adapters.controller import Controller
 from calico_rr.adapters.observe import Health, OperatorMetrics
 from calico_rr.adapters.runtime import WRITE_WORKERS
-from calico_rr.core import operator as core
 
 
 class Cache(Protocol):
@@ -110,9 +109,6 @@ class DatastoreOperator(Controller):
     def _on_leadership(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
         self._wake.set()
-
-    def observed(self, transition: Mapping[str, Any] | None) -> core.Observed:
-        return self.store.observed(transition)
 
     def drive_uninstall(self, removed: Callable[[], bool], timeout: float, poll: float) -> str:
         """Run passes (the caches started, no elector) until ``removed()`` says the

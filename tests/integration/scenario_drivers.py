@@ -243,11 +243,11 @@ class RunningOperator:
 
     def seen_node(self, name: str) -> Node | None:
         """The node as the operator's caches show it now (readiness included)."""
-        state = self.op.observed(None).nodes.get(name)
+        state = self.op.store.observed(None).nodes.get(name)
         return None if state is None else state.node
 
     def seen_nodes(self) -> int:
-        return len(self.op.observed(None).nodes)
+        return len(self.op.store.observed(None).nodes)
 
     def kill(self) -> None:
         self.op.kill()
