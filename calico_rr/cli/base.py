@@ -33,10 +33,7 @@ if typing.TYPE_CHECKING:
     from calico_rr.adapters.etcd.client import EtcdClient
     from calico_rr.adapters.kube.client import KubeClient
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="Route reflectors for Calico BGP at scale: plan, render, verify, run the operator.",
-)
+app = typer.Typer(no_args_is_help=True)
 
 #: Exit codes: 1 a runtime failure (a datastore unreachable or refusing, a timeout,
 #: a check that fails), 2 bad input only (usage, InputError, ConfigError).
