@@ -9,7 +9,7 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -161,69 +161,7 @@ def _guard(fn: Callable[[], T]) -> T:
 
 # -- shared options -------------------------------------------------------------
 
-NodesOpt = Annotated[
-    int | None, typer.Option("--nodes", help="Synthetic cluster: number of nodes.")
-]
-NodesFileOpt = Annotated[
-    str | None,
-    typer.Option("--nodes-file", help="Kubernetes NodeList (YAML or JSON, '-' = stdin)."),
-]
-ZonesOpt = Annotated[int, typer.Option(help="Synthetic cluster: number of zones.")]
-RacksOpt = Annotated[
-    int | None,
-    typer.Option(help="Racks: synthetic rack labels, and generated racks for unlabelled nodes."),
-]
-UnhealthyOpt = Annotated[
-    float, typer.Option(help="Synthetic cluster: share of unhealthy nodes, 0 to <1.")
-]
 TopologyOpt = Annotated[str, typer.Option(help="auto | single | multi | quorum | hierarchy.")]
-RrsOpt = Annotated[int | None, typer.Option(help="Explicit RR count (overrides sizing).")]
-RedundancyOpt = Annotated[int, typer.Option(help="RRs per client (rack RRs per rack).")]
-RatioOpt = Annotated[float, typer.Option(help="Linear sizing: RRs per ready node.")]
-MinOpt = Annotated[int, typer.Option("--min-rrs", help="Linear sizing: minimum RRs.")]
-MaxOpt = Annotated[int, typer.Option("--max-rrs", help="Linear sizing: maximum RRs.")]
-StepsOpt = Annotated[
-    str | None,
-    typer.Option(help="Stepping sizing instead of linear, e.g. '200:3,1000:5,5000:25'."),
-]
-PerZoneOpt = Annotated[
-    bool, typer.Option("--per-zone-sizing", help="Size each zone on its own node count.")
-]
-BudgetOpt = Annotated[
-    int, typer.Option("--session-budget", help="Per-RR session budget for auto/hierarchy.")
-]
-SpinesOpt = Annotated[int, typer.Option(help="Spine RRs (hierarchy).")]
-ZoneLabelOpt = Annotated[str, typer.Option(help="Zone label ('' = ignore zones).")]
-RackLabelOpt = Annotated[str, typer.Option(help="Rack label (hierarchy).")]
-PreferredOpt = Annotated[
-    str | None, typer.Option(help="Prefer nodes with this label as RRs (key or key=value).")
-]
-DedicatedOpt = Annotated[
-    str | None, typer.Option(help="Only nodes with this label may be RRs (key or key=value).")
-]
-IncompatibleOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--incompatible-label",
-        help="Never an RR: key=value, key= (empty value) or key (present). Repeatable.",
-    ),
-]
-ClusterIdOpt = Annotated[
-    str, typer.Option(help="Cluster IDs are allocated after this dotted quad.")
-]
-ApiGroupOpt = Annotated[
-    str, typer.Option(help="BGPPeer/BGPConfiguration API group: v1 (crd.projectcalico.org) or v3.")
-]
-RestartOpt = Annotated[
-    str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
-]
-IpFamilyOpt = Annotated[
-    str,
-    typer.Option(
-        "--ip-family",
-        help="Synthetic cluster: ipv4 | ipv6 | dual (both addresses on every node).",
-    ),
-]
 FailRrsOpt = Annotated[
     int, typer.Option("--fail-rrs", help="Also check every combination of k failed RRs.")
 ]
@@ -243,6 +181,80 @@ PlotSizesOpt = Annotated[
         "(default: 50,100,200,500,1k,2k,5k,10k and this plan's size).",
     ),
 ]
+
+
+@dataclass(frozen=True)
+class PlanArgs:
+    """The flags every planning command takes, in help order, with their defaults
+    (given to a command by :func:`with_plan_options`)."""
+
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", help="Synthetic cluster: number of nodes.")
+    ] = None
+    nodes_file: Annotated[
+        str | None,
+        typer.Option("--nodes-file", help="Kubernetes NodeList (YAML or JSON, '-' = stdin)."),
+    ] = None
+    zones: Annotated[int, typer.Option(help="Synthetic cluster: number of zones.")] = 0
+    racks: Annotated[
+        int | None,
+        typer.Option(
+            help="Racks: synthetic rack labels, and generated racks for unlabelled nodes."
+        ),
+    ] = None
+    unhealthy: Annotated[
+        float, typer.Option(help="Synthetic cluster: share of unhealthy nodes, 0 to <1.")
+    ] = 0.0
+    topology: TopologyOpt = "auto"
+    rrs: Annotated[int | None, typer.Option(help="Explicit RR count (overrides sizing).")] = None
+    redundancy: Annotated[int, typer.Option(help="RRs per client (rack RRs per rack).")] = 3
+    ratio: Annotated[float, typer.Option(help="Linear sizing: RRs per ready node.")] = 0.005
+    min_rrs: Annotated[int, typer.Option("--min-rrs", help="Linear sizing: minimum RRs.")] = 3
+    max_rrs: Annotated[int, typer.Option("--max-rrs", help="Linear sizing: maximum RRs.")] = 25
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Stepping sizing instead of linear, e.g. '200:3,1000:5,5000:25'."),
+    ] = None
+    per_zone_sizing: Annotated[
+        bool, typer.Option("--per-zone-sizing", help="Size each zone on its own node count.")
+    ] = False
+    session_budget: Annotated[
+        int, typer.Option("--session-budget", help="Per-RR session budget for auto/hierarchy.")
+    ] = 500
+    spines: Annotated[int, typer.Option(help="Spine RRs (hierarchy).")] = 3
+    zone_label: Annotated[str, typer.Option(help="Zone label ('' = ignore zones).")] = ZONE_LABEL
+    rack_label: Annotated[str, typer.Option(help="Rack label (hierarchy).")] = RACK_LABEL
+    preferred_label: Annotated[
+        str | None, typer.Option(help="Prefer nodes with this label as RRs (key or key=value).")
+    ] = None
+    dedicated_label: Annotated[
+        str | None,
+        typer.Option(help="Only nodes with this label may be RRs (key or key=value)."),
+    ] = None
+    incompatible_label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--incompatible-label",
+            help="Never an RR: key=value, key= (empty value) or key (present). Repeatable.",
+        ),
+    ] = None
+    cluster_id_base: Annotated[
+        str, typer.Option(help="Cluster IDs are allocated after this dotted quad.")
+    ] = "244.0.0.0"
+    api_group: Annotated[
+        str,
+        typer.Option(help="BGPPeer/BGPConfiguration API group: v1 (crd.projectcalico.org) or v3."),
+    ] = "v1"
+    max_restart_time: Annotated[
+        str | None, typer.Option(help="BGPPeer maxRestartTime (graceful restart), e.g. 120s.")
+    ] = None
+    ip_family: Annotated[
+        str,
+        typer.Option(
+            "--ip-family",
+            help="Synthetic cluster: ipv4 | ipv6 | dual (both addresses on every node).",
+        ),
+    ] = "ipv4"
 
 
 @dataclass(frozen=True)
@@ -267,149 +279,94 @@ def synthetic_only(ip_family: str, whose: str) -> None:
         )
 
 
-def load_inputs(
-    *,
-    nodes: int | None,
-    nodes_file: str | None,
-    zones: int,
-    racks: int | None,
-    unhealthy: float,
-    topology: str,
-    rrs: int | None,
-    redundancy: int,
-    ratio: float,
-    min_rrs: int,
-    max_rrs: int,
-    steps: str | None,
-    per_zone_sizing: bool,
-    session_budget: int,
-    spines: int,
-    zone_label: str,
-    rack_label: str,
-    preferred_label: str | None,
-    dedicated_label: str | None,
-    incompatible_label: list[str] | None,
-    cluster_id_base: str,
-    api_group: str,
-    max_restart_time: str | None,
-    ip_family: str = "ipv4",
-) -> Inputs:
+def load_inputs(args: PlanArgs) -> Inputs:
     """Flags -> (nodes, notes, config).  Raises CalicoRRError on bad input."""
     from calico_rr.core.planning.synthetic import synthetic_cluster
 
     sizing: Sizing = (
-        parse_steps(steps) if steps else LinearSizing(ratio=ratio, minimum=min_rrs, maximum=max_rrs)
+        parse_steps(args.steps)
+        if args.steps
+        else LinearSizing(ratio=args.ratio, minimum=args.min_rrs, maximum=args.max_rrs)
     )
     config = PlanConfig(
-        topology=topology,  # type: ignore[arg-type]  # validated by PlanConfig
-        redundancy=redundancy,
+        topology=args.topology,  # type: ignore[arg-type]  # validated by PlanConfig
+        redundancy=args.redundancy,
         sizing=sizing,
-        rrs=rrs,
-        per_zone_sizing=per_zone_sizing,
-        session_budget=session_budget,
-        zone_label=zone_label or None,
-        rack_label=rack_label,
-        racks=racks if nodes_file is not None else None,
-        spines=spines,
-        preferred_label=preferred_label,
-        dedicated_label=dedicated_label,
-        incompatible_labels=tuple(incompatible_label or ()),
-        cluster_id_base=cluster_id_base,
-        api_group=_api_group(api_group),  # type: ignore[arg-type]
-        max_restart_time=max_restart_time,
+        rrs=args.rrs,
+        per_zone_sizing=args.per_zone_sizing,
+        session_budget=args.session_budget,
+        zone_label=args.zone_label or None,
+        rack_label=args.rack_label,
+        racks=args.racks if args.nodes_file is not None else None,
+        spines=args.spines,
+        preferred_label=args.preferred_label,
+        dedicated_label=args.dedicated_label,
+        incompatible_labels=tuple(args.incompatible_label or ()),
+        cluster_id_base=args.cluster_id_base,
+        api_group=_api_group(args.api_group),  # type: ignore[arg-type]
+        max_restart_time=args.max_restart_time,
     )
-    if (nodes is None) == (nodes_file is None):
+    if (args.nodes is None) == (args.nodes_file is None):
         raise InputError("give exactly one of --nodes N (synthetic) or --nodes-file PATH")
-    if ip_family not in ("ipv4", "ipv6", "dual"):
-        raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {ip_family!r}")
-    if nodes_file is not None:
-        synthetic_only(ip_family, "a node file's")
+    if args.ip_family not in ("ipv4", "ipv6", "dual"):
+        raise InputError(f"--ip-family must be ipv4, ipv6 or dual, got {args.ip_family!r}")
+    if args.nodes_file is not None:
+        synthetic_only(args.ip_family, "a node file's")
         from calico_rr.adapters.nodes_io import load_nodes
 
-        loaded, notes = load_nodes(nodes_file)
+        loaded, notes = load_nodes(args.nodes_file)
         return Inputs(loaded, list(notes), config)
-    assert nodes is not None
+    assert args.nodes is not None
     generated = synthetic_cluster(
-        nodes,
-        zones=zones,
-        racks=racks or 0,
-        unhealthy=unhealthy,
-        zone_label=zone_label or ZONE_LABEL,
-        rack_label=rack_label,
-        ip_family=ip_family,
+        args.nodes,
+        zones=args.zones,
+        racks=args.racks or 0,
+        unhealthy=args.unhealthy,
+        zone_label=args.zone_label or ZONE_LABEL,
+        rack_label=args.rack_label,
+        ip_family=args.ip_family,
     )
     return Inputs(generated, [], config)
 
 
-# -- shared plan options ------------------------------------------------------------
-
-#: The flags every planning command takes, in help order, with their defaults.
-PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("nodes", NodesOpt, None),
-    ("nodes_file", NodesFileOpt, None),
-    ("zones", ZonesOpt, 0),
-    ("racks", RacksOpt, None),
-    ("unhealthy", UnhealthyOpt, 0.0),
-    ("topology", TopologyOpt, "auto"),
-    ("rrs", RrsOpt, None),
-    ("redundancy", RedundancyOpt, 3),
-    ("ratio", RatioOpt, 0.005),
-    ("min_rrs", MinOpt, 3),
-    ("max_rrs", MaxOpt, 25),
-    ("steps", StepsOpt, None),
-    ("per_zone_sizing", PerZoneOpt, False),
-    ("session_budget", BudgetOpt, 500),
-    ("spines", SpinesOpt, 3),
-    ("zone_label", ZoneLabelOpt, ZONE_LABEL),
-    ("rack_label", RackLabelOpt, RACK_LABEL),
-    ("preferred_label", PreferredOpt, None),
-    ("dedicated_label", DedicatedOpt, None),
-    ("incompatible_label", IncompatibleOpt, None),
-    ("cluster_id_base", ClusterIdOpt, "244.0.0.0"),
-    ("api_group", ApiGroupOpt, "v1"),
-    ("max_restart_time", RestartOpt, None),
-    ("ip_family", IpFamilyOpt, "ipv4"),
-]
-
-
 def _with_options(
-    fn: Callable[..., None],
-    param: str,
-    options: list[tuple[str, Any, Any]],
-    build: Callable[[dict[str, Any]], Any],
-    *,
-    last: bool = False,
+    fn: Callable[..., None], param: str, flags: type[Any], *, last: bool = False
 ) -> Callable[..., None]:
-    """Give a command a family of shared flags: typer sees one flat signature (so
-    ``--help`` lists every flag), the command receives them built into one
-    ``param`` argument.  The shared flags come before its own (or after: ``last``)."""
-    own = [p for p in inspect.signature(fn).parameters.values() if p.name != param]
+    """Give a command a family of shared flags, the fields of the dataclass ``flags``:
+    typer sees one flat signature (so ``--help`` lists every flag), the command
+    receives them built into one ``param`` argument.  The shared flags come before
+    its own (or after: ``last``)."""
+    # Annotations are strings under `from __future__ import annotations`: resolve
+    # them, or typer would not see the Annotated option metadata.
+    flag_hints = typing.get_type_hints(flags, include_extras=True)
     shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
-        for name, ann, default in options
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=flag_hints[f.name]
+        )
+        for f in fields(flags)
     ]
-    names = {name for name, _, _ in options}
+    names = {p.name for p in shared}
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> None:
         gathered = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        fn(**{param: build(gathered)}, **kwargs)
+        fn(**{param: flags(**gathered)}, **kwargs)
 
-    # Annotations are strings under `from __future__ import annotations`: resolve
-    # them, or typer would not see the Annotated option metadata.
     hints = typing.get_type_hints(fn, include_extras=True)
-    keyword_own = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]) for p in own
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != param
     ]
-    ordered = keyword_own + shared if last else shared + keyword_own
+    ordered = own + shared if last else shared + own
     wrapper.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
     return wrapper
 
 
 def with_plan_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the shared planning flags, gathered in one ``plan_args`` dict
-    (for :func:`load_inputs`)."""
-    return _with_options(fn, "plan_args", PLAN_OPTIONS, dict)
+    """Give a command the shared planning flags, gathered in one ``plan_args``
+    (:class:`PlanArgs`, for :func:`load_inputs`)."""
+    return _with_options(fn, "plan_args", PlanArgs)
 
 
 # -- the operator ------------------------------------------------------------------
@@ -427,53 +384,35 @@ ContextOpt = Annotated[
 ]
 
 
-DatastoreOpt = Annotated[
-    str | None,
-    typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
-]
-EtcdEndpointsOpt = Annotated[
-    str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
-]
-EtcdCaOpt = Annotated[
-    str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
-]
-EtcdCertOpt = Annotated[
-    str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
-]
-EtcdKeyOpt = Annotated[
-    str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
-]
-EtcdUserOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="etcdv3: etcd user (default: $ETCD_USERNAME); the password is read from "
-        "$ETCD_PASSWORD only."
-    ),
-]
-
-
-#: The flags every command that reaches a datastore takes, after its own.
-DATASTORE_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("datastore_type", DatastoreOpt, None),
-    ("etcd_endpoints", EtcdEndpointsOpt, None),
-    ("etcd_ca_cert_file", EtcdCaOpt, None),
-    ("etcd_cert_file", EtcdCertOpt, None),
-    ("etcd_key_file", EtcdKeyOpt, None),
-    ("etcd_username", EtcdUserOpt, None),
-]
-
-
 @dataclass(frozen=True)
 class Datastore:
     """Which datastore a command talks to, from its flags over Calico's variables
-    (DATASTORE_TYPE, ETCD_*): the one place a command is wired to one."""
+    (DATASTORE_TYPE, ETCD_*): the one place a command is wired to one.  Its fields
+    are the flags every command that reaches a datastore takes, after its own."""
 
-    datastore_type: str | None = None
-    etcd_endpoints: str | None = None
-    etcd_ca_cert_file: str | None = None
-    etcd_cert_file: str | None = None
-    etcd_key_file: str | None = None
-    etcd_username: str | None = None
+    datastore_type: Annotated[
+        str | None,
+        typer.Option(help="Calico's datastore: kubernetes | etcdv3 (default: $DATASTORE_TYPE)."),
+    ] = None
+    etcd_endpoints: Annotated[
+        str | None, typer.Option(help="etcdv3: comma-separated URLs (default: $ETCD_ENDPOINTS).")
+    ] = None
+    etcd_ca_cert_file: Annotated[
+        str | None, typer.Option(help="etcdv3: CA file (default: $ETCD_CA_CERT_FILE).")
+    ] = None
+    etcd_cert_file: Annotated[
+        str | None, typer.Option(help="etcdv3: client certificate (default: $ETCD_CERT_FILE).")
+    ] = None
+    etcd_key_file: Annotated[
+        str | None, typer.Option(help="etcdv3: client key (default: $ETCD_KEY_FILE).")
+    ] = None
+    etcd_username: Annotated[
+        str | None,
+        typer.Option(
+            help="etcdv3: etcd user (default: $ETCD_USERNAME); the password is read from "
+            "$ETCD_PASSWORD only."
+        ),
+    ] = None
 
     @property
     def is_etcd(self) -> bool:
@@ -515,4 +454,4 @@ class Datastore:
 
 def with_datastore_options(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the datastore flags, gathered in one ``datastore`` argument."""
-    return _with_options(fn, "datastore", DATASTORE_OPTIONS, lambda d: Datastore(**d), last=True)
+    return _with_options(fn, "datastore", Datastore, last=True)

@@ -17,7 +17,14 @@ from typing import Annotated, Any
 
 import typer
 
-from calico_rr.cli.base import ContextOpt, KubeconfigOpt, _guard, app, with_plan_options
+from calico_rr.cli.base import (
+    ContextOpt,
+    KubeconfigOpt,
+    PlanArgs,
+    _guard,
+    app,
+    with_plan_options,
+)
 from calico_rr.cli.live import flags_config
 from calico_rr.errors import InputError
 
@@ -31,7 +38,7 @@ DRY_RUN_HELP = (
 @app.command()
 @with_plan_options
 def diff(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help=DRY_RUN_HELP)] = True,
@@ -48,7 +55,7 @@ def diff(
     from calico_rr.core.operator.settings import OperatorSettings, settings_from_spec
 
     def run() -> tuple[Any, str, list[str] | None, str]:
-        if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
+        if plan_args.nodes is not None or plan_args.nodes_file is not None:
             raise InputError("diff reads the nodes from the cluster: drop --nodes/--nodes-file")
         # The flags are checked even when the config wins: bad input is bad input.
         flags = flags_config(plan_args)

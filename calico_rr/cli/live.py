@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from calico_rr.cli.base import Inputs, load_inputs, synthetic_only
+from calico_rr.cli.base import Inputs, PlanArgs, load_inputs, synthetic_only
 from calico_rr.errors import InputError
 
 
@@ -18,22 +18,22 @@ def is_live(kubeconfig: str | None, context: str | None) -> bool:
     return kubeconfig is not None or context is not None
 
 
-def flags_config(plan_args: dict[str, Any]) -> Any:
+def flags_config(plan_args: PlanArgs) -> Any:
     """The PlanConfig of the planning flags alone (no nodes read or generated), as for
     a nodes file: ``--racks`` generates racks for unlabelled nodes.  Only a live
     cluster's commands call it, so ``--ip-family`` is refused here: the cluster's
     own addresses decide its families."""
-    synthetic_only(plan_args.get("ip_family", "ipv4"), "a live cluster's")
-    config = load_inputs(**{**plan_args, "nodes": 0, "nodes_file": None}).config
-    return replace(config, racks=plan_args.get("racks"))
+    synthetic_only(plan_args.ip_family, "a live cluster's")
+    config = load_inputs(replace(plan_args, nodes=0, nodes_file=None)).config
+    return replace(config, racks=plan_args.racks)
 
 
-def plan_inputs(plan_args: dict[str, Any], kubeconfig: str | None, context: str | None) -> Inputs:
+def plan_inputs(plan_args: PlanArgs, kubeconfig: str | None, context: str | None) -> Inputs:
     """Nodes and config for a planning command: the flags' nodes (--nodes or
     --nodes-file), or the cluster's Nodes (--kubeconfig/--context)."""
     if not is_live(kubeconfig, context):
-        return load_inputs(**plan_args)
-    if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
+        return load_inputs(plan_args)
+    if plan_args.nodes is not None or plan_args.nodes_file is not None:
         raise InputError(
             "give either a live cluster (--kubeconfig/--context) or --nodes/--nodes-file"
         )

@@ -7,6 +7,7 @@ import json
 import sys
 import typing
 from collections.abc import Callable
+from dataclasses import fields
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,7 +22,6 @@ if typing.TYPE_CHECKING:
     from calico_rr.core.operator.safety import Verdict
 
 from calico_rr.cli.base import (
-    PLAN_OPTIONS,
     ContextOpt,
     FailRrsOpt,
     ForceOpt,
@@ -30,6 +30,7 @@ from calico_rr.cli.base import (
     KubeconfigOpt,
     OutputFormat,
     OutputOpt,
+    PlanArgs,
     PlotSizesOpt,
     _guard,
     app,
@@ -48,7 +49,7 @@ from calico_rr.cli.live import is_live, live_resources, plan_inputs
 @app.command()
 @with_plan_options
 def plan(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     output: OutputOpt = OutputFormat.table,
     as_json: JsonOpt = False,
     verify: Annotated[
@@ -229,7 +230,7 @@ class RenderFormat(StrEnum):
 @app.command()
 @with_plan_options
 def render(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     include_nodes: Annotated[
         bool,
         typer.Option(
@@ -325,7 +326,7 @@ RESOURCES_HELP = (
 @app.command()
 @with_plan_options
 def verify(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     resources: Annotated[str | None, typer.Option(help=RESOURCES_HELP)] = None,
     fail_rrs: FailRrsOpt = 1,
     fail_zone: Annotated[
@@ -363,7 +364,7 @@ def verify(
             raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
         source = (lambda: live_resources(kubeconfig, context)) if live else resources
         state, notes = _state_for_verify(plan_args, source, calico_version)
-        zone_label = plan_args["zone_label"]
+        zone_label = plan_args.zone_label
         zones = _zone_members(state.nodes, zone_label, fail_zone or [])
         if engine not in ("auto", "exact", "fast"):
             raise InputError(f"unknown engine {engine!r}; choose auto, exact or fast")
@@ -396,7 +397,7 @@ def verify(
 
 
 def _state_for_verify(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     resources: str | Callable[[], list[dict[str, Any]]] | None,
     calico_version: str | None = None,
 ) -> tuple[Any, list[str]]:
@@ -410,19 +411,19 @@ def _state_for_verify(
         from calico_rr.core.planning.planner import plan as make_plan
         from calico_rr.core.report.summary import plan_state
 
-        inputs = load_inputs(**plan_args)
+        inputs = load_inputs(plan_args)
         notes = list(inputs.notes)
         if calico is not None:
             # the planner writes no field whose reading depends on the release
             notes.append(f"--calico-version {calico} applies to --resources only: ignored")
         return plan_state(make_plan(inputs.nodes, inputs.config)), notes
-    if plan_args["nodes"] is not None or plan_args["nodes_file"] is not None:
+    if plan_args.nodes is not None or plan_args.nodes_file is not None:
         raise InputError(
             "give either the resources (--resources, --kubeconfig/--context) or a cluster "
             "to plan (--nodes/--nodes-file)"
         )
     whose = "a live cluster's" if callable(resources) else "the resources'"
-    synthetic_only(plan_args.get("ip_family", "ipv4"), whose)
+    synthetic_only(plan_args.ip_family, whose)
     from calico_rr.adapters.nodes_io import read_documents
     from calico_rr.core.bgp.resources import parse_resources
 
@@ -487,14 +488,14 @@ def _comparison(inputs: Inputs, own_size: int, sizes_text: str | None) -> Any:
     return compare(inputs.config, sizes=sizes, shape=shape, marked=own_size)
 
 
-def _options_text(plan_args: dict[str, Any]) -> str:
+def _options_text(plan_args: PlanArgs) -> str:
     """The planning flags that differ from their defaults, as they would be typed."""
     parts: list[str] = []
-    for name, _, default in PLAN_OPTIONS:
-        value = plan_args.get(name, default)
-        if value == default:
+    for field in fields(plan_args):
+        value = getattr(plan_args, field.name)
+        if value == field.default:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + field.name.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag)
         elif isinstance(value, list):
@@ -507,7 +508,7 @@ def _options_text(plan_args: dict[str, Any]) -> str:
 @app.command()
 @with_plan_options
 def report(
-    plan_args: dict[str, Any],
+    plan_args: PlanArgs,
     output: Annotated[str, typer.Argument(metavar="FILE.html", help="The HTML page to write.")],
     plot_sizes: PlotSizesOpt = None,
     fail_rrs: FailRrsOpt = 1,
@@ -534,7 +535,7 @@ def report(
         check_writable(output, "FILE")
         if fail_rrs < 1:
             raise InputError("--fail-rrs must be >= 1")
-        inputs = load_inputs(**plan_args)
+        inputs = load_inputs(plan_args)
         config = inputs.config
         made = make_plan(inputs.nodes, config)
         graphs = plan_graphs(made)
