@@ -293,25 +293,23 @@ def _pass_gate(verdict: Verdict, *, force: bool, what: str) -> None:
     stderr); else explain the refusal on stderr and exit 1."""
     if verdict.ok:
         return
-    lines = verdict.explain().splitlines()
     if force:
         typer.echo(
             f"calico-rr: warning: --force: {what} is written although the safety gate "
             "refuses it; applying it cuts nodes off:",
             err=True,
         )
-        for line in lines:
-            typer.echo(f"calico-rr:   {line}", err=True)
-        return
-    typer.echo(f"calico-rr: refused: applying {what} would cut nodes off:", err=True)
-    for line in lines:
+    else:
+        typer.echo(f"calico-rr: refused: applying {what} would cut nodes off:", err=True)
+    for line in verdict.explain().splitlines():
         typer.echo(f"calico-rr:   {line}", err=True)
-    typer.echo(
-        "calico-rr: nothing to apply was written; fix the input, or pass --force to "
-        "write it anyway",
-        err=True,
-    )
-    raise typer.Exit(1)
+    if not force:
+        typer.echo(
+            "calico-rr: nothing to apply was written; fix the input, or pass --force to "
+            "write it anyway",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 # -- verify ---------------------------------------------------------------------
