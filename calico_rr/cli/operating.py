@@ -27,9 +27,6 @@ from calico_rr.cli.base import (
 )
 from calico_rr.errors import InputError
 
-#: kubectl's spelling of run's bool flags (``--leader-elect=false``) -> typer's.
-_KUBECTL_BOOLS = ("--leader-elect",)
-
 
 class _KubectlBools(TyperCommand):
     """Also takes ``--leader-elect=true|false``, as kube-controller-manager does, so
@@ -40,8 +37,9 @@ class _KubectlBools(TyperCommand):
 
 
 def _kubectl_bool(arg: str) -> str:
+    """kubectl's spelling of run's bool flag (``--leader-elect=false``) -> typer's."""
     name, eq, value = arg.partition("=")
-    if not eq or name not in _KUBECTL_BOOLS:
+    if not eq or name != "--leader-elect":
         return arg
     if value.lower() in ("true", "1", "yes"):
         return name
