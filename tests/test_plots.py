@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from calico_rr.adapters.plots import comparison_figure, diagram_figure
 from calico_rr.adapters.report_html import ReportPage, render_html
-from calico_rr.cli import app, summary_rows
+from calico_rr.cli import app
+from calico_rr.cli.planning import summary_rows
 from calico_rr.core.bgp.verify.report import verify
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan

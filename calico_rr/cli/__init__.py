@@ -22,7 +22,6 @@ from calico_rr.cli import planning, diff, operating, doctor, lab
 
 # isort: on
 from calico_rr.cli.base import EXIT_BAD_INPUT, app
-from calico_rr.cli.planning import summary_rows
 
 #: The console script kubectl finds for ``kubectl calico-rr`` (a dash in a plugin's
 #: name is an underscore in its file name).
@@ -36,7 +35,6 @@ __all__ = [
     "main",
     "operating",
     "planning",
-    "summary_rows",
 ]
 
 
