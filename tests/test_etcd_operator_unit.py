@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
-from calico_rr.adapters.etcd import Compacted, EtcdClient, EventType, KeyValue, ListResult
 from calico_rr.adapters.etcd.cache import PrefixCache
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Compacted
 from calico_rr.adapters.etcd.ports import merge_foreign_metadata
-from calico_rr.adapters.etcd.values import WatchEvent
+from calico_rr.adapters.etcd.values import EventType, KeyValue, ListResult, WatchEvent
 from calico_rr.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 

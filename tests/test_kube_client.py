@@ -24,21 +24,18 @@ import httpx
 import pytest
 import yaml
 
-from calico_rr.adapters.kube import (
-    APPLY_PATCH,
+from calico_rr.adapters.kube.api import APPLY_PATCH, api_path, resource_of
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import (
     AlreadyExists,
     ApiError,
     Conflict,
     Gone,
-    Informer,
-    KubeClient,
     KubeConfigError,
     NotFound,
-    WatchEvent,
-    api_path,
-    object_key,
-    resource_of,
 )
+from calico_rr.adapters.kube.informer import Informer, object_key
+from calico_rr.adapters.kube.watch import WatchEvent
 from calico_rr.errors import InputError
 from calico_rr.testing.faults import FaultTransport, status_body
 

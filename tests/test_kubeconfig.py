@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from calico_rr.adapters.kube import ApiError, KubeClient, KubeConfigError
+from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.credentials import (
     BearerToken,
     CredentialError,
@@ -28,6 +28,7 @@ from calico_rr.adapters.kube.credentials import (
     parse_exec_spec,
     run_plugin,
 )
+from calico_rr.adapters.kube.errors import ApiError, KubeConfigError
 from calico_rr.adapters.kube.kubeconfig import (
     access_for,
     find_access,

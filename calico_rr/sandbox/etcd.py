@@ -8,7 +8,7 @@ a missing binary or a failed build raises :class:`ControlPlaneError` - tests
 fail, they never skip.
 
 Clients must present a certificate signed by the test CA (``--client-cert-auth``);
-:meth:`EtcdServer.client` returns an :class:`~calico_rr.adapters.etcd.EtcdClient`
+:meth:`EtcdServer.client` returns an :class:`~calico_rr.adapters.etcd.client.EtcdClient`
 that does.  :meth:`kill` and :meth:`restart` stop and start the same member (same
 ports, same data) to test reconnects and watch resumption.
 """

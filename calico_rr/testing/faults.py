@@ -1,4 +1,4 @@
-"""Fault injection for :class:`~calico_rr.adapters.kube.KubeClient` (tests only).
+"""Fault injection for :class:`~calico_rr.adapters.kube.client.KubeClient` (tests only).
 
 :class:`FaultTransport` wraps a real HTTP transport.  Queue faults with
 :meth:`FaultTransport.fail_next`; each request is checked against the queued faults

@@ -40,9 +40,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from calico_rr.adapters.etcd import EtcdClient, EtcdUnavailable, KeyValue
-from calico_rr.adapters.etcd.errors import Conflict
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict, EtcdUnavailable
 from calico_rr.adapters.etcd.operator import EtcdOperator
+from calico_rr.adapters.etcd.values import KeyValue
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import cluster_documents, create_nodes, ready_status

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.etcd import EtcdClient
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.inventory import etcd_documents, load_etcd
 from calico_rr.core.doctor.checks import diagnose
 from calico_rr.core.formats import etcd as L

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.etcd import EtcdClient
+from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.errors import EtcdAuthError
 from calico_rr.adapters.etcd.values import WatchEvent, prefix_end
 from calico_rr.core.formats import etcd as L

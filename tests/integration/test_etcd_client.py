@@ -13,18 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from calico_rr.adapters.etcd import (
-    Compacted,
-    Conflict,
-    EtcdClient,
-    EtcdLeaderElector,
-    EtcdTLSError,
-    EtcdUnavailable,
-    EventType,
-    Progress,
-    WatchEvent,
-    etcd_settings,
-)
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.config import etcd_settings
+from calico_rr.adapters.etcd.errors import Compacted, Conflict, EtcdTLSError, EtcdUnavailable
+from calico_rr.adapters.etcd.leader import EtcdLeaderElector
+from calico_rr.adapters.etcd.values import EventType, Progress, WatchEvent
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats.etcd_nodes import apply_node, node_from_calico, node_to_calico
 from calico_rr.core.planning.config import GROUP_LABEL

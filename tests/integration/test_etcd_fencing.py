@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from calico_rr.adapters.etcd import Conflict, EtcdClient, Fence, Fenced
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import Conflict, Fenced
 from calico_rr.adapters.etcd.operator import EtcdOperator
+from calico_rr.adapters.etcd.values import Fence
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats.etcd_nodes import node_to_calico
 from calico_rr.core.planning.config import RR_LABEL

@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.etcd import EtcdClient, EtcdUnavailable, KeyValue
+from calico_rr.adapters.etcd.client import EtcdClient
+from calico_rr.adapters.etcd.errors import EtcdUnavailable
 from calico_rr.adapters.etcd.operator import EtcdOperator, request_uninstall
+from calico_rr.adapters.etcd.values import KeyValue
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats.etcd_nodes import node_to_calico, owned_fields
 from calico_rr.core.operator.safety import Safety, check

@@ -23,15 +23,10 @@ from typing import Any
 
 import pytest
 
-from calico_rr.adapters.kube import (
-    AlreadyExists,
-    ApiError,
-    Conflict,
-    Gone,
-    Informer,
-    KubeClient,
-    api_path,
-)
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import AlreadyExists, ApiError, Conflict, Gone
+from calico_rr.adapters.kube.informer import Informer
 from calico_rr.sandbox import ControlPlane, request
 from calico_rr.testing.faults import fault_client
 

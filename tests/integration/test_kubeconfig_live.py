@@ -28,7 +28,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from calico_rr.adapters.kube import ApiError, KubeClient, api_path
+from calico_rr.adapters.kube.api import api_path
+from calico_rr.adapters.kube.client import KubeClient
+from calico_rr.adapters.kube.errors import ApiError
 from calico_rr.cli import app
 from calico_rr.sandbox import ControlPlane, apply_crds, request
 from calico_rr.sandbox.manifests import calico_crds
