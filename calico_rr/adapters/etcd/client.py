@@ -514,9 +514,6 @@ class EtcdClient(StreamingClient):
         self,
         prefix: str,
         start_revision: int = 0,
-        *,
-        prev_kv: bool = False,
-        progress_notify: bool = True,
     ) -> Watch:
         """Watch every key under ``prefix`` from ``start_revision`` (0: from now on).
 
@@ -527,8 +524,7 @@ class EtcdClient(StreamingClient):
         create: dict[str, Any] = {
             "key": b64(raw),
             "range_end": b64(prefix_end(raw)),
-            "progress_notify": progress_notify,
-            "prev_kv": prev_kv,
+            "progress_notify": True,
         }
         if start_revision:
             create["start_revision"] = str(start_revision)

@@ -64,7 +64,6 @@ class WatchEvent:
 
     type: EventType
     kv: KeyValue
-    prev_kv: KeyValue | None = None
 
     @property
     def revision(self) -> int:

@@ -161,12 +161,10 @@ class Watch(ResponseStream, Iterator[WatchEvent | Progress]):
             self.next_revision = max(self.next_revision, revision + 1)
             return Progress(revision)
         for raw in events:
-            prev = raw.get("prev_kv")
             self._pending.append(
                 WatchEvent(
                     type=EventType.DELETE if raw.get("type") == "DELETE" else EventType.PUT,
                     kv=key_value(raw.get("kv") or {}),
-                    prev_kv=key_value(prev) if isinstance(prev, dict) else None,
                 )
             )
         return None

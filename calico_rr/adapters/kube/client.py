@@ -482,9 +482,7 @@ class KubeClient(StreamingClient):
         *,
         resource_version: str,
         label_selector: str | None = None,
-        field_selector: str | None = None,
         timeout_seconds: int = 300,
-        allow_bookmarks: bool = True,
     ) -> Watch:
         """Open a watch on the collection ``path`` from ``resource_version``.
 
@@ -497,10 +495,9 @@ class KubeClient(StreamingClient):
             "watch": "true",
             "resourceVersion": resource_version,
             "timeoutSeconds": str(int(timeout_seconds)),
+            "allowWatchBookmarks": "true",
         }
-        if allow_bookmarks:
-            params["allowWatchBookmarks"] = "true"
-        params.update(_selectors(label_selector, field_selector))
+        params.update(_selectors(label_selector, None))
         timeout = Timeout(self.timeout, read=timeout_seconds + WATCH_READ_SLACK)
         # A dedicated connection per watch: Watch.close() shuts its socket down, which
         # must never hit a pooled connection that another request is using.

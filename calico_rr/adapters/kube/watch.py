@@ -62,26 +62,14 @@ class Watch(ResponseStream, Iterator[WatchEvent]):
                 line = next(self._lines)
             except StopIteration:
                 raise
-            except TimeoutException as exc:
-                if self._closed:
-                    raise StopIteration from None
-                raise ApiError(
-                    0,
-                    "Timeout",
-                    f"watch stream read timed out: {exc}",
-                    method="WATCH",
-                    path=self._path,
-                ) from exc
             except Exception as exc:
                 if self._closed:
                     raise StopIteration from None
-                raise ApiError(
-                    0,
-                    "ConnectionError",
-                    f"watch stream broken: {exc!r}",
-                    method="WATCH",
-                    path=self._path,
-                ) from exc
+                if isinstance(exc, TimeoutException):
+                    reason, message = "Timeout", f"watch stream read timed out: {exc}"
+                else:
+                    reason, message = "ConnectionError", f"watch stream broken: {exc!r}"
+                raise ApiError(0, reason, message, method="WATCH", path=self._path) from exc
             line = line.strip()
             if not line:
                 continue
