@@ -92,8 +92,7 @@ OnRequest = Callable[[str, str, int], None]
 class KubeClient(StreamingClient):
     """A synchronous Kubernetes API client (see the module docstring).
 
-    ``verify`` is an SSL context, a CA bundle path or a bool; ``cert`` is
-    ``(cert_file, key_file)``.  ``transport`` replaces the HTTP transport for every
+    ``verify`` is an SSL context or a bool.  ``transport`` replaces the HTTP transport for every
     request (the TLS arguments are then unused); ``wrap_transport`` receives the
     transport the client built (or ``transport``) and returns the one to use,
     e.g. :class:`calico_rr.testing.faults.FaultTransport`.
@@ -103,8 +102,7 @@ class KubeClient(StreamingClient):
         self,
         base_url: str,
         *,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: tuple[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
         token: str | None = None,
         token_file: str | None = None,
         credentials: TokenSource | None = None,
@@ -136,7 +134,7 @@ class KubeClient(StreamingClient):
             verify if isinstance(verify, ssl.SSLContext) else None
         )
         if transport is None:
-            self.ssl_context = ssl_context(verify, cert)
+            self.ssl_context = ssl_context(verify)
             transport = HTTPTransport(verify=self.ssl_context, proxy=proxy)
         if wrap_transport is not None:
             transport = wrap_transport(transport)
@@ -190,7 +188,7 @@ class KubeClient(StreamingClient):
     @classmethod
     def _connect(cls, access: ClusterAccess, **kw: Any) -> KubeClient:
         """A client for ``access``; ``kw`` goes to :class:`KubeClient` (not
-        ``verify``/``cert``/``token``/``token_file``/``credentials``; a ``proxy``
+        ``verify``/``token``/``token_file``/``credentials``; a ``proxy``
         given wins)."""
         return cls(
             access.server,
@@ -203,10 +201,6 @@ class KubeClient(StreamingClient):
         )
 
     # -- lifecycle ----------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
     def close(self) -> None:
         """Close every open watch and the connection pool.  Thread-safe; later

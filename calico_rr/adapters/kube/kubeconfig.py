@@ -217,7 +217,7 @@ def _cluster_tls(cluster: Named) -> ssl.SSLContext:
     server_name = str(c.get("tls-server-name") or "") or None
     try:
         if c.get("insecure-skip-tls-verify"):
-            return ssl_context(False, None)
+            return ssl_context(False)
         if c.get("certificate-authority-data"):
             pem = _b64(c["certificate-authority-data"], where, "certificate-authority-data")
             return verifying_context(cadata=pem.decode(), server_name=server_name)

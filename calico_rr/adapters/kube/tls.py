@@ -20,23 +20,15 @@ from pathlib import Path
 __all__ = ["ServerNameContext", "load_client_cert", "ssl_context", "verifying_context"]
 
 
-def ssl_context(
-    verify: ssl.SSLContext | str | bool, cert: tuple[str, str] | None
-) -> ssl.SSLContext:
-    """One context for ``verify`` (a context, a CA bundle path or a bool) and an
-    optional ``(cert_file, key_file)`` client certificate."""
+def ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """The context for ``verify``: a given context, else one that verifies the
+    server against the system CAs (True) or not at all (False)."""
     if isinstance(verify, ssl.SSLContext):
-        ctx = verify
-    elif verify is False:
-        ctx = ssl.create_default_context()
+        return verify
+    ctx = ssl.create_default_context()
+    if verify is False:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    elif verify is True:
-        ctx = ssl.create_default_context()
-    else:
-        ctx = ssl.create_default_context(cafile=str(verify))
-    if cert is not None:
-        ctx.load_cert_chain(cert[0], cert[1])
     return ctx
 
 
