@@ -14,10 +14,10 @@ from typing import Any
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError
-from calico_rr.adapters.kube.operator import choose_api_group
+from calico_rr.adapters.kube.live import calico_group
 from calico_rr.adapters.nodes_io import read_documents
 from calico_rr.core.doctor.inventory import TYPHA_NAME, Inventory, inventory_from_documents
-from calico_rr.errors import DatastoreError, InputError
+from calico_rr.errors import DatastoreError
 
 __all__ = ["live_documents", "load_dump", "load_live"]
 
@@ -37,13 +37,7 @@ def live_documents(client: KubeClient) -> list[dict[str, Any]]:
     them, ``core.bgp.calico_version.reading_release``) and every ``calico-typha``
     Deployment."""
     try:
-        served = client.served_groups()
-        if "crd.projectcalico.org" not in served and "projectcalico.org" not in served:
-            raise InputError(
-                "the cluster serves no Calico API group (crd.projectcalico.org or "
-                "projectcalico.org): is Calico installed?"
-            )
-        group = choose_api_group(served)
+        group = calico_group(client)
         items: list[dict[str, Any]] = []
         nodes, _ = client.list(api_path("v1", "nodes"))
         items.extend(nodes)

@@ -33,7 +33,8 @@ from calico_rr.model import Node
 FIELD_MANAGER = "calico-rr"
 
 
-def _calico_group(client: KubeClient) -> ApiGroup:
+def calico_group(client: KubeClient) -> ApiGroup:
+    """The Calico API group calico-node reads; InputError when none is served."""
     served = client.served_groups()
     if "crd.projectcalico.org" not in served and "projectcalico.org" not in served:
         raise InputError(
@@ -60,7 +61,7 @@ def verify_documents(client: KubeClient) -> list[dict[str, Any]]:
     """Nodes, BGPPeers and BGPConfigurations in the API group calico-node reads, as
     ``kubectl get nodes,bgppeers,bgpconfigurations -o yaml`` would list them."""
     try:
-        group = _calico_group(client)
+        group = calico_group(client)
         items: list[dict[str, Any]] = []
         for version, plural in (("v1", "nodes"), (group, "bgppeers"), (group, "bgpconfigurations")):
             objs, _ = client.list(api_path(version, plural))
@@ -87,7 +88,7 @@ class LiveCluster:
 def read_cluster(client: KubeClient) -> LiveCluster:
     """One LIST per kind the operator watches (kube/operator.py ``_start_informers``)."""
     try:
-        group = _calico_group(client)
+        group = calico_group(client)
         resources = client.request("GET", "/apis/" + group)
         names = {r.get("name") for r in (resources or {}).get("resources") or []}
         cns_supported = "caliconodestatuses" in names
