@@ -40,16 +40,6 @@ from calico_rr.core.operator.settings import OperatorSettings, settings_from_spe
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import ConfigError
 
-__all__ = [
-    "ConfigRecord",
-    "Controller",
-    "NotLeader",
-    "PassEnded",
-    "StatusSink",
-    "Store",
-    "Writer",
-]
-
 log = logging.getLogger(__name__)
 
 #: Phases announced as events when the operator enters them.

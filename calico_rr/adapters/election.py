@@ -20,8 +20,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Elector"]
-
 
 class Elector(ABC):
     #: what a failed round raises (the datastore's own error): logged, retried

@@ -30,15 +30,6 @@ from calico_rr.core import operator as core
 from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.errors import ConfigError
 
-__all__ = [
-    "IDLE_RESYNC",
-    "MAX_COALESCE",
-    "WRITE_WORKERS",
-    "LoopStats",
-    "ReconcileLoop",
-    "conditions",
-]
-
 #: longest time events are coalesced into one pass (seconds)
 MAX_COALESCE: Final = 1.0
 #: node writes of one batch in flight at once

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from calico_rr.core.values import parse_duration
 from calico_rr.errors import ConfigError, InputError, safe_repr
 
-__all__ = ["ElectionTiming", "election_timing", "seconds_or_duration"]
-
 _SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: the smallest lease duration: both datastores keep it in whole seconds
 MIN_LEASE_DURATION = 1.0

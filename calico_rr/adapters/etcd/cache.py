@@ -17,8 +17,6 @@ from calico_rr.adapters.etcd.values import EventType, KeyValue, WatchEvent
 from calico_rr.adapters.etcd.watch import Watch
 from calico_rr.errors import InputError
 
-__all__ = ["Entry", "PrefixCache"]
-
 log = logging.getLogger(__name__)
 
 

@@ -98,8 +98,6 @@ from calico_rr.errors import ConfigError
 if TYPE_CHECKING:
     from calico_rr.adapters.etcd.config import EtcdSettings
 
-__all__ = ["EtcdClient"]
-
 
 def _tls_context(
     ca_file: Path | str | None, cert_file: Path | str | None, key_file: Path | str | None

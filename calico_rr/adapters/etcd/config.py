@@ -33,8 +33,6 @@ DatastoreType = Literal["kubernetes", "etcdv3"]
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
 _UNSUPPORTED = ("ETCD_DISCOVERY_SRV",)
 
-__all__ = ["DEFAULT_ENDPOINTS", "DatastoreType", "EtcdSettings", "datastore_type", "etcd_settings"]
-
 
 @dataclass(frozen=True, slots=True)
 class EtcdSettings:

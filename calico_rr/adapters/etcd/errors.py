@@ -21,17 +21,6 @@ from calico_rr.adapters.http import (
 )
 from calico_rr.errors import CalicoRRError
 
-__all__ = [
-    "Compacted",
-    "Conflict",
-    "EtcdAuthError",
-    "EtcdError",
-    "EtcdTLSError",
-    "EtcdUnavailable",
-    "Fenced",
-    "LeaseNotFound",
-]
-
 #: gRPC status codes etcd's gateway reports (google.golang.org/grpc/codes).
 GRPC_DEADLINE_EXCEEDED = 4
 GRPC_OUT_OF_RANGE = 11

@@ -18,8 +18,6 @@ from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.core.doctor.inventory import Inventory, inventory_from_documents
 from calico_rr.core.formats import etcd as L
 
-__all__ = ["CLUSTER_INFORMATION_KEY", "DOCTOR_PLURALS", "etcd_documents", "load_etcd"]
-
 #: The Calico kinds the doctor uses, by their etcd directory.
 DOCTOR_PLURALS: Final = ("nodes", "bgpconfigurations", "bgppeers", "ippools")
 #: The one ClusterInformation Calico keeps (libcalico-go's key for the cluster-scoped

@@ -30,8 +30,6 @@ from calico_rr.model import Node
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KubeNodeHealth"]
-
 
 def _health_of(node: Node | None) -> object:
     if node is None:

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEY = "/calico-rr/leader"
 
-__all__ = ["DEFAULT_KEY", "EtcdLeaderElector"]
-
 
 class EtcdLeaderElector(Elector):
     round_errors = (EtcdError,)

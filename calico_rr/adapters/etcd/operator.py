@@ -60,14 +60,6 @@ from calico_rr.model import Node
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_PREFIX",
-    "EtcdOperator",
-    "NodeDoc",
-    "request_uninstall",
-    "uninstall",
-]
-
 #: Where calico-rr keeps its own keys: ``config/<name>``, ``status/<name>``, ``leader``.
 DEFAULT_PREFIX: Final = "/calico-rr/"
 CALICO_PLURALS: Final = ("nodes", "bgppeers", "bgpconfigurations", "caliconodestatuses")

@@ -31,8 +31,6 @@ from calico_rr.core.planning.config import ApiGroup
 from calico_rr.errors import InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX
 
-__all__ = ["API_GROUP", "EtcdStatus", "EtcdStore", "EtcdWriter", "merge_foreign_metadata"]
-
 log = logging.getLogger(__name__)
 
 API_GROUP: ApiGroup = "projectcalico.org/v3"

@@ -9,17 +9,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = [
-    "EventType",
-    "Fence",
-    "KeyValue",
-    "Lease",
-    "ListResult",
-    "Progress",
-    "WatchEvent",
-    "prefix_end",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Fence:

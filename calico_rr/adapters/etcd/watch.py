@@ -31,8 +31,6 @@ from calico_rr.adapters.etcd.values import (
 )
 from calico_rr.adapters.http import Response, ResponseStream, TransportError
 
-__all__ = ["Watch"]
-
 
 class Watch(ResponseStream, Iterator[WatchEvent | Progress]):
     """An open watch.  Iterating yields :class:`WatchEvent` and :class:`Progress`.

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-__all__ = ["APPLY_PATCH", "PATCH_TYPES", "api_path", "resource_of", "verb_of"]
-
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES: Mapping[str, str] = {
     "merge": "application/merge-patch+json",

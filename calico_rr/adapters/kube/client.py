@@ -75,8 +75,6 @@ from calico_rr.adapters.kube.kubeconfig import (
 from calico_rr.adapters.kube.tls import ssl_context
 from calico_rr.adapters.kube.watch import Watch
 
-__all__ = ["KubeClient"]
-
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -30,20 +30,6 @@ from typing import Any, Protocol
 
 from calico_rr.adapters.kube.errors import KubeConfigError
 
-__all__ = [
-    "EXEC_API_VERSIONS",
-    "BearerToken",
-    "CredentialError",
-    "ExecCredential",
-    "ExecCredentials",
-    "ExecSpec",
-    "TokenSource",
-    "exec_info",
-    "parse_exec_credential",
-    "parse_exec_spec",
-    "run_plugin",
-]
-
 log = logging.getLogger(__name__)
 
 EXEC_API_VERSIONS = (

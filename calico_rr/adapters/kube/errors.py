@@ -13,17 +13,6 @@ from typing import Any
 
 from calico_rr.errors import InputError
 
-__all__ = [
-    "REASONS",
-    "AlreadyExists",
-    "ApiError",
-    "Conflict",
-    "Gone",
-    "KubeConfigError",
-    "NotFound",
-    "make_error",
-]
-
 #: Status reasons by HTTP code, as kube-apiserver names them.
 REASONS: Mapping[int, str] = {
     0: "ConnectionError",

@@ -28,8 +28,6 @@ from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError, NotFound
 from calico_rr.adapters.kube.leader import micro_time
 
-__all__ = ["EVENTS_API", "REPORTING_CONTROLLER", "SERIES_WINDOW", "EventRecorder", "Regarding"]
-
 log = logging.getLogger(__name__)
 
 EVENTS_API = "events.k8s.io/v1"

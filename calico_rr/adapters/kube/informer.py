@@ -49,8 +49,6 @@ from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError, Gone
 from calico_rr.adapters.kube.watch import Watch, WatchEvent
 
-__all__ = ["Informer", "object_key"]
-
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, str, Any], None]

@@ -19,8 +19,6 @@ from calico_rr.adapters.nodes_io import read_documents
 from calico_rr.core.doctor.inventory import TYPHA_NAME, Inventory, inventory_from_documents
 from calico_rr.errors import DatastoreError
 
-__all__ = ["live_documents", "load_dump", "load_live"]
-
 #: Calico resources the doctor reads, by plural (the kinds of the dump).
 CALICO_PLURALS = ("bgpconfigurations", "bgppeers", "ippools")
 

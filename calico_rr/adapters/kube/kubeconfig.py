@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from calico_rr.adapters.kube.credentials import (
-    BearerToken,
     CredentialError,
     ExecCredentials,
     TokenSource,
@@ -34,21 +33,6 @@ from calico_rr.adapters.kube.credentials import (
 from calico_rr.adapters.kube.errors import KubeConfigError
 from calico_rr.adapters.kube.tls import load_client_cert, ssl_context, verifying_context
 from calico_rr.errors import InputError
-
-__all__ = [
-    "SERVICE_ACCOUNT_DIR",
-    "BearerToken",
-    "ClusterAccess",
-    "KubeConfig",
-    "Named",
-    "access_for",
-    "find_access",
-    "in_cluster_access",
-    "kubeconfig_access",
-    "merge_configs",
-    "read_kubeconfigs",
-    "ssl_context",
-]
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _SECTIONS = (("clusters", "cluster"), ("users", "user"), ("contexts", "context"))

@@ -330,6 +330,3 @@ def uninstall(
         )
     finally:
         op.stop_caches()
-
-
-__all__ = ["FINALIZER", "Operator", "choose_api_group", "node_state", "owned_fields", "uninstall"]

@@ -25,8 +25,6 @@ from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CR
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.model import ANN_CLUSTER_ID
 
-__all__ = ["CONFIG_API", "FINALIZER", "KubeStatus", "KubeStore", "KubeWriter", "condition_reason"]
-
 log = logging.getLogger(__name__)
 
 FINALIZER = f"{CRD_GROUP}/uninstall"

@@ -17,8 +17,6 @@ import ssl
 import tempfile
 from pathlib import Path
 
-__all__ = ["ServerNameContext", "load_client_cert", "ssl_context", "verifying_context"]
-
 
 def ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
     """The context for ``verify``: a given context, else one that verifies the

@@ -17,8 +17,6 @@ from typing import Any
 from calico_rr.adapters.http import Response, ResponseStream, TimeoutException
 from calico_rr.adapters.kube.errors import ApiError, make_error
 
-__all__ = ["Watch", "WatchEvent"]
-
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
