@@ -211,9 +211,6 @@ class EtcdClient(StreamingClient):
         if self.on_request is not None:
             self.on_request(op, endpoint, status)
 
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(random.uniform(0, self.backoff * 2**attempt))
-
     def _rounds(self, count: int, tries: _Tries) -> Iterator[builtins.list[int]]:
         """Up to ``count`` rounds over the endpoints (each from the current one on),
         with a backoff before every round but the first.  A round in which every
@@ -223,7 +220,7 @@ class EtcdClient(StreamingClient):
             if attempt:
                 if tries.all_tls:
                     return
-                self._sleep(attempt - 1)
+                time.sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
             tries.all_tls = True
             start, n = self._current, len(self.endpoints)
             yield [(start + i) % n for i in range(n)]

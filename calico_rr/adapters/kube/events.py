@@ -123,13 +123,10 @@ class EventRecorder:
                 return
             del self._series[key]
 
-    def _namespace(self, regarding: Regarding) -> str:
-        return regarding.namespace or CLUSTER_EVENTS_NAMESPACE
-
     def _create(
         self, regarding: Regarding, etype: str, reason: str, action: str, note: str
     ) -> Mapping[str, Any]:
-        namespace = self._namespace(regarding)
+        namespace = regarding.namespace or CLUSTER_EVENTS_NAMESPACE
         body = {
             "apiVersion": EVENTS_API,
             "kind": "Event",

@@ -131,8 +131,13 @@ class KubeWriter:
     def __init__(self, op: Host) -> None:
         self.op = op
 
-    def _config_path(self) -> str:
-        return api_path(CONFIG_API, CRD_PLURAL, self.op.config_name)
+    def _set_finalizers(self, meta: Mapping[str, Any], finalizers: list[str]) -> dict[str, Any]:
+        """Merge-patch the config's finalizers, at the resourceVersion read."""
+        patch = {
+            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
+        }
+        path = api_path(CONFIG_API, CRD_PLURAL, self.op.config_name)
+        return self.op.client.patch(path, patch, patch_type="merge")
 
     def check_leader(self) -> None:
         if not self.op.is_leader:
@@ -144,11 +149,7 @@ class KubeWriter:
         if FINALIZER in (meta.get("finalizers") or []):
             return
         finalizers = [*(meta.get("finalizers") or []), FINALIZER]
-        patch = {
-            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
-        }
-        result = self.op.client.patch(self._config_path(), patch, patch_type="merge")
-        self.op.informers["config"].store(result)
+        self.op.informers["config"].store(self._set_finalizers(meta, finalizers))
 
     def _path(self, plural: str, name: str) -> str:
         return api_path(self.op.api_group, plural, name)
@@ -238,11 +239,8 @@ class KubeWriter:
         cfg = self.op.informers["config"].get(self.op.config_name) or {}
         meta = cfg.get("metadata") or {}
         finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        patch = {
-            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
-        }
         with contextlib.suppress(NotFound):
-            self.op.client.patch(self._config_path(), patch, patch_type="merge")
+            self._set_finalizers(meta, finalizers)
         return True
 
 
