@@ -71,13 +71,6 @@ class NodeDoc:
     state: core.NodeState
 
 
-def _json_object(kv: KeyValue) -> dict[str, Any] | None:
-    value = json.loads(kv.value)
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _node_doc(kv: KeyValue) -> NodeDoc:
     doc = L.decode_document(kv.key, kv.value, kv.mod_revision)
     try:
@@ -226,7 +219,10 @@ class EtcdOperator(DatastoreOperator):
     def _decode_own(self, kv: KeyValue) -> dict[str, Any] | None:
         if kv.key not in (self.config_key, self.status_key):
             return None  # the leader key and other replicas' configs
-        return _json_object(kv)
+        value = json.loads(kv.value)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+        return value
 
     def _on_own(self, key: str, existed: bool, exists: bool) -> None:
         if key == self.config_key:

@@ -342,7 +342,16 @@ class KubeClient(StreamingClient):
 
     def _object(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         """:meth:`request` for an answer that must be a JSON object."""
-        return _as_dict(self.request(method, path, **kw), method, path)
+        value = self.request(method, path, **kw)
+        if isinstance(value, dict):
+            return value
+        raise ApiError(
+            0,
+            "BadResponse",
+            f"expected a JSON object, got {type(value).__name__}",
+            method=method,
+            path=path,
+        )
 
     def _manager(self) -> dict[str, str]:
         return {"fieldManager": self.field_manager}
@@ -533,15 +542,3 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     if field_selector:
         params["fieldSelector"] = field_selector
     return params
-
-
-def _as_dict(value: Any, method: str, path: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    raise ApiError(
-        0,
-        "BadResponse",
-        f"expected a JSON object, got {type(value).__name__}",
-        method=method,
-        path=path,
-    )
