@@ -151,7 +151,6 @@ def serve(
 ) -> ThreadingHTTPServer:
     """Start /healthz, /readyz and /metrics in a daemon thread; returns the server
     (``server.server_address[1]`` is the port when ``port`` was 0)."""
-    routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
 
     def probe(check: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[int, str, bytes]]:
         def run() -> tuple[int, str, bytes]:
@@ -160,9 +159,11 @@ def serve(
 
         return run
 
-    routes["/healthz"] = probe(health.alive)
-    routes["/readyz"] = probe(health.ready)
-    routes["/metrics"] = lambda: (200, CONTENT_TYPE_LATEST, metrics.exposition())
+    routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+        "/healthz": probe(health.alive),
+        "/readyz": probe(health.ready),
+        "/metrics": lambda: (200, CONTENT_TYPE_LATEST, metrics.exposition()),
+    }
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -194,8 +194,9 @@ class EtcdWriter:
 
     # -- writes --------------------------------------------------------------------------
 
-    def put(self, cache: PrefixCache, doc: dict[str, Any], entry: Entry | None) -> None:
-        key, value = L.encode_document(doc)
+    def put_value(self, cache: PrefixCache, key: str, value: bytes, entry: Entry | None) -> None:
+        """Compare-and-swap ``key`` on ``entry``'s mod revision, fenced, through
+        ``cache``; a :class:`Conflict` leaves what the key holds now in ``cache``."""
         self.check_leader()
         revision = entry.kv.mod_revision if entry else 0
         try:
@@ -204,8 +205,15 @@ class EtcdWriter:
             raise self.fenced(exc) from None
         except Conflict as exc:
             self.take_current(cache, entry, exc)
-            raise PassEnded(str(exc)) from None
+            raise
         cache.store(kv)
+
+    def put(self, cache: PrefixCache, doc: dict[str, Any], entry: Entry | None) -> None:
+        key, value = L.encode_document(doc)
+        try:
+            self.put_value(cache, key, value, entry)
+        except Conflict as exc:
+            raise PassEnded(str(exc)) from None
         self.op._count(str(doc["kind"]).lower())
         self.op.health.beat()
 
@@ -328,23 +336,15 @@ class EtcdStatus:
         cache = self.op.caches["own"]
         entry = cache.get(self.op.status_key)
         new = {k: v for k, v in {**_status_of(entry), **fields}.items() if v is not None}
-        self.writer.check_leader()
         value = json.dumps(new, separators=(",", ":"), sort_keys=True).encode()
-        revision = entry.kv.mod_revision if entry else 0
         try:
-            kv = self.op.client.put_if(
-                self.op.status_key, value, revision, fence=self.writer.fence()
-            )
-        except Fenced as exc:
-            raise self.writer.fenced(exc) from None
+            self.writer.put_value(cache, self.op.status_key, value, entry)
         except Conflict as exc:
-            self.writer.take_current(cache, entry, exc)
             if end_pass:
                 raise PassEnded(str(exc)) from None
             log.info("status changed meanwhile (%s); written on the next pass", exc)
             self.op._requeue(0.0)
             return
-        cache.store(kv)
         self.op._count("status")
 
     def event(self, etype: str, reason: str, message: str) -> None:
