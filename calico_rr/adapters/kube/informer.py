@@ -85,7 +85,6 @@ class Informer:
         name: str,
         label_selector: str | None = None,
         transform: Callable[[dict[str, Any]], Any] | None = None,
-        key: Callable[[dict[str, Any]], str] = object_key,
         on_event: OnEvent | None = None,
         watch_timeout: int = 300,
         backoff_max: float = 10.0,
@@ -98,7 +97,6 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.backoff_max = backoff_max
         self._transform = transform
-        self._key = key
         self._on_event = on_event
         #: called on the informer thread for every 410 (each is followed by a re-LIST)
         self._on_gone = on_gone
@@ -160,7 +158,7 @@ class Informer:
         ok, value = self._value(obj)
         if not ok:
             return False
-        key = self._key(obj)
+        key = object_key(obj)
         with self._lock:
             current = _rv_int(self._rv)
             if rv is not None:
@@ -261,7 +259,7 @@ class Informer:
         try:
             return True, self._transform(obj)
         except Exception:
-            log.exception("informer %s: transform failed for %s", self.name, self._key(obj))
+            log.exception("informer %s: transform failed for %s", self.name, object_key(obj))
             return False, None
 
     def _emit(self, etype: str, key: str, value: Any) -> None:
@@ -279,7 +277,7 @@ class Informer:
         for obj in items:
             ok, value = self._value(obj)
             if ok:
-                fresh[self._key(obj)] = value
+                fresh[object_key(obj)] = value
         list_rv = _rv_int(rv)
         with self._lock:
             old = self._cache
@@ -335,7 +333,7 @@ class Informer:
             if event.type != "BOOKMARK":
                 log.warning("informer %s: ignoring %s event", self.name, event.type)
             return
-        key = self._key(obj)
+        key = object_key(obj)
         ok, value = (True, None) if event.type == "DELETED" else self._value(obj)
         event_rv = _rv_int(rv)
         with self._lock:
