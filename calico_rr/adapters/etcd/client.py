@@ -160,7 +160,6 @@ class EtcdClient(StreamingClient):
         retries: int = 2,
         backoff: float = 0.1,
         watch_read_timeout: float | None = 900.0,
-        page_size: int = 500,
         transport: BaseTransport | None = None,
         on_request: Callable[[str, str, int], None] | None = None,
         username: str | None = None,
@@ -178,7 +177,6 @@ class EtcdClient(StreamingClient):
         self.retries = retries
         self.backoff = backoff
         self.watch_read_timeout = watch_read_timeout
-        self.page_size = page_size
         self.on_request = on_request
         verify: ssl.SSLContext | bool = True
         if any(e.startswith("https://") for e in self.endpoints) or cert_file or ca_file:
@@ -341,11 +339,10 @@ class EtcdClient(StreamingClient):
         kvs = data.get("kvs") or []
         return key_value(kvs[0]) if kvs else None
 
-    def list(self, prefix: str, *, page_size: int | None = None) -> ListResult:
+    def list(self, prefix: str, *, page_size: int = 500) -> ListResult:
         """Every key under ``prefix`` as of one revision, fetched in pages of
         ``page_size`` (the first page fixes the revision; a compaction of it
         between pages raises :class:`Compacted`: list again)."""
-        limit = page_size or self.page_size
         start = prefix.encode("utf-8", "surrogateescape")
         end = prefix_end(start)
         revision = 0
@@ -354,7 +351,7 @@ class EtcdClient(StreamingClient):
             body: dict[str, Any] = {
                 "key": b64(start),
                 "range_end": b64(end),
-                "limit": str(limit),
+                "limit": str(page_size),
             }
             if revision:
                 body["revision"] = str(revision)
