@@ -11,7 +11,8 @@ apart silently.  What each key means on each datastore: docs/OPERATOR.md
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -20,6 +21,7 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.families import FamiliesReport, verify_families
 from calico_rr.core.operator.safety import check
+from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.model import ZONE_LABEL, Node
 
 __all__ = [
@@ -102,6 +104,26 @@ def verification(checked: FamiliesReport) -> dict[str, Any]:
         "sessions": combined.sessions,
         "families": families,
     }
+
+
+def config_document(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The RouteReflectorConfig the demo gives the operator."""
+    return {
+        "apiVersion": "calico-rr.io/v1alpha1",
+        "kind": "RouteReflectorConfig",
+        "metadata": {"name": CONFIG_NAME},
+        "spec": dict(spec),
+    }
+
+
+def create_all(one: Callable[[Node], object], nodes: Iterable[Node], workers: int) -> int:
+    """``one(node)`` for each node, ``workers`` in flight; the number of nodes.
+    The first error raised is raised here (after the others finished)."""
+    batch = list(nodes)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(one, n) for n in batch]:
+            future.result()
+    return len(batch)
 
 
 # -- what the demo's report shows beyond the result ----------------------------------------
@@ -201,6 +223,10 @@ class DemoSite(Protocol):
         """Full reads the operator sent after the initial sync, as the server counts."""
         ...
 
+    def requests_total(self) -> int:
+        """Requests the operator sent since it started, as the server counts."""
+        ...
+
 
 def wait_steady(
     op: Controller,
@@ -251,17 +277,19 @@ def wait_node_handled(
 
 def run_flow(
     site: DemoSite,
-    result: dict[str, Any],
     cluster: Sequence[Node],
     nodes: int,
     zones: int,
+    ip_family: str,
     timeout: float,
     progress: Callable[[str], None],
     trace: DemoTrace | None = None,
-) -> None:
-    """Converge and verify, one node joins, one zone fails: the demo on any datastore.
+) -> dict[str, Any]:
+    """Converge and verify, one node joins, one zone fails: the demo on any datastore,
+    run right after the operator started; its result (:func:`demo_result`).
     ``trace`` (a new one if None) gets the status over time and the session graph."""
     op = site.op
+    result: dict[str, Any] = {"nodes": nodes, "zones": zones, "ip_family": ip_family}
     trace = trace if trace is not None else DemoTrace()
     trace.start = time.monotonic()
     trace.event(f"operator started on {nodes} nodes (full mesh on)")
@@ -305,24 +333,40 @@ def run_flow(
     trace.record(site.status())
     progress(f"node {joined} joined: {count} write(s)")
 
-    # A zone fails: its nodes go NotReady; the RRs there are replaced.
-    zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0] if zones else ""
-    lost = [n.name for n in cluster if zones and n.labels.get(ZONE_LABEL) == zone]
-    if lost:
-        progress(f"zone {zone} fails: {len(lost)} nodes NotReady")
-        mark = time.monotonic()
-        trace.event(f"zone {zone} fails: {len(lost)} nodes NotReady")
-        site.fail_zone(zone, lost)
-        seconds = wait_steady(op, site.status, timeout, since=mark, trace=trace)
-        safety = check(site.documents(), down=lost)
-        result["zone_failure"] = {
-            "zone": zone,
-            "failed_nodes": len(lost),
-            "seconds_to_reconverge": round(seconds, 2),
-            "surviving_nodes_reach_each_other": safety.ok,
-        }
-        result["verified"] = result["verified"] and safety.ok
-        trace.event(f"re-converged; surviving nodes reach each other: {safety.ok}")
-        progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")
+    if zones:
+        _fail_zone(site, result, cluster, timeout, progress, trace)
     result["api_lists_after_sync"] = site.lists_after_sync()
     result["operator_lists_after_sync"] = op.lists() - sync_lists
+    result["api_requests_total"] = site.requests_total()
+    result["seconds_total"] = round(time.monotonic() - trace.start, 1)
+    return demo_result(result)
+
+
+def _fail_zone(
+    site: DemoSite,
+    result: dict[str, Any],
+    cluster: Sequence[Node],
+    timeout: float,
+    progress: Callable[[str], None],
+    trace: DemoTrace,
+) -> None:
+    """A zone fails: its nodes go NotReady; the RRs there are replaced."""
+    zone = sorted({n.labels.get(ZONE_LABEL, "") for n in cluster})[0]
+    lost = [n.name for n in cluster if n.labels.get(ZONE_LABEL) == zone]
+    if not lost:
+        return
+    progress(f"zone {zone} fails: {len(lost)} nodes NotReady")
+    mark = time.monotonic()
+    trace.event(f"zone {zone} fails: {len(lost)} nodes NotReady")
+    site.fail_zone(zone, lost)
+    seconds = wait_steady(site.op, site.status, timeout, since=mark, trace=trace)
+    safety = check(site.documents(), down=lost)
+    result["zone_failure"] = {
+        "zone": zone,
+        "failed_nodes": len(lost),
+        "seconds_to_reconverge": round(seconds, 2),
+        "surviving_nodes_reach_each_other": safety.ok,
+    }
+    result["verified"] = result["verified"] and safety.ok
+    trace.event(f"re-converged; surviving nodes reach each other: {safety.ok}")
+    progress(f"re-converged in {seconds:.1f}s; survivors safe: {safety.ok}")

@@ -58,21 +58,12 @@ def ready_status(ready: bool) -> dict[str, Any]:
 def create_nodes(admin: KubeClient, nodes: Iterable[Node], *, workers: int = 8) -> int:
     """Create Nodes and mark them Ready (the API server drops status on create);
     ``workers`` requests in flight (the client is thread-safe)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(node: Node) -> None:
         admin.create(api_path("v1", "nodes"), node_object(node))
         admin.patch(api_path("v1", "nodes", node.name) + "/status", ready_status(True))
 
-    batch = list(nodes)
-    if len(batch) <= 1:
-        for node in batch:
-            one(node)
-        return len(batch)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(one, n) for n in batch]:
-            future.result()
-    return len(batch)
+    return demo.create_all(one, nodes, workers)
 
 
 def cluster_documents(admin: KubeClient, api_group: str) -> list[dict[str, Any]]:
@@ -140,6 +131,9 @@ class KubeSite:
         audit = self.cp.audit_events("calico-rr")
         return sum(1 for e in audit[self._audit_sync :] if e.get("verb") == "list")
 
+    def requests_total(self) -> int:
+        return len(self.cp.audit_events("calico-rr"))
+
 
 def run_demo(
     *,
@@ -152,13 +146,6 @@ def run_demo(
     trace: demo.DemoTrace | None = None,
     ip_family: str = "ipv4",
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "nodes": nodes,
-        "zones": zones,
-        "ip_family": ip_family,
-        "converged": False,
-        "verified": False,
-    }
     progress("starting kube-apiserver + etcd (binaries are built on first use, then cached)")
     with ControlPlane(audit=True) as cp:
         apply_crds(cp, calico_crds())
@@ -167,30 +154,16 @@ def run_demo(
         cluster = synthetic_cluster(nodes + 1, zones=zones, ip_family=ip_family)
         progress(f"creating {nodes} nodes in {zones} zones (full mesh on)")
         create_nodes(admin, cluster[:nodes])
-        spec: dict[str, Any] = {"topology": topology, "waitTimeout": wait_timeout}
-        apply_documents(
-            cp,
-            [
-                {
-                    "apiVersion": "calico-rr.io/v1alpha1",
-                    "kind": "RouteReflectorConfig",
-                    "metadata": {"name": CONFIG_NAME},
-                    "spec": spec,
-                }
-            ],
-        )
+        spec = {"topology": topology, "waitTimeout": wait_timeout}
+        apply_documents(cp, [demo.config_document(spec)])
         client = KubeClient.from_kubeconfig(cp.operator_kubeconfig)
         op = Operator(client, identity="demo-0", env={}, lease_duration=5.0)
-        t0 = time.monotonic()
         op.start()
         try:
             site = KubeSite(cp, admin, op)
-            demo.run_flow(site, result, cluster, nodes, zones, timeout, progress, trace)
-            result["api_requests_total"] = len(cp.audit_events("calico-rr"))
-            result["seconds_total"] = round(time.monotonic() - t0, 1)
+            return demo.run_flow(site, cluster, nodes, zones, ip_family, timeout, progress, trace)
         finally:
             op.stop()
-    return demo.demo_result(result)
 
 
 def _ref(event: dict[str, Any]) -> dict[str, Any]:
