@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico_rr.adapters.demo import DemoTrace, Sample
-from calico_rr.adapters.report_html import _STYLE, _e, _img
+from calico_rr.adapters.report_html import _STYLE, _document, _e, _img, _rows
 
 __all__ = ["DEFAULT_REPORT", "DemoPage", "demo_page", "render_demo_report", "write_demo_report"]
 
@@ -108,13 +108,6 @@ def _cell(value: object) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
-
-
-def _rows(pairs: Sequence[tuple[str, object]]) -> str:
-    return "".join(
-        f'<tr><th scope="row">{_e(name)}</th><td class="num">{_e(_cell(value))}</td></tr>'
-        for name, value in pairs
-    )
 
 
 def _phase_bar(samples: Sequence[Sample], end: float) -> str:
@@ -228,7 +221,7 @@ def render_demo_report(page: DemoPage) -> str:
     )
     title = f"calico-rr demo: {result.get('nodes', '?')} nodes, {result.get('topology') or '?'}"
     meta = f"datastore {page.datastore}, {result.get('zones', '?')} zones; written {page.written}"
-    table = _rows([(k, v) for k, v in result.items() if k not in _OWN_SECTIONS])
+    table = _rows((k, _cell(v)) for k, v in result.items() if k not in _OWN_SECTIONS)
     if page.diagram_png is not None:
         drawing = (
             '<div class="scroll">'
@@ -237,18 +230,10 @@ def render_demo_report(page: DemoPage) -> str:
     else:
         drawing = f'<p class="warn" id="drawing-note">{_e(page.drawing_note)}</p>'
     summary = "".join(f"<li>{_e(line)}</li>" for line in page.diagram_summary)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
-<link rel="icon" href="data:,">
-<style>{_STYLE}{_EXTRA_STYLE}</style>
-</head>
-<body>
-<h1>{_e(title)}</h1>
-<p class="meta">{_e(meta)}</p>
+    return _document(
+        title,
+        meta,
+        f"""
 <nav><a href="#result">Result</a><a href="#topology">Topology</a><a href="#timeline">Timeline</a>
 <a href="#join">Node join</a><a href="#zone-failure">Zone failure</a></nav>
 
@@ -281,7 +266,6 @@ operator started), with the demo's own steps in between.</p>
 <section id="zone-failure">
 <h2>Zone failure</h2>
 {_zone_failure(result)}
-</section>
-</body>
-</html>
-"""
+</section>""",
+        _STYLE + _EXTRA_STYLE,
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from calico_rr.core.report.series import METRICS, Comparison
@@ -71,6 +71,34 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _rows(pairs: Iterable[tuple[str, object]]) -> str:
+    """Table rows: a heading cell, then the value right-aligned."""
+    return "".join(
+        f'<tr><th scope="row">{_e(name)}</th><td class="num">{_e(value)}</td></tr>'
+        for name, value in pairs
+    )
+
+
+def _document(title: str, meta: str, body: str, style: str = _STYLE) -> str:
+    """The whole page around ``body`` (a newline, then the nav and the sections);
+    nothing in the head points outside the page."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<link rel="icon" href="data:,">
+<style>{style}</style>
+</head>
+<body>
+<h1>{_e(title)}</h1>
+<p class="meta">{_e(meta)}</p>{body}
+</body>
+</html>
+"""
+
+
 def _img(png: bytes, alt: str, ident: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img id="{ident}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -100,10 +128,6 @@ def _numbers(comp: Comparison) -> str:
 
 def render_html(page: ReportPage) -> str:
     """The whole page as one string (UTF-8 when written)."""
-    table_rows = "".join(
-        f'<tr><th scope="row">{_e(name)}</th><td class="num">{_e(value)}</td></tr>'
-        for name, value in page.table
-    )
     notes = "".join(f"<li>{_e(n)}</li>" for n in page.notes)
     warnings = "".join(f'<li class="warn">warning: {_e(w)}</li>' for w in page.warnings)
     verdict_class = "ok" if page.verified else "fail"
@@ -116,24 +140,16 @@ def render_html(page: ReportPage) -> str:
     gap_list = "".join(f'<li class="gapnote">{_e(g)}</li>' for g in gaps)
     summary = "".join(f"<li>{_e(line)}</li>" for line in page.diagram_summary)
     sizes = ", ".join(str(n) for n in page.comparison.sizes)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(page.title)}</title>
-<link rel="icon" href="data:,">
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>{_e(page.title)}</h1>
-<p class="meta">{_e(page.options)}</p>
+    return _document(
+        page.title,
+        page.options,
+        f"""
 <nav><a href="#plan">Plan</a><a href="#verification">Verification</a>
 <a href="#comparison">Topologies compared</a><a href="#drawing">Sessions by group</a></nav>
 
 <section id="plan">
 <h2>Plan</h2>
-<table id="plan-table"><tr><th>Numbers</th><th></th></tr>{table_rows}</table>
+<table id="plan-table"><tr><th>Numbers</th><th></th></tr>{_rows(page.table)}</table>
 <ul>{notes}{warnings}</ul>
 </section>
 
@@ -159,7 +175,5 @@ sizes where a topology cannot be planned.</p>
 session graph); lines carry the sessions between two boxes, coloured by kind.</p>
 <div class="scroll">{_img(page.diagram_png, "group-level session drawing", "diagram-img")}</div>
 <ul>{summary}</ul>
-</section>
-</body>
-</html>
-"""
+</section>""",
+    )
