@@ -133,8 +133,8 @@ def create_all(one: Callable[[Node], object], nodes: Iterable[Node], workers: in
 class Sample:
     """The operator's status as the demo polled it, when it changed."""
 
-    #: seconds since the operator started
-    seconds: float
+    #: seconds since the operator started (not compared: a sample is what was polled)
+    seconds: float = field(compare=False)
     phase: str
     message: str
     route_reflectors: int | None
@@ -167,16 +167,8 @@ class DemoTrace:
             route_reflectors=rrs if isinstance(rrs, int) else None,
             mesh_enabled=mesh if isinstance(mesh, bool) else None,
         )
-        if self.samples:
-            last = self.samples[-1]
-            if (last.phase, last.message, last.route_reflectors, last.mesh_enabled) == (
-                sample.phase,
-                sample.message,
-                sample.route_reflectors,
-                sample.mesh_enabled,
-            ):
-                return
-        self.samples.append(sample)
+        if not self.samples or self.samples[-1] != sample:
+            self.samples.append(sample)
 
     def event(self, text: str) -> None:
         self.events.append((self.elapsed(), text))

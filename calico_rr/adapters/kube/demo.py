@@ -67,20 +67,20 @@ def create_nodes(admin: KubeClient, nodes: Iterable[Node], *, workers: int = 8) 
 
 
 def cluster_documents(admin: KubeClient, api_group: str) -> list[dict[str, Any]]:
-    """Nodes, BGPPeers and BGPConfiguration as calico-node would read them."""
-    nodes, _ = admin.list(api_path("v1", "nodes"))
-    peers, _ = admin.list(api_path(api_group, "bgppeers"))
-    configs, _ = admin.list(api_path(api_group, "bgpconfigurations"))
-    for obj in nodes:
-        obj.setdefault("apiVersion", "v1")
-        obj.setdefault("kind", "Node")
-    for obj in peers:
-        obj.setdefault("apiVersion", api_group)
-        obj.setdefault("kind", "BGPPeer")
-    for obj in configs:
-        obj.setdefault("apiVersion", api_group)
-        obj.setdefault("kind", "BGPConfiguration")
-    return [*nodes, *peers, *configs]
+    """Nodes, BGPPeers and BGPConfiguration as calico-node would read them (a list
+    leaves out each item's apiVersion and kind: they are put back)."""
+    docs: list[dict[str, Any]] = []
+    for group, plural, kind in (
+        ("v1", "nodes", "Node"),
+        (api_group, "bgppeers", "BGPPeer"),
+        (api_group, "bgpconfigurations", "BGPConfiguration"),
+    ):
+        items, _ = admin.list(api_path(group, plural))
+        for obj in items:
+            obj.setdefault("apiVersion", group)
+            obj.setdefault("kind", kind)
+        docs += items
+    return docs
 
 
 def _config_status(admin: KubeClient) -> dict[str, Any]:
