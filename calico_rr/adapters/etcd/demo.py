@@ -143,7 +143,6 @@ class EtcdRequestCounter:
 class Mark:
     etcd: Counter[str]
     sent: Counter[str]
-    at: float
 
 
 class RequestLedger:
@@ -156,7 +155,7 @@ class RequestLedger:
         self.sent = sent
 
     def mark(self) -> Mark:
-        return Mark(self.etcd.snapshot(), self.sent.snapshot(), time.monotonic())
+        return Mark(self.etcd.snapshot(), self.sent.snapshot())
 
     def quiet_mark(self, gap: float = 0.05, tries: int = 100) -> Mark:
         """A mark at a moment the others sent nothing for ``gap`` seconds, so it
