@@ -26,8 +26,6 @@ from collections import deque
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["KEEP_LOGS", "TAIL_LINES", "log_directory", "run_build_script"]
-
 #: Logs kept per script (older ones are removed when a new build starts).
 KEEP_LOGS = 5
 #: Log lines shown when a build fails.

@@ -24,17 +24,6 @@ from calico_rr.adapters.build_script import run_build_script
 from calico_rr.core.bgp.calico_version import CalicoVersion, parse_calico_version
 from calico_rr.errors import CalicoRRError
 
-__all__ = [
-    "BUILD_SCRIPT",
-    "ENV_BIN",
-    "CalicoBinError",
-    "CalicoBinaries",
-    "build",
-    "from_directory",
-    "locate",
-    "run_build_script",
-]
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "calico-build.sh"
 #: A directory with prebuilt binaries, laid out like the build's cache directory.

@@ -24,20 +24,6 @@ from calico_rr.core.operator.safety import check
 from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.model import ZONE_LABEL, Node
 
-__all__ = [
-    "DEMO_KEYS",
-    "VERIFICATION_KEYS",
-    "ZONE_FAILURE_KEYS",
-    "DemoSite",
-    "DemoTrace",
-    "Sample",
-    "demo_result",
-    "run_flow",
-    "verification",
-    "wait_node_handled",
-    "wait_steady",
-]
-
 DEMO_KEYS: Final = (
     "nodes",
     "zones",

@@ -22,8 +22,6 @@ from typing import Any
 from calico_rr.adapters.demo import DemoTrace, Sample
 from calico_rr.adapters.report_html import _STYLE, _document, _e, _img, _rows
 
-__all__ = ["DEFAULT_REPORT", "DemoPage", "demo_page", "render_demo_report", "write_demo_report"]
-
 #: Where ``calico-rr demo`` writes its page unless told otherwise (``--report``).
 DEFAULT_REPORT = "calico-rr-demo-report.html"
 

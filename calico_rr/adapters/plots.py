@@ -24,15 +24,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = [
-    "FORMATS",
-    "MISSING_EXTRA",
-    "check_writable",
-    "comparison_figure",
-    "diagram_figure",
-    "plot_format",
-    "require_matplotlib",
-]
 
 #: What a plotting command says when matplotlib is not installed: plotting is the
 #: ``plots`` extra, so the operator image and ``calico-rr run`` never carry it.

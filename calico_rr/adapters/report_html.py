@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 from calico_rr.core.report.series import METRICS, Comparison
 
-__all__ = ["ReportPage", "render_html"]
-
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1280px;
        padding: 1rem 1.5rem 3rem; color: #1d1d1d; background: #fff; }

@@ -37,7 +37,7 @@ def build_binaries(script: Path = BUILD_SCRIPT, *, timeout: float = 3600.0) -> P
     go's output to a log file (adapters/build_script.py).  Any failure
     raises ``ControlPlaneError``: callers (tests) must fail, not skip.
     """
-    from calico_rr.adapters.calico_bin import run_build_script
+    from calico_rr.adapters.build_script import run_build_script
 
     try:
         directory = run_build_script(script, timeout=timeout)

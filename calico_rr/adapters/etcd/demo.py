@@ -48,20 +48,6 @@ from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 from calico_rr.sandbox.etcd import EtcdServer
 
-__all__ = [
-    "CONFIG_KEY",
-    "STATUS_KEY",
-    "EtcdRequestCounter",
-    "Mark",
-    "RequestLedger",
-    "SentRequests",
-    "cluster_documents",
-    "create_nodes",
-    "felix_report_key",
-    "run_demo",
-    "write_config",
-]
-
 CONFIG_KEY: Final = f"{DEFAULT_PREFIX}config/{CONFIG_NAME}"
 STATUS_KEY: Final = f"{DEFAULT_PREFIX}status/{CONFIG_NAME}"
 #: Felix's liveness report of a host (core.formats.etcd.felix_status_host reads it back).
