@@ -57,6 +57,8 @@ ZONE_FAILURE_KEYS: Final = (
     "seconds_to_reconverge",
     "surviving_nodes_reach_each_other",
 )
+#: Seconds the demo waits for each step (convergence, the join, the zone failure).
+TIMEOUT: Final = 600.0
 
 
 def demo_result(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,20 +261,18 @@ def run_flow(
     nodes: int,
     zones: int,
     ip_family: str,
-    timeout: float,
     progress: Callable[[str], None],
-    trace: DemoTrace | None = None,
+    trace: DemoTrace,
 ) -> dict[str, Any]:
     """Converge and verify, one node joins, one zone fails: the demo on any datastore,
     run right after the operator started; its result (:func:`demo_result`).
-    ``trace`` (a new one if None) gets the status over time and the session graph."""
+    ``trace`` gets the status over time and the session graph."""
     op = site.op
     result: dict[str, Any] = {"nodes": nodes, "zones": zones, "ip_family": ip_family}
-    trace = trace if trace is not None else DemoTrace()
     trace.start = time.monotonic()
     trace.event(f"operator started on {nodes} nodes (full mesh on)")
     progress("operator running; waiting for convergence (mesh switched off last)")
-    seconds = wait_steady(op, site.status, timeout, trace=trace)
+    seconds = wait_steady(op, site.status, TIMEOUT, trace=trace)
     result["seconds_to_converge"] = round(seconds, 2)
     result["converged"] = True
     sync_lists = op.lists()
@@ -300,7 +300,7 @@ def run_flow(
     took: list[float] = []
 
     def handled() -> float:
-        took.append(wait_node_handled(op, lambda: site.seen(joined), joined, mark, timeout))
+        took.append(wait_node_handled(op, lambda: site.seen(joined), joined, mark, TIMEOUT))
         return took[0]
 
     count, described = site.join(cluster[nodes:], handled)
@@ -312,7 +312,7 @@ def run_flow(
     progress(f"node {joined} joined: {count} write(s)")
 
     if zones:
-        _fail_zone(site, result, cluster, timeout, progress, trace)
+        _fail_zone(site, result, cluster, progress, trace)
     result["api_lists_after_sync"] = site.lists_after_sync()
     result["operator_lists_after_sync"] = op.lists() - sync_lists
     result["api_requests_total"] = site.requests_total()
@@ -324,7 +324,6 @@ def _fail_zone(
     site: DemoSite,
     result: dict[str, Any],
     cluster: Sequence[Node],
-    timeout: float,
     progress: Callable[[str], None],
     trace: DemoTrace,
 ) -> None:
@@ -337,7 +336,7 @@ def _fail_zone(
     mark = time.monotonic()
     trace.event(f"zone {zone} fails: {len(lost)} nodes NotReady")
     site.fail_zone(zone, lost)
-    seconds = wait_steady(site.op, site.status, timeout, since=mark, trace=trace)
+    seconds = wait_steady(site.op, site.status, TIMEOUT, since=mark, trace=trace)
     safety = check(site.documents(), down=lost)
     result["zone_failure"] = {
         "zone": zone,

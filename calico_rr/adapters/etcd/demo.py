@@ -343,14 +343,12 @@ class EtcdSite:
 
 def run_demo(
     *,
-    nodes: int = 1000,
-    zones: int = 3,
-    topology: str = "auto",
-    wait_timeout: str = "2s",
-    progress: Callable[[str], None] = lambda _line: None,
-    timeout: float = 600.0,
-    trace: demo.DemoTrace | None = None,
-    ip_family: str = "ipv4",
+    nodes: int,
+    zones: int,
+    topology: str,
+    progress: Callable[[str], None],
+    trace: demo.DemoTrace,
+    ip_family: str,
 ) -> dict[str, Any]:
     """The demo; the result has the keys of ``demo.DEMO_KEYS`` (docs/ETCD.md
     says what the request counts mean on etcd)."""
@@ -365,13 +363,13 @@ def run_demo(
             leases = zone_leases(admin, cluster)
             progress(f"writing {nodes} Calico Nodes in {zones} zones (full mesh on)")
             own = create_nodes(admin, cluster[:nodes], leases)
-            write_config(admin, {"topology": topology, "waitTimeout": wait_timeout})
+            write_config(admin, {"topology": topology, "waitTimeout": "2s"})
             op = EtcdOperator(
                 server.client(timeout=10.0), identity="demo-0", env={}, lease_duration=5.0
             )
             site = EtcdSite(admin, ledger, op, leases, own, ledger.mark())
             op.start()
-            return demo.run_flow(site, cluster, nodes, zones, ip_family, timeout, progress, trace)
+            return demo.run_flow(site, cluster, nodes, zones, ip_family, progress, trace)
         finally:
             if op is not None:
                 op.stop()

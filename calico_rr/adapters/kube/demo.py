@@ -137,14 +137,12 @@ class KubeSite:
 
 def run_demo(
     *,
-    nodes: int = 1000,
-    zones: int = 3,
-    topology: str = "auto",
-    wait_timeout: str = "2s",
-    progress: Callable[[str], None] = lambda _line: None,
-    timeout: float = 600.0,
-    trace: demo.DemoTrace | None = None,
-    ip_family: str = "ipv4",
+    nodes: int,
+    zones: int,
+    topology: str,
+    progress: Callable[[str], None],
+    trace: demo.DemoTrace,
+    ip_family: str,
 ) -> dict[str, Any]:
     progress("starting kube-apiserver + etcd (binaries are built on first use, then cached)")
     with ControlPlane(audit=True) as cp:
@@ -154,14 +152,13 @@ def run_demo(
         cluster = synthetic_cluster(nodes + 1, zones=zones, ip_family=ip_family)
         progress(f"creating {nodes} nodes in {zones} zones (full mesh on)")
         create_nodes(admin, cluster[:nodes])
-        spec = {"topology": topology, "waitTimeout": wait_timeout}
-        apply_documents(cp, [demo.config_document(spec)])
+        apply_documents(cp, [demo.config_document({"topology": topology, "waitTimeout": "2s"})])
         client = KubeClient.from_kubeconfig(cp.operator_kubeconfig)
         op = Operator(client, identity="demo-0", env={}, lease_duration=5.0)
         op.start()
         try:
             site = KubeSite(cp, admin, op)
-            return demo.run_flow(site, cluster, nodes, zones, ip_family, timeout, progress, trace)
+            return demo.run_flow(site, cluster, nodes, zones, ip_family, progress, trace)
         finally:
             op.stop()
 
