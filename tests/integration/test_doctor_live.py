@@ -20,9 +20,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from calico_rr.adapters.demo import wait_steady
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
-from calico_rr.adapters.kube.demo import create_nodes, wait_steady
+from calico_rr.adapters.kube.demo import create_nodes, status
 from calico_rr.adapters.kube.operator import Operator
 from calico_rr.cli import app
 from calico_rr.core.planning.synthetic import synthetic_cluster
@@ -100,7 +101,8 @@ def cluster() -> Iterator[tuple[ControlPlane, KubeClient]]:
         )
         op.start()
         try:
-            wait_steady(op, admin, timeout=max(10.0, 45.0 - (time.monotonic() - started)))
+            timeout = max(10.0, 45.0 - (time.monotonic() - started))
+            wait_steady(op, lambda: status(admin), timeout=timeout)
         finally:
             op.stop()
         yield plane, admin

@@ -26,12 +26,13 @@ from functools import partial
 import pytest
 
 from calico_rr.adapters.calico_bin import CalicoBinaries, locate
+from calico_rr.adapters.demo import wait_steady
 from calico_rr.adapters.etcd.client import EtcdClient
 from calico_rr.adapters.etcd.demo import (
     cluster_documents,
     felix_report,
     felix_report_key,
-    wait_steady,
+    status,
     write_config,
 )
 from calico_rr.adapters.etcd.operator import EtcdOperator, uninstall
@@ -320,7 +321,8 @@ def test_operator_on_etcd_with_confd(setup: EtcdConfdLab, dedicated: int) -> Non
                 since = time.monotonic()
                 change()
                 if moves:
-                    seconds.append(wait_steady(op, client, timeout=120, since=since))
+                    steady = wait_steady(op, lambda: status(client), timeout=120, since=since)
+                    seconds.append(steady)
                 else:
                     _wait_pass(op, since, timeout=60)
 

@@ -282,14 +282,6 @@ def _short(key: str) -> str:
     return key
 
 
-# -- waiting ----------------------------------------------------------------------------
-
-
-def wait_steady(op: EtcdOperator, admin: EtcdClient, timeout: float, since: float = 0.0) -> float:
-    """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
-    return demo.wait_steady(op, lambda: status(admin), timeout, since)
-
-
 @dataclass
 class EtcdSite:
     """The demo's view of etcd: requests counted by etcd itself (docs/ETCD.md)."""

@@ -83,14 +83,10 @@ def cluster_documents(admin: KubeClient, api_group: str) -> list[dict[str, Any]]
     return docs
 
 
-def _config_status(admin: KubeClient) -> dict[str, Any]:
+def status(admin: KubeClient) -> dict[str, Any]:
+    """The RouteReflectorConfig's status (empty until the operator wrote one)."""
     cfg = admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
     return dict(cfg.get("status") or {})
-
-
-def wait_steady(op: Operator, admin: KubeClient, timeout: float, since: float = 0.0) -> float:
-    """Seconds until the operator reports Steady with the mesh off (after ``since``)."""
-    return demo.wait_steady(op, lambda: _config_status(admin), timeout, since)
 
 
 @dataclass
@@ -104,7 +100,7 @@ class KubeSite:
     _audit_sync: int = 0
 
     def status(self) -> dict[str, Any]:
-        return _config_status(self.admin)
+        return status(self.admin)
 
     def documents(self) -> list[dict[str, Any]]:
         return cluster_documents(self.admin, self.op.api_group)
