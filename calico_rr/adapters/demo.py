@@ -78,19 +78,19 @@ def verification(checked: FamiliesReport) -> dict[str, Any]:
     """``verification``: every family together (a dual-stack layout holds only when
     both families do), then each family's own verdict."""
     combined = checked.combined()
-    families: dict[str, Any] = {}
-    for part in checked.families:
-        families[part.family] = {
-            "reachable": part.reachable,
-            "single_rr_failure_tolerant": part.report.single_rr_failure_tolerant,
-            "sessions": part.report.sessions,
-            "nodes_without_address": len(part.without_address),
-        }
     return {
         "reachable": combined.reachable,
         "single_rr_failure_tolerant": combined.single_rr_failure_tolerant,
         "sessions": combined.sessions,
-        "families": families,
+        "families": {
+            part.family: {
+                "reachable": part.reachable,
+                "single_rr_failure_tolerant": part.report.single_rr_failure_tolerant,
+                "sessions": part.report.sessions,
+                "nodes_without_address": len(part.without_address),
+            }
+            for part in checked.families
+        },
     }
 
 

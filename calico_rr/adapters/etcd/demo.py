@@ -189,10 +189,9 @@ def felix_report_key(name: str) -> str:
 def node_document(node: Node) -> dict[str, Any]:
     """The Calico Node of ``node`` with a /24 address, as in the Kubernetes demo (an
     IPv6 address, if any, as node_to_calico writes it)."""
-    if node.ip is None:  # an IPv6-only node
-        return node_to_calico(node, uid=f"uid-{node.name}")
-    annotated = replace(node, annotations={**node.annotations, ANN_IPV4: f"{node.ip}/24"})
-    return node_to_calico(annotated, uid=f"uid-{node.name}")
+    if node.ip is not None:  # an IPv6-only node has no IPv4 address
+        node = replace(node, annotations={**node.annotations, ANN_IPV4: f"{node.ip}/24"})
+    return node_to_calico(node, uid=f"uid-{node.name}")
 
 
 def felix_report() -> bytes:
