@@ -94,26 +94,6 @@ def verification(checked: FamiliesReport) -> dict[str, Any]:
     }
 
 
-def config_document(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The RouteReflectorConfig the demo gives the operator."""
-    return {
-        "apiVersion": "calico-rr.io/v1alpha1",
-        "kind": "RouteReflectorConfig",
-        "metadata": {"name": CONFIG_NAME},
-        "spec": dict(spec),
-    }
-
-
-def create_all(one: Callable[[Node], object], nodes: Iterable[Node], workers: int) -> int:
-    """``one(node)`` for each node, ``workers`` in flight; the number of nodes.
-    The first error raised is raised here (after the others finished)."""
-    batch = list(nodes)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(one, n) for n in batch]:
-            future.result()
-    return len(batch)
-
-
 # -- what the demo's report shows beyond the result ----------------------------------------
 
 
@@ -163,6 +143,26 @@ class DemoTrace:
 
 
 # -- the flow both demos run ----------------------------------------------------------------
+
+
+def config_document(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The RouteReflectorConfig the demo gives the operator."""
+    return {
+        "apiVersion": "calico-rr.io/v1alpha1",
+        "kind": "RouteReflectorConfig",
+        "metadata": {"name": CONFIG_NAME},
+        "spec": dict(spec),
+    }
+
+
+def create_all(one: Callable[[Node], object], nodes: Iterable[Node], workers: int) -> int:
+    """``one(node)`` for each node, ``workers`` in flight; the number of nodes.
+    The first error raised is raised here (after the others finished)."""
+    batch = list(nodes)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(one, n) for n in batch]:
+            future.result()
+    return len(batch)
 
 
 class DemoSite(Protocol):
