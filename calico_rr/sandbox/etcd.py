@@ -32,8 +32,6 @@ from calico_rr.sandbox.process import (
     log_tail,
 )
 
-__all__ = ["EtcdServer"]
-
 # etcd's JSON gateway talks to etcd's own gRPC server over TLS, presenting the
 # server certificate as a client certificate: with --client-cert-auth that
 # certificate needs both extended key usages.

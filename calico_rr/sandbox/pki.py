@@ -8,8 +8,6 @@ from pathlib import Path
 
 from calico_rr.sandbox.process import ControlPlaneError
 
-__all__ = ["issue_cert", "make_ca", "openssl"]
-
 _OPENSSL_CONFIG = """\
 [req]
 distinguished_name = dn

@@ -46,8 +46,6 @@ from calico_rr.core.lab.prediction import (
 )
 from calico_rr.model import CalicoState
 
-__all__ = ["LabAgent", "Observation"]
-
 log = logging.getLogger(__name__)
 
 

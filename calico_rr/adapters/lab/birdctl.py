@@ -21,18 +21,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = [
-    "BirdCommandError",
-    "BirdControl",
-    "BirdError",
-    "ProtocolState",
-    "RouteCount",
-    "parse_import_updates",
-    "parse_protocols",
-    "parse_route_count",
-    "parse_routes",
-]
-
 _CODE_RE = re.compile(rb"^(\d{4})([ -])(.*)$")
 
 

@@ -71,24 +71,6 @@ from calico_rr.core.lab.bird import BgpTimers, bird_nodes
 from calico_rr.model import CalicoState
 from calico_rr.sandbox.process import stop_process
 
-__all__ = [
-    "IPV4_TEMPLATES",
-    "IPV6_TEMPLATES",
-    "SHIM_LINE",
-    "ConfdAgent",
-    "ConfdFleet",
-    "block_affinity_document",
-    "create_ipam",
-    "etcd_ipam",
-    "ippool_document",
-    "kubernetes_datastore",
-    "node_confdir",
-    "parse_neighbors",
-    "peer_key",
-    "shim_fast_sessions",
-    "shim_ipam_template",
-]
-
 #: the conf.d entries the lab runs for IPv4, and for IPv6 (a lab with IPv6)
 IPV4_TEMPLATES = ("bird", "bird_aggr", "bird_ipam")
 IPV6_TEMPLATES = ("bird6", "bird6_aggr", "bird6_ipam")

@@ -27,8 +27,6 @@ from calico_rr.core.bgp.calico_version import CalicoVersion
 from calico_rr.core.formats.etcd import RESOURCE_ROOT, decode_document, encode_document
 from calico_rr.errors import InputError
 
-__all__ = ["EtcdWatcher"]
-
 _STATE_KINDS = frozenset({"Node", "BGPPeer", "BGPConfiguration"})
 
 

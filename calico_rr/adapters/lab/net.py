@@ -40,24 +40,6 @@ from calico_rr.adapters.lab.birdctl import BirdControl, BirdError
 from calico_rr.errors import CalicoRRError
 from calico_rr.sandbox.process import stop_process
 
-__all__ = [
-    "IP_FAMILIES",
-    "NEIGH_KEYS",
-    "NEIGH_SYSCTLS",
-    "POD_SUPERNET6",
-    "REGISTRY",
-    "LabError",
-    "LabNetwork",
-    "LabNode",
-    "cleanup_stale",
-    "die_with_parent",
-    "neighbour_limits",
-    "node_ip6",
-    "pod_block",
-    "pod_block6",
-    "require_tools",
-]
-
 REGISTRY = Path("/run/calico-rr-lab")
 #: How long a clean stop (SIGTERM: BIRD sends every peer a Cease) may take before
 #: SIGKILL.  It was 10 s; an RR of a 1000-node lab closing 333 sessions under load

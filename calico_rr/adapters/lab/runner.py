@@ -45,8 +45,6 @@ from calico_rr.sandbox import ControlPlane, apply_crds
 from calico_rr.sandbox.lab_tools import ensure_lab_tools
 from calico_rr.sandbox.manifests import apply_documents, calico_crds, install_operator_rbac
 
-__all__ = ["DEDICATED_LABEL", "RENDERERS", "ClusterLab", "run_lab"]
-
 #: who renders each node's BIRD config: Calico's confd, or the project's imitation
 RENDERERS = ("confd", "imitation")
 

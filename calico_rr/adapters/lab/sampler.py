@@ -40,8 +40,6 @@ from calico_rr.adapters.lab.agent import LabAgent
 from calico_rr.adapters.lab.birdctl import BirdError
 from calico_rr.adapters.lab.net import LabNode
 
-__all__ = ["SAMPLE_PACE", "Loss", "RouteSampler"]
-
 #: seconds of sweep period per sampled daemon (500 samples a second at most)
 SAMPLE_PACE = 0.002
 

@@ -64,14 +64,6 @@ from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.core.report.summary import plan_state
 from calico_rr.model import CalicoState
 
-__all__ = [
-    "MemoryGuard",
-    "ScaleOptions",
-    "available_mb",
-    "run_scale",
-    "scale_cluster",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class ScaleOptions:

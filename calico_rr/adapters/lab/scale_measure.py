@@ -30,17 +30,6 @@ from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.fast import propagate as fast_propagate
 from calico_rr.core.lab.prediction import DaemonTargets
 
-__all__ = [
-    "Bar",
-    "DeficitSampler",
-    "converge",
-    "daemon_usage",
-    "failover",
-    "no_bar",
-    "node_complete",
-    "rr_figures",
-]
-
 _TICK = os.sysconf("SC_CLK_TCK")
 #: seconds without any open loss after which a failover's losses are over
 _QUIET = 3.0

@@ -32,8 +32,6 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.formats.scalars import format_timestamp
 from calico_rr.errors import InputError
 
-__all__ = ["DatastoreWatcher", "KubeWatcher", "bgp_status"]
-
 log = logging.getLogger(__name__)
 
 #: how often the apply loop looks again when nothing changed

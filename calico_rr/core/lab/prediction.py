@@ -20,16 +20,6 @@ from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.exact import propagate
 from calico_rr.core.bgp.verify.fast import propagate as fast_propagate
 
-__all__ = [
-    "DaemonTargets",
-    "LabComparison",
-    "compare_routes",
-    "daemon_targets",
-    "expected_sessions",
-    "missing_pairs",
-    "predicted_routes",
-]
-
 
 def expected_sessions(graph: SessionGraph) -> set[frozenset[str]]:
     """Every BGP session of ``graph`` as an unordered pair of node names."""

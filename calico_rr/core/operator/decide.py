@@ -65,7 +65,6 @@ their IDs, the hubs last, then our BGPPeers go.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from calico_rr.core.operator.confirm import confirm_sessions, node_status_changes
@@ -216,6 +215,3 @@ def summary_counts(decision: Decision, obs: Observed) -> dict[str, int]:
     rrs = len(the_plan.layout.holders) if the_plan is not None else 0
     peers = sum(1 for p in obs.peers.values() if not is_companion(p))
     return {"routeReflectors": rrs, "bgpPeers": peers, "inTransition": decision.in_transition}
-
-
-__all__: Sequence[str] = ("reconcile", "summary_counts")

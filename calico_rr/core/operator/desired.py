@@ -159,19 +159,3 @@ def same_peer(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     hl = (have.get("metadata") or {}).get("labels") or {}
     wl = want["metadata"]["labels"]
     return dict(spec_of(have)) == dict(want["spec"]) and all(hl.get(k) == v for k, v in wl.items())
-
-
-__all__ = [
-    "Desired",
-    "OurPeers",
-    "apply_if_changed",
-    "breaks",
-    "bridge_in_place",
-    "current_labels",
-    "desired",
-    "extra_key",
-    "hubs_first",
-    "same_peer",
-    "wanted_bridge",
-    "wanted_node_applies",
-]

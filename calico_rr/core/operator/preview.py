@@ -38,8 +38,6 @@ from calico_rr.core.operator.state import (
 )
 from calico_rr.core.planning import planner
 
-__all__ = ["MAX_NAMES", "NodeChange", "PeerChange", "Preview", "Run", "preview", "simulate"]
-
 #: Names listed per kind in the status (the counts are always complete): a status
 #: object must stay small at 5000 nodes.
 MAX_NAMES = 100

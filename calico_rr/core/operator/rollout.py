@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -406,6 +406,3 @@ def _make_node_applies(
         if change is not None:
             out.append(change)
     return out
-
-
-__all__: Sequence[str] = ("rollout",)

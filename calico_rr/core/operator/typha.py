@@ -163,15 +163,3 @@ def decide(
 
 def _at(target: int, nodes: int) -> str:
     return f"{target} replicas for {nodes} nodes: at target"
-
-
-__all__ = [
-    "MAX_REPLICAS",
-    "MIN_REPLICAS",
-    "KeeperState",
-    "KeeperStep",
-    "TyphaSettings",
-    "decide",
-    "managed_by",
-    "target_replicas",
-]
