@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calico_rr.adapters.calico_bin import locate
+from calico_rr.adapters.demo import config_document
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.demo import (
@@ -277,13 +278,9 @@ class ClusterLab:
         return st
 
     def start_operator(self, spec: dict[str, Any]) -> None:
-        doc = {
-            "apiVersion": "calico-rr.io/v1alpha1",
-            "kind": "RouteReflectorConfig",
-            "metadata": {"name": CONFIG_NAME},
-            "spec": ({"dedicatedNodeLabel": DEDICATED_LABEL, **spec} if self.dedicated else spec),
-        }
-        apply_documents(self.cp, [doc])
+        if self.dedicated:
+            spec = {"dedicatedNodeLabel": DEDICATED_LABEL, **spec}
+        apply_documents(self.cp, [config_document(spec)])
         client = KubeClient.from_kubeconfig(self.cp.operator_kubeconfig)
         self.operator = Operator(client, identity="lab-0", env={})
         self.operator.start()
