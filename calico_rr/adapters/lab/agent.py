@@ -123,7 +123,7 @@ class LabAgent:
                 if self._last.get(lab_node.name) == text and lab_node.running:
                     continue
                 if lab_node.running:
-                    self._write(lab_node, text)
+                    self._reload(lab_node, text)
                 else:
                     fresh.append((lab_node, text))
                 changed.append(lab_node.name)
@@ -161,16 +161,14 @@ class LabAgent:
         with self._lock:
             return dict(self._peer_of.get(node.name, {}))
 
-    def _write(self, node: LabNode, text: str) -> None:
-        if not node.running:
-            self.lab.start_bird(node, text)
-        else:
-            node.conf.write_text(text)
-            assert node.control is not None
-            answer = node.control.configure()
-            if "rror" in answer:
-                raise LabError(f"BIRD of {node.name} rejected its config: {answer}")
-            self.reloads += 1
+    def _reload(self, node: LabNode, text: str) -> None:
+        """Give the running BIRD of ``node`` its new config."""
+        node.conf.write_text(text)
+        assert node.control is not None
+        answer = node.control.configure()
+        if "rror" in answer:
+            raise LabError(f"BIRD of {node.name} rejected its config: {answer}")
+        self.reloads += 1
         self._last[node.name] = text
 
     def kill(self, node: LabNode, *, clean: bool = False) -> None:
