@@ -398,15 +398,12 @@ class LabNetwork:
 
     def close(self) -> None:
         if self.v6 is not None:
-            for node in self.v6.nodes:
-                self.v6.stop_bird(node)
-            self.v6.nodes = []
+            self.v6.close()
         for node in self.nodes:
             self.stop_bird(node)
-        if self.family == "ipv6":  # a view: the owning network removes the rest
-            return
-        _remove(self._record)
-        (self.registry / f"{self.lab_id}.json").unlink(missing_ok=True)
+        if self.family != "ipv6":  # a view leaves the rest to the owning network
+            _remove(self._record)
+            (self.registry / f"{self.lab_id}.json").unlink(missing_ok=True)
         self.nodes = []
 
     # -- daemons ----------------------------------------------------------
