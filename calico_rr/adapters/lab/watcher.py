@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: how often the apply loop looks again when nothing changed
 _POLL = 0.2
+#: plural -> kind of the objects the agent's state is read from
+_STATE_KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration"}
 
 
 class DatastoreWatcher(ABC):
@@ -167,15 +169,12 @@ class KubeWatcher(DatastoreWatcher):
         super().__init__(agent, calico=calico)
         self.client = client
         self.api_group = api_group
-        kinds = {
-            "nodes": api_path("v1", "nodes"),
-            "bgppeers": api_path(api_group, "bgppeers"),
-            "bgpconfigurations": api_path(api_group, "bgpconfigurations"),
-            "caliconodestatuses": api_path(api_group, "caliconodestatuses"),
-        }
+        #: plural -> API group (Nodes are core v1, the rest Calico's)
+        self.groups = dict.fromkeys([*_STATE_KINDS, "caliconodestatuses"], api_group)
+        self.groups["nodes"] = "v1"
         self.informers = {
-            name: Informer(client, path, name=f"lab-{name}", on_event=self._event)
-            for name, path in kinds.items()
+            name: Informer(client, api_path(group, name), name=f"lab-{name}", on_event=self._event)
+            for name, group in self.groups.items()
         }
 
     def _event(self, _etype: str, _key: str, _value: Any) -> None:
@@ -199,17 +198,12 @@ class KubeWatcher(DatastoreWatcher):
 
     def documents(self) -> list[dict[str, Any]]:
         docs: list[dict[str, Any]] = []
-        kinds = {
-            "nodes": ("v1", "Node"),
-            "bgppeers": (self.api_group, "BGPPeer"),
-            "bgpconfigurations": (self.api_group, "BGPConfiguration"),
-        }
-        for name, (version, kind) in kinds.items():
+        for name, kind in _STATE_KINDS.items():
             for obj in self.informers[name].items().values():
                 if not isinstance(obj.get("metadata"), Mapping):
                     continue
                 doc = dict(obj)
-                doc.setdefault("apiVersion", version)
+                doc.setdefault("apiVersion", self.groups[name])
                 doc.setdefault("kind", kind)
                 docs.append(doc)
         return docs
