@@ -28,6 +28,7 @@ from calico_rr.adapters.kube.demo import (
     CONFIG_PATH,
     create_nodes,
     ready_status,
+    status,
 )
 from calico_rr.adapters.kube.operator import Operator, uninstall
 from calico_rr.adapters.lab.agent import LabAgent
@@ -403,8 +404,7 @@ class ClusterLab:
         self.admin.patch(f"{CONFIG_PATH}/{CONFIG_NAME}", {"spec": spec})
 
     def current_topology(self) -> str | None:
-        cfg = self.admin.get(f"{CONFIG_PATH}/{CONFIG_NAME}") or {}
-        topology = (cfg.get("status") or {}).get("topology")
+        topology = status(self.admin).get("topology")
         return str(topology) if topology else None
 
     def uninstall(self) -> None:
