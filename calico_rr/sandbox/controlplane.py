@@ -27,6 +27,7 @@ from calico_rr.sandbox.process import (
     ControlPlaneError,
     LocalProcess,
     LocalService,
+    etcd_args,
     etcd_healthy,
     free_port,
 )
@@ -203,23 +204,7 @@ class ControlPlane(LocalService):
         peer_url = f"http://127.0.0.1:{peer}"
         self._run(
             "etcd",
-            [
-                str(etcd),
-                "--name=default",
-                f"--data-dir={self.directory / 'etcd-data'}",
-                f"--listen-client-urls={self.etcd_url}",
-                f"--advertise-client-urls={self.etcd_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
-                "--initial-cluster-state=new",
-                "--log-level=warn",
-                # a throwaway member: no fsync.  On a loaded VM disk one fdatasync
-                # of its WAL took 27 s behind the lab's own writes (ext4 flushes
-                # them first): API calls failed with "etcdserver: request timed
-                # out" and watches lagged writes by a minute
-                "--unsafe-no-fsync",
-            ],
+            etcd_args(etcd, "default", self.directory / "etcd-data", self.etcd_url, peer_url),
             "healthy",
             lambda: etcd_healthy(self.etcd_url),
         )

@@ -27,6 +27,7 @@ from calico_rr.sandbox.process import (
     ControlPlaneError,
     LocalProcess,
     LocalService,
+    etcd_args,
     etcd_healthy,
     free_port,
     log_tail,
@@ -132,22 +133,13 @@ class EtcdServer(LocalService):
     def _launch(self) -> None:
         assert self._etcd is not None
         pki = self.pki
+        data = self.directory / "data"
         args = [
-            str(self._etcd),
-            "--name=calico-rr-test",
-            f"--data-dir={self.directory / 'data'}",
-            f"--listen-client-urls={self.endpoint}",
-            f"--advertise-client-urls={self.endpoint}",
-            f"--listen-peer-urls={self._peer_url}",
-            f"--initial-advertise-peer-urls={self._peer_url}",
-            f"--initial-cluster=calico-rr-test={self._peer_url}",
-            "--initial-cluster-state=new",
+            *etcd_args(self._etcd, "calico-rr-test", data, self.endpoint, self._peer_url),
             f"--cert-file={pki / 'server.crt'}",
             f"--key-file={pki / 'server.key'}",
             f"--trusted-ca-file={pki / 'ca.crt'}",
             "--client-cert-auth",
-            "--unsafe-no-fsync",  # a throwaway member: durability is not the point
-            "--log-level=warn",
         ]
         if self.progress_notify_interval is not None:
             args.append(f"--watch-progress-notify-interval={self.progress_notify_interval}")
