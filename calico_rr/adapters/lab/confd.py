@@ -525,10 +525,8 @@ def etcd_ipam(lab: LabNetwork, workload_free: Collection[str]) -> list[tuple[str
     v3 IPPool, and one confirmed block affinity per workload node under
     ``/calico/ipam/v2/host/<node>/ipv4/block/<cidr with / as ->`` (libcalico-go's
     ``BlockAffinityKey``); (key, value) pairs to put."""
-    pool = ippool_document()
-    doc = {**pool, "apiVersion": "projectcalico.org/v3"}
-    name = "lab-pool"
-    out = [(f"/calico/resources/v3/projectcalico.org/ippools/{name}", json.dumps(doc).encode())]
+    doc = {**ippool_document(), "apiVersion": "projectcalico.org/v3"}
+    out = [("/calico/resources/v3/projectcalico.org/ippools/lab-pool", json.dumps(doc).encode())]
     affinity = json.dumps({"state": "confirmed", "deleted": False}).encode()
     for node in lab.nodes:
         if node.name not in workload_free:

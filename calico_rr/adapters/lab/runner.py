@@ -484,8 +484,8 @@ def _first_step(
         if racks:
             spec["racks"] = racks
         return lab.step("migrate from the full mesh", lambda: lab.start_operator(spec))
-    extra: dict[str, Any] = {"dedicated_label": DEDICATED_LABEL} if dedicated else {}
-    st = lab.apply_plan(topology, racks=racks or None, **extra)
+    label = DEDICATED_LABEL if dedicated else None
+    st = lab.apply_plan(topology, racks=racks or None, dedicated_label=label)
     return {"step": "apply the rendered plan", **{k: v for k, v in st.items() if k != "comparison"}}
 
 
