@@ -100,7 +100,7 @@ def rr_figures(lab: LabNetwork, graph: SessionGraph) -> dict[str, Any]:
         rows.append(
             {
                 "node": name,
-                "sessions": sum(1 for _ in graph.peers(idx[name])),
+                "sessions": graph.degree(idx[name]),
                 "routes": count.routes,
                 "prefixes": count.networks,
                 "updates_received": received,
@@ -295,7 +295,7 @@ def failover(
     until it holds every session and prefix again.  ``want``: the scale lab's
     targets (sessions and prefix counts per node)."""
     idx = graph.index()
-    rr = max(sorted(_rr_names(graph)), key=lambda name: sum(1 for _ in graph.peers(idx[name])))
+    rr = max(sorted(_rr_names(graph)), key=lambda name: graph.degree(idx[name]))
     # the RR's own block leaves every table while it is down: not a loss
     own = 1 if rr in {o for held in want.held.values() for o in held} else 0
     floors = {c: want.networks[c] - own for c in _sample(graph, rr, sample)}

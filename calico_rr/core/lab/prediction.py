@@ -132,10 +132,7 @@ class DaemonTargets:
 def daemon_targets(graph: SessionGraph) -> DaemonTargets:
     """:class:`DaemonTargets` for a lab where every node announces a pod block and
     its BIRD's table also holds the connected lab network (``core.lab.bird``)."""
-    sessions = {n.name: 0 for n in graph.nodes}
-    for pair in expected_sessions(graph):
-        for name in pair:
-            sessions[name] += 1
+    sessions = {n.name: graph.degree(i) for i, n in enumerate(graph.nodes)}
     held = predicted_routes(graph, fast=True)
     networks = {name: len(h) + 2 for name, h in held.items()}
     return DaemonTargets(sessions, networks, held)
