@@ -22,6 +22,7 @@ import codecs
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 import yaml
@@ -177,13 +178,6 @@ def _read_text(path: str) -> str:
         raise InputError(f"cannot read: {exc.strerror or exc}", obj=_label(path)) from None
 
 
-def _looks_like_json(text: str) -> bool:
-    # Only an object or array is worth trying with the JSON parser; anything else
-    # (a YAML document, "---", a comment) goes straight to YAML.
-    stripped = text.lstrip()
-    return stripped[:1] in ("{", "[")
-
-
 def _too_deep() -> str:
     return (
         f"nested more than {limits.MAX_NESTING_DEPTH} levels deep "
@@ -209,18 +203,16 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
-def _json_int(text: str) -> int:
-    problem = _number_too_long(text)
-    if problem:
-        raise ValueError(problem)
-    return int(text)
+def _json_number(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """json.loads' ``parse_int``/``parse_float`` hook: ``convert`` within MAX_NUMBER_CHARS."""
 
+    def parse(text: str) -> Any:
+        problem = _number_too_long(text)
+        if problem:
+            raise ValueError(problem)
+        return convert(text)
 
-def _json_float(text: str) -> float:
-    problem = _number_too_long(text)
-    if problem:
-        raise ValueError(problem)
-    return float(text)
+    return parse
 
 
 class _JSONRefused(Exception):
@@ -230,7 +222,7 @@ class _JSONRefused(Exception):
 def _load_json(text: str) -> Any:
     """json.loads within the limits; JSONDecodeError for a syntax error."""
     try:
-        data = json.loads(text, parse_int=_json_int, parse_float=_json_float)
+        data = json.loads(text, parse_int=_json_number(int), parse_float=_json_number(float))
     except RecursionError:
         raise _JSONRefused(_too_deep()) from None
     except json.JSONDecodeError:
@@ -363,7 +355,9 @@ def parse_text(text: str) -> list[Any]:
     and is neither JSON nor YAML gets the JSON parser's message; when it is YAML
     (flow style) that breaks a limit, the YAML message says which."""
     json_error: json.JSONDecodeError | None = None
-    if _looks_like_json(text):
+    # Only an object or array is worth trying with the JSON parser; anything else
+    # (a YAML document, "---", a comment) goes straight to YAML.
+    if text.lstrip()[:1] in ("{", "["):
         try:
             return [_load_json(text)]
         except _JSONRefused as exc:
