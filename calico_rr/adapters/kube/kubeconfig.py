@@ -222,24 +222,22 @@ def _user_cert(ctx: ssl.SSLContext, user: Named) -> None:
         return
     if not (has_cert and has_key):
         raise KubeConfigError("client certificate and key must be given together", obj=where)
-    values: list[str | bytes] = []
-    as_data: list[bool] = []
-    for field in ("client-certificate", "client-key"):
-        if u.get(f"{field}-data"):
-            values.append(_b64(u[f"{field}-data"], where, f"{field}-data"))
-            as_data.append(True)
-        else:
-            values.append(user.path(u[field]))
-            as_data.append(False)
+    # PEM data as bytes, a file as its path
+    cert, key = (
+        _b64(u[f"{field}-data"], where, f"{field}-data")
+        if u.get(f"{field}-data")
+        else user.path(u[field])
+        for field in ("client-certificate", "client-key")
+    )
     try:
-        load_client_cert(ctx, values[0], values[1], as_data=(as_data[0], as_data[1]))
+        load_client_cert(ctx, cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise KubeConfigError(f"TLS setup failed: {exc}", obj=where) from exc
 
 
 def _plugin_cert(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
     try:
-        load_client_cert(ctx, cert_pem, key_pem, as_data=(True, True))
+        load_client_cert(ctx, cert_pem.encode(), key_pem.encode())
     except (OSError, ssl.SSLError) as exc:
         raise CredentialError(f"exec plugin printed an unusable certificate: {exc}") from None
 

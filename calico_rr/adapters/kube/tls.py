@@ -89,21 +89,19 @@ def verifying_context(
     return ctx
 
 
-def load_client_cert(
-    ctx: ssl.SSLContext, cert: str | bytes, key: str | bytes, *, as_data: tuple[bool, bool]
-) -> None:
+def load_client_cert(ctx: ssl.SSLContext, cert: str | bytes, key: str | bytes) -> None:
     """Load a client certificate into ``ctx``: each of ``cert``/``key`` is a file
-    path, or PEM bytes when its ``as_data`` flag is set (written to a private
-    temporary directory, removed right after loading)."""
+    path (str) or PEM data (bytes: written to a private temporary directory, removed
+    right after loading)."""
     with tempfile.TemporaryDirectory(prefix="calico-rr-") as tmp:  # mode 0700
         paths: list[str] = []
-        for field, value, is_data in (("cert", cert, as_data[0]), ("key", key, as_data[1])):
-            if not is_data:
-                paths.append(os.fsdecode(value))
+        for field, value in (("cert", cert), ("key", key)):
+            if isinstance(value, str):
+                paths.append(value)
                 continue
             target = Path(tmp) / field
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(value.encode() if isinstance(value, str) else value)
+                fh.write(value)
             paths.append(str(target))
         ctx.load_cert_chain(paths[0], paths[1])
