@@ -19,7 +19,8 @@ import pytest
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError, make_error
-from calico_rr.adapters.kube.leader import LeaderElector, micro_time, parse_micro_time
+from calico_rr.adapters.kube.leader import LeaderElector, micro_time
+from calico_rr.core.formats.scalars import parse_timestamp
 
 NS = "calico-rr"
 NAME = "calico-rr"
@@ -158,7 +159,7 @@ def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> bool:
 )
 def test_micro_time_round_trip(seconds: float) -> None:
     text = micro_time(seconds)
-    assert parse_micro_time(text) == pytest.approx(seconds, abs=1e-6)
+    assert parse_timestamp(text) == pytest.approx(seconds, abs=1e-6)
 
 
 def test_micro_time_format() -> None:
@@ -169,10 +170,10 @@ def test_micro_time_format() -> None:
 
 
 def test_parse_micro_time_accepts_plain_rfc3339() -> None:
-    assert parse_micro_time("2026-01-01T00:00:00Z") == T0
-    assert parse_micro_time("2026-01-01T00:00:02.5Z") == T0 + 2.5
+    assert parse_timestamp("2026-01-01T00:00:00Z") == T0
+    assert parse_timestamp("2026-01-01T00:00:02.5Z") == T0 + 2.5
     with pytest.raises(ValueError):
-        parse_micro_time("yesterday")
+        parse_timestamp("yesterday")
 
 
 # -- one election round ----------------------------------------------------------------
@@ -215,7 +216,7 @@ def test_renew_own_lease() -> None:
     spec = store.spec()
     assert spec["holderIdentity"] == "a"
     assert spec["acquireTime"] == first["spec"]["acquireTime"]
-    assert parse_micro_time(spec["renewTime"]) == pytest.approx(T0 + 0.6, abs=1e-6)
+    assert parse_timestamp(spec["renewTime"]) == pytest.approx(T0 + 0.6, abs=1e-6)
     assert spec["leaseTransitions"] == 0
     assert store.objects[LEASE]["metadata"]["resourceVersion"] != "1"
     assert a.transitions == 0
@@ -388,7 +389,7 @@ def test_step_down_after_renew_deadline_without_renewals() -> None:
         assert wait_until(lambda: not a.is_leader)
         assert changes == [True, False]
         # stepping down happens before the Lease expires for others (3 s)
-        assert parse_micro_time(store.spec()["renewTime"]) + 3.0 > clock()
+        assert parse_timestamp(store.spec()["renewTime"]) + 3.0 > clock()
         # the API comes back: the Lease is still ours, so it is renewed and we lead
         store.fail = None
         assert wait_until(lambda: a.is_leader)
@@ -427,7 +428,7 @@ def test_stop_releases_the_lease() -> None:
     assert changes == [True, False]
     spec = store.spec()
     assert spec["holderIdentity"] == ""
-    assert parse_micro_time(spec["renewTime"]) < clock() - 3.0
+    assert parse_timestamp(spec["renewTime"]) < clock() - 3.0
     # no waiting for expiry: the next round of another replica takes it
     assert b.try_acquire_or_renew()
     assert store.spec()["holderIdentity"] == "b"

@@ -30,7 +30,6 @@ from calico_rr.adapters.election import Elector
 from calico_rr.adapters.kube.api import api_path
 from calico_rr.adapters.kube.client import KubeClient
 from calico_rr.adapters.kube.errors import ApiError, Conflict
-from calico_rr.core.formats.scalars import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,6 @@ def micro_time(seconds: float) -> str:
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
-
-
-def parse_micro_time(text: str) -> float:
-    if "." in text:
-        head, frac = text.rstrip("Z").split(".", 1)
-        return parse_timestamp(head + "Z") + float("0." + frac)
-    return parse_timestamp(text)
 
 
 class LeaderElector(Elector):
