@@ -46,20 +46,18 @@ INSTANCE_LIMIT = 128
 
 @dataclass(frozen=True, slots=True)
 class Regarding:
-    """The object an Event is about (``regarding``)."""
+    """The object an Event is about (``regarding``): cluster-scoped, as a Node and
+    the RouteReflectorConfig are."""
 
     api_version: str
     kind: str
     name: str
     uid: str | None = None
-    namespace: str | None = None
 
     def ref(self) -> dict[str, Any]:
         ref: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
         if self.uid:
             ref["uid"] = self.uid
-        if self.namespace:
-            ref["namespace"] = self.namespace
         return ref
 
 
@@ -126,7 +124,7 @@ class EventRecorder:
     def _create(
         self, regarding: Regarding, etype: str, reason: str, action: str, note: str
     ) -> Mapping[str, Any]:
-        namespace = regarding.namespace or CLUSTER_EVENTS_NAMESPACE
+        namespace = CLUSTER_EVENTS_NAMESPACE
         body = {
             "apiVersion": EVENTS_API,
             "kind": "Event",

@@ -50,12 +50,6 @@ class Host(Protocol):
     def _count(self, kind: str) -> None: ...
 
 
-def condition_reason(text: str) -> str:
-    """A CamelCase condition reason (the API requires ``^[A-Za-z]([A-Za-z0-9_,:]*...)$``)."""
-    clean = "".join(ch for ch in text.title() if ch.isalnum())
-    return clean or "Unknown"
-
-
 def node_bgp_status(obj: Mapping[str, Any]) -> tuple[str, core.NodeBGPStatus]:
     """(node name, BGP sessions) of a CalicoNodeStatus object."""
     spec = obj.get("spec") or {}
@@ -75,12 +69,8 @@ class KubeStore:
     def api_group(self) -> ApiGroup:
         return self.op.api_group
 
-    def _config(self) -> dict[str, Any] | None:
-        cfg: dict[str, Any] | None = self.op.informers["config"].get(self.op.config_name)
-        return cfg
-
     def config(self) -> ConfigRecord | None:
-        cfg = self._config()
+        cfg = self.op.informers["config"].get(self.op.config_name)
         if cfg is None:
             return None
         meta = cfg.get("metadata") or {}
@@ -257,7 +247,8 @@ class KubeStatus:
         return self.op.informers["config"].get(self.op.config_name) or {}
 
     def reason(self, text: str) -> str:
-        return condition_reason(text)
+        """A CamelCase condition reason (the API requires ``^[A-Za-z]([A-Za-z0-9_,:]*...)$``)."""
+        return "".join(ch for ch in text.title() if ch.isalnum()) or "Unknown"
 
     def current(self) -> dict[str, Any]:
         return dict(self._config().get("status") or {})
