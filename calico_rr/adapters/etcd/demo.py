@@ -39,17 +39,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from calico_rr.adapters import demo
 from calico_rr.adapters.etcd.client import EtcdClient
-from calico_rr.adapters.etcd.operator import DEFAULT_PREFIX, EtcdOperator
+from calico_rr.adapters.etcd.operator import CONFIG_KEY, STATUS_KEY, EtcdOperator
 from calico_rr.adapters.etcd.values import EventType, WatchEvent
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats.etcd_nodes import node_to_calico
-from calico_rr.core.operator.settings import CONFIG_NAME
 from calico_rr.core.planning.synthetic import synthetic_cluster
 from calico_rr.model import ANN_IPV4, ZONE_LABEL, Node
 from calico_rr.sandbox.etcd import EtcdServer
 
-CONFIG_KEY: Final = f"{DEFAULT_PREFIX}config/{CONFIG_NAME}"
-STATUS_KEY: Final = f"{DEFAULT_PREFIX}status/{CONFIG_NAME}"
 #: Felix's liveness report of a host (core.formats.etcd.felix_status_host reads it back).
 FELIX_REPORT: Final = f"{L.FELIX_STATUS_PREFIX}no-region/host/{{}}/status"
 #: Felix reports live on one lease per zone; nothing expires during a demo.

@@ -1,6 +1,6 @@
 """Leader election on etcd: a lease plus a key created only if absent.
 
-Each replica competes for one key (``/calico-rr/leader`` by default).  A round:
+Each replica competes for one key (the operator's is ``/calico-rr/leader``).  A round:
 
 * **Follower.**  Read the key.  If it exists, someone leads: wait.  If not, grant
   a lease (TTL ``lease_duration``) and create the key with a transaction
@@ -34,8 +34,6 @@ from calico_rr.adapters.etcd.errors import Conflict, EtcdError, LeaseNotFound
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEY = "/calico-rr/leader"
-
 
 class EtcdLeaderElector(Elector):
     round_errors = (EtcdError,)
@@ -46,7 +44,7 @@ class EtcdLeaderElector(Elector):
         client: EtcdClient,
         *,
         identity: str,
-        key: str = DEFAULT_KEY,
+        key: str,
         lease_duration: float = 15.0,
         renew_deadline: float | None = None,
         retry_period: float | None = None,

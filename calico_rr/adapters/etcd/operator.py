@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Where calico-rr keeps its own keys: ``config/<name>``, ``status/<name>``, ``leader``.
 DEFAULT_PREFIX: Final = "/calico-rr/"
+CONFIG_KEY: Final = f"{DEFAULT_PREFIX}config/{CONFIG_NAME}"
+STATUS_KEY: Final = f"{DEFAULT_PREFIX}status/{CONFIG_NAME}"
 CALICO_PLURALS: Final = ("nodes", "bgppeers", "bgpconfigurations", "caliconodestatuses")
 
 
@@ -116,13 +118,10 @@ class EtcdOperator(DatastoreOperator):
         env: Mapping[str, str] | None = None,
         metrics: OperatorMetrics | None = None,
         health: Health | None = None,
-        config_name: str = CONFIG_NAME,
-        prefix: str = DEFAULT_PREFIX,
         lease_duration: float = 15.0,
         renew_deadline: float | None = None,
         retry_period: float | None = None,
         leader_election: bool = True,
-        node_status_supported: bool = True,
         kube_health: KubeNodeHealth | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -137,10 +136,9 @@ class EtcdOperator(DatastoreOperator):
             clock=clock,
             writers="etcd-write",
         )
-        self.node_status_supported = node_status_supported
-        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
-        self.config_key = f"{self.prefix}config/{config_name}"
-        self.status_key = f"{self.prefix}status/{config_name}"
+        self.node_status_supported = True
+        self.config_key = CONFIG_KEY
+        self.status_key = STATUS_KEY
         if client.on_request is None:
             client.on_request = lambda op, endpoint, code: self.metrics.on_request(op, "etcd", code)
         #: (cache, prefix, name, decode, on_event): Calico's kinds, Felix's liveness
@@ -150,7 +148,7 @@ class EtcdOperator(DatastoreOperator):
             for p in CALICO_PLURALS
         ]
         specs.append(("felix", L.FELIX_STATUS_PREFIX, "felix", lambda kv: None, self._on_felix))
-        specs.append(("own", self.prefix, "calico-rr", self._decode_own, self._on_own))
+        specs.append(("own", DEFAULT_PREFIX, "calico-rr", self._decode_own, self._on_own))
         self.caches = {
             key: PrefixCache(
                 client,
@@ -167,7 +165,7 @@ class EtcdOperator(DatastoreOperator):
             self.elector = EtcdLeaderElector(
                 client,
                 identity=self.identity,
-                key=f"{self.prefix}leader",
+                key=f"{DEFAULT_PREFIX}leader",
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
                 retry_period=retry_period,
@@ -256,25 +254,18 @@ class EtcdOperator(DatastoreOperator):
             if e.value is not None
         }
 
-    def status(self) -> dict[str, Any]:
-        """Our status document as the cache holds it."""
-        return self.status_sink.current()
 
-
-def request_uninstall(
-    client: EtcdClient, *, config_name: str = CONFIG_NAME, prefix: str = DEFAULT_PREFIX
-) -> None:
+def request_uninstall(client: EtcdClient) -> None:
     """Mark our config as being deleted (``metadata.deletionTimestamp``, with a
     compare-and-swap): the leader runs the uninstall steps, then deletes the config
     and status keys - the etcd form of the Kubernetes finalizer."""
-    key = f"{prefix.rstrip('/')}/config/{config_name}"
     while True:
-        kv = client.get(key)
+        kv = client.get(CONFIG_KEY)
         if kv is None:
-            raise ConfigError(f"no config at {key}: nothing to uninstall")
+            raise ConfigError(f"no config at {CONFIG_KEY}: nothing to uninstall")
         doc = json.loads(kv.value)
         if not isinstance(doc, dict):
-            raise ConfigError(f"{key}: not a JSON object")
+            raise ConfigError(f"{CONFIG_KEY}: not a JSON object")
         meta = dict(doc.get("metadata") or {})
         if meta.get("deletionTimestamp"):
             return
@@ -282,7 +273,7 @@ def request_uninstall(
         doc["metadata"] = meta
         value = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         try:
-            client.put_if(key, value, kv.mod_revision)
+            client.put_if(CONFIG_KEY, value, kv.mod_revision)
             return
         except Conflict:
             continue
@@ -291,8 +282,6 @@ def request_uninstall(
 def uninstall(
     client: EtcdClient,
     *,
-    config_name: str = CONFIG_NAME,
-    prefix: str = DEFAULT_PREFIX,
     env: Mapping[str, str] | None = None,
     timeout: float = 600.0,
     poll: float = 0.5,
@@ -300,10 +289,8 @@ def uninstall(
     """``calico-rr uninstall --datastore-type etcdv3``: mark the config deleted, then
     drive the uninstall steps to the end in this process (compare-and-swap makes it
     safe next to a running leader doing the same).  Returns a summary line."""
-    request_uninstall(client, config_name=config_name, prefix=prefix)
-    op = EtcdOperator(
-        client, env=env or {}, config_name=config_name, prefix=prefix, leader_election=False
-    )
+    request_uninstall(client)
+    op = EtcdOperator(client, env=env or {}, leader_election=False)
     op.start_caches()
     try:
         return op.drive_uninstall(

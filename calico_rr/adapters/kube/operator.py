@@ -105,8 +105,6 @@ class Operator(DatastoreOperator):
         env: Mapping[str, str] | None = None,
         metrics: OperatorMetrics | None = None,
         health: Health | None = None,
-        config_name: str = CONFIG_NAME,
-        lease_name: str = "calico-rr",
         lease_duration: float = 15.0,
         renew_deadline: float | None = None,
         retry_period: float | None = None,
@@ -115,7 +113,7 @@ class Operator(DatastoreOperator):
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.config_name = config_name
+        self.config_name = CONFIG_NAME
         self._init_replica(
             identity=identity, env=env, metrics=metrics, health=health, clock=clock, writers="write"
         )
@@ -136,7 +134,7 @@ class Operator(DatastoreOperator):
             self.elector = LeaderElector(
                 client,
                 namespace=namespace,
-                name=lease_name,
+                name="calico-rr",
                 identity=self.identity,
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
@@ -304,7 +302,6 @@ class Operator(DatastoreOperator):
 def uninstall(
     client: KubeClient,
     *,
-    config_name: str = CONFIG_NAME,
     env: Mapping[str, str] | None = None,
     timeout: float = 600.0,
     poll: float = 0.5,
@@ -312,11 +309,11 @@ def uninstall(
     """``calico-rr uninstall``: mark the config deleted (the finalizer keeps it) and
     drive the uninstall steps to the end in this process - idempotent with a
     running operator doing the same.  Returns a summary line."""
-    op = Operator(client, env=env, config_name=config_name, leader_election=False)
-    path = api_path(CONFIG_API, CRD_PLURAL, config_name)
+    op = Operator(client, env=env, leader_election=False)
+    path = api_path(CONFIG_API, CRD_PLURAL, CONFIG_NAME)
     cfg = client.get(path)
     if cfg is None:
-        raise ConfigError(f"no {CRD_KIND} named {config_name!r}: nothing to uninstall")
+        raise ConfigError(f"no {CRD_KIND} named {CONFIG_NAME!r}: nothing to uninstall")
     if FINALIZER not in ((cfg.get("metadata") or {}).get("finalizers") or []):
         client.patch(
             path,
@@ -326,7 +323,7 @@ def uninstall(
     op.start_caches()
     try:
         return op.drive_uninstall(
-            lambda: op.informers["config"].get(config_name) is None, timeout, poll
+            lambda: op.informers["config"].get(CONFIG_NAME) is None, timeout, poll
         )
     finally:
         op.stop_caches()
