@@ -228,21 +228,9 @@ class EtcdOperator(DatastoreOperator):
 
     # -- the observed state ----------------------------------------------------------
 
-    def operator_config(self) -> tuple[Any, int]:
-        """(spec, generation) of our config document; LookupError when absent.
-        The generation is the key's etcd ``version`` (writes since it was created)."""
-        entry = self.caches["own"].get(self.config_key)
-        if entry is None:
-            raise LookupError(self.config_key)
-        doc = entry.value
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{self.config_key}: not a JSON object")
-        return doc.get("spec"), entry.kv.version
-
     def ready_nodes(self) -> frozenset[str] | None:
         """Nodes with a Felix liveness report; None when no node reports (all Ready)."""
-        hosts = {L.felix_status_host(k) for k in self.caches["felix"].entries()}
-        hosts.discard(None)
+        hosts = (L.felix_status_host(k) for k in self.caches["felix"].entries())
         return frozenset(h for h in hosts if h is not None) or None
 
     def docs(self, plural: str) -> dict[str, Entry]:

@@ -28,7 +28,7 @@ from calico_rr.core import operator as core
 from calico_rr.core.formats import etcd as L
 from calico_rr.core.formats import etcd_nodes
 from calico_rr.core.planning.config import ApiGroup
-from calico_rr.errors import InputError
+from calico_rr.errors import ConfigError, InputError
 from calico_rr.model import MANAGED_BY_LABEL, PREFIX
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,6 @@ class Host(Protocol):
 
     @property
     def is_leader(self) -> bool: ...
-
-    def operator_config(self) -> tuple[Any, int]: ...
 
     def ready_nodes(self) -> frozenset[str] | None: ...
 
@@ -94,13 +92,16 @@ class EtcdStore:
         self.op = op
 
     def config(self) -> ConfigRecord | None:
-        try:
-            spec, generation = self.op.operator_config()
-        except LookupError:
+        key = self.op.config_key
+        entry = self.op.caches["own"].get(key)
+        if entry is None:
             return None
-        entry = self.op.caches["own"].get(self.op.config_key)
-        meta = (entry.value if entry is not None else {}).get("metadata") or {}
-        return ConfigRecord(spec, generation, bool(meta.get("deletionTimestamp")))
+        doc = entry.value
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{key}: not a JSON object")
+        meta = doc.get("metadata") or {}
+        # The generation is the key's etcd ``version`` (writes since it was created).
+        return ConfigRecord(doc.get("spec"), entry.kv.version, bool(meta.get("deletionTimestamp")))
 
     def no_config(self) -> str:
         return f"no config at {self.op.config_key}: idle"
