@@ -76,7 +76,6 @@ class Conflict(EtcdError):
         want = "to be absent" if expected == 0 else f"at mod revision {expected}"
         super().__init__(f"{key}: expected {want}, but it {now}", endpoint=endpoint)
         self.key = key
-        self.expected = expected
         self.current = current
 
 
@@ -95,7 +94,6 @@ class Fenced(EtcdError):
             f"not written: fence {fence.key} is not held under our lease {fence.lease:x}; it {now}",
             endpoint=endpoint,
         )
-        self.fence = fence
         self.holder = holder
 
 
