@@ -174,10 +174,6 @@ class Controller(ReconcileLoop):
         """The settings a config's ``spec`` gives with this replica's environment."""
         return settings_from_spec(spec, env=self.env, api_group=self.store.api_group)
 
-    def lists(self) -> int:
-        """The full LISTs the datastore's caches made so far (a re-list counts)."""
-        raise NotImplementedError
-
     def after_pass(self, settings: OperatorSettings) -> None:
         """What a datastore adds after a pass that reconciled (Kubernetes: Typha)."""
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from calico_rr.adapters.controller import Controller
+from calico_rr.adapters.wiring import DatastoreOperator
 from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify.families import FamiliesReport, verify_families
@@ -172,7 +172,7 @@ class DemoSite(Protocol):
     where: str
 
     @property
-    def op(self) -> Controller: ...
+    def op(self) -> DatastoreOperator: ...
 
     def status(self) -> Mapping[str, Any]:
         """The operator's status as an admin reads it."""
@@ -209,7 +209,7 @@ class DemoSite(Protocol):
 
 
 def wait_steady(
-    op: Controller,
+    op: DatastoreOperator,
     status: Callable[[], Mapping[str, Any]],
     timeout: float,
     since: float = 0.0,
@@ -235,7 +235,7 @@ def wait_steady(
 
 
 def wait_node_handled(
-    op: Controller, seen: Callable[[], bool], name: str, since: float, timeout: float
+    op: DatastoreOperator, seen: Callable[[], bool], name: str, since: float, timeout: float
 ) -> float:
     """Seconds from ``since`` until a reconcile pass that started after the node
     reached the operator's cache has ended, leaving the layout Steady."""

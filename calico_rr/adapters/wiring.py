@@ -88,6 +88,7 @@ class DatastoreOperator(Controller):
         return all(c.synced.is_set() for c in self._watched())
 
     def lists(self) -> int:
+        """The full LISTs the caches made so far (a re-list counts)."""
         return sum(c.lists for c in self._watched())
 
     def _stop_running(self, *, release: bool) -> None:
