@@ -92,17 +92,6 @@ class OperatorMetrics:
     def on_request(self, verb: str, resource: str, code: int) -> None:
         self.api_requests.labels(verb, resource, str(code)).inc()
 
-    def request_count(self, verb: str | None = None) -> int:
-        """API requests sent so far (optionally of one verb), read from the counters."""
-        total = 0.0
-        for metric in self.api_requests.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and (
-                    verb is None or sample.labels["verb"] == verb
-                ):
-                    total += sample.value
-        return int(total)
-
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
