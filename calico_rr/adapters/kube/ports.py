@@ -39,7 +39,6 @@ class Host(Protocol):
     config_name: str
     api_group: ApiGroup
     node_status_supported: bool
-    identity: str
     health: Health
     clock: Callable[[], float]
     events: EventRecorder
