@@ -31,7 +31,6 @@ from calico_rr.errors import ConfigError
 DatastoreType = Literal["kubernetes", "etcdv3"]
 
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
-_UNSUPPORTED = ("ETCD_DISCOVERY_SRV",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +107,11 @@ def etcd_settings(
 ) -> EtcdSettings:
     """Validated etcd settings from flags (keyword arguments) over ``env``."""
     env = os.environ if env is None else env
-    for name in _UNSUPPORTED:
-        if env.get(name):
-            raise ConfigError(
-                f"{name} is set, but calico-rr does not support it: list the members in "
-                "ETCD_ENDPOINTS"
-            )
+    if env.get("ETCD_DISCOVERY_SRV"):
+        raise ConfigError(
+            "ETCD_DISCOVERY_SRV is set, but calico-rr does not support it: list the members in "
+            "ETCD_ENDPOINTS"
+        )
 
     def pick(flag_value: str | None, flag: str, var: str) -> tuple[str | None, str]:
         if flag_value is not None:
