@@ -8,7 +8,6 @@ built), so a test may swap them."""
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -24,8 +23,6 @@ from calico_rr.core.formats.scalars import established_peers
 from calico_rr.core.operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from calico_rr.core.planning.config import ApiGroup
 from calico_rr.model import ANN_CLUSTER_ID
-
-log = logging.getLogger(__name__)
 
 FINALIZER = f"{CRD_GROUP}/uninstall"
 CONFIG_API = f"{CRD_GROUP}/{CRD_VERSION}"
