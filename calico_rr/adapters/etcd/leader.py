@@ -94,7 +94,6 @@ class EtcdLeaderElector(Elector):
         return {"identity": self.identity, "key": self.key}
 
     def try_acquire_or_renew(self) -> bool:
-        """One election round; True when this replica leads afterwards."""
         if self._holding and self.lease_id is not None:
             return self._renew(self.lease_id)
         return self._acquire()

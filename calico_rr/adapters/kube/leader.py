@@ -122,7 +122,6 @@ class LeaderElector(Elector):
         }
 
     def try_acquire_or_renew(self) -> bool:
-        """One election round; True when this replica holds the Lease afterwards."""
         now = self.clock()
         lease = self.client.get(self.path)
         if lease is None:
