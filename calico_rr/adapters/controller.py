@@ -253,16 +253,22 @@ class Controller(ReconcileLoop):
         self._write_status(status, phase="InvalidConfig", message=message, invalid=message)
         self.status_sink.event("Warning", "InvalidConfig", message)
 
-    def _uninstall_step(self, cfg: ConfigRecord, status: dict[str, Any]) -> core.Decision:
+    def uninstall_inputs(
+        self, cfg: ConfigRecord, status: Mapping[str, Any]
+    ) -> tuple[core.Observed, OperatorSettings, bool | None]:
+        """What an uninstall step is decided on: the observed state, the settings and
+        the mesh setting from before calico-rr (``status.meshBefore``)."""
         try:
             settings = self.settings_for(cfg.spec)
         except ConfigError:  # an invalid config is still uninstalled, with the defaults
             settings = settings_from_spec({}, env={}, api_group=self.store.api_group)
         obs = self.store.observed(status.get("transition"))
         mesh_before = status.get("meshBefore")
-        decision = core.uninstall(
-            obs, settings, mesh_before=mesh_before if isinstance(mesh_before, bool) else None
-        )
+        return obs, settings, mesh_before if isinstance(mesh_before, bool) else None
+
+    def _uninstall_step(self, cfg: ConfigRecord, status: dict[str, Any]) -> core.Decision:
+        obs, settings, mesh_before = self.uninstall_inputs(cfg, status)
+        decision = core.uninstall(obs, settings, mesh_before=mesh_before)
         self._execute(decision, status)
         self._record(decision.phase.value, decision.message)
         if decision.phase == core.Phase.UNINSTALLED and not decision.writes:

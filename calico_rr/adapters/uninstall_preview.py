@@ -13,12 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from calico_rr.core import operator as core
-from calico_rr.core.operator.settings import (
-    CONFIG_NAME,
-    CRD_KIND,
-    CRD_PLURAL,
-    settings_from_spec,
-)
+from calico_rr.core.operator.settings import CONFIG_NAME, CRD_KIND, CRD_PLURAL
 from calico_rr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -72,22 +67,14 @@ def _synced(op: DatastoreOperator, timeout: float) -> bool:
 
 def _preview(op: DatastoreOperator, timeout: float) -> dict[str, Any]:
     """The steps decided on the replica's synced caches (as its uninstall pass reads
-    them: ``Controller._uninstall_step``)."""
+    them: ``Controller.uninstall_inputs``)."""
     if not _synced(op, timeout):
         raise TimeoutError(f"the datastore's caches did not sync in {timeout:.0f}s")
     cfg = op.store.config()
     if cfg is None:
         raise ConfigError(f"{op.store.no_config()}: nothing to uninstall")
-    try:
-        settings = op.settings_for(cfg.spec)
-    except ConfigError:  # an invalid config is still uninstalled, with the defaults
-        settings = settings_from_spec({}, env={}, api_group=op.store.api_group)
-    status = op.status_sink.current()
-    mesh_before = status.get("meshBefore")
-    obs = op.store.observed(status.get("transition"))
-    steps = core.uninstall_preview(
-        obs, settings, mesh_before=mesh_before if isinstance(mesh_before, bool) else None
-    )
+    obs, settings, mesh_before = op.uninstall_inputs(cfg, op.status_sink.current())
+    steps = core.uninstall_preview(obs, settings, mesh_before=mesh_before)
     return {
         "dry_run": True,
         "node_to_node_mesh": obs.mesh_enabled,
