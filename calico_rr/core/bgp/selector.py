@@ -214,26 +214,12 @@ def _compile_compare(expr: Compare) -> Matcher:
     if expr.op == "!=":
         # calico-node: "k != 'v'" is true when k is absent (None != value).
         return lambda labels: labels.get(key) != value
+    # The string operators are false when the key is absent (calico-node).
     if expr.op == "starts with":
-
-        def starts(labels: Mapping[str, str]) -> bool:
-            got = labels.get(key)
-            return got is not None and got.startswith(value)
-
-        return starts
+        return lambda labels: key in labels and labels[key].startswith(value)
     if expr.op == "ends with":
-
-        def ends(labels: Mapping[str, str]) -> bool:
-            got = labels.get(key)
-            return got is not None and got.endswith(value)
-
-        return ends
-
-    def contains(labels: Mapping[str, str]) -> bool:
-        got = labels.get(key)
-        return got is not None and value in got
-
-    return contains
+        return lambda labels: key in labels and labels[key].endswith(value)
+    return lambda labels: key in labels and value in labels[key]
 
 
 # ---------------------------------------------------------------------------
@@ -360,13 +346,10 @@ class _Parser:
             pos += 1
         self.pos = pos
 
-    def _peek(self, literal: str) -> bool:
-        self._skip_ws()
-        return self.text.startswith(literal, self.pos)
-
     def _accept(self, literal: str) -> bool:
         """Consume ``literal`` if it comes next (after whitespace)."""
-        if not self._peek(literal):
+        self._skip_ws()
+        if not self.text.startswith(literal, self.pos):
             return False
         self.pos += len(literal)
         return True
@@ -487,10 +470,9 @@ class _Parser:
 
     def _set(self) -> frozenset[str]:
         self._expect("{")
-        values: list[str] = []
         if self._accept("}"):
             return frozenset()
-        values.append(self._string())
+        values = [self._string()]
         while self._accept(","):
             values.append(self._string())
         self._expect("}")
