@@ -101,21 +101,17 @@ def session_metrics(graph: SessionGraph, *, bgppeer_objects: int) -> SessionMetr
     sizes = [len(cls.members) for cls in graph.classes]
     n_rr = sum(sizes[c] for c in rr_classes)
 
-    busiest: tuple[int, int] | None = None  # (degree, first member index)
-    for c, (rr, plain) in enumerate(counts):
-        if not sizes[c]:
-            continue
-        cand = (rr + plain, graph.classes[c].members[0])
-        if (
-            busiest is None
-            or cand[0] > busiest[0]
-            or (cand[0] == busiest[0] and cand[1] < busiest[1])
-        ):
-            busiest = cand
+    # (-degree, first member index): the most sessions, then the first by name
+    busiest = min(
+        (
+            (-(rr + plain), graph.classes[c].members[0])
+            for c, (rr, plain) in enumerate(counts)
+            if sizes[c]
+        ),
+        default=None,
+    )
 
-    without_rr = 0
-    if n_rr:
-        without_rr = sum(sizes[c] for c in plain_classes if counts[c][0] == 0)
+    without_rr = sum(sizes[c] for c in plain_classes if counts[c][0] == 0) if n_rr else 0
 
     return SessionMetrics(
         nodes=len(graph.nodes),

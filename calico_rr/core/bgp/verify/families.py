@@ -159,11 +159,6 @@ class FamiliesReport:
     examples: int = 10
 
     @property
-    def only_ipv4(self) -> bool:
-        """One family, IPv4: the report reads exactly as before IPv6 was read."""
-        return len(self.families) == 1 and self.families[0].family == "ipv4"
-
-    @property
     def primary(self) -> FamilyReport:
         return self.families[0]
 
@@ -211,8 +206,9 @@ class FamiliesReport:
         return out
 
     def to_text(self) -> list[str]:
-        if self.only_ipv4 and not self.primary.without_address:
-            return self.primary.report.to_text()
+        only = self.primary
+        if len(self.families) == 1 and only.family == "ipv4" and not only.without_address:
+            return only.report.to_text()  # reads exactly as before IPv6 was read
         lines: list[str] = []
         for f in self.families:
             name = family_label(f.family)

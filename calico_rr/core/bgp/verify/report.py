@@ -449,7 +449,6 @@ def _k_rr_failure(
     k = min(fail_rrs, n_rr)
     vectors = _k_orbits(graph, groups, k)
     total = math.comb(n_rr, k)
-    k_report = KFailure(k=k, tolerant=True, combinations=total, checked=0, covered=0)
     covered = 0
     combos = [
         sorted(x for grp, a in zip(groups, vec, strict=True) for x in grp[:a]) for vec in vectors
@@ -459,18 +458,17 @@ def _k_rr_failure(
         for i, (combo, lost) in enumerate(zip(batch, losses(graph, batch), strict=True)):
             vec = vectors[start + i]
             covered += math.prod(math.comb(len(g), a) for g, a in zip(groups, vec, strict=True))
-            k_report = KFailure(
-                k=k,
-                tolerant=not lost,
-                combinations=total,
-                checked=start + i + 1,
-                covered=covered,
-                failed=tuple(names[r] for r in combo) if lost else None,
-                missing_pairs=lost,
-            )
             if lost:
-                return k_report
-    return k_report
+                return KFailure(
+                    k=k,
+                    tolerant=False,
+                    combinations=total,
+                    checked=start + i + 1,
+                    covered=covered,
+                    failed=tuple(names[r] for r in combo),
+                    missing_pairs=lost,
+                )
+    return KFailure(k=k, tolerant=True, combinations=total, checked=len(combos), covered=covered)
 
 
 def verify(
