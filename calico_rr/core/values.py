@@ -18,7 +18,7 @@ operator refuses (issue 14: ``--cluster-id-base 010.0.0.0`` was read as
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, TypeGuard
 
 from calico_rr.errors import ConfigError, InputError, safe_repr
 
@@ -52,7 +52,7 @@ MAX_GO_DURATION: Final = (2**63 - 1) / 1e9
 MAX_RESTART_TIME: Final = 4095.0
 
 
-def is_dotted_quad(text: object) -> bool:
+def is_dotted_quad(text: object) -> TypeGuard[str]:
     """True for a canonical dotted-quad IPv4 address such as ``10.0.0.5``."""
     return isinstance(text, str) and _QUAD.fullmatch(text) is not None
 
@@ -70,7 +70,6 @@ def cluster_id_base(text: object, *, where: str = "cluster ID base") -> str:
             f"{where}: {safe_repr(text)} is not a dotted-quad IPv4 address "
             "(four numbers 0-255 without leading zeros, e.g. 244.0.0.0)"
         )
-    assert isinstance(text, str)
     return text
 
 
@@ -88,7 +87,6 @@ def cluster_id(value: object, *, obj: str, field: str) -> str | None:
             obj=obj,
             field=field,
         )
-    assert isinstance(value, str)
     return value
 
 

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.formats.etcd import API_VERSION, OwnershipConflict, check_name
 from calico_rr.core.formats.fields import mapping, string_map
 from calico_rr.core.formats.scalars import (
@@ -205,14 +206,11 @@ def node_to_calico(node: Node, *, uid: str | None = None) -> dict[str, Any]:
     check_name(node.name, f"Node {node.name!r}")
     annotations = {k: v for k, v in node.annotations.items() if k not in _BGP_ANNOTATIONS}
     bgp: dict[str, Any] = {}
+    with_addresses = address_annotations(node, node.annotations)
     for ann, field in _BGP_ANNOTATIONS.items():
-        value = node.annotations.get(ann)
+        value = with_addresses.get(ann)
         if value is not None:
             bgp[field] = int(value) if field == "asNumber" and value.isdigit() else value
-    if node.ip is not None and "ipv4Address" not in bgp:
-        bgp["ipv4Address"] = f"{node.ip}/32"
-    if node.ip6 is not None and "ipv6Address" not in bgp:
-        bgp["ipv6Address"] = f"{node.ip6}/128"
     meta: dict[str, Any] = {"name": node.name, "labels": dict(node.labels)}
     if annotations:
         meta["annotations"] = annotations
@@ -223,14 +221,14 @@ def node_to_calico(node: Node, *, uid: str | None = None) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "Node", "metadata": meta, "spec": spec}
 
 
-def node_state_from_calico(doc: Mapping[str, Any], *, ready: bool = True) -> NodeState:
+def node_state_from_calico(doc: Mapping[str, Any]) -> NodeState:
     """A Calico Node as ``core.operator.reconcile`` observes it: the node plus the keys we own.
 
     ``uid`` is the Calico Node's ``metadata.uid``; on etcd the write itself is
     guarded by the key's mod revision (compare-and-swap), which also refuses a
     node deleted and re-created meanwhile.
     """
-    node = replace(node_from_calico(doc, ready=ready), raw=None)
+    node = replace(node_from_calico(doc), raw=None)
     labels, annotations = owned_fields(doc)
     uid = (doc.get("metadata") or {}).get("uid")
     return NodeState(node, labels, annotations, str(uid) if uid else None)
