@@ -48,7 +48,9 @@ for all 27 single-RR failures batched (measured; docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import functools
 import heapq
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -289,9 +291,7 @@ def _export_all(prep: _Prepared, pending: _Pending, work: _Work, deliver: _Deliv
                 cov[t] = cov.get(t, 0) | m_all
                 if t >= 0:
                     cov_t[t] = cov_t.get(t, 0) | m_t
-        covered = 0
-        for m in cov.values():
-            covered |= m
+        covered = functools.reduce(operator.or_, cov.values(), 0)
         cb, ab = cbit[c], abit[c]
         ok_back = prep.back_ok[c][d] if d < k else prep.all_bits
         t_self = -1
@@ -446,10 +446,7 @@ def propagate(graph: SessionGraph, *, updates: bool = True) -> FastPropagation:
                 by_length[cl.bit_count()] = by_length.get(cl.bit_count(), 0) | origins
                 got |= origins
             senders.append((d, got))
-        total = 0
-        for origins in by_length.values():
-            total |= origins
-        held.append(total)
+        held.append(functools.reduce(operator.or_, by_length.values(), 0))
         min_cl.append(tuple(sorted(by_length.items())))
         heard.append(tuple(senders))
     adv, adv_origin = _advertised(prep, states) if updates else (None, None)

@@ -118,10 +118,9 @@ class FastPropagation:
             if not lacking[c]:
                 continue
             origins = sorted(o for b in lacking[c] for o in self.graph.classes[b].members if o != x)
-            for o in origins:
-                out.append((x, o))
-                if len(out) >= limit:
-                    return out
+            out.extend((x, o) for o in origins)
+            if len(out) >= limit:
+                return out[:limit]
         return out
 
     def lacking_nodes(self) -> list[int]:
