@@ -17,10 +17,12 @@ class of their own so that class-level adjacency stays exact.  This keeps a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from calico_rr.core.bgp.families import family_label, family_of_address
 from calico_rr.core.bgp.selector import (
     All,
     Compare,
@@ -348,7 +350,7 @@ def _split_nodes(
         other = by_ip.get(node.ip)
         if other is not None:
             # calico-node refuses to start on an address another node already uses.
-            family = "IPv6" if ":" in node.ip else "IPv4"
+            family = family_label(family_of_address(node.ip))
             raise InputError(
                 f"{family} address {node.ip} is also used by node {other}",
                 obj=f"Node {node.name}",
@@ -558,12 +560,10 @@ def _half_open(
         if not why:
             why = class_masks[d] & (class_masks[c] >> n_peers) & auto_reverse
         name = peers[next(bit_indices(why))].name
-        for a in class_members[c]:
-            for b in class_members[d]:
-                if a != b:
-                    found.append(HalfOpen(a, b, name))
-                    if len(found) >= HALF_OPEN_LIMIT:
-                        return tuple(sorted(found, key=lambda h: (h.local, h.peer)))
+        pairs = (HalfOpen(a, b, name) for a in class_members[c] for b in class_members[d] if a != b)
+        found.extend(itertools.islice(pairs, HALF_OPEN_LIMIT - len(found)))
+        if len(found) >= HALF_OPEN_LIMIT:
+            break
     return tuple(sorted(found, key=lambda h: (h.local, h.peer)))
 
 
