@@ -110,11 +110,8 @@ def _conditions(status: Mapping[str, Any], obj: str) -> dict[str, str]:
 
 
 def _taints(spec: Mapping[str, Any], obj: str) -> tuple[Taint, ...]:
-    items = _optional_list(spec, "taints", obj, "spec.taints")
-    if not items:
-        return ()
     out: list[Taint] = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(_optional_list(spec, "taints", obj, "spec.taints")):
         key, effect = _string_pair(item, "key", "effect", "spec.taints", i, obj)
         value = _item_string(item, "value", obj, f"spec.taints[{i}]", required=False)
         out.append(Taint(key=key, effect=effect, value=value))
