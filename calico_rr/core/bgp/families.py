@@ -46,9 +46,7 @@ def _address(node: CalicoNode | Node, family: Family) -> str | None:
 
 def families_of_nodes(nodes: Sequence[CalicoNode | Node]) -> tuple[Family, ...]:
     """The families some node has an address of, in :data:`FAMILIES` order."""
-    has4 = any(n.ip is not None for n in nodes)
-    has6 = any(n.ip6 is not None for n in nodes)
-    return tuple(f for f, present in zip(FAMILIES, (has4, has6), strict=True) if present)
+    return tuple(f for f in FAMILIES if any(_address(n, f) is not None for n in nodes))
 
 
 def families_present(state: CalicoState) -> tuple[Family, ...]:

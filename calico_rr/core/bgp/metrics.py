@@ -13,6 +13,7 @@ number of sessions, so the 12.5 million sessions of a 5000-node mesh cost nothin
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,22 +39,12 @@ class Stats:
 
 def weighted(pairs: Iterable[tuple[int, int]]) -> Stats:
     """Stats of a multiset given as (value, multiplicity) pairs (no expansion: meshes are huge)."""
-    lo: int | None = None
-    hi = 0
-    total = 0
-    count = 0
-    for value, weight in pairs:
-        if weight <= 0:
-            continue
-        if lo is None or value < lo:
-            lo = value
-        if value > hi or count == 0:
-            hi = value
-        total += value * weight
-        count += weight
-    if lo is None:
+    kept = [(value, weight) for value, weight in pairs if weight > 0]
+    if not kept:
         return Stats()
-    return Stats(min=lo, mean=round(total / count, 2), max=hi)
+    count = sum(weight for _, weight in kept)
+    mean = round(sum(value * weight for value, weight in kept) / count, 2)
+    return Stats(min=min(v for v, _ in kept), mean=mean, max=max(v for v, _ in kept))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +127,10 @@ def sessions_by_label(graph: SessionGraph, key: str) -> dict[str, Stats]:
     any selector), so this walks the RR nodes, but never their peers.
     """
     degree_of_class = [sum(c) for c in class_counts(graph)]
-    groups: dict[str, dict[int, int]] = {}
+    groups: dict[str, Counter[int]] = {}
     for cls, degree in zip(graph.classes, degree_of_class, strict=True):
         if cls.cluster_id is None:
             continue
         for m in cls.members:
-            value = graph.nodes[m].labels.get(key, "")
-            hist = groups.setdefault(value, {})
-            hist[degree] = hist.get(degree, 0) + 1
+            groups.setdefault(graph.nodes[m].labels.get(key, ""), Counter())[degree] += 1
     return {value: weighted(groups[value].items()) for value in sorted(groups)}
