@@ -63,14 +63,13 @@ def quad_value(text: str) -> int:
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
-def cluster_id_base(text: object, *, where: str = "cluster ID base") -> str:
-    """A cluster ID base (``--cluster-id-base``, ``spec.clusterIDBase``), or ConfigError."""
+def cluster_id_base(text: object) -> None:
+    """Check a cluster ID base (``--cluster-id-base``, ``spec.clusterIDBase``): ConfigError."""
     if not is_dotted_quad(text):
         raise ConfigError(
-            f"{where}: {safe_repr(text)} is not a dotted-quad IPv4 address "
+            f"cluster ID base: {safe_repr(text)} is not a dotted-quad IPv4 address "
             "(four numbers 0-255 without leading zeros, e.g. 244.0.0.0)"
         )
-    return text
 
 
 def cluster_id(value: object, *, obj: str, field: str) -> str | None:
@@ -103,16 +102,14 @@ def parse_duration(text: object) -> float:
     return seconds
 
 
-def restart_time(text: object, *, where: str = "maxRestartTime") -> str:
-    """A BGPPeer ``maxRestartTime`` (``--max-restart-time``, ``spec.maxRestartTime``)."""
+def restart_time(text: object) -> None:
+    """Check a BGPPeer ``maxRestartTime`` (``--max-restart-time``, ``spec.maxRestartTime``)."""
     try:
         seconds = parse_duration(text)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"maxRestartTime: {exc}") from None
     if seconds > MAX_RESTART_TIME:
         raise ConfigError(
-            f"{where}: must be <= {MAX_RESTART_TIME:g}s (BGP graceful restart carries it in "
-            f"12 bits, RFC 4724), got {safe_repr(text)}"
+            f"maxRestartTime: must be <= {MAX_RESTART_TIME:g}s (BGP graceful restart carries "
+            f"it in 12 bits, RFC 4724), got {safe_repr(text)}"
         )
-    assert isinstance(text, str)
-    return text
