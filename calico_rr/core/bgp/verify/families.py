@@ -18,6 +18,7 @@ existed, plus the ``families`` section).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,12 +67,8 @@ class FamilyReport:
         family (each such node lacks every other node's prefix)."""
         out = list(self.report.missing_examples[:limit])
         others = [n.name for n in self.graph.nodes]
-        for name in self.without_address:
-            for origin in others:
-                if len(out) >= limit:
-                    return out
-                out.append((name, origin))
-        return out
+        lacking = itertools.product(self.without_address, others)
+        return out + list(itertools.islice(lacking, max(limit - len(out), 0)))
 
     def to_dict(self, examples: int) -> dict[str, Any]:
         out = self.report.to_dict()
@@ -231,10 +228,7 @@ class FamiliesReport:
 
 def _k_combined(parts: Sequence[KFailure | None]) -> KFailure | None:
     present = [k for k in parts if k is not None]
-    if not present:
-        return None
-    failed = [k for k in present if not k.tolerant]
-    return failed[0] if failed else present[0]
+    return next((k for k in present if not k.tolerant), present[0] if present else None)
 
 
 def _zones_combined(reports: Sequence[VerifyReport]) -> dict[str, ZoneFailure]:
