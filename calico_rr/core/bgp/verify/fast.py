@@ -51,6 +51,7 @@ from __future__ import annotations
 import functools
 import heapq
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -396,13 +397,7 @@ def missing_after(graph: SessionGraph, failures: Sequence[Iterable[int]]) -> lis
     the loss of any one node shrinks one class by one and leaves every other
     session as it was (``SessionGraph.without``), so only the size tests differ.
     """
-    node_class = graph.node_class
-    removed: list[dict[int, int]] = []
-    for failed in failures:
-        counts: dict[int, int] = {}
-        for x in set(failed):
-            counts[node_class[x]] = counts.get(node_class[x], 0) + 1
-        removed.append(counts)
+    removed = [Counter(graph.node_class[x] for x in set(failed)) for failed in failures]
     out: list[int] = []
     for start in range(0, len(removed), SCENARIO_BATCH):
         batch = removed[start : start + SCENARIO_BATCH]
