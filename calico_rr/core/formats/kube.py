@@ -153,11 +153,7 @@ def _metadata_and_name(obj: object, where: str) -> tuple[Mapping[str, Any], str]
     if not is_map(metadata):
         what = "missing" if metadata is None else f"must be a map, got {type_name(metadata)}"
         raise InputError(what, obj=label, field="metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        what = "missing" if name is None else f"must be a non-empty string, got {safe_repr(name)}"
-        raise InputError(what, obj=label, field="metadata.name")
-    return metadata, name
+    return metadata, _item_string(metadata, "name", label, "metadata")
 
 
 def node_from_k8s(obj: Mapping[str, Any], *, where: str = "") -> Node:
