@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from calico_rr.core.bgp.families import address_annotations
 from calico_rr.core.bgp.selector import parse_selector
 from calico_rr.core.operator.confirm import confirm_sessions, node_status_changes
 from calico_rr.core.operator.desired import (
@@ -40,7 +39,9 @@ from calico_rr.core.operator.state import (
     NodeApply,
     Observed,
     Phase,
+    calico_documents,
     current_cluster_id,
+    server_side_apply,
 )
 from calico_rr.core.planning import render
 from calico_rr.model import ANN_CLUSTER_ID
@@ -59,25 +60,14 @@ def _after_break_blocker(
 
     if not want.plan.layout.holders:
         return "no route reflector could be placed (no eligible node)"
-    docs: list[dict[str, Any]] = []
-    for name, ns in sorted(obs.nodes.items()):
-        node = ns.node
-        labels = {k: v for k, v in node.labels.items() if k not in ns.owned_labels}
-        labels.update(want.labels[name])
-        annotations = {k: v for k, v in node.annotations.items() if k not in ns.owned_annotations}
+    nodes = {name: obs.nodes[name] for name in sorted(obs.nodes)}
+    for name in nodes:
         cid = ids.get(name, want.cids.get(name))
-        if cid is not None:
-            annotations[ANN_CLUSTER_ID] = cid
-        annotations = address_annotations(node, annotations)
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": name, "labels": labels, "annotations": annotations},
-            }
-        )
-    docs += [p for _, p in sorted(want.peers.items())]
-    docs.append(render.bgp_configuration(settings.plan, mesh=False))
+        ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
+        server_side_apply(nodes, NodeApply(name, want.labels[name], ann))
+    peers = dict(sorted(want.peers.items()))
+    config = render.bgp_configuration(settings.plan, mesh=False)
+    docs = calico_documents(nodes, peers, mesh_enabled=False, bgp_configuration=config)
     down = [ns.node.name for ns in obs.nodes.values() if not ns.node.ready]
     report = check(docs, down)
     return None if report.ok else f"afterwards {report.describe()}"
