@@ -139,6 +139,19 @@ def _text(pattern: str, max_length: int) -> SpecField:
     return SpecField("string", pattern=pattern, max_length=max_length)
 
 
+def _duration(
+    max_seconds: float, min_seconds: float | None = None, *, exclusive_min: bool = False
+) -> SpecField:
+    return SpecField(
+        "string",
+        pattern=DURATION_PATTERN,
+        max_length=64,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        exclusive_min_seconds=exclusive_min,
+    )
+
+
 #: Every spec field, in CRD order.  The CRD file declares exactly these.
 SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
     "topology": SpecField("enum", choices=TOPOLOGIES),
@@ -162,22 +175,11 @@ SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
     "routeReflectorLabel": _text(LABEL_MATCH_PATTERN, _SELECTOR_MAX),
     "clusterIDBase": _text(QUAD_PATTERN, 15),
     "asNumber": _int(1, MAX_AS_NUMBER),
-    "maxRestartTime": SpecField(
-        "string", pattern=DURATION_PATTERN, max_length=64, max_seconds=MAX_RESTART_TIME
-    ),
+    "maxRestartTime": _duration(MAX_RESTART_TIME),
     "password": SpecField("password"),
     "sessionCheck": SpecField("enum", choices=SESSION_CHECKS),
-    "waitTimeout": SpecField(
-        "string",
-        pattern=DURATION_PATTERN,
-        max_length=64,
-        min_seconds=0.0,
-        exclusive_min_seconds=True,
-        max_seconds=MAX_WAIT_TIMEOUT,
-    ),
-    "debounce": SpecField(
-        "string", pattern=DURATION_PATTERN, max_length=64, min_seconds=0.0, max_seconds=MAX_DEBOUNCE
-    ),
+    "waitTimeout": _duration(MAX_WAIT_TIMEOUT, 0.0, exclusive_min=True),
+    "debounce": _duration(MAX_DEBOUNCE, 0.0),
     "paused": SpecField("boolean"),
     "typha": SpecField(
         "object",
@@ -185,20 +187,8 @@ SPEC_FIELDS: Final[Mapping[str, SpecField]] = {
             "enabled": SpecField("boolean"),
             "namespace": _text(NAMESPACE_PATTERN, 63),
             "name": _text(SECRET_NAME_PATTERN, 253),
-            "coolDown": SpecField(
-                "string",
-                pattern=DURATION_PATTERN,
-                max_length=64,
-                min_seconds=0.0,
-                max_seconds=MAX_TYPHA_COOL_DOWN,
-            ),
-            "settle": SpecField(
-                "string",
-                pattern=DURATION_PATTERN,
-                max_length=64,
-                min_seconds=0.0,
-                max_seconds=MAX_TYPHA_SETTLE,
-            ),
+            "coolDown": _duration(MAX_TYPHA_COOL_DOWN, 0.0),
+            "settle": _duration(MAX_TYPHA_SETTLE, 0.0),
         },
     ),
 }
@@ -412,9 +402,11 @@ def _rr_label(text: str) -> tuple[str, str]:
 # -- one field -------------------------------------------------------------------------
 
 
-def _check_field(name: str, value: Any, where: str) -> None:
-    """Raise ConfigError (``where: problem``) unless ``value`` is valid for ``name``."""
-    spec_field = SPEC_FIELDS[name]
+def _check_field(name: str, value: Any, where: str, spec_field: SpecField | None = None) -> None:
+    """Raise ConfigError (``where: problem``) unless ``value`` is valid for ``name``
+    (a spec field, or the sub-field ``spec_field`` such as ``typha.coolDown``)."""
+    if spec_field is None:
+        spec_field = SPEC_FIELDS[name]
     kind = spec_field.kind
     if kind == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
@@ -454,18 +446,9 @@ def _check_object(name: str, spec_field: SpecField, value: Any, where: str) -> N
         raise ConfigError(f"{where}: must be an object, got {_kind(value)}")
     for key in value:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
-            raise ConfigError(f"{where}.{key}: unknown field{hint}")
+            raise ConfigError(f"{where}.{key}: unknown field{_suggest(str(key), fields, where)}")
     for key, item in value.items():
-        sub = fields[key]
-        sub_where = f"{where}.{key}"
-        if sub.kind == "boolean":
-            if not isinstance(item, bool):
-                raise ConfigError(f"{sub_where}: must be true or false, got {_kind(item)}")
-        else:
-            _check_string(sub, item, sub_where)
-            _check_string_extra(f"{name}.{key}", sub, item, sub_where)
+        _check_field(f"{name}.{key}", item, f"{where}.{key}", fields[key])
 
 
 def _check_string(spec_field: SpecField, value: Any, where: str) -> None:
@@ -565,6 +548,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _suggest(name: str, known: Mapping[str, Any]) -> str:
+def _suggest(name: str, known: Mapping[str, Any], where: str = "spec") -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean spec.{close[0]}?)" if close else ""
+    return f" (did you mean {where}.{close[0]}?)" if close else ""
