@@ -46,10 +46,6 @@ def prev_key(key: str) -> str:
     return PREV + key
 
 
-def is_prev_key(key: str) -> bool:
-    return key.startswith(PREV + PREFIX + "/")
-
-
 def _rewrite_keys(expr: Expr, keys: frozenset[str]) -> Expr:
     """``expr`` with every key in ``keys`` replaced by its ``prev.`` copy."""
     if isinstance(expr, Has):
@@ -62,10 +58,8 @@ def _rewrite_keys(expr: Expr, keys: frozenset[str]) -> Expr:
         return expr
     if isinstance(expr, Not):
         return Not(_rewrite_keys(expr.expr, keys))
-    if isinstance(expr, And):
-        return And(tuple(_rewrite_keys(p, keys) for p in expr.parts))
-    if isinstance(expr, Or):
-        return Or(tuple(_rewrite_keys(p, keys) for p in expr.parts))
+    if isinstance(expr, And | Or):
+        return type(expr)(tuple(_rewrite_keys(p, keys) for p in expr.parts))
     return expr
 
 
@@ -91,7 +85,7 @@ def planner_labels(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def prev_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if is_prev_key(k)}
+    return {k: v for k, v in labels.items() if k.startswith(PREV + PREFIX + "/")}
 
 
 def spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -202,8 +196,3 @@ def cns_object(node: str, api_group: str) -> dict[str, Any]:
         },
         "spec": {"node": node, "classes": ["BGP"], "updatePeriodSeconds": 10},
     }
-
-
-# ---------------------------------------------------------------------------
-# Desired state
-# ---------------------------------------------------------------------------

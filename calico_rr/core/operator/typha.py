@@ -129,9 +129,8 @@ def decide(
     """The keeper's next step for a Deployment at ``replicas`` in a cluster of ``nodes``."""
     target = target_replicas(nodes)
     if target == replicas:
-        return KeeperStep(
-            None, KeeperState(last_change=state.last_change), target, _at(target, nodes)
-        )
+        message = f"{target} replicas for {nodes} nodes: at target"
+        return KeeperStep(None, KeeperState(last_change=state.last_change), target, message)
     direction: Direction = "up" if target > replicas else "down"
     since = state.since if state.pending == direction and state.since is not None else now
     if direction == "up":
@@ -159,7 +158,3 @@ def decide(
         f"{replicas} replicas, target {target} for {nodes} nodes: scaling at {at} ({waiting})",
         wait=due,
     )
-
-
-def _at(target: int, nodes: int) -> str:
-    return f"{target} replicas for {nodes} nodes: at target"
