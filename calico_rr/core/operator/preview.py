@@ -64,6 +64,13 @@ class PeerChange:
     before: Mapping[str, Any] | None
     after: Mapping[str, Any] | None
 
+    @property
+    def kind(self) -> str:
+        """``create``, ``update`` or ``delete``."""
+        if self.before is None:
+            return "create"
+        return "delete" if self.after is None else "update"
+
 
 @dataclass(frozen=True, slots=True)
 class Preview:
@@ -112,16 +119,7 @@ class Preview:
 
     def peer_names(self, kind: str) -> list[str]:
         """Names of the BGPPeers to ``create``, ``update`` or ``delete``."""
-        out: list[str] = []
-        for c in self.peers:
-            is_kind = {
-                "create": c.before is None,
-                "delete": c.after is None,
-                "update": c.before is not None and c.after is not None,
-            }[kind]
-            if is_kind:
-                out.append(c.name)
-        return out
+        return [c.name for c in self.peers if c.kind == kind]
 
     @property
     def changes(self) -> bool:
