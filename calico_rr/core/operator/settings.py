@@ -299,7 +299,7 @@ def settings_from_spec(
         _check_field(name, value, f"spec.{name}")
 
     defaults = env_spec(env or {})
-    origin = {name: _env_name(name) for name in defaults}
+    origin = {name: var for var, name in ENV_VARS.items() if name in defaults}
     origin.update({name: f"spec.{name}" for name in spec})
     values: dict[str, Any] = {**defaults, **spec}
 
@@ -359,10 +359,6 @@ def _typha(spec: Mapping[str, Any]) -> TyphaSettings:
         cool_down=(parse_duration(spec["coolDown"]) if "coolDown" in spec else default.cool_down),
         settle=parse_duration(spec["settle"]) if "settle" in spec else default.settle,
     )
-
-
-def _env_name(field_name: str) -> str:
-    return next(var for var, name in ENV_VARS.items() if name == field_name)
 
 
 def _sizing(
