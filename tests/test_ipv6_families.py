@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from calico_rr.core.bgp.families import families_present, project
 from calico_rr.core.bgp.sessions import build_session_graph
-from calico_rr.core.bgp.verify.families import verify_families
-from calico_rr.core.operator.safety import check, check_state, gate_plan
+from calico_rr.core.bgp.verify.families import family_graphs, verify_families
+from calico_rr.core.operator.safety import check, check_families, gate_plan
 from calico_rr.core.planning.config import PlanConfig
 from calico_rr.core.planning.planner import plan
 from calico_rr.core.planning.synthetic import synthetic_cluster, synthetic_ip, synthetic_ip6
@@ -160,7 +160,8 @@ def test_safety_refuses_an_ipv6_cut_while_ipv4_is_fine() -> None:
     from calico_rr.core.bgp.resources import parse_resources
 
     state = parse_resources(docs).state
-    assert check_state(project(state, "ipv4")).ok  # IPv4 alone: every node reached
+    ipv4_alone = family_graphs(project(state, "ipv4"))
+    assert check_families(ipv4_alone).ok  # IPv4 alone: every node reached
     safety = check(docs)
     assert not safety.ok
     assert safety.failing_families == ("ipv6",)

@@ -21,7 +21,7 @@ like the verifier does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ from calico_rr.core.bgp.resources import parse_resources
 from calico_rr.core.bgp.sessions import SessionGraph
 from calico_rr.core.bgp.verify import fast
 from calico_rr.core.bgp.verify.families import family_graphs
-from calico_rr.model import CalicoState
 
 if TYPE_CHECKING:
     from calico_rr.core.planning.planner import Plan
@@ -73,12 +72,7 @@ def check(docs: Iterable[Any], down: Collection[str] = ()) -> Safety:
     """Reachability among the running nodes of the cluster described by ``docs``, in
     every address family the cluster uses (IPv4 and IPv6 sessions come from the same
     resources: a change can cut IPv6 routes while IPv4 keeps them)."""
-    return check_state(parse_resources(docs, where="cluster").state, down)
-
-
-def check_state(state: CalicoState, down: Collection[str] = ()) -> Safety:
-    """:func:`check` on documents already read."""
-    return check_families(family_graphs(state), down)
+    return check_families(family_graphs(parse_resources(docs, where="cluster").state), down)
 
 
 def check_families(graphs: Mapping[Family, SessionGraph], down: Collection[str] = ()) -> Safety:
@@ -149,14 +143,11 @@ class Verdict:
             return ""
         lines = list(self.causes)
         if self.cut_off:
-            lines.append(f"nodes that would be cut off: {names_text(self.cut_off)}")
+            shown = ", ".join(self.cut_off[:_LISTED])
+            if len(self.cut_off) > _LISTED:
+                shown += f" and {len(self.cut_off) - _LISTED} more"
+            lines.append(f"nodes that would be cut off: {shown}")
         return "\n".join(lines)
-
-
-def names_text(names: Sequence[str], limit: int = _LISTED) -> str:
-    """``a, b, c and 7 more``."""
-    shown = ", ".join(names[:limit])
-    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def gate_plan(
