@@ -143,12 +143,8 @@ def apply_if_changed(ns: NodeState, labels: Mapping[str, str], cid: str | None) 
 
 def wanted_node_applies(obs: Observed, want: Desired, names: Iterable[str]) -> list[NodeApply]:
     """Applies giving the nodes ``names`` (in this order) their wanted labels and IDs."""
-    out: list[NodeApply] = []
-    for name in names:
-        change = apply_if_changed(obs.nodes[name], want.labels[name], want.cids.get(name))
-        if change is not None:
-            out.append(change)
-    return out
+    applies = (apply_if_changed(obs.nodes[n], want.labels[n], want.cids.get(n)) for n in names)
+    return [a for a in applies if a is not None]
 
 
 def bridge_in_place(obs: Observed, bridge: Mapping[str, Any], have: OurPeers) -> bool:

@@ -14,8 +14,9 @@ the preview with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from typing import Any
 
 from calico_rr.core.bgp.resources import parse_resources
@@ -257,19 +258,11 @@ def _peer_changes(before: Observed, after: Observed) -> list[PeerChange]:
     return out
 
 
-def _steps(decisions: Sequence[Decision]) -> tuple[str, ...]:
-    steps: list[str] = []
-    for d in decisions:
-        if d.phase.value not in steps[-1:]:
-            steps.append(d.phase.value)
-    return tuple(steps)
-
-
 def preview(obs: Observed, settings: OperatorSettings) -> Preview:
     """What the operator would write from ``obs`` with ``settings`` (paused or not)."""
     run = simulate(obs, settings)
     final = run.final
-    steps = _steps(run.decisions)
+    steps = tuple(phase for phase, _ in groupby(d.phase.value for d in run.decisions))
     plan = next((d.plan for d in reversed(run.decisions) if d.plan is not None), None)
     gate = None
     if plan is not None and run.outcome == Phase.STEADY.value and Phase.MESH_OFF.value in steps:
