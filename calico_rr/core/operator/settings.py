@@ -290,13 +290,7 @@ def settings_from_spec(
     """
     if spec is None:
         spec = {}
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"spec: must be an object, got {_kind(spec)}")
-    for name in spec:
-        if name not in SPEC_FIELDS:
-            raise ConfigError(f"spec.{name}: unknown field{_suggest(str(name), SPEC_FIELDS)}")
-    for name, value in spec.items():
-        _check_field(name, value, f"spec.{name}")
+    _check_object(SPEC_FIELDS, spec, "spec")
 
     defaults = env_spec(env or {})
     origin = {name: var for var, name in ENV_VARS.items() if name in defaults}
@@ -431,20 +425,25 @@ def _check_field(name: str, value: Any, where: str, spec_field: SpecField | None
             _check_string(spec_field, item, f"{where}[{i}]")
             _check_label_prefix(item, f"{where}[{i}]")
     elif kind == "object":
-        _check_object(name, spec_field, value, where)
+        _check_object(spec_field.fields or {}, value, where, f"{name}.")
     else:
         _check_password(value, where)
 
 
-def _check_object(name: str, spec_field: SpecField, value: Any, where: str) -> None:
-    fields = spec_field.fields or {}
+def _check_object(
+    fields: Mapping[str, SpecField], value: Any, where: str, prefix: str = ""
+) -> None:
+    """Check an object (the spec, or a field such as ``typha`` with ``prefix``
+    ``typha.``) field by field; an unknown field is refused, with a hint."""
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: must be an object, got {_kind(value)}")
     for key in value:
         if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown field{_suggest(str(key), fields, where)}")
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+            raise ConfigError(f"{where}.{key}: unknown field{hint}")
     for key, item in value.items():
-        _check_field(f"{name}.{key}", item, f"{where}.{key}", fields[key])
+        _check_field(f"{prefix}{key}", item, f"{where}.{key}", fields[key])
 
 
 def _check_string(spec_field: SpecField, value: Any, where: str) -> None:
@@ -542,8 +541,3 @@ def _kind(value: Any) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__
-
-
-def _suggest(name: str, known: Mapping[str, Any], where: str = "spec") -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {where}.{close[0]}?)" if close else ""
