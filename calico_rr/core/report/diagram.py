@@ -142,34 +142,6 @@ class Diagram:
             )
         return lines
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "topology": self.topology,
-            "nodes": self.nodes,
-            "sessions": self.sessions,
-            "boxes": [
-                {
-                    "role": b.role,
-                    "title": b.title,
-                    "detail": b.detail,
-                    "members": b.members,
-                    "cluster_id": b.cluster_id,
-                    "zones": list(b.zones),
-                    "racks": list(b.racks),
-                    "internal": b.internal,
-                }
-                for b in self.boxes
-            ],
-            "links": [
-                {"a": x.a, "b": x.b, "sessions": x.sessions, "kind": x.kind} for x in self.links
-            ],
-            "meshes": [
-                {"boxes": list(m.boxes), "sessions": m.sessions, "kind": m.kind}
-                for m in self.meshes
-            ],
-            "rows": [list(r) for r in self.rows],
-        }
-
 
 def link_kind(a: SessionKind, b: SessionKind) -> str:
     """The kind of a session configured as ``a`` on one side and ``b`` on the other."""
