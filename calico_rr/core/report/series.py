@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from calico_rr.core.bgp.metrics import Stats, session_metrics
 from calico_rr.core.bgp.verify import fast
@@ -83,9 +82,6 @@ class Point:
     bgppeers: int
     updates_per_rr: int  # max over the RRs: prefixes received (one UPDATE each)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
 class Series:
@@ -97,13 +93,6 @@ class Series:
 
     def values(self, metric: str) -> list[int | None]:
         return [None if p is None else int(getattr(p, metric)) for p in self.points]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "topology": self.topology,
-            "points": [None if p is None else p.to_dict() for p in self.points],
-            "errors": [{"nodes": n, "error": e} for n, e in self.errors],
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,15 +117,6 @@ class Comparison:
                 at = ", ".join(str(n) for n in sizes)
                 out.append(f"{s.topology} cannot be planned at {at} nodes: {error}")
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sizes": list(self.sizes),
-            "shape": dataclasses.asdict(self.shape),
-            "session_budget": self.session_budget,
-            "marked": self.marked,
-            "series": [s.to_dict() for s in self.series],
-        }
 
 
 def measure(nodes: Sequence[Node], config: PlanConfig) -> Point:
