@@ -8,10 +8,10 @@ import functools
 import inspect
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -99,21 +99,21 @@ def is_data(fmt: OutputFormat) -> bool:
     return fmt in (OutputFormat.json, OutputFormat.yaml)
 
 
-def dump_data(data: Any, fmt: OutputFormat) -> str:
-    """``data`` as JSON or YAML text (the same data either way)."""
-    if fmt == OutputFormat.yaml:
-        text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-        return text
-    return json.dumps(data, indent=2) + "\n"
-
-
 def echo_data(data: Any, fmt: OutputFormat) -> None:
-    typer.echo(dump_data(data, fmt), nl=False)
+    """``data`` as JSON or YAML text on stdout (the same data either way)."""
+    if fmt == OutputFormat.yaml:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), nl=False)
+    else:
+        typer.echo(json.dumps(data, indent=2) + "\n", nl=False)
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"calico-rr: error: {message}", err=True)
-    raise typer.Exit(code)
+def emit(data: Any, fmt: OutputFormat, lines: Iterable[str]) -> None:
+    """``data`` as one JSON/YAML document, or else ``lines`` as text."""
+    if is_data(fmt):
+        echo_data(data, fmt)
+        return
+    for line in lines:
+        typer.echo(line)
 
 
 def progress_printer(fmt: OutputFormat) -> Callable[[str], None]:
@@ -154,9 +154,11 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (InputError, ConfigError) as exc:
-        _fail(str(exc))
+        message, code = str(exc), EXIT_BAD_INPUT
     except (CalicoRRError, ApiError, TimeoutError) as exc:  # etcd, the API server, a wait
-        _fail(one_line(" ".join(str(exc).split())), EXIT_FAILURE)
+        message, code = one_line(" ".join(str(exc).split())), EXIT_FAILURE
+    typer.echo(f"calico-rr: error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 # -- shared options -------------------------------------------------------------

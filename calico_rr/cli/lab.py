@@ -16,7 +16,7 @@ from calico_rr.cli.base import (
     TopologyOpt,
     _guard,
     app,
-    echo_data,
+    emit,
     is_data,
     output_format,
     print_result,
@@ -204,11 +204,7 @@ def _scale_feedback() -> dict[str, Any]:
 def _print_scale(result: dict[str, Any], fmt: OutputFormat) -> None:
     """The JSON/YAML summary, or its main lines; exit 1 unless it converged equal
     to the verifier."""
-    if is_data(fmt):
-        echo_data(result, fmt)
-    else:
-        for line in _scale_lines(result):
-            typer.echo(line)
+    emit(result, fmt, _scale_lines(result))
     if not (result.get("converged") and result.get("matches_verifier")):
         raise typer.Exit(1)
 
@@ -247,10 +243,7 @@ def _cleanup(fmt: OutputFormat) -> None:
     from calico_rr.adapters.lab.net import cleanup_stale
 
     removed = _guard(cleanup_stale)
-    if is_data(fmt):
-        echo_data({"removed": removed}, fmt)
-    else:
-        typer.echo(f"removed {len(removed)} labs")
+    emit({"removed": removed}, fmt, [f"removed {len(removed)} labs"])
 
 
 def _check_family(ip_family: str, renderer: str) -> None:

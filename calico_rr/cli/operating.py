@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +19,7 @@ from calico_rr.cli.base import (
     TopologyOpt,
     _guard,
     app,
-    echo_data,
+    emit,
     is_data,
     output_format,
     print_result,
@@ -235,10 +236,7 @@ def uninstall(
                 on_kube=lambda client: preview_kube(client, timeout=timeout),
             )
         )
-        if is_data(output):
-            echo_data(preview, output)
-        else:
-            _print_preview(preview, wide=output == OutputFormat.wide)
+        emit(preview, output, _preview_lines(preview, wide=output == OutputFormat.wide))
         return
     from calico_rr.adapters.etcd.operator import uninstall as etcd_uninstall
     from calico_rr.adapters.kube.operator import uninstall as kube_uninstall
@@ -251,38 +249,35 @@ def uninstall(
             on_kube=lambda client: kube_uninstall(client, timeout=timeout),
         )
     )
-    if is_data(output):
-        echo_data({"uninstalled": True, "message": message}, output)
-    else:
-        typer.echo(message)
+    emit({"uninstalled": True, "message": message}, output, [message])
 
 
-def _print_preview(preview: dict[str, Any], *, wide: bool) -> None:
-    """The dry run as lines: each step, then the config's deletion.  The nodes are
+def _preview_lines(preview: dict[str, Any], *, wide: bool) -> Iterator[str]:
+    """The dry run in lines: each step, then the config's deletion.  The nodes are
     listed one by one with -o wide; else counted, with the keys removed."""
-    typer.echo("dry run, nothing written: `calico-rr uninstall` would")
+    yield "dry run, nothing written: `calico-rr uninstall` would"
     for i, step in enumerate(preview["steps"], 1):
-        typer.echo(f"{i}. {step['message']}")
+        yield f"{i}. {step['message']}"
         for name in step.get("create_bgppeers", []):
-            typer.echo(f"   create BGPPeer {name}")
+            yield f"   create BGPPeer {name}"
         if "node_to_node_mesh" in step:
             state = "on" if step["node_to_node_mesh"] else "off"
-            typer.echo(f"   switch the node-to-node mesh {state}")
+            yield f"   switch the node-to-node mesh {state}"
         if "then_wait_seconds" in step:
-            typer.echo(f"   then wait {step['then_wait_seconds']:g}s for the mesh's sessions")
+            yield f"   then wait {step['then_wait_seconds']:g}s for the mesh's sessions"
         nodes = step.get("remove_from_nodes", [])
         if nodes and wide:
             for n in nodes:
                 keys = ", ".join([*n["labels"], *n["annotations"]])
-                typer.echo(f"   remove from node {n['name']}: {keys}")
+                yield f"   remove from node {n['name']}: {keys}"
         elif nodes:
             every = sorted({k for n in nodes for k in (*n["labels"], *n["annotations"])})
-            typer.echo(f"   remove from {len(nodes)} nodes: {', '.join(every)}")
+            yield f"   remove from {len(nodes)} nodes: {', '.join(every)}"
         for name in step.get("delete_bgppeers", []):
-            typer.echo(f"   delete BGPPeer {name}")
+            yield f"   delete BGPPeer {name}"
         for name in step.get("delete_caliconodestatuses", []):
-            typer.echo(f"   delete CalicoNodeStatus {name}")
-    typer.echo(f"then delete {preview['delete']}")
+            yield f"   delete CalicoNodeStatus {name}"
+    yield f"then delete {preview['delete']}"
 
 
 @app.command()

@@ -35,6 +35,7 @@ from calico_rr.cli.base import (
     _guard,
     app,
     echo_data,
+    emit,
     is_data,
     load_inputs,
     output_format,
@@ -385,12 +386,7 @@ def verify(
         return data, [*report.to_text(), *add_path, *(f"note: {n}" for n in notes)], ok
 
     data, text, ok = _guard(run)
-    fmt = output_format(output, as_json)
-    if is_data(fmt):
-        echo_data(data, fmt)
-    else:
-        for line in text:
-            typer.echo(line)
+    emit(data, output_format(output, as_json), text)
     raise typer.Exit(0 if ok else 1)
 
 
