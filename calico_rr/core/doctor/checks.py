@@ -55,6 +55,7 @@ every BGP node matches (the nodes' labels decide, as they do for calico-node).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -117,7 +118,5 @@ def _merge_families(families: Sequence[Family], found: Sequence[list[Finding]]) 
 
 
 def summary_counts(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = {s.value: 0 for s in Severity}
-    for f in findings:
-        counts[f.severity.value] += 1
-    return counts
+    counts = Counter(f.severity for f in findings)
+    return {s.value: counts[s] for s in Severity}

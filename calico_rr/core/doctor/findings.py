@@ -74,10 +74,10 @@ def group_object(kind: str, names: Sequence[str]) -> str:
     return head if len(names) == 1 else f"{head} (+{len(names) - 1} more)"
 
 
-def examples(names: Sequence[str], limit: int = EXAMPLES) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+def examples(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:EXAMPLES])
+    return shown if len(names) <= EXAMPLES else f"{shown} and {len(names) - EXAMPLES} more"
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (many or word + 's')}"
+def plural(n: int, word: str) -> str:
+    return f"{n} {word if n == 1 else word + 's'}"

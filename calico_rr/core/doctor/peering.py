@@ -200,12 +200,12 @@ def check_rr_overloaded(view: CheckView) -> list[Finding]:
     if not over:
         return []
     over.sort(key=lambda t: (-t[1], t[0]))
-    detail = ", ".join(
-        f"{name} ({total} sessions: {total - rrs} clients, {rrs} RRs)"
-        for name, total, rrs in over[:EXAMPLES]
+    detail = examples(
+        [
+            f"{name} ({total} sessions: {total - rrs} clients, {rrs} RRs)"
+            for name, total, rrs in over
+        ]
     )
-    if len(over) > EXAMPLES:
-        detail += f" and {len(over) - EXAMPLES} more"
     return [
         Finding(
             "rr-overloaded",
