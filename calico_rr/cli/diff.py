@@ -82,14 +82,11 @@ def diff(
 
 
 def _pairs(values: Mapping[str, str]) -> dict[str, str]:
-    """Our node fields as printed: ``label k=v`` / ``annotation k=v``."""
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if key.startswith("@"):
-            out[f"annotation {key[1:]}"] = value
-        else:
-            out[f"label {key}"] = value
-    return out
+    """Our node fields as printed: ``label k=v`` / ``annotation k=v`` (for ``@k``)."""
+    return {
+        f"annotation {key[1:]}" if key.startswith("@") else f"label {key}": value
+        for key, value in values.items()
+    }
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -84,30 +84,28 @@ def plan(
 
     # A bad --plot path fails before anything is computed or written.
     plot_fmt = _guard(lambda: plot_format(plot)) if plot is not None else None
-    gaps: list[str] = []
-    verdicts: list[Verdict] = []
 
-    def run() -> dict[str, Any]:
+    def run() -> tuple[dict[str, Any], Verdict, list[str]]:
         inputs = plan_inputs(plan_args, kubeconfig, context)
         made = make_plan(inputs.nodes, inputs.config)
         graphs = plan_graphs(made)
         graph = next(iter(graphs.values()))  # IPv4's, or IPv6's in an IPv6-only cluster
         # gate_plan's own checks, then every family's reachability on these graphs
-        verdicts.append(gate_plan(made, graphs=graphs))
+        verdict = gate_plan(made, graphs=graphs)
         verification = verify_graphs(graphs).to_dict() if verify else None
         summary = summarize(
             made, notes=inputs.notes, graph=graph, verification=verification, graphs=graphs
         )
-        summary["safety"] = verdicts[0].to_dict()
-        if plot is not None and plot_fmt is not None:
-            from calico_rr.adapters.files import write_atomic
+        summary["safety"] = verdict.to_dict()
+        if plot is None or plot_fmt is None:
+            return summary, verdict, []
+        from calico_rr.adapters.files import write_atomic
 
-            comparison = _comparison(inputs, summary["nodes"], plot_sizes)
-            write_atomic(plot, comparison_figure(comparison, plot_fmt), field="--plot")
-            gaps.extend(comparison.gap_notes())
-        return summary
+        comparison = _comparison(inputs, summary["nodes"], plot_sizes)
+        write_atomic(plot, comparison_figure(comparison, plot_fmt), field="--plot")
+        return summary, verdict, comparison.gap_notes()
 
-    summary = _guard(run)
+    summary, verdict, gaps = _guard(run)
     if plot is not None:
         typer.echo(f"calico-rr: wrote the topology comparison to {plot}", err=True)
         for gap in gaps:
@@ -117,7 +115,7 @@ def plan(
         echo_data(summary, fmt)
     else:
         _print_summary(summary, wide=fmt == OutputFormat.wide)
-    _pass_gate(verdicts[0], force=force, what="this plan")
+    _pass_gate(verdict, force=force, what="this plan")
 
 
 def _stat(s: dict[str, Any]) -> str:
