@@ -118,12 +118,7 @@ def emit(data: Any, fmt: OutputFormat, lines: Iterable[str]) -> None:
 
 def progress_printer(fmt: OutputFormat) -> Callable[[str], None]:
     """Progress lines on stdout, none with -o json|yaml (stdout is then one document)."""
-
-    def progress(line: str) -> None:
-        if not is_data(fmt):
-            typer.echo(line)
-
-    return progress
+    return (lambda _line: None) if is_data(fmt) else typer.echo
 
 
 def print_result(

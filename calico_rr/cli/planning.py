@@ -361,8 +361,7 @@ def verify(
             raise InputError("give either --resources FILE or --kubeconfig/--context, not both")
         source = (lambda: live_resources(kubeconfig, context)) if live else resources
         state, notes = _state_for_verify(plan_args, source, calico_version)
-        zone_label = plan_args.zone_label
-        zones = _zone_members(state.nodes, zone_label, fail_zone or [])
+        zones = _zone_members(state.nodes, plan_args.zone_label, fail_zone or [])
         if engine not in ("auto", "exact", "fast"):
             raise InputError(f"unknown engine {engine!r}; choose auto, exact or fast")
         if fail_rrs < 1:
