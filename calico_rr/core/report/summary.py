@@ -96,21 +96,17 @@ def summarize(
         "warnings": list(plan.warnings),
         "notes": list(notes),
     }
-    _add_path(out, graph, plan.topology)
+    # the busiest node's add-path table; multi's own warning
+    # (topologies.multi.fanout_warning) already covers its worst case
+    found = reflected_fanout(graph)
+    out["add_path"] = None if found is None else found.to_dict()
+    if found is not None and found.warns and plan.topology != multi.NAME:
+        out["warnings"].append(
+            f"{found.describe()}: fewer RRs or cluster IDs, or the hierarchy topology "
+            "(docs/TOPOLOGIES.md)"
+        )
     if graphs is not None:
         out["families"] = family_rows(graphs, metrics["bgppeer_objects"])
     if verification is not None:
         out["verification"] = verification
     return out
-
-
-def _add_path(out: dict[str, Any], graph: SessionGraph, topology: str) -> None:
-    """The busiest node's add-path table (``verify.fanout.reflected_fanout``)."""
-    found = reflected_fanout(graph)
-    out["add_path"] = None if found is None else found.to_dict()
-    # multi's own warning (topologies.multi.fanout_warning) already covers its worst case
-    if found is not None and found.warns and topology != multi.NAME:
-        out["warnings"].append(
-            f"{found.describe()}: fewer RRs or cluster IDs, or the hierarchy topology "
-            "(docs/TOPOLOGIES.md)"
-        )
