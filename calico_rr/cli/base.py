@@ -126,17 +126,17 @@ def print_result(
     title: str,
     *,
     fmt: OutputFormat,
-    skip: str,
+    skip: tuple[str, ...],
     cell: Callable[[Any], str] = str,
 ) -> None:
     """A command's result: one JSON/YAML document, or a two-column table of every key
-    but ``skip`` (which the command shows its own way)."""
+    but those in ``skip`` (which the command shows its own way, or not at all)."""
     if is_data(fmt):
         echo_data(result, fmt)
         return
     table = Table(title=title, show_header=False)
     for key, value in result.items():
-        if key != skip:
+        if key not in skip:
             table.add_row(key, cell(value))
     Console().print(table)
 

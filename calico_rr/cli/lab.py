@@ -146,7 +146,7 @@ def lab(
             ip_family=ip_family,
         )
     )
-    print_result(result, "calico-rr lab", fmt=fmt, skip="steps")
+    print_result(result, "calico-rr lab", fmt=fmt, skip=("steps",))
     if not is_data(fmt):
         _print_steps(result)
     ok = result.get("matches_verifier") and result.get("bird_reachable")

@@ -349,8 +349,7 @@ def demo(
 
         _guard(lambda: write_demo_report(page, result, trace, datastore=datastore))
     result["report"] = page
-    shown = result if is_data(fmt) else {k: v for k, v in result.items() if k != "report"}
-    print_result(shown, "calico-rr demo", fmt=fmt, skip="join_writes", cell=_cell)
+    print_result(result, "calico-rr demo", fmt=fmt, skip=("join_writes", "report"), cell=_cell)
     if page is not None and not is_data(fmt):
         typer.echo(f"report: {page}")
     if not (result.get("converged") and result.get("verified")):
