@@ -141,6 +141,15 @@ def print_result(
     Console().print(table)
 
 
+def check_html(path: str, field: str) -> None:
+    """An HTML page to write: named so, and writable (InputError: exit 2)."""
+    from calico_rr.adapters.plots import check_writable
+
+    if not path.lower().endswith((".html", ".htm")):
+        raise InputError(f"{path}: the report is HTML; name it *.html", field=field)
+    check_writable(path, field)
+
+
 def _guard(fn: Callable[[], T]) -> T:
     """Run ``fn``; one line on stderr instead of a traceback: exit 2 for bad input,
     exit 1 for a runtime failure (a datastore unreachable or refusing, a timeout)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,7 @@ from calico_rr.cli.base import (
     TopologyOpt,
     _guard,
     app,
+    check_html,
     emit,
     is_data,
     output_format,
@@ -135,33 +137,17 @@ def run(
     health = Health()
 
     def start() -> Operator | EtcdOperator:
-        if datastore.is_etcd:
-            source = _node_health_source(node_health)
-            etcd = datastore.etcd_client()
-            kube_health = None
-            if source == "kubernetes":
-                from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
+        # what both operators take alike
+        both = {"identity": identity, "metrics": metrics, "health": health, **election}
+        kube = partial(KubeClient.load, kubeconfig, context=context, on_request=metrics.on_request)
+        if not datastore.is_etcd:
+            return Operator(kube(), namespace=lease_namespace(namespace), **both)
+        from calico_rr.adapters.etcd.kube_health import KubeNodeHealth
 
-                kube_health = KubeNodeHealth(
-                    KubeClient.load(kubeconfig, context=context, on_request=metrics.on_request)
-                )
-            return EtcdOperator(
-                etcd,
-                identity=identity,
-                metrics=metrics,
-                health=health,
-                kube_health=kube_health,
-                **election,
-            )
-        client = KubeClient.load(kubeconfig, context=context, on_request=metrics.on_request)
-        return Operator(
-            client,
-            namespace=lease_namespace(namespace),
-            identity=identity,
-            metrics=metrics,
-            health=health,
-            **election,
-        )
+        source = _node_health_source(node_health)
+        etcd = datastore.etcd_client()
+        kube_health = KubeNodeHealth(kube()) if source == "kubernetes" else None
+        return EtcdOperator(etcd, kube_health=kube_health, **both)
 
     op = _guard(start)
     server = serve(port, metrics, health)
@@ -359,12 +345,9 @@ def demo(
 def _report_path(path: str | None) -> str:
     """The demo's HTML page, absolute; checked before the demo runs (exit 2)."""
     from calico_rr.adapters.demo_report import DEFAULT_REPORT
-    from calico_rr.adapters.plots import check_writable
 
     path = path or DEFAULT_REPORT
-    if not path.lower().endswith((".html", ".htm")):
-        raise InputError(f"{path}: the report is HTML; name it *.html", field="--report")
-    check_writable(path, "--report")
+    check_html(path, "--report")
     return os.path.abspath(path)
 
 

@@ -34,6 +34,7 @@ from calico_rr.cli.base import (
     PlotSizesOpt,
     _guard,
     app,
+    check_html,
     echo_data,
     emit,
     is_data,
@@ -507,12 +508,7 @@ def report(
     """Write one self-contained HTML page: the plan table, the verification (every RR
     and every zone failing), the topologies compared across sizes, and a drawing."""
     from calico_rr.adapters.files import write_atomic
-    from calico_rr.adapters.plots import (
-        check_writable,
-        comparison_figure,
-        diagram_figure,
-        require_matplotlib,
-    )
+    from calico_rr.adapters.plots import comparison_figure, diagram_figure, require_matplotlib
     from calico_rr.adapters.report_html import ReportPage, render_html
     from calico_rr.core.bgp.verify.families import verify_graphs
     from calico_rr.core.planning.planner import plan as make_plan
@@ -521,9 +517,7 @@ def report(
 
     def run() -> str:
         require_matplotlib()
-        if not output.lower().endswith((".html", ".htm")):
-            raise InputError(f"{output}: the report is HTML; name it *.html", field="FILE")
-        check_writable(output, "FILE")
+        check_html(output, "FILE")
         if fail_rrs < 1:
             raise InputError("--fail-rrs must be >= 1")
         inputs = load_inputs(plan_args)

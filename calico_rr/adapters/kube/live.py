@@ -111,10 +111,6 @@ def read_cluster(client: KubeClient) -> LiveCluster:
 def observed(live: LiveCluster, *, now: float) -> core.Observed:
     """The cluster as the operator's reconcile sees it (kube/ports.py ``KubeStore``)."""
     mesh = ((live.bgp_config or {}).get("spec") or {}).get("nodeToNodeMeshEnabled")
-    statuses: dict[str, core.NodeBGPStatus] = {}
-    for obj in live.node_statuses:
-        node, status = node_bgp_status(obj)
-        statuses[node] = status
     transition = ((live.config or {}).get("status") or {}).get("transition")
     states = (node_state(obj, FIELD_MANAGER) for obj in live.nodes)
     return core.Observed(
@@ -122,7 +118,7 @@ def observed(live: LiveCluster, *, now: float) -> core.Observed:
         peers={str(p["metadata"]["name"]): p for p in live.peers},
         mesh_enabled=mesh is not False,
         transition=transition if isinstance(transition, Mapping) else None,
-        node_status=statuses,
+        node_status=dict(node_bgp_status(obj) for obj in live.node_statuses),
         node_status_objects=frozenset(
             str(o["metadata"]["name"]) for o in live.node_statuses if "metadata" in o
         ),
