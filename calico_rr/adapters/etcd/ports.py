@@ -179,10 +179,11 @@ class EtcdWriter:
         return Fence(elector.key, lease)
 
     def fenced(self, exc: Fenced) -> NotLeader:
-        self.op.stats.fenced += 1
         log.warning("%s; stepping down", exc)
         if self.op.elector is not None:
             self.op.elector.fenced()
+        # counted once stepped down: whoever sees the count sees a follower
+        self.op.stats.fenced += 1
         return NotLeader(str(exc))
 
     @staticmethod
