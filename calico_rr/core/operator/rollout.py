@@ -39,8 +39,8 @@ from calico_rr.core.operator.state import (
     NodeApply,
     Observed,
     Phase,
-    calico_documents,
     current_cluster_id,
+    node_and_peer_documents,
     server_side_apply,
 )
 from calico_rr.core.planning import render
@@ -66,8 +66,8 @@ def _after_break_blocker(
         ann = {ANN_CLUSTER_ID: cid} if cid is not None else {}
         server_side_apply(nodes, NodeApply(name, want.labels[name], ann))
     peers = dict(sorted(want.peers.items()))
-    config = render.bgp_configuration(settings.plan, mesh=False)
-    docs = calico_documents(nodes, peers, mesh_enabled=False, bgp_configuration=config)
+    docs = node_and_peer_documents(nodes, peers)
+    docs.append(render.bgp_configuration(settings.plan, mesh=False))
     down = [ns.node.name for ns in obs.nodes.values() if not ns.node.ready]
     report = check(docs, down)
     return None if report.ok else f"afterwards {report.describe()}"

@@ -195,14 +195,24 @@ def server_side_apply(nodes: dict[str, NodeState], a: NodeApply) -> None:
 
 
 def calico_documents(
-    nodes: Mapping[str, NodeState],
-    peers: Mapping[str, Mapping[str, Any]],
-    mesh_enabled: bool,
-    *,
-    bgp_configuration: dict[str, Any] | None = None,
+    nodes: Mapping[str, NodeState], peers: Mapping[str, Mapping[str, Any]], mesh_enabled: bool
 ) -> list[dict[str, Any]]:
-    """Nodes, BGPPeers and the mesh flag (or the whole ``bgp_configuration``) as
-    the Calico documents the verifier reads (``core.bgp.resources.parse_resources``)."""
+    """Nodes, BGPPeers and the mesh flag as the Calico documents the verifier reads
+    (``core.bgp.resources.parse_resources``)."""
+    mesh = {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BGPConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {"nodeToNodeMeshEnabled": mesh_enabled},
+    }
+    return [*node_and_peer_documents(nodes, peers), mesh]
+
+
+def node_and_peer_documents(
+    nodes: Mapping[str, NodeState], peers: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The Nodes and BGPPeers of :func:`calico_documents`, for a caller that adds
+    its own BGPConfiguration."""
     docs: list[dict[str, Any]] = []
     for ns in nodes.values():
         n = ns.node
@@ -213,14 +223,6 @@ def calico_documents(
         }
         docs.append({"apiVersion": "v1", "kind": "Node", "metadata": meta})
     docs.extend(copy.deepcopy([dict(p) for p in peers.values()]))
-    if bgp_configuration is None:
-        bgp_configuration = {
-            "apiVersion": "crd.projectcalico.org/v1",
-            "kind": "BGPConfiguration",
-            "metadata": {"name": "default"},
-            "spec": {"nodeToNodeMeshEnabled": mesh_enabled},
-        }
-    docs.append(bgp_configuration)
     return docs
 
 
